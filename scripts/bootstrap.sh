@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks to build and test TrEnv.Cluster.
+# Idempotent and quiet when everything is present; needs root only to install.
+set -euo pipefail
+
+apt_packages=(clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 zlib1g-dev)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "bootstrap: missing packages ${missing[*]}; run as root or install them with apt-get." >&2
+    exit 1
+  fi
+  echo "bootstrap: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v dotnet >/dev/null; then
+  echo "bootstrap: the .NET 10 SDK is required (dotnet not on PATH)." >&2
+  exit 1
+fi

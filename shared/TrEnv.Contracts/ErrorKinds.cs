@@ -1,0 +1,26 @@
+namespace TrEnv.Contracts;
+
+/// <summary>The error kinds of the HTTP contract plus the engine's own; each maps to one status.</summary>
+public static class ErrorKinds
+{
+    public const string Trap = "trap";
+    public const string Timeout = "timeout";
+    public const string Memory = "memory";
+    public const string InvalidModule = "invalid_module";
+    public const string InputTooLarge = "input_too_large";
+    public const string TemplateInvalid = "template_invalid";
+    public const string NotLoaded = "not_loaded";
+    public const string SandboxCrashed = "sandbox_crashed";
+    public const string Internal = "internal";
+
+    public static int HttpStatus(string kind) => kind switch
+    {
+        Trap => 500,
+        Timeout => 504,
+        Memory => 507,
+        InvalidModule => 422,
+        InputTooLarge => 413,
+        SandboxCrashed => 503,
+        _ => 500,
+    };
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every test: installs what is missing, builds guests, the solution and the sandbox host, then runs all test projects.
+set -euo pipefail
+root=$(cd "$(dirname "$0")" && pwd)
+cd "$root"
+scripts/bootstrap.sh
+mkdir -p artifacts
+CONFIGURATION=Release scripts/build.sh
+export TRENV_SANDBOX_HOST="$root/artifacts/sandbox-host"
+
+log=artifacts/test-output.txt
+set +e
+dotnet test TrEnv.Cluster.sln -c Release --no-build -nologo 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -oE 'Passed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+failed=$(grep -oE 'Failed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+skipped=$(grep -oE 'Skipped: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+echo "$passed passed, $failed failed, $skipped skipped"
+exit "$status"

@@ -1,0 +1,176 @@
+using TrEnv.Contracts;
+using Wasmtime;
+
+namespace TrEnv.Engine;
+
+/// <summary>
+/// One live WebAssembly instance of a guest: its Store, exports and limits. It serves one call at a
+/// time. After a trap or timeout it is poisoned and must be disposed, never reused.
+/// </summary>
+public sealed partial class FunctionInstance : IDisposable
+{
+    private readonly WasmEngine _engine;
+    private readonly Store _store;
+    private readonly Instance _instance;
+    private readonly Memory _memory;
+    private readonly Func<int, int> _alloc;
+    private readonly Func<int, int, long> _handle;
+
+    private FunctionInstance(WasmEngine engine, GuestModule module, InstanceOptions options, Store store, Instance instance)
+    {
+        _engine = engine;
+        Module = module;
+        Options = options;
+        _store = store;
+        _instance = instance;
+        _memory = instance.GetMemory(GuestAbi.Memory)!;
+        _alloc = instance.GetFunction<int, int>(GuestAbi.Alloc)!;
+        _handle = instance.GetFunction<int, int, long>(GuestAbi.Handle)!;
+    }
+
+    public GuestModule Module { get; }
+    public InstanceOptions Options { get; }
+
+    /// <summary>How this instance reached its post-init state.</summary>
+    public StartKind Origin { get; private set; } = StartKind.Cold;
+    public bool Initialized { get; private set; }
+
+    /// <summary>Set after a failed call: the guest's state is unknown, so the instance must be discarded.</summary>
+    public bool Poisoned { get; private set; }
+    public long Invocations { get; private set; }
+
+    public long MemoryBytes => _memory.GetLength();
+
+    /// <summary>Instantiates the module with WASI wired to the options; nothing of the guest runs yet.</summary>
+    public static FunctionInstance Create(WasmEngine engine, GuestModule module, InstanceOptions options)
+    {
+        var store = new Store(engine.Engine);
+        try
+        {
+            store.SetLimits(memorySize: options.MemoryLimitBytes);
+            store.SetWasiConfiguration(BuildWasi(options));
+            store.SetEpochDeadline(ulong.MaxValue / 2);
+            var instance = engine.Linker.Instantiate(store, module.Module);
+            return new FunctionInstance(engine, module, options, store, instance);
+        }
+        catch (Exception e) when (e is WasmtimeException or TrapException)
+        {
+            store.Dispose();
+            throw new EngineException(ErrorKinds.InvalidModule, $"The module could not be instantiated: {e.Message}", e);
+        }
+    }
+
+    private static WasiConfiguration BuildWasi(InstanceOptions options)
+    {
+        var wasi = new WasiConfiguration().WithArg(GuestAbi.Handle);
+        foreach (var (key, value) in options.Environment)
+            wasi.WithEnvironmentVariable(key, value);
+        wasi.WithStandardOutput(options.StdoutPath ?? "/dev/null");
+        wasi.WithStandardError(options.StderrPath ?? "/dev/null");
+        if (options.TmpDirectory is { } tmp)
+            wasi.WithPreopenedDirectory(tmp, "/tmp", mutable: true);
+        return wasi;
+    }
+
+    /// <summary>Runs the guest's initialisation (_initialize, then trenv_init) once: a cold start.</summary>
+    public void Initialize()
+    {
+        if (Initialized)
+            throw new InvalidOperationException("The instance is already initialised.");
+        Guard("initialisation", Options.InitTimeout, () =>
+        {
+            if (Module.HasInitialize)
+                _instance.GetAction(GuestAbi.Initialize)!();
+            if (Module.HasInit)
+                _instance.GetAction(GuestAbi.Init)!();
+            return 0;
+        });
+        Initialized = true;
+        Origin = StartKind.Cold;
+    }
+
+    /// <summary>Runs one invocation: copies the input in through trenv_alloc, calls trenv_handle, copies the output out.</summary>
+    public byte[] Invoke(ReadOnlySpan<byte> input)
+    {
+        if (!Initialized)
+            throw new EngineException(ErrorKinds.NotLoaded, "The instance has not been initialised or restored.");
+        if (Poisoned)
+            throw new EngineException(ErrorKinds.Internal, "The instance failed earlier and must be discarded.");
+        if (input.Length > Options.MaxInputBytes)
+            throw new EngineException(ErrorKinds.InputTooLarge, $"The input is {input.Length} bytes; the limit is {Options.MaxInputBytes} bytes.");
+        CheckPoolStillBacksMappings();
+
+        var len = input.Length;
+        var inputCopy = input.ToArray();
+        var result = Guard("invocation", Options.Timeout, () =>
+        {
+            var ptr = _alloc(len);
+            var span = GuestSpan(ptr, len, GuestAbi.Alloc);
+            inputCopy.CopyTo(span);
+            return _handle(ptr, len);
+        });
+        Invocations++;
+
+        var outPtr = (int)(uint)((ulong)result >> 32);
+        var outLen = (int)(uint)result;
+        if ((uint)result > (uint)Options.MaxOutputBytes)
+        {
+            Poisoned = true;
+            throw new EngineException(ErrorKinds.Trap, $"trenv_handle returned {(uint)result} bytes of output; the limit is {Options.MaxOutputBytes} bytes.");
+        }
+        return GuestSpan(outPtr, outLen, GuestAbi.Handle).ToArray();
+    }
+
+    private Span<byte> GuestSpan(int ptr, int len, string producer)
+    {
+        var memoryLength = _memory.GetLength();
+        if (len < 0 || (uint)ptr + (ulong)(uint)len > (ulong)memoryLength || (ptr == 0 && len > 0 && producer == GuestAbi.Alloc))
+        {
+            Poisoned = true;
+            throw new EngineException(ErrorKinds.Trap, $"{producer} returned the range [{(uint)ptr}, +{(uint)len}) which is outside linear memory of {memoryLength} bytes.");
+        }
+        return _memory.GetSpan((uint)ptr, len);
+    }
+
+    // Runs guest code under a deadline and turns every failure into an EngineException with a kind.
+    private T Guard<T>(string phase, TimeSpan timeout, Func<T> call)
+    {
+        var before = _memory.GetLength();
+        using (_engine.StartDeadline(_store, timeout))
+        {
+            try
+            {
+                return call();
+            }
+            catch (TrapException e)
+            {
+                Poisoned = true;
+                throw Classify(phase, e, e.Type, timeout, before);
+            }
+            catch (WasmtimeException e)
+            {
+                Poisoned = true;
+                throw Classify(phase, e, null, timeout, before);
+            }
+        }
+    }
+
+    private EngineException Classify(string phase, Exception e, TrapCode? code, TimeSpan timeout, long memoryBefore)
+    {
+        if (code == TrapCode.Interrupt)
+            return new EngineException(ErrorKinds.Timeout, $"The {phase} ran past its deadline of {timeout.TotalMilliseconds:0} ms and was interrupted.", e);
+        var length = _memory.GetLength();
+        var remaining = Options.MemoryLimitBytes - length;
+        if (remaining <= Math.Max(16L << 20, Options.MemoryLimitBytes / 8) && length >= memoryBefore)
+            return new EngineException(ErrorKinds.Memory, $"The {phase} failed at {length >> 20} MiB of linear memory, at the memory limit of {Options.MemoryLimitBytes >> 20} MiB: {FirstLine(e.Message)}", e);
+        return new EngineException(ErrorKinds.Trap, $"The guest trapped during {phase}: {FirstLine(e.Message)}", e);
+    }
+
+    private static string FirstLine(string message)
+    {
+        var end = message.IndexOf('\n', StringComparison.Ordinal);
+        return end < 0 ? message : message[..end];
+    }
+
+    public void Dispose() => _store.Dispose();
+}

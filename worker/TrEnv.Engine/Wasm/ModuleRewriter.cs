@@ -1,0 +1,248 @@
+using System.Buffers;
+
+namespace TrEnv.Engine.Wasm;
+
+/// <summary>A mutable global defined by the module, exported under <see cref="ExportName"/> so templates can capture it.</summary>
+public sealed record MutableGlobal(uint Index, string ExportName, byte ValueType);
+
+/// <summary>
+/// Rewrites a module so that every mutable global it defines is exported, as Wizer does:
+/// instance state is then fully readable through the embedding API even when the guest
+/// was built without <c>--export=__stack_pointer</c>.
+/// </summary>
+public static class ModuleRewriter
+{
+    private const byte SectionCustom = 0, SectionImport = 2, SectionGlobal = 6, SectionExport = 7;
+    private const byte ExternGlobal = 0x03;
+
+    public sealed record Result(byte[] Module, IReadOnlyList<MutableGlobal> Globals);
+
+    public static Result ExportMutableGlobals(ReadOnlySpan<byte> wasm)
+    {
+        if (wasm.Length < 8 || !wasm[..4].SequenceEqual("\0asm"u8))
+            throw WasmReader.Malformed("missing the \\0asm magic number");
+        if (!wasm[4..8].SequenceEqual(new byte[] { 1, 0, 0, 0 }))
+            throw WasmReader.Malformed("only binary format version 1 (core modules) is supported");
+
+        var sections = new List<(byte Id, int Start, int End)>();
+        var r = new WasmReader(wasm, 8);
+        while (!r.AtEnd)
+        {
+            var id = r.Byte();
+            var size = checked((int)r.VarU32());
+            var start = r.Position;
+            r.Skip(size);
+            sections.Add((id, start, start + size));
+        }
+
+        uint importedGlobals = 0;
+        var defined = new List<(uint Index, byte Type)>();
+        var exportedGlobals = new Dictionary<uint, string>();
+        var exportNames = new HashSet<string>(StringComparer.Ordinal);
+        var exportEntries = 0u;
+        (int Start, int End)? exportBody = null;
+
+        foreach (var (id, start, end) in sections)
+        {
+            var s = new WasmReader(wasm[..end], start);
+            switch (id)
+            {
+                case SectionImport:
+                    importedGlobals = CountImportedGlobals(ref s);
+                    break;
+                case SectionGlobal:
+                    var count = s.VarU32();
+                    for (uint i = 0; i < count; i++)
+                    {
+                        var type = ReadValueType(ref s);
+                        var mutable = s.Byte();
+                        if (mutable > 1)
+                            throw WasmReader.Malformed($"global {i} has an invalid mutability flag {mutable}");
+                        SkipConstExpr(ref s);
+                        if (mutable == 1)
+                            defined.Add((importedGlobals + i, type));
+                    }
+                    break;
+                case SectionExport:
+                    exportEntries = s.VarU32();
+                    for (uint i = 0; i < exportEntries; i++)
+                    {
+                        var name = s.Name();
+                        var kind = s.Byte();
+                        var index = s.VarU32();
+                        exportNames.Add(name);
+                        if (kind == ExternGlobal)
+                            exportedGlobals.TryAdd(index, name);
+                    }
+                    exportBody = (start, end);
+                    break;
+            }
+        }
+
+        var globals = new List<MutableGlobal>();
+        var added = new List<(string Name, uint Index)>();
+        foreach (var (index, type) in defined)
+        {
+            if (exportedGlobals.TryGetValue(index, out var existing))
+            {
+                globals.Add(new MutableGlobal(index, existing, type));
+                continue;
+            }
+            var name = Contracts.GuestAbi.GlobalExportPrefix + index;
+            while (!exportNames.Add(name))
+                name += "_";
+            added.Add((name, index));
+            globals.Add(new MutableGlobal(index, name, type));
+        }
+        if (added.Count == 0)
+            return new Result(wasm.ToArray(), globals);
+
+        // New export section: the old entries verbatim, then ours.
+        var body = new ArrayBufferWriter<byte>();
+        WriteVarU32(body, exportEntries + (uint)added.Count);
+        if (exportBody is { } eb)
+        {
+            var old = new WasmReader(wasm[..eb.End], eb.Start);
+            old.VarU32();
+            body.Write(wasm[old.Position..eb.End]);
+        }
+        foreach (var (name, index) in added)
+        {
+            var nameBytes = System.Text.Encoding.UTF8.GetBytes(name);
+            WriteVarU32(body, (uint)nameBytes.Length);
+            body.Write(nameBytes);
+            body.Write([ExternGlobal]);
+            WriteVarU32(body, index);
+        }
+
+        var output = new ArrayBufferWriter<byte>(wasm.Length + body.WrittenCount + 16);
+        output.Write(wasm[..8]);
+        var written = false;
+        foreach (var (id, start, end) in sections)
+        {
+            if (id == SectionExport)
+            {
+                WriteSection(output, SectionExport, body.WrittenSpan);
+                written = true;
+                continue;
+            }
+            if (!written && id != SectionCustom && SectionOrder(id) > SectionOrder(SectionExport))
+            {
+                WriteSection(output, SectionExport, body.WrittenSpan);
+                written = true;
+            }
+            WriteSection(output, id, wasm[start..end]);
+        }
+        if (!written)
+            WriteSection(output, SectionExport, body.WrittenSpan);
+        return new Result(output.WrittenSpan.ToArray(), globals);
+    }
+
+    // Binary section order: ids 1-7 in order, then start(8), element(9), datacount(12), code(10), data(11), tag(13) sits after memory.
+    private static int SectionOrder(byte id) => id switch
+    {
+        13 => 55,
+        12 => 95,
+        10 => 100,
+        11 => 110,
+        _ => id * 10,
+    };
+
+    private static uint CountImportedGlobals(ref WasmReader r)
+    {
+        uint globals = 0;
+        var count = r.VarU32();
+        for (uint i = 0; i < count; i++)
+        {
+            r.SkipName();
+            r.SkipName();
+            var kind = r.Byte();
+            switch (kind)
+            {
+                case 0x00: r.VarU32(); break;
+                case 0x01: ReadValueType(ref r); SkipLimits(ref r); break;
+                case 0x02: SkipLimits(ref r); break;
+                case ExternGlobal: ReadValueType(ref r); r.Byte(); globals++; break;
+                case 0x04: r.Byte(); r.VarU32(); break;
+                default: throw WasmReader.Malformed($"import {i} has an unknown kind 0x{kind:x2}");
+            }
+        }
+        return globals;
+    }
+
+    private static void SkipLimits(ref WasmReader r)
+    {
+        var flags = r.Byte();
+        r.VarU64();
+        if ((flags & 0x01) != 0)
+            r.VarU64();
+        if ((flags & 0x08) != 0)
+            r.VarU32();
+    }
+
+    private static byte ReadValueType(ref WasmReader r)
+    {
+        var type = r.Byte();
+        switch (type)
+        {
+            case 0x7F or 0x7E or 0x7D or 0x7C or 0x7B or 0x70 or 0x6F:
+                return type;
+            case 0x63 or 0x64:
+                r.SkipVarS();
+                return type;
+            default:
+                if (type is >= 0x69 and <= 0x74)
+                    return type;
+                throw WasmReader.Malformed($"unknown value type 0x{type:x2}");
+        }
+    }
+
+    private static void SkipConstExpr(ref WasmReader r)
+    {
+        while (true)
+        {
+            var op = r.Byte();
+            switch (op)
+            {
+                case 0x0B: return;
+                case 0x41 or 0x42: r.SkipVarS(); break;
+                case 0x43: r.Skip(4); break;
+                case 0x44: r.Skip(8); break;
+                case 0x23 or 0xD2: r.VarU32(); break;
+                case 0xD0: r.SkipVarS(); break;
+                case 0x6A or 0x6B or 0x6C or 0x7C or 0x7D or 0x7E: break;
+                case 0xFD:
+                    if (r.VarU32() != 12)
+                        throw WasmReader.Malformed("unsupported SIMD instruction in a constant expression");
+                    r.Skip(16);
+                    break;
+                case 0xFB:
+                    throw WasmReader.Malformed("GC instructions in global initialisers are not supported");
+                default:
+                    throw WasmReader.Malformed($"unsupported opcode 0x{op:x2} in a constant expression");
+            }
+        }
+    }
+
+    private static void WriteSection(ArrayBufferWriter<byte> output, byte id, ReadOnlySpan<byte> body)
+    {
+        output.Write([id]);
+        WriteVarU32(output, (uint)body.Length);
+        output.Write(body);
+    }
+
+    private static void WriteVarU32(ArrayBufferWriter<byte> output, uint value)
+    {
+        Span<byte> buffer = stackalloc byte[5];
+        var n = 0;
+        do
+        {
+            var b = (byte)(value & 0x7F);
+            value >>= 7;
+            if (value != 0)
+                b |= 0x80;
+            buffer[n++] = b;
+        } while (value != 0);
+        output.Write(buffer[..n]);
+    }
+}
