@@ -25,10 +25,14 @@ public sealed class ModuleCache
     public string CompiledPath(ModuleHash hash) => Path.Combine(Directory, hash.Hex + ".cwasm");
 
     /// <summary>Stores module bytes under their hash (idempotent) without compiling them.</summary>
-    public ModuleHash Put(ReadOnlySpan<byte> wasm)
+    public ModuleHash Put(ReadOnlySpan<byte> wasm) => Put(Directory, wasm);
+
+    /// <summary>Stores module bytes in a cache directory without an engine: what a worker does before a sandbox loads them.</summary>
+    public static ModuleHash Put(string directory, ReadOnlySpan<byte> wasm)
     {
+        System.IO.Directory.CreateDirectory(directory);
         var hash = ModuleHash.Of(wasm);
-        var path = WasmPath(hash);
+        var path = Path.Combine(directory, hash.Hex + ".wasm");
         if (!File.Exists(path))
             WriteAtomically(path, wasm);
         return hash;

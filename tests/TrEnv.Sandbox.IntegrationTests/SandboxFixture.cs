@@ -1,0 +1,62 @@
+using TrEnv.Engine;
+using TrEnv.MemoryPool;
+using TrEnv.Sandbox;
+using static TrEnv.Sandbox.SandboxMessages;
+
+namespace TrEnv.Tests;
+
+/// <summary>Real sandbox host processes over a shared module directory and pool file.</summary>
+public sealed class SandboxFixture : IDisposable
+{
+    private readonly TempDir _dir = new("trenv-sandbox");
+    private readonly RegionAllocator _allocator;
+    private int _sandboxes;
+
+    public SandboxFixture()
+    {
+        Host = SandboxHostCommand.Resolve();
+        ModuleDirectory = _dir.Sub("modules");
+        TemplateDirectory = _dir.Sub("templates");
+        PoolPath = Path.Combine(_dir.Path, "pool");
+        Pool = PoolDevice.OpenOrCreate(PoolPath, 2L << 30);
+        _allocator = new RegionAllocator(Pool.Capacity);
+    }
+
+    public SandboxHostCommand Host { get; }
+    public string ModuleDirectory { get; }
+    public string TemplateDirectory { get; }
+    public string PoolPath { get; }
+    public PoolDevice Pool { get; }
+
+    public SandboxProcess Start() => SandboxProcess.Start(Host, _dir.Sub($"sb{Interlocked.Increment(ref _sandboxes)}"));
+
+    public string Put(string guest) => ModuleCache.Put(ModuleDirectory, TestGuests.Bytes(guest)).Hex;
+
+    public string PutBytes(byte[] wasm) => ModuleCache.Put(ModuleDirectory, wasm).Hex;
+
+    public Load ColdLoad(string function, string hash, long memoryLimit = 256L << 20, int timeoutMs = 10_000)
+        => new(function, hash, ModuleDirectory, LoadSource.Init, null, null, false, memoryLimit, timeoutMs, 60_000, []);
+
+    public Load TemplateLoad(string function, string hash, string templatePath, LoadSource source = LoadSource.MapTemplate, bool verify = false)
+        => ColdLoad(function, hash) with { Source = source, TemplatePath = templatePath, PoolPath = PoolPath, VerifyTemplateData = verify };
+
+    /// <summary>Captures the sandbox's loaded instance: ask the size, allocate, write.</summary>
+    public async Task<string> CaptureAsync(SandboxProcess sandbox, string name)
+    {
+        var header = Path.Combine(TemplateDirectory, name + ".tpl");
+        var probe = await sandbox.CaptureAsync(new Capture(PoolPath, 0, 0, header, "test"));
+        Assert.False(probe.Written);
+        Region region;
+        lock (_allocator)
+            region = _allocator.Allocate(probe.RequiredBytes);
+        var done = await sandbox.CaptureAsync(new Capture(PoolPath, region.Offset, region.Length, header, "test"));
+        Assert.True(done.Written);
+        return header;
+    }
+
+    public void Dispose()
+    {
+        Pool.Dispose();
+        _dir.Dispose();
+    }
+}

@@ -1,0 +1,185 @@
+using System.Diagnostics;
+using System.Text;
+using TrEnv.Contracts;
+using TrEnv.Sandbox;
+
+namespace TrEnv.Tests;
+
+public sealed class SandboxTests(SandboxFixture fx) : IClassFixture<SandboxFixture>
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
+    private static string Text(byte[] b) => Encoding.UTF8.GetString(b);
+    private static byte[] Bytes(string s) => Encoding.UTF8.GetBytes(s);
+
+    [Fact]
+    public async Task Hello_runs_cold_in_a_host_process_and_reports_its_stats()
+    {
+        await using var sb = fx.Start();
+        var loaded = await sb.LoadAsync(fx.ColdLoad("hello", fx.Put("hello")));
+        Assert.Equal(StartKind.Cold, loaded.Start);
+        Assert.Equal("hello: there", Text((await sb.InvokeAsync(Bytes("there"), Timeout)).Output));
+        var stats = await sb.StatsAsync();
+        Assert.Equal(sb.Pid, stats.Pid);
+        Assert.Equal("hello", stats.Function);
+        Assert.True(stats.PssBytes > 0 && stats.RssBytes >= stats.PssBytes);
+    }
+
+    [Fact]
+    public async Task Guest_stdout_and_stderr_reach_the_function_log()
+    {
+        await using var sb = fx.Start();
+        await sb.LoadAsync(fx.ColdLoad("hello", fx.Put("hello")));
+        var result = await sb.InvokeAsync(Bytes("!abc"), Timeout);
+        Assert.Equal("log line for input of 4 bytes\n", Text(result.Stdout));
+        Assert.Equal("stderr line\n", Text(result.Stderr));
+        var quiet = await sb.InvokeAsync(Bytes("abc"), Timeout);
+        Assert.Empty(quiet.Stdout);
+    }
+
+    [Fact]
+    public async Task Map_restore_in_another_process_equals_cold_for_many_inputs()
+    {
+        var hash = fx.Put("heavy");
+        await using var capturer = fx.Start();
+        await capturer.LoadAsync(fx.ColdLoad("heavy", hash));
+        var template = await fx.CaptureAsync(capturer, "heavy-equals");
+
+        await using var cold = fx.Start();
+        await using var restored = fx.Start();
+        var rng = new Random(7);
+        for (var i = 0; i < 40; i++)
+        {
+            var input = Bytes(string.Join(',', Enumerable.Range(0, 1 + rng.Next(50)).Select(_ => rng.Next(0, 26_000_000))));
+            await cold.LoadAsync(fx.ColdLoad("heavy", hash));
+            var loaded = await restored.LoadAsync(fx.TemplateLoad("heavy", hash, template, verify: i == 0));
+            Assert.Equal(StartKind.Template, loaded.Start);
+            var expected = Text((await cold.InvokeAsync(input, Timeout)).Output);
+            Assert.StartsWith("hits=", expected);
+            Assert.Equal(expected, Text((await restored.InvokeAsync(input, Timeout)).Output));
+        }
+    }
+
+    [Fact]
+    public async Task Restored_instances_are_reseeded_so_they_do_not_share_random_state()
+    {
+        var hash = fx.Put("heavy");
+        await using var sb = fx.Start();
+        await sb.LoadAsync(fx.ColdLoad("heavy", hash));
+        var template = await fx.CaptureAsync(sb, "heavy-reseed");
+        var draws = new HashSet<string>();
+        for (var i = 0; i < 3; i++)
+        {
+            await sb.LoadAsync(fx.TemplateLoad("heavy", hash, template));
+            draws.Add(Text((await sb.InvokeAsync(Bytes("rand"), Timeout)).Output));
+        }
+        Assert.Equal(3, draws.Count);
+    }
+
+    [Fact]
+    public async Task A_trap_is_reported_and_the_same_sandbox_serves_again()
+    {
+        await using var sb = fx.Start();
+        var hash = fx.Put("trap");
+        await sb.LoadAsync(fx.ColdLoad("trap", hash));
+        foreach (var input in new[] { "trap", "div" })
+        {
+            var e = await Assert.ThrowsAsync<SandboxException>(() => sb.InvokeAsync(Bytes(input), Timeout));
+            Assert.Equal(ErrorKinds.Trap, e.Kind);
+            Assert.True(e.InstanceDiscarded);
+            Assert.Contains("trapped", e.Message, StringComparison.Ordinal);
+            var notLoaded = await Assert.ThrowsAsync<SandboxException>(() => sb.InvokeAsync(Bytes("x"), Timeout));
+            Assert.Equal(ErrorKinds.NotLoaded, notLoaded.Kind);
+            await sb.LoadAsync(fx.ColdLoad("trap", hash));
+            Assert.Equal("ok", Text((await sb.InvokeAsync(Bytes("fine"), Timeout)).Output));
+        }
+    }
+
+    [Fact]
+    public async Task An_infinite_loop_hits_the_epoch_deadline_and_the_sandbox_survives()
+    {
+        await using var sb = fx.Start();
+        await sb.LoadAsync(fx.ColdLoad("loop", fx.Put("loop"), timeoutMs: 200));
+        var watch = Stopwatch.StartNew();
+        var e = await Assert.ThrowsAsync<SandboxException>(() => sb.InvokeAsync(Bytes("spin"), TimeSpan.FromMilliseconds(200)));
+        Assert.Equal(ErrorKinds.Timeout, e.Kind);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(4), $"the deadline took {watch.Elapsed}");
+        Assert.True(sb.IsAlive);
+        await sb.LoadAsync(fx.ColdLoad("hello", fx.Put("hello")));
+        Assert.Equal("hello: again", Text((await sb.InvokeAsync(Bytes("again"), Timeout)).Output));
+    }
+
+    [Fact]
+    public async Task A_memory_bomb_hits_the_memory_limit_and_the_sandbox_survives()
+    {
+        await using var sb = fx.Start();
+        await sb.LoadAsync(fx.ColdLoad("membomb", fx.Put("membomb"), memoryLimit: 64L << 20));
+        var e = await Assert.ThrowsAsync<SandboxException>(() => sb.InvokeAsync(Bytes("go"), Timeout));
+        Assert.Equal(ErrorKinds.Memory, e.Kind);
+        Assert.Contains("memory limit of 64 MiB", e.Message, StringComparison.Ordinal);
+        await sb.LoadAsync(fx.ColdLoad("hello", fx.Put("hello")));
+        Assert.Equal("hello: x", Text((await sb.InvokeAsync(Bytes("x"), Timeout)).Output));
+    }
+
+    [Fact]
+    public async Task A_guest_sees_only_its_own_tmp_and_reset_wipes_it()
+    {
+        await using var sb = fx.Start();
+        var hash = fx.Put("escape");
+        await sb.LoadAsync(fx.ColdLoad("escape", hash));
+        var report = Text((await sb.InvokeAsync(Bytes("probe"), Timeout)).Output);
+        foreach (var path in new[] { "/etc/passwd", "/tmp/../etc/passwd", "../etc/passwd", "/proc/self/environ", "/etc/hostname", "/root/.bashrc" })
+            Assert.Contains($"{path}=denied\n", report, StringComparison.Ordinal);
+        Assert.Contains("/tmp/probe.txt=ok\n", report, StringComparison.Ordinal);
+
+        Assert.Equal("written", Text((await sb.InvokeAsync(Bytes("write:secret"), Timeout)).Output));
+        Assert.Equal("secret", Text((await sb.InvokeAsync(Bytes("read:secret"), Timeout)).Output));
+        await sb.ResetAsync();
+        await sb.LoadAsync(fx.ColdLoad("escape", hash));
+        Assert.Equal("missing", Text((await sb.InvokeAsync(Bytes("read:secret"), Timeout)).Output));
+    }
+
+    [Fact]
+    public async Task Malformed_and_non_conforming_modules_are_refused_by_name_and_the_host_keeps_serving()
+    {
+        await using var sb = fx.Start();
+        var garbage = await Assert.ThrowsAsync<SandboxException>(() => sb.LoadAsync(fx.ColdLoad("junk", fx.PutBytes(Bytes("this is not wasm")))));
+        Assert.Equal(ErrorKinds.InvalidModule, garbage.Kind);
+        Assert.Contains("not valid WebAssembly", garbage.Message, StringComparison.Ordinal);
+
+        // A valid module that exports only a memory: every missing ABI export is named.
+        byte[] memoryOnly = [0, 0x61, 0x73, 0x6D, 1, 0, 0, 0, 5, 3, 1, 0, 1, 7, 10, 1, 6, (byte)'m', (byte)'e', (byte)'m', (byte)'o', (byte)'r', (byte)'y', 2, 0];
+        var abi = await Assert.ThrowsAsync<SandboxException>(() => sb.LoadAsync(fx.ColdLoad("empty", fx.PutBytes(memoryOnly))));
+        Assert.Equal(ErrorKinds.InvalidModule, abi.Kind);
+        Assert.Contains("\"trenv_handle\"", abi.Message, StringComparison.Ordinal);
+        Assert.Contains("\"trenv_alloc\"", abi.Message, StringComparison.Ordinal);
+
+        await sb.LoadAsync(fx.ColdLoad("hello", fx.Put("hello")));
+        Assert.Equal("hello: ok", Text((await sb.InvokeAsync(Bytes("ok"), Timeout)).Output));
+    }
+
+    [Fact]
+    public async Task Oversized_input_is_refused_without_losing_the_warm_instance()
+    {
+        await using var sb = fx.Start();
+        await sb.LoadAsync(fx.ColdLoad("heavy", fx.Put("heavy")));
+        Assert.EndsWith("calls=1", Text((await sb.InvokeAsync(Bytes("5"), Timeout)).Output));
+        var e = await Assert.ThrowsAsync<SandboxException>(() => sb.InvokeAsync(new byte[7 << 20], Timeout));
+        Assert.Equal(ErrorKinds.InputTooLarge, e.Kind);
+        Assert.False(e.InstanceDiscarded);
+        Assert.EndsWith("calls=2", Text((await sb.InvokeAsync(Bytes("5"), Timeout)).Output));
+    }
+
+    [Fact]
+    public async Task A_killed_host_is_reported_as_crashed_not_hung()
+    {
+        var sb = fx.Start();
+        await using (sb)
+        {
+            await sb.LoadAsync(fx.ColdLoad("hello", fx.Put("hello")));
+            Process.GetProcessById(sb.Pid).Kill();
+            var e = await Assert.ThrowsAsync<SandboxException>(() => sb.InvokeAsync(Bytes("x"), Timeout));
+            Assert.Equal(ErrorKinds.SandboxCrashed, e.Kind);
+            Assert.False(sb.IsAlive);
+        }
+    }
+}

@@ -1,0 +1,225 @@
+using System.Diagnostics;
+using System.Text;
+using TrEnv.Contracts;
+using static TrEnv.Sandbox.SandboxMessages;
+
+namespace TrEnv.Sandbox;
+
+/// <summary>A request to a sandbox failed; <see cref="Kind"/> is an <see cref="ErrorKinds"/> value.</summary>
+public sealed class SandboxException(string kind, string message, bool instanceDiscarded) : Exception(message)
+{
+    public string Kind { get; } = kind;
+    public bool InstanceDiscarded { get; } = instanceDiscarded;
+}
+
+/// <summary>
+/// The worker's handle on one sandbox host process. Requests are serialised; a request that outlives
+/// its hard deadline kills the process, so a wedged guest can never hang its caller.
+/// </summary>
+public sealed class SandboxProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly Stream _toHost;
+    private readonly Stream _fromHost;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly StringBuilder _stderrTail = new();
+    private bool _dead;
+
+    private SandboxProcess(Process process, string workDirectory)
+    {
+        _process = process;
+        WorkDirectory = workDirectory;
+        _toHost = process.StandardInput.BaseStream;
+        _fromHost = process.StandardOutput.BaseStream;
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is null)
+                return;
+            lock (_stderrTail)
+            {
+                _stderrTail.AppendLine(e.Data);
+                if (_stderrTail.Length > 8192)
+                    _stderrTail.Remove(0, _stderrTail.Length - 8192);
+            }
+        };
+        process.BeginErrorReadLine();
+    }
+
+    public int Pid => _process.Id;
+    public string WorkDirectory { get; }
+    public bool IsAlive => !_dead && !_process.HasExited;
+
+    /// <summary>Extra time beyond a guest deadline before the process is killed rather than trusted to answer.</summary>
+    public static TimeSpan HardDeadlineGrace { get; set; } = TimeSpan.FromSeconds(5);
+
+    public string StderrTail
+    {
+        get
+        {
+            lock (_stderrTail)
+                return _stderrTail.ToString();
+        }
+    }
+
+    /// <summary>Starts a host process with nothing loaded; <paramref name="workDirectory"/> holds its /tmp and logs.</summary>
+    public static SandboxProcess Start(SandboxHostCommand host, string workDirectory)
+    {
+        Directory.CreateDirectory(workDirectory);
+        var psi = new ProcessStartInfo(host.FileName)
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var arg in host.Arguments)
+            psi.ArgumentList.Add(arg);
+        psi.ArgumentList.Add("--workdir");
+        psi.ArgumentList.Add(workDirectory);
+        psi.Environment["DOTNET_gcServer"] = "0";
+        psi.Environment["DOTNET_TieredPGO"] = "0";
+        var process = Process.Start(psi) ?? throw new InvalidOperationException($"Could not start the sandbox host {host.FileName}.");
+        return new SandboxProcess(process, workDirectory);
+    }
+
+    public async Task<Loaded> LoadAsync(Load load, CancellationToken ct = default)
+        => Expect<Loaded>(await CallAsync(load, TimeSpan.FromMilliseconds(load.InitTimeoutMs) + TimeSpan.FromSeconds(30), ct).ConfigureAwait(false));
+
+    public async Task<Invoked> InvokeAsync(byte[] input, TimeSpan timeout, CancellationToken ct = default)
+        => Expect<Invoked>(await CallAsync(new Invoke(input, (int)timeout.TotalMilliseconds), timeout, ct).ConfigureAwait(false));
+
+    public async Task<Captured> CaptureAsync(Capture capture, CancellationToken ct = default)
+        => Expect<Captured>(await CallAsync(capture, TimeSpan.FromMinutes(2), ct).ConfigureAwait(false));
+
+    public async Task<ResetDone> ResetAsync(CancellationToken ct = default)
+        => Expect<ResetDone>(await CallAsync(new Reset(), TimeSpan.FromSeconds(10), ct).ConfigureAwait(false));
+
+    public async Task<StatsReply> StatsAsync(CancellationToken ct = default)
+        => Expect<StatsReply>(await CallAsync(new Stats(), TimeSpan.FromSeconds(10), ct).ConfigureAwait(false));
+
+    private static T Expect<T>(ISandboxReply reply) where T : ISandboxReply => reply switch
+    {
+        T ok => ok,
+        Failure f => throw new SandboxException(f.Kind, f.Message, f.InstanceDiscarded),
+        _ => throw new SandboxException(ErrorKinds.Internal, $"The sandbox answered {reply.GetType().Name} where {typeof(T).Name} was expected.", true),
+    };
+
+    private async Task<ISandboxReply> CallAsync(ISandboxRequest request, TimeSpan guestDeadline, CancellationToken ct)
+    {
+        await _gate.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            if (!IsAlive)
+                throw Crashed("is not running");
+            var writer = new FrameWriter();
+            request.Write(writer);
+            using var hard = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            hard.CancelAfter(guestDeadline + HardDeadlineGrace);
+            try
+            {
+                await Framing.WriteFrameAsync(_toHost, request.Type, writer.Written, hard.Token).ConfigureAwait(false);
+                var frame = await Framing.ReadFrameAsync(_fromHost, hard.Token).ConfigureAwait(false);
+                if (frame is not { } f)
+                    throw Crashed("closed its channel");
+                return ReadReply(f.Type, f.Payload);
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                Kill();
+                throw new SandboxException(ErrorKinds.Timeout, $"The sandbox did not answer within {(guestDeadline + HardDeadlineGrace).TotalSeconds:0.#} s and was killed.", true);
+            }
+            catch (OperationCanceledException)
+            {
+                // The caller gave up mid-request: the channel is now out of step, so the sandbox cannot be trusted.
+                Kill();
+                throw;
+            }
+            catch (Exception e) when (e is IOException or InvalidDataException)
+            {
+                Kill();
+                throw Crashed($"broke the protocol ({e.Message})");
+            }
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private SandboxException Crashed(string what)
+    {
+        _dead = true;
+        string exit;
+        try
+        {
+            exit = _process.WaitForExit(1000) ? $"exit code {_process.ExitCode}" : "still running";
+        }
+        catch (InvalidOperationException)
+        {
+            exit = "unknown exit";
+        }
+        var tail = StderrTail.Trim();
+        return new SandboxException(ErrorKinds.SandboxCrashed,
+            $"The sandbox process {Pid} {what} ({exit}){(tail.Length > 0 ? ": " + tail[Math.Max(0, tail.Length - 500)..] : ".")}", true);
+    }
+
+    public void Kill()
+    {
+        _dead = true;
+        try
+        {
+            _process.Kill(entireProcessTree: true);
+        }
+        catch (InvalidOperationException)
+        {
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (IsAlive)
+        {
+            try
+            {
+                await _gate.WaitAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+                await Framing.WriteFrameAsync(_toHost, ShutdownType, ReadOnlyMemory<byte>.Empty).ConfigureAwait(false);
+                using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+                await _process.WaitForExitAsync(cts.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or OperationCanceledException or InvalidOperationException)
+            {
+            }
+        }
+        Kill();
+        _process.Dispose();
+        _gate.Dispose();
+    }
+}
+
+/// <summary>How to start the sandbox host: the published executable (NativeAOT or JIT apphost) or <c>dotnet TrEnv.SandboxHost.dll</c>.</summary>
+public sealed record SandboxHostCommand(string FileName, IReadOnlyList<string> Arguments, string Kind)
+{
+    public const string ExecutableName = "TrEnv.SandboxHost";
+
+    /// <summary>
+    /// Resolves the host from <c>TRENV_SANDBOX_HOST</c> (a publish directory or the executable), else the
+    /// build output beside the calling assembly.
+    /// </summary>
+    public static SandboxHostCommand Resolve(string? configured = null)
+    {
+        configured ??= Environment.GetEnvironmentVariable("TRENV_SANDBOX_HOST");
+        if (!string.IsNullOrEmpty(configured))
+        {
+            var exe = Directory.Exists(configured) ? Path.Combine(configured, ExecutableName) : configured;
+            if (!File.Exists(exe))
+                throw new FileNotFoundException($"TRENV_SANDBOX_HOST points at {configured}, which has no {ExecutableName} executable.");
+            var kindFile = Path.Combine(Path.GetDirectoryName(exe)!, "KIND");
+            var kind = File.Exists(kindFile) ? File.ReadAllText(kindFile).Trim() : "native";
+            return new SandboxHostCommand(exe, [], kind);
+        }
+        var dll = Path.Combine(AppContext.BaseDirectory, ExecutableName + ".dll");
+        if (File.Exists(dll))
+            return new SandboxHostCommand("dotnet", [dll], "jit");
+        throw new FileNotFoundException($"No sandbox host found: set TRENV_SANDBOX_HOST to artifacts/sandbox-host (scripts/publish-host.sh makes it).");
+    }
+}

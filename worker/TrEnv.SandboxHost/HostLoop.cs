@@ -1,0 +1,294 @@
+using System.Diagnostics;
+using Microsoft.Win32.SafeHandles;
+using TrEnv.Contracts;
+using TrEnv.Engine;
+using TrEnv.Engine.Templates;
+using TrEnv.MemoryPool;
+using TrEnv.Sandbox;
+using static TrEnv.Sandbox.SandboxMessages;
+
+namespace TrEnv.SandboxHost;
+
+/// <summary>Serves sandbox requests one by one. Any failure becomes a Failure reply; the loop keeps going.</summary>
+internal sealed class HostLoop : IDisposable
+{
+    private const int MaxLogBytesPerReply = 64 << 10;
+
+    private readonly WasmEngine _engine = new();
+    private readonly string _tmpDirectory;
+    private readonly string _stdoutPath;
+    private readonly string _stderrPath;
+    private readonly Dictionary<string, ModuleCache> _caches = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, GuestModule> _modules = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, SafeFileHandle> _pools = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (long Length, DateTime Modified, TemplateHeader Header)> _templates = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _verifiedTemplates = new(StringComparer.Ordinal);
+
+    private FunctionInstance? _instance;
+    private Load? _loaded;
+    private long _stdoutOffset;
+    private long _stderrOffset;
+
+    public HostLoop(string workDirectory)
+    {
+        _tmpDirectory = Path.Combine(workDirectory, "tmp");
+        var logs = Path.Combine(workDirectory, "log");
+        Directory.CreateDirectory(_tmpDirectory);
+        Directory.CreateDirectory(logs);
+        _stdoutPath = Path.Combine(logs, "stdout");
+        _stderrPath = Path.Combine(logs, "stderr");
+    }
+
+    public int Run(Stream input, Stream output)
+    {
+        while (true)
+        {
+            (byte Type, byte[] Payload)? frame;
+            try
+            {
+                frame = Framing.ReadFrame(input);
+            }
+            catch (Exception e) when (e is InvalidDataException or EndOfStreamException or IOException)
+            {
+                Console.Error.WriteLine($"sandbox: protocol error, exiting: {e.Message}");
+                return 3;
+            }
+            if (frame is not { } f || f.Type == ShutdownType)
+                return 0;
+
+            ISandboxReply reply;
+            try
+            {
+                reply = Handle(ReadRequest(f.Type, f.Payload));
+            }
+            catch (EngineException e)
+            {
+                reply = Fail(e.Kind, e.Message);
+            }
+            catch (InvalidDataException e)
+            {
+                reply = new Failure(ErrorKinds.Internal, $"Malformed request: {e.Message}", false);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException)
+            {
+                reply = Fail(ErrorKinds.Internal, e.Message);
+            }
+            var writer = new FrameWriter();
+            reply.Write(writer);
+            Framing.WriteFrame(output, reply.Type, writer.Written.Span);
+        }
+    }
+
+    private ISandboxReply Handle(ISandboxRequest request) => request switch
+    {
+        Load load => DoLoad(load),
+        Invoke invoke => DoInvoke(invoke),
+        Capture capture => DoCapture(capture),
+        Reset => DoReset(),
+        Stats => DoStats(),
+        _ => throw new InvalidDataException($"Unexpected request {request.GetType().Name}."),
+    };
+
+    private Loaded DoLoad(Load load)
+    {
+        var started = Stopwatch.GetTimestamp();
+        DropInstance();
+        if (!ModuleHash.IsValid(load.ModuleHash))
+            throw new InvalidModuleException($"\"{load.ModuleHash}\" is not a module hash.");
+
+        var wasCached = _modules.TryGetValue(load.ModuleHash, out var module);
+        if (module is null)
+        {
+            var cache = CacheFor(load.ModuleDirectory);
+            wasCached = File.Exists(cache.CompiledPath(new ModuleHash(load.ModuleHash)));
+            module = cache.Load(new ModuleHash(load.ModuleHash));
+            _modules[load.ModuleHash] = module;
+        }
+
+        var options = new InstanceOptions
+        {
+            MemoryLimitBytes = load.MemoryLimitBytes,
+            Timeout = TimeSpan.FromMilliseconds(load.TimeoutMs),
+            InitTimeout = TimeSpan.FromMilliseconds(load.InitTimeoutMs),
+            Environment = load.Environment.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal),
+            TmpDirectory = _tmpDirectory,
+            StdoutPath = _stdoutPath,
+            StderrPath = _stderrPath,
+        };
+        _stdoutOffset = _stderrOffset = 0;
+        _instance = FunctionInstance.Create(_engine, module, options);
+        switch (load.Source)
+        {
+            case LoadSource.Init:
+                _instance.Initialize();
+                break;
+            case LoadSource.MapTemplate or LoadSource.CopyTemplate:
+                if (load.TemplatePath is null || load.PoolPath is null)
+                    throw new TemplateInvalidException("A template load needs both a template path and a pool path.");
+                var header = TemplateFor(load.TemplatePath);
+                var pool = PoolFor(load.PoolPath);
+                if (load.VerifyTemplateData && _verifiedTemplates.Add(load.TemplatePath))
+                {
+                    try
+                    {
+                        FunctionInstance.VerifyData(header, pool);
+                    }
+                    catch
+                    {
+                        _verifiedTemplates.Remove(load.TemplatePath);
+                        throw;
+                    }
+                }
+                _instance.Restore(header, pool, load.Source == LoadSource.MapTemplate ? RestoreMode.Map : RestoreMode.Copy);
+                break;
+            default:
+                throw new InvalidDataException($"Unknown load source {load.Source}.");
+        }
+        _loaded = load;
+        var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
+        return new Loaded(_instance.Origin, wasCached, micros, _instance.MemoryBytes, ReadLog(_stdoutPath, ref _stdoutOffset), ReadLog(_stderrPath, ref _stderrOffset));
+    }
+
+    private Invoked DoInvoke(Invoke invoke)
+    {
+        if (_instance is null)
+            throw new EngineException(ErrorKinds.NotLoaded, "No function is loaded in this sandbox.");
+        var started = Stopwatch.GetTimestamp();
+        var output = _instance.Invoke(invoke.Input);
+        var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
+        return new Invoked(output, micros, ReadLog(_stdoutPath, ref _stdoutOffset), ReadLog(_stderrPath, ref _stderrOffset));
+    }
+
+    private Captured DoCapture(Capture capture)
+    {
+        if (_instance is null)
+            throw new EngineException(ErrorKinds.NotLoaded, "No function is loaded in this sandbox.");
+        var started = Stopwatch.GetTimestamp();
+        var required = _instance.CaptureSize();
+        if (capture.RegionLength < required)
+            return new Captured(required, false, required / TemplateHeader.PageSize, _instance.MemoryBytes, 0);
+        using var pool = File.OpenHandle(capture.PoolPath, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
+        var header = _instance.Capture(pool, new Region(capture.RegionOffset, capture.RegionLength), capture.CapturedBy);
+        header.Write(capture.HeaderPath);
+        var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
+        return new Captured(required, true, header.NonZeroPages, header.MemoryBytes, micros);
+    }
+
+    private ResetDone DoReset()
+    {
+        var started = Stopwatch.GetTimestamp();
+        DropInstance();
+        foreach (var entry in new DirectoryInfo(_tmpDirectory).EnumerateFileSystemInfos())
+        {
+            if (entry is DirectoryInfo d)
+                d.Delete(recursive: true);
+            else
+                entry.Delete();
+        }
+        File.WriteAllBytes(_stdoutPath, []);
+        File.WriteAllBytes(_stderrPath, []);
+        _stdoutOffset = _stderrOffset = 0;
+        return new ResetDone((long)Stopwatch.GetElapsedTime(started).TotalMicroseconds);
+    }
+
+    private StatsReply DoStats()
+    {
+        long rss = 0, pss = 0;
+        foreach (var line in File.ReadLines("/proc/self/smaps_rollup"))
+        {
+            if (line.StartsWith("Rss:", StringComparison.Ordinal))
+                rss = ParseKb(line);
+            else if (line.StartsWith("Pss:", StringComparison.Ordinal))
+                pss = ParseKb(line);
+        }
+        return new StatsReply(Environment.ProcessId, rss, pss, _instance?.MemoryBytes ?? 0, _loaded?.Function, _instance?.Invocations ?? 0,
+            System.Runtime.CompilerServices.RuntimeFeature.IsDynamicCodeSupported ? "jit" : "aot");
+    }
+
+    private static long ParseKb(string line)
+        => long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+
+    // After any failure the instance may be half-run: drop it so the sandbox is clean for the next load.
+    private Failure Fail(string kind, string message)
+    {
+        var discarded = _instance is { Poisoned: true } || _instance is { Initialized: false };
+        if (discarded)
+            DropInstance();
+        return new Failure(kind, message, discarded || _instance is null);
+    }
+
+    private void DropInstance()
+    {
+        _instance?.Dispose();
+        _instance = null;
+        _loaded = null;
+    }
+
+    private ModuleCache CacheFor(string directory)
+    {
+        if (!_caches.TryGetValue(directory, out var cache))
+            _caches[directory] = cache = new ModuleCache(_engine, directory);
+        return cache;
+    }
+
+    private SafeFileHandle PoolFor(string path)
+    {
+        if (!_pools.TryGetValue(path, out var handle))
+        {
+            try
+            {
+                handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            }
+            catch (IOException e)
+            {
+                throw new TemplateInvalidException($"The pool {path} cannot be opened: {e.Message}", e);
+            }
+            _pools[path] = handle;
+        }
+        return handle;
+    }
+
+    // Headers are immutable once sealed; re-read only when the file itself changed.
+    private TemplateHeader TemplateFor(string path)
+    {
+        var info = new FileInfo(path);
+        if (!info.Exists)
+            throw new TemplateInvalidException($"Template {path} does not exist.");
+        if (_templates.TryGetValue(path, out var cached) && cached.Length == info.Length && cached.Modified == info.LastWriteTimeUtc)
+            return cached.Header;
+        var header = TemplateHeader.Read(path);
+        _templates[path] = (info.Length, info.LastWriteTimeUtc, header);
+        _verifiedTemplates.Remove(path);
+        return header;
+    }
+
+    private static byte[] ReadLog(string path, ref long offset)
+    {
+        try
+        {
+            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            var length = RandomAccess.GetLength(handle);
+            if (length <= offset)
+                return [];
+            var start = Math.Max(offset, length - MaxLogBytesPerReply);
+            var buffer = new byte[length - start];
+            var read = RandomAccess.Read(handle, buffer, start);
+            offset = length;
+            return read == buffer.Length ? buffer : buffer[..read];
+        }
+        catch (FileNotFoundException)
+        {
+            return [];
+        }
+    }
+
+    public void Dispose()
+    {
+        DropInstance();
+        foreach (var m in _modules.Values)
+            m.Dispose();
+        foreach (var p in _pools.Values)
+            p.Dispose();
+        _engine.Dispose();
+    }
+}
