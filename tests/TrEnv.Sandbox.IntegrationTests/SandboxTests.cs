@@ -182,4 +182,33 @@ public sealed class SandboxTests(SandboxFixture fx) : IClassFixture<SandboxFixtu
             Assert.False(sb.IsAlive);
         }
     }
+
+    [Fact]
+    public async Task A_pool_truncated_under_a_live_mapping_is_refused_and_the_host_keeps_serving()
+    {
+        using var dir = new TempDir("trenv-trunc");
+        var poolPath = Path.Combine(dir.Path, "pool");
+        using (MemoryPool.PoolDevice.OpenOrCreate(poolPath, 256L << 20))
+        {
+        }
+        var hash = fx.Put("heavy");
+        var header = Path.Combine(dir.Path, "heavy.tpl");
+        await using var sb = fx.Start();
+        await sb.LoadAsync(fx.ColdLoad("heavy", hash));
+        var size = (await sb.CaptureAsync(new SandboxMessages.Capture(poolPath, 0, 0, header, "t"))).RequiredBytes;
+        await sb.CaptureAsync(new SandboxMessages.Capture(poolPath, 0, MemoryPool.RegionAllocator.RoundUp(size), header, "t"));
+
+        var load = fx.TemplateLoad("heavy", hash, header) with { PoolPath = poolPath };
+        await sb.LoadAsync(load);
+        Assert.StartsWith("hits=", Text((await sb.InvokeAsync(Bytes("1 2 3"), Timeout)).Output));
+        File.WriteAllBytes(poolPath, []);
+        var e = await Assert.ThrowsAsync<SandboxException>(() => sb.InvokeAsync(Bytes("4 5 6"), Timeout));
+        Assert.Equal(ErrorKinds.TemplateInvalid, e.Kind);
+        Assert.True(e.InstanceDiscarded);
+        var reload = await Assert.ThrowsAsync<SandboxException>(() => sb.LoadAsync(load));
+        Assert.Contains("truncated", reload.Message, StringComparison.Ordinal);
+        Assert.True(sb.IsAlive);
+        await sb.LoadAsync(fx.ColdLoad("heavy", hash));
+        Assert.StartsWith("hits=", Text((await sb.InvokeAsync(Bytes("4 5 6"), Timeout)).Output));
+    }
 }

@@ -22,6 +22,10 @@ public sealed partial class FunctionInstance
     private const int Page = TemplateHeader.PageSize;
     private SafeFileHandle? _mappedPool;
     private long _mappedPoolEnd;
+    private int _guardSlot = -1;
+
+    /// <summary>Tests turn this off to exercise the fault path behind the check.</summary>
+    internal bool CheckPoolBeforeInvoke { get; set; } = true;
 
     /// <summary>The non-zero 4 KiB page runs of linear memory, as (offset, length) in bytes.</summary>
     public unsafe IReadOnlyList<(long Offset, long Length)> ScanNonZeroRuns()
@@ -147,6 +151,7 @@ public sealed partial class FunctionInstance
         }
         if (mode == RestoreMode.Map)
         {
+            _guardSlot = SigbusGuard.Add((nint)basePtr, (nint)(basePtr + template.MemoryBytes));
             _mappedPool = pool;
             _mappedPoolEnd = template.RegionOffset + template.RegionLength;
         }
@@ -180,7 +185,7 @@ public sealed partial class FunctionInstance
     // A mapped page past the end of a truncated pool file raises SIGBUS; refuse before the guest touches one.
     private void CheckPoolStillBacksMappings()
     {
-        if (_mappedPool is null)
+        if (_mappedPool is null || !CheckPoolBeforeInvoke)
             return;
         var length = RandomAccess.GetLength(_mappedPool);
         if (length < _mappedPoolEnd)
@@ -188,6 +193,21 @@ public sealed partial class FunctionInstance
             Poisoned = true;
             throw new TemplateInvalidException($"The pool file was truncated to {length} bytes under this instance's mapping (which needs {_mappedPoolEnd}); the instance is discarded.");
         }
+    }
+
+    // The SIGBUS guard absorbed a fault on a template page during the call: the guest saw zeros, not its state.
+    private void ThrowIfPoolFaulted(int faultsBefore)
+    {
+        if (_guardSlot < 0 || SigbusGuard.Faults == faultsBefore)
+            return;
+        Poisoned = true;
+        throw new TemplateInvalidException("The pool file was truncated under this instance's mapping while it ran; its result is discarded and so is the instance.");
+    }
+
+    private void ReleaseGuard()
+    {
+        SigbusGuard.Remove(_guardSlot);
+        _guardSlot = -1;
     }
 
     private static unsafe void MapZero(byte* address, long length)

@@ -100,25 +100,26 @@ public sealed partial class FunctionInstance : IDisposable
             throw new EngineException(ErrorKinds.InputTooLarge, $"The input is {input.Length} bytes; the limit is {Options.MaxInputBytes} bytes.");
         CheckPoolStillBacksMappings();
 
+        var faultsBefore = SigbusGuard.Faults;
         var len = input.Length;
         var inputCopy = input.ToArray();
         var result = Guard("invocation", Options.Timeout, () =>
         {
             var ptr = _alloc(len);
-            var span = GuestSpan(ptr, len, GuestAbi.Alloc);
-            inputCopy.CopyTo(span);
+            inputCopy.CopyTo(GuestSpan(ptr, len, GuestAbi.Alloc));
             return _handle(ptr, len);
         });
         Invocations++;
 
-        var outPtr = (int)(uint)((ulong)result >> 32);
-        var outLen = (int)(uint)result;
-        if ((uint)result > (uint)Options.MaxOutputBytes)
+        var outLen = (uint)result;
+        if (outLen > (uint)Options.MaxOutputBytes)
         {
             Poisoned = true;
-            throw new EngineException(ErrorKinds.Trap, $"trenv_handle returned {(uint)result} bytes of output; the limit is {Options.MaxOutputBytes} bytes.");
+            throw new EngineException(ErrorKinds.Trap, $"trenv_handle returned {outLen} bytes of output; the limit is {Options.MaxOutputBytes} bytes.");
         }
-        return GuestSpan(outPtr, outLen, GuestAbi.Handle).ToArray();
+        var output = GuestSpan((int)(uint)((ulong)result >> 32), (int)outLen, GuestAbi.Handle).ToArray();
+        ThrowIfPoolFaulted(faultsBefore);
+        return output;
     }
 
     private Span<byte> GuestSpan(int ptr, int len, string producer)
@@ -172,5 +173,9 @@ public sealed partial class FunctionInstance : IDisposable
         return end < 0 ? message : message[..end];
     }
 
-    public void Dispose() => _store.Dispose();
+    public void Dispose()
+    {
+        ReleaseGuard();
+        _store.Dispose();
+    }
 }

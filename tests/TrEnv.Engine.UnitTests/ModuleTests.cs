@@ -1,0 +1,102 @@
+using TrEnv.Contracts;
+using TrEnv.Engine;
+using TrEnv.Engine.Wasm;
+
+namespace TrEnv.Tests;
+
+public sealed class ModuleTests(EngineFixture fx) : IClassFixture<EngineFixture>
+{
+    [Fact]
+    public void Rewriter_exports_a_hidden_stack_pointer()
+    {
+        var result = ModuleRewriter.ExportMutableGlobals(TestGuests.Bytes("hello"));
+        Assert.Contains(result.Globals, g => g.ExportName == GuestAbi.GlobalExportPrefix + g.Index);
+        Assert.True(Wasmtime.Module.Validate(fx.Engine.Engine, result.Module) is null);
+    }
+
+    [Fact]
+    public void Rewriter_reuses_existing_global_exports_and_adds_nothing_then()
+    {
+        var wasm = TestGuests.Bytes("hello-exported");
+        var result = ModuleRewriter.ExportMutableGlobals(wasm);
+        Assert.Contains(result.Globals, g => g.ExportName == "__stack_pointer");
+        Assert.Equal(wasm, result.Module);
+    }
+
+    [Fact]
+    public void Rewriter_creates_an_export_section_when_there_is_none()
+    {
+        var wasm = Wasmtime.Module.ConvertText("(module (global (mut i32) (i32.const 7)) (global i64 (i64.const 1)) (global (mut f64) (f64.const 0)) (func))");
+        var result = ModuleRewriter.ExportMutableGlobals(wasm);
+        Assert.Equal([0u, 2u], result.Globals.Select(g => g.Index));
+        Assert.True(Wasmtime.Module.Validate(fx.Engine.Engine, result.Module) is null);
+        using var module = Wasmtime.Module.FromBytes(fx.Engine.Engine, "t", result.Module);
+        Assert.Equal(["__trenv_global_0", "__trenv_global_2"], module.Exports.Select(e => e.Name).Order());
+    }
+
+    [Theory]
+    [InlineData(new byte[] { 1, 2, 3 }, "magic")]
+    [InlineData(new byte[] { 0, 0x61, 0x73, 0x6D, 2, 0, 0, 0 }, "version 1")]
+    [InlineData(new byte[] { 0, 0x61, 0x73, 0x6D, 1, 0, 0, 0, 6, 50, 1 }, "past the end")]
+    public void Rewriter_rejects_malformed_binaries_with_a_reason(byte[] wasm, string reason)
+    {
+        var e = Assert.Throws<InvalidModuleException>(() => ModuleRewriter.ExportMutableGlobals(wasm));
+        Assert.Contains(reason, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_module_without_the_stack_pointer_export_still_restores_correctly()
+    {
+        var module = fx.Load("hello");
+        Assert.NotEmpty(module.MutableGlobals);
+        Assert.All(module.MutableGlobals, g => Assert.StartsWith(GuestAbi.GlobalExportPrefix, g, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void A_wasi_command_is_refused_with_advice()
+    {
+        // (module (memory (export "memory") 1) (func (export "_start")) (func (export "trenv_alloc") (param i32) (result i32) i32.const 0)
+        //   (func (export "trenv_handle") (param i32 i32) (result i64) i64.const 0))
+        var wat = """
+            (module (memory (export "memory") 1) (func (export "_start"))
+              (func (export "trenv_alloc") (param i32) (result i32) i32.const 0)
+              (func (export "trenv_handle") (param i32 i32) (result i64) i64.const 0))
+            """;
+        var e = Assert.Throws<InvalidModuleException>(() => fx.Cache.Add(Wasmtime.Module.ConvertText(wat)));
+        Assert.Contains("reactor", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Wrong_signatures_and_foreign_imports_are_named()
+    {
+        var wat = """
+            (module (import "env" "secret" (func)) (memory (export "memory") 1)
+              (func (export "trenv_alloc") (param i64) (result i32) i32.const 0)
+              (func (export "trenv_handle") (param i32 i32) (result i64) i64.const 0))
+            """;
+        var e = Assert.Throws<InvalidModuleException>(() => fx.Cache.Add(Wasmtime.Module.ConvertText(wat)));
+        Assert.Contains("\"trenv_alloc\" has type (Int64) -> (Int32)", e.Message, StringComparison.Ordinal);
+        Assert.Contains("\"env\".\"secret\"", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_compiled_artifact_is_cached_by_content_hash()
+    {
+        var wasm = TestGuests.Bytes("trap");
+        var first = fx.Cache.Add(wasm);
+        Assert.True(File.Exists(fx.Cache.CompiledPath(first.Hash)));
+        var second = fx.Cache.Load(first.Hash);
+        Assert.Equal(first.Hash, second.Hash);
+        Assert.Equal(ModuleHash.Of(wasm), first.Hash);
+    }
+
+    [Fact]
+    public void A_stale_or_foreign_compiled_artifact_is_recompiled()
+    {
+        var wasm = TestGuests.Bytes("loop");
+        var hash = fx.Cache.Put(wasm);
+        File.WriteAllBytes(fx.Cache.CompiledPath(hash), [1, 2, 3, 4]);
+        var module = fx.Cache.Load(hash);
+        Assert.Equal(hash, module.Hash);
+    }
+}
