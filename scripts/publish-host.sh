@@ -7,7 +7,7 @@ cd "$root"
 out=artifacts/sandbox-host
 proj=worker/TrEnv.SandboxHost/TrEnv.SandboxHost.csproj
 stamp=$out/.stamp
-newest=$(find worker/TrEnv.SandboxHost worker/TrEnv.Engine worker/TrEnv.Sandbox shared memory-pool -name '*.cs' -o -name '*.csproj' | xargs ls -t | head -1)
+newest=$(find worker/TrEnv.SandboxHost worker/TrEnv.Engine worker/TrEnv.Sandbox shared memory-pool \( -name '*.cs' -o -name '*.csproj' -o -name '*.c' \) -not -path '*/obj/*' -not -path '*/bin/*' | xargs ls -t | head -1)
 if [[ -f $stamp && ! $newest -nt $stamp && -x $out/TrEnv.SandboxHost ]]; then
   exit 0
 fi

@@ -1,7 +1,8 @@
 /* heavy: init builds ~115 MiB of state (a table and a chained hash map of
  * about 3.3 M nodes); handle does lookups that depend on the input.
- * Input: decimal keys separated by spaces or commas; the special input
- * "rand" returns a number drawn from the per-instance random state. */
+ * Input: decimal keys separated by spaces or commas. Two special inputs:
+ * "rand" returns a number drawn from the per-instance random state, and
+ * "scan" reads every page of the state (a checksum of table and nodes). */
 #include "trenv.h"
 #include <stdio.h>
 #include <sys/random.h>
@@ -66,6 +67,14 @@ TRENV_EXPORT("trenv_handle") int64_t trenv_handle(int32_t ptr, int32_t len) {
   if (len == 4 && memcmp(in, "rand", 4) == 0) {
     rng_state = mix(rng_state + 0x9E3779B97F4A7C15ull);
     int n = snprintf(out, sizeof out, "rand=%llu", (unsigned long long)rng_state);
+    return trenv_result(out, (uint32_t)n);
+  }
+  if (len == 4 && memcmp(in, "scan", 4) == 0) {
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < TABLE_WORDS; i++) sum += table[i];
+    for (uint32_t i = 0; i < NODES; i++) sum ^= nodes[i].value + nodes[i].key;
+    for (uint32_t i = 0; i < BUCKETS; i++) sum += buckets[i] ? 1u : 0u;
+    int n = snprintf(out, sizeof out, "scan=%llu", (unsigned long long)sum);
     return trenv_result(out, (uint32_t)n);
   }
   uint64_t sum = 0, hits = 0, misses = 0, key = 0;

@@ -89,8 +89,11 @@ public sealed partial class FunctionInstance : IDisposable
         Origin = StartKind.Cold;
     }
 
-    /// <summary>Runs one invocation: copies the input in through trenv_alloc, calls trenv_handle, copies the output out.</summary>
-    public byte[] Invoke(ReadOnlySpan<byte> input)
+    /// <summary>
+    /// Runs one invocation: copies the input in through trenv_alloc, calls trenv_handle, copies the output out.
+    /// <paramref name="timeout"/> overrides <see cref="InstanceOptions.Timeout"/> for this call.
+    /// </summary>
+    public byte[] Invoke(ReadOnlySpan<byte> input, TimeSpan? timeout = null)
     {
         if (!Initialized)
             throw new EngineException(ErrorKinds.NotLoaded, "The instance has not been initialised or restored.");
@@ -103,7 +106,7 @@ public sealed partial class FunctionInstance : IDisposable
         var faultsBefore = SigbusGuard.Faults;
         var len = input.Length;
         var inputCopy = input.ToArray();
-        var result = Guard("invocation", Options.Timeout, () =>
+        var result = Guard("invocation", timeout ?? Options.Timeout, () =>
         {
             var ptr = _alloc(len);
             inputCopy.CopyTo(GuestSpan(ptr, len, GuestAbi.Alloc));

@@ -37,6 +37,7 @@ internal sealed class HostLoop : IDisposable
         Directory.CreateDirectory(logs);
         _stdoutPath = Path.Combine(logs, "stdout");
         _stderrPath = Path.Combine(logs, "stderr");
+        Warmup.Run(_engine, Path.Combine(workDirectory, "warmup"));
     }
 
     public int Run(Stream input, Stream output)
@@ -154,7 +155,7 @@ internal sealed class HostLoop : IDisposable
         if (_instance is null)
             throw new EngineException(ErrorKinds.NotLoaded, "No function is loaded in this sandbox.");
         var started = Stopwatch.GetTimestamp();
-        var output = _instance.Invoke(invoke.Input);
+        var output = _instance.Invoke(invoke.Input, invoke.TimeoutMs > 0 ? TimeSpan.FromMilliseconds(invoke.TimeoutMs) : null);
         var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
         return new Invoked(output, micros, ReadLog(_stdoutPath, ref _stdoutOffset), ReadLog(_stderrPath, ref _stderrOffset));
     }
