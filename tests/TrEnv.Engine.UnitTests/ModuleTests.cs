@@ -99,4 +99,57 @@ public sealed class ModuleTests(EngineFixture fx) : IClassFixture<EngineFixture>
         var module = fx.Cache.Load(hash);
         Assert.Equal(hash, module.Hash);
     }
+
+    [Theory]
+    [InlineData("(i32.const 70000)", "(i64.const 0)", "trenv_alloc returned the range [70000")]
+    [InlineData("(i32.const 16)", "(i64.const 0x0000fff0_00000100)", "trenv_handle returned the range [65520")]
+    [InlineData("(i32.const 16)", "(i64.const 0x00000010_7fffffff)", "bytes of output; the limit is")]
+    public void Out_of_range_buffers_from_the_guest_are_errors_not_host_reads(string alloc, string handle, string message)
+    {
+        var wat = $"""
+            (module (memory (export "memory") 1)
+              (func (export "trenv_alloc") (param i32) (result i32) {alloc})
+              (func (export "trenv_handle") (param i32 i32) (result i64) {handle}))
+            """;
+        using var instance = FunctionInstance.Create(fx.Engine, fx.Cache.Add(Wasmtime.Module.ConvertText(wat)), new InstanceOptions());
+        instance.Initialize();
+        var e = Assert.Throws<EngineException>(() => instance.Invoke("abcd"u8));
+        Assert.Equal(ErrorKinds.Trap, e.Kind);
+        Assert.Contains(message, e.Message, StringComparison.Ordinal);
+        Assert.True(instance.Poisoned);
+    }
+
+    [Fact]
+    public void A_trap_during_init_is_reported_as_a_trap_during_initialisation()
+    {
+        var wat = """
+            (module (memory (export "memory") 1) (func (export "trenv_init") unreachable)
+              (func (export "trenv_alloc") (param i32) (result i32) i32.const 0)
+              (func (export "trenv_handle") (param i32 i32) (result i64) i64.const 0))
+            """;
+        using var instance = FunctionInstance.Create(fx.Engine, fx.Cache.Add(Wasmtime.Module.ConvertText(wat)), new InstanceOptions());
+        var e = Assert.Throws<EngineException>(instance.Initialize);
+        Assert.Equal(ErrorKinds.Trap, e.Kind);
+        Assert.Contains("initialisation", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Exhausting_the_wasm_call_stack_is_a_trap_and_the_engine_serves_on()
+    {
+        var wat = """
+            (module (memory (export "memory") 1) (func $f (call $f))
+              (func (export "trenv_alloc") (param i32) (result i32) i32.const 16)
+              (func (export "trenv_handle") (param i32 i32) (result i64) (call $f) i64.const 0))
+            """;
+        using (var instance = FunctionInstance.Create(fx.Engine, fx.Cache.Add(Wasmtime.Module.ConvertText(wat)), new InstanceOptions()))
+        {
+            instance.Initialize();
+            var e = Assert.Throws<EngineException>(() => instance.Invoke("x"u8));
+            Assert.Equal(ErrorKinds.Trap, e.Kind);
+            Assert.Contains("call stack exhausted", e.Message, StringComparison.Ordinal);
+        }
+        using var hello = FunctionInstance.Create(fx.Engine, fx.Load("hello"), new InstanceOptions());
+        hello.Initialize();
+        Assert.Equal("hello: y"u8.ToArray(), hello.Invoke("y"u8));
+    }
 }

@@ -28,7 +28,8 @@ public sealed class SandboxFixture : IDisposable
     public string PoolPath { get; }
     public PoolDevice Pool { get; }
 
-    public SandboxProcess Start() => SandboxProcess.Start(Host, _dir.Sub($"sb{Interlocked.Increment(ref _sandboxes)}"));
+    public SandboxProcess Start(TimeSpan? hardDeadlineGrace = null)
+        => SandboxProcess.Start(Host, _dir.Sub($"sb{Interlocked.Increment(ref _sandboxes)}"), hardDeadlineGrace);
 
     public string Put(string guest) => ModuleCache.Put(ModuleDirectory, TestGuests.Bytes(guest)).Hex;
 

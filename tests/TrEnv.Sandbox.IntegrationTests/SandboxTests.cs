@@ -81,12 +81,13 @@ public sealed class SandboxTests(SandboxFixture fx) : IClassFixture<SandboxFixtu
         await using var sb = fx.Start();
         var hash = fx.Put("trap");
         await sb.LoadAsync(fx.ColdLoad("trap", hash));
-        foreach (var input in new[] { "trap", "div" })
+        foreach (var (input, detail) in new[] { ("trap", "unreachable"), ("div", "divide by zero"), ("exit", "exit status 3"), ("recurse", "out of bounds memory access") })
         {
             var e = await Assert.ThrowsAsync<SandboxException>(() => sb.InvokeAsync(Bytes(input), Timeout));
             Assert.Equal(ErrorKinds.Trap, e.Kind);
             Assert.True(e.InstanceDiscarded);
             Assert.Contains("trapped", e.Message, StringComparison.Ordinal);
+            Assert.Contains(detail, e.Message, StringComparison.OrdinalIgnoreCase);
             var notLoaded = await Assert.ThrowsAsync<SandboxException>(() => sb.InvokeAsync(Bytes("x"), Timeout));
             Assert.Equal(ErrorKinds.NotLoaded, notLoaded.Kind);
             await sb.LoadAsync(fx.ColdLoad("trap", hash));
@@ -106,6 +107,22 @@ public sealed class SandboxTests(SandboxFixture fx) : IClassFixture<SandboxFixtu
         Assert.True(sb.IsAlive);
         await sb.LoadAsync(fx.ColdLoad("hello", fx.Put("hello")));
         Assert.Equal("hello: again", Text((await sb.InvokeAsync(Bytes("again"), Timeout)).Output));
+    }
+
+    [Fact]
+    public async Task A_guest_blocked_in_a_wasi_call_is_killed_at_the_hard_deadline_not_waited_for()
+    {
+        var sb = fx.Start(hardDeadlineGrace: TimeSpan.FromMilliseconds(500));
+        await using (sb)
+        {
+            await sb.LoadAsync(fx.ColdLoad("loop", fx.Put("loop"), timeoutMs: 300));
+            var watch = Stopwatch.StartNew();
+            var e = await Assert.ThrowsAsync<SandboxException>(() => sb.InvokeAsync(Bytes("sleep"), TimeSpan.FromMilliseconds(300)));
+            Assert.Equal(ErrorKinds.Timeout, e.Kind);
+            Assert.Contains("killed", e.Message, StringComparison.Ordinal);
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"the hard deadline took {watch.Elapsed}");
+            Assert.False(sb.IsAlive);
+        }
     }
 
     [Fact]

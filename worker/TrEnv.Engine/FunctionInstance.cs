@@ -166,14 +166,23 @@ public sealed partial class FunctionInstance : IDisposable
         var length = _memory.GetLength();
         var remaining = Options.MemoryLimitBytes - length;
         if (remaining <= Math.Max(16L << 20, Options.MemoryLimitBytes / 8) && length >= memoryBefore)
-            return new EngineException(ErrorKinds.Memory, $"The {phase} failed at {length >> 20} MiB of linear memory, at the memory limit of {Options.MemoryLimitBytes >> 20} MiB: {FirstLine(e.Message)}", e);
-        return new EngineException(ErrorKinds.Trap, $"The guest trapped during {phase}: {FirstLine(e.Message)}", e);
+            return new EngineException(ErrorKinds.Memory, $"The {phase} failed at {length >> 20} MiB of linear memory, at the memory limit of {Options.MemoryLimitBytes >> 20} MiB: {Describe(e)}", e);
+        return new EngineException(ErrorKinds.Trap, $"The guest trapped during {phase}: {Describe(e)}", e);
     }
 
-    private static string FirstLine(string message)
+    // Wasmtime's message is "error while executing at wasm backtrace: <frames> Caused by: 0: <detail> 1: wasm trap: <reason>";
+    // keep the reason, its detail and the innermost named guest function.
+    private static string Describe(Exception e)
     {
-        var end = message.IndexOf('\n', StringComparison.Ordinal);
-        return end < 0 ? message : message[..end];
+        var lines = e.Message.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var caused = Array.FindIndex(lines, l => l.StartsWith("Caused by", StringComparison.Ordinal));
+        var causes = caused < 0 ? [lines.FirstOrDefault() ?? e.GetType().Name]
+            : lines[(caused + 1)..].Select(l => System.Text.RegularExpressions.Regex.Replace(l, @"^\d+: ", "").Replace("wasm trap: ", "", StringComparison.Ordinal)).ToArray();
+        var reason = causes.Length > 1 ? $"{causes[^1]} ({string.Join("; ", causes[..^1])})" : causes.FirstOrDefault() ?? e.GetType().Name;
+        if (e is WasmtimeException { ExitCode: { } code })
+            reason = $"the guest called proc_exit with exit status {code}";
+        var frame = (e as WasmtimeException)?.Frames?.FirstOrDefault(f => f.FunctionName is not null)?.FunctionName;
+        return frame is null ? reason : $"{reason} (in {frame})";
     }
 
     public void Dispose()

@@ -25,9 +25,10 @@ public sealed class SandboxProcess : IAsyncDisposable
     private readonly StringBuilder _stderrTail = new();
     private bool _dead;
 
-    private SandboxProcess(Process process, string workDirectory)
+    private SandboxProcess(Process process, string workDirectory, TimeSpan hardDeadlineGrace)
     {
         _process = process;
+        HardDeadlineGrace = hardDeadlineGrace;
         WorkDirectory = workDirectory;
         _toHost = process.StandardInput.BaseStream;
         _fromHost = process.StandardOutput.BaseStream;
@@ -50,7 +51,9 @@ public sealed class SandboxProcess : IAsyncDisposable
     public bool IsAlive => !_dead && !_process.HasExited;
 
     /// <summary>Extra time beyond a guest deadline before the process is killed rather than trusted to answer.</summary>
-    public static TimeSpan HardDeadlineGrace { get; set; } = TimeSpan.FromSeconds(5);
+    public TimeSpan HardDeadlineGrace { get; }
+
+    public static readonly TimeSpan DefaultHardDeadlineGrace = TimeSpan.FromSeconds(5);
 
     public string StderrTail
     {
@@ -62,7 +65,7 @@ public sealed class SandboxProcess : IAsyncDisposable
     }
 
     /// <summary>Starts a host process with nothing loaded; <paramref name="workDirectory"/> holds its /tmp and logs.</summary>
-    public static SandboxProcess Start(SandboxHostCommand host, string workDirectory)
+    public static SandboxProcess Start(SandboxHostCommand host, string workDirectory, TimeSpan? hardDeadlineGrace = null)
     {
         Directory.CreateDirectory(workDirectory);
         var psi = new ProcessStartInfo(host.FileName)
@@ -79,7 +82,7 @@ public sealed class SandboxProcess : IAsyncDisposable
         psi.Environment["DOTNET_gcServer"] = "0";
         psi.Environment["DOTNET_TieredPGO"] = "0";
         var process = Process.Start(psi) ?? throw new InvalidOperationException($"Could not start the sandbox host {host.FileName}.");
-        return new SandboxProcess(process, workDirectory);
+        return new SandboxProcess(process, workDirectory, hardDeadlineGrace ?? DefaultHardDeadlineGrace);
     }
 
     public async Task<Loaded> LoadAsync(Load load, CancellationToken ct = default)
