@@ -18,6 +18,9 @@ internal sealed class HostLoop : IDisposable
     private readonly string _tmpDirectory;
     private readonly string _stdoutPath;
     private readonly string _stderrPath;
+    // WASI reopens the log files with O_TRUNC per instance, so the inode and these handles stay valid.
+    private readonly SafeFileHandle _stdoutLog;
+    private readonly SafeFileHandle _stderrLog;
     private readonly Dictionary<string, ModuleCache> _caches = new(StringComparer.Ordinal);
     private readonly Dictionary<string, GuestModule> _modules = new(StringComparer.Ordinal);
     private readonly Dictionary<string, SafeFileHandle> _pools = new(StringComparer.Ordinal);
@@ -37,6 +40,10 @@ internal sealed class HostLoop : IDisposable
         Directory.CreateDirectory(logs);
         _stdoutPath = Path.Combine(logs, "stdout");
         _stderrPath = Path.Combine(logs, "stderr");
+        File.WriteAllBytes(_stdoutPath, []);
+        File.WriteAllBytes(_stderrPath, []);
+        _stdoutLog = File.OpenHandle(_stdoutPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        _stderrLog = File.OpenHandle(_stderrPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
         Warmup.Run(_engine, Path.Combine(workDirectory, "warmup"));
     }
 
@@ -147,7 +154,7 @@ internal sealed class HostLoop : IDisposable
         }
         _loaded = load;
         var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
-        return new Loaded(_instance.Origin, wasCached, micros, _instance.MemoryBytes, ReadLog(_stdoutPath, ref _stdoutOffset), ReadLog(_stderrPath, ref _stderrOffset));
+        return new Loaded(_instance.Origin, wasCached, micros, _instance.MemoryBytes, ReadLog(_stdoutLog, ref _stdoutOffset), ReadLog(_stderrLog, ref _stderrOffset));
     }
 
     private Invoked DoInvoke(Invoke invoke)
@@ -157,7 +164,7 @@ internal sealed class HostLoop : IDisposable
         var started = Stopwatch.GetTimestamp();
         var output = _instance.Invoke(invoke.Input, invoke.TimeoutMs > 0 ? TimeSpan.FromMilliseconds(invoke.TimeoutMs) : null);
         var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
-        return new Invoked(output, micros, ReadLog(_stdoutPath, ref _stdoutOffset), ReadLog(_stderrPath, ref _stderrOffset));
+        return new Invoked(output, micros, ReadLog(_stdoutLog, ref _stdoutOffset), ReadLog(_stderrLog, ref _stderrOffset));
     }
 
     private Captured DoCapture(Capture capture)
@@ -263,24 +270,19 @@ internal sealed class HostLoop : IDisposable
         return header;
     }
 
-    private static byte[] ReadLog(string path, ref long offset)
+    private static byte[] ReadLog(SafeFileHandle handle, ref long offset)
     {
-        try
+        var length = RandomAccess.GetLength(handle);
+        if (length <= offset)
         {
-            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-            var length = RandomAccess.GetLength(handle);
-            if (length <= offset)
-                return [];
-            var start = Math.Max(offset, length - MaxLogBytesPerReply);
-            var buffer = new byte[length - start];
-            var read = RandomAccess.Read(handle, buffer, start);
             offset = length;
-            return read == buffer.Length ? buffer : buffer[..read];
-        }
-        catch (FileNotFoundException)
-        {
             return [];
         }
+        var start = Math.Max(offset, length - MaxLogBytesPerReply);
+        var buffer = new byte[length - start];
+        var read = RandomAccess.Read(handle, buffer, start);
+        offset = length;
+        return read == buffer.Length ? buffer : buffer[..read];
     }
 
     public void Dispose()
@@ -291,5 +293,7 @@ internal sealed class HostLoop : IDisposable
         foreach (var p in _pools.Values)
             p.Dispose();
         _engine.Dispose();
+        _stdoutLog.Dispose();
+        _stderrLog.Dispose();
     }
 }

@@ -1,0 +1,93 @@
+using TrEnv.Contracts;
+using TrEnv.Sandbox;
+using static TrEnv.Sandbox.SandboxMessages;
+
+namespace TrEnv.Tests;
+
+public sealed class ProtocolTests
+{
+    public static TheoryData<ISandboxRequest> Requests() =>
+    [
+        new Load("f", new string('a', 64), "/m", LoadSource.MapTemplate, "/t/x.tpl", "/dev/shm/pool", true, 1L << 30, 1500, 60_000,
+            [new("K", "V"), new("EMPTY", ""), new("ÜNICODE", "✓")]),
+        new Load("g", new string('b', 64), "/m", LoadSource.Init, null, null, false, 0, 0, 0, []),
+        new Invoke([1, 2, 3, 0, 255], 250),
+        new Invoke([], 0),
+        new Capture("/dev/shm/pool", 4096, 8192, "/t/h.tpl", "node-1"),
+        new Reset(),
+        new Stats(),
+        new Shutdown(),
+    ];
+
+    public static TheoryData<ISandboxReply> Replies() =>
+    [
+        new Loaded(StartKind.Template, true, 123, 65536, [1], []),
+        new Invoked([9, 8, 7], 42, [(byte)'o'], [(byte)'e']),
+        new Captured(4096, true, 1, 65536, 77),
+        new ResetDone(5),
+        new StatsReply(1234, 10 << 20, 3 << 20, 65536, null, 7, "aot"),
+        new Failure(ErrorKinds.Trap, "The guest trapped.", true),
+    ];
+
+    [Theory]
+    [MemberData(nameof(Requests))]
+    public void Every_request_round_trips_through_a_frame(ISandboxRequest request)
+    {
+        var (type, payload) = RoundTrip(request.Type, request.Write);
+        var back = ReadRequest(type, payload);
+        Assert.Equal(request.GetType(), back.GetType());
+        Assert.Equal(Normalize(request), Normalize(back));
+    }
+
+    [Theory]
+    [MemberData(nameof(Replies))]
+    public void Every_reply_round_trips_through_a_frame(ISandboxReply reply)
+    {
+        var (type, payload) = RoundTrip(reply.Type, reply.Write);
+        var back = ReadReply(type, payload);
+        Assert.Equal(Normalize(reply), Normalize(back));
+    }
+
+    [Fact]
+    public void A_truncated_frame_is_a_protocol_error_not_a_hang()
+    {
+        var w = new FrameWriter();
+        new Invoke([1, 2, 3], 10).Write(w);
+        using var stream = new MemoryStream();
+        Framing.WriteFrame(stream, InvokeType, w.Written.Span);
+        var bytes = stream.ToArray();
+        Assert.Throws<EndOfStreamException>(() => Framing.ReadFrame(new MemoryStream(bytes[..^2])));
+        Assert.Null(Framing.ReadFrame(new MemoryStream([])));
+    }
+
+    [Fact]
+    public void Oversized_and_short_payloads_are_refused()
+    {
+        using var huge = new MemoryStream([0xFF, 0xFF, 0xFF, 0x7F, 1]);
+        Assert.Throws<InvalidDataException>(() => Framing.ReadFrame(huge));
+        Assert.Throws<InvalidDataException>(() => ReadRequest(InvokeType, [1, 0]));
+        Assert.Throws<InvalidDataException>(() => ReadRequest(99, []));
+    }
+
+    private static (byte Type, byte[] Payload) RoundTrip(byte type, Action<FrameWriter> write)
+    {
+        var w = new FrameWriter();
+        write(w);
+        using var stream = new MemoryStream();
+        Framing.WriteFrame(stream, type, w.Written.Span);
+        stream.Position = 0;
+        return Framing.ReadFrame(stream)!.Value;
+    }
+
+    // Records compare arrays by reference; compare their contents through a printable form instead.
+    private static string Normalize(object message)
+    {
+        var parts = message.GetType().GetProperties().OrderBy(p => p.Name).Select(p => p.GetValue(message) switch
+        {
+            byte[] b => $"{p.Name}=[{string.Join(',', b)}]",
+            System.Collections.IEnumerable e and not string => $"{p.Name}=[{string.Join(',', e.Cast<object>())}]",
+            var v => $"{p.Name}={v}",
+        });
+        return string.Join(';', parts);
+    }
+}
