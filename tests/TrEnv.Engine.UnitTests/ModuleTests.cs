@@ -75,7 +75,7 @@ public sealed class ModuleTests(EngineFixture fx) : IClassFixture<EngineFixture>
               (func (export "trenv_handle") (param i32 i32) (result i64) i64.const 0))
             """;
         var e = Assert.Throws<InvalidModuleException>(() => fx.Cache.Add(Wasmtime.Module.ConvertText(wat)));
-        Assert.Contains("\"trenv_alloc\" has type (Int64) -> (Int32)", e.Message, StringComparison.Ordinal);
+        Assert.Contains("\"trenv_alloc\" has type (i64) -> (i32) but ABI v1 needs (i32) -> (i32)", e.Message, StringComparison.Ordinal);
         Assert.Contains("\"env\".\"secret\"", e.Message, StringComparison.Ordinal);
     }
 

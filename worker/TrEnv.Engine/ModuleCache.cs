@@ -76,6 +76,7 @@ public sealed class ModuleCache
         var error = Module.Validate(_engine.Engine, wasm);
         if (error is not null)
             throw new InvalidModuleException($"The module is not valid WebAssembly: {error}");
+        GuestAbiCheck.Check(wasm);
         var rewritten = ModuleRewriter.ExportMutableGlobals(wasm);
         try
         {

@@ -1,0 +1,143 @@
+using System.Globalization;
+using Microsoft.Extensions.Configuration;
+
+namespace TrEnv.Cluster;
+
+/// <summary>
+/// Typed settings of one node, bound from configuration where environment variables <c>TRENV_NAME</c>
+/// arrive as key <c>NAME</c>. The same schema serves local processes, docker compose and tests.
+/// </summary>
+public sealed record NodeSettings
+{
+    /// <summary>TRENV_ROLES: comma-separated roles of this node (coordinator, worker, memory-pool).</summary>
+    public IReadOnlyList<string> Roles { get; init; } = [Contracts.Roles.Coordinator];
+
+    /// <summary>TRENV_NODE_NAME: a readable node name, used in headers and logs. Default: role-port.</summary>
+    public string? NodeName { get; init; }
+
+    /// <summary>TRENV_HOSTNAME: the address remoting binds to. Default 127.0.0.1.</summary>
+    public string Hostname { get; init; } = "127.0.0.1";
+
+    /// <summary>TRENV_PUBLIC_HOSTNAME: the address other nodes use to reach this one (compose service name). Default: Hostname.</summary>
+    public string? PublicHostname { get; init; }
+
+    /// <summary>TRENV_PORT: the Akka remoting port; 0 picks a free one. Default 4053.</summary>
+    public int Port { get; init; } = 4053;
+
+    /// <summary>TRENV_SEEDS: comma-separated seed addresses (akka.tcp://trenv@host:port). Default: none, this node seeds itself.</summary>
+    public IReadOnlyList<string> Seeds { get; init; } = [];
+
+    /// <summary>TRENV_DATA_DIR: where the node keeps its modules, templates and SQLite journal. Default /var/lib/trenv.</summary>
+    public string DataDirectory { get; init; } = "/var/lib/trenv";
+
+    /// <summary>TRENV_DB: a PostgreSQL connection string for the journal; empty means SQLite under the data directory.</summary>
+    public string? DatabaseConnection { get; init; }
+
+    /// <summary>TRENV_HTTP_HOST and TRENV_HTTP_PORT: where a coordinator serves the HTTP API. Default 127.0.0.1:8080.</summary>
+    public string HttpHost { get; init; } = "127.0.0.1";
+    public int HttpPort { get; init; } = 8080;
+
+    /// <summary>TRENV_ADMIN_TOKEN: bearer token required for deploy and delete when set.</summary>
+    public string? AdminToken { get; init; }
+
+    /// <summary>TRENV_INVOKE_TOKEN: bearer token required for invocations when set.</summary>
+    public string? InvokeToken { get; init; }
+
+    /// <summary>TRENV_MAX_MODULE_MB: largest module a deploy accepts. Default 64.</summary>
+    public int MaxModuleMb { get; init; } = 64;
+
+    /// <summary>TRENV_MAX_INPUT_MB: largest invocation body. Default 6, as Lambda.</summary>
+    public int MaxInputMb { get; init; } = 6;
+
+    /// <summary>TRENV_POOL_PATH: the shared memory pool (CXL-emulated). Default /dev/shm/trenv/pool.</summary>
+    public string PoolPath { get; init; } = "/dev/shm/trenv/pool";
+
+    /// <summary>TRENV_POOL_SIZE_MB: the pool's capacity. Default 4096.</summary>
+    public long PoolSizeMb { get; init; } = 4096;
+
+    /// <summary>TRENV_SANDBOX_HOST: the published sandbox host directory. Default: beside the worker.</summary>
+    public string? SandboxHost { get; init; }
+
+    /// <summary>TRENV_PRESTART_SANDBOXES: idle generic sandboxes a worker keeps started. Default 4.</summary>
+    public int PrestartSandboxes { get; init; } = 4;
+
+    /// <summary>TRENV_MAX_SANDBOXES: sandboxes a worker runs at most. Default 64.</summary>
+    public int MaxSandboxes { get; init; } = 64;
+
+    /// <summary>TRENV_KEEP_ALIVE_S: idle time after which a warm instance is reclaimed (scale to zero). Default 600.</summary>
+    public int KeepAliveSeconds { get; init; } = 600;
+
+    public const string SystemName = "trenv";
+
+    public bool HasRole(string role) => Roles.Contains(role, StringComparer.Ordinal);
+
+    public string Name => NodeName ?? $"{string.Join('+', Roles)}-{Port}";
+
+    public string SelfAddress => $"akka.tcp://{SystemName}@{PublicHostname ?? Hostname}:{Port}";
+
+    public string SqliteConnection => $"Data Source={Path.Combine(DataDirectory, "journal.db")};Cache=Shared;Pooling=True";
+
+    public static NodeSettings From(IConfiguration c)
+    {
+        var d = new NodeSettings();
+        return new NodeSettings
+        {
+            Roles = List(c["ROLES"]) is { Count: > 0 } roles ? roles : d.Roles,
+            NodeName = Text(c["NODE_NAME"]),
+            Hostname = Text(c["HOSTNAME_BIND"]) ?? Text(c["HOSTNAME"]) ?? d.Hostname,
+            PublicHostname = Text(c["PUBLIC_HOSTNAME"]),
+            Port = Int(c, "PORT", d.Port),
+            Seeds = List(c["SEEDS"]),
+            DataDirectory = Text(c["DATA_DIR"]) ?? d.DataDirectory,
+            DatabaseConnection = Text(c["DB"]),
+            HttpHost = Text(c["HTTP_HOST"]) ?? d.HttpHost,
+            HttpPort = Int(c, "HTTP_PORT", d.HttpPort),
+            AdminToken = Text(c["ADMIN_TOKEN"]),
+            InvokeToken = Text(c["INVOKE_TOKEN"]),
+            MaxModuleMb = Int(c, "MAX_MODULE_MB", d.MaxModuleMb),
+            MaxInputMb = Int(c, "MAX_INPUT_MB", d.MaxInputMb),
+            PoolPath = Text(c["POOL_PATH"]) ?? d.PoolPath,
+            PoolSizeMb = Int(c, "POOL_SIZE_MB", (int)d.PoolSizeMb),
+            SandboxHost = Text(c["SANDBOX_HOST"]),
+            PrestartSandboxes = Int(c, "PRESTART_SANDBOXES", d.PrestartSandboxes),
+            MaxSandboxes = Int(c, "MAX_SANDBOXES", d.MaxSandboxes),
+            KeepAliveSeconds = Int(c, "KEEP_ALIVE_S", d.KeepAliveSeconds),
+        }.Validate();
+    }
+
+    /// <summary>Loads TRENV_* environment variables (prefix stripped) over optional in-memory overrides.</summary>
+    public static NodeSettings FromEnvironment(IDictionary<string, string?>? overrides = null)
+    {
+        var builder = new ConfigurationBuilder().AddEnvironmentVariables("TRENV_");
+        if (overrides is not null)
+            builder.AddInMemoryCollection(overrides);
+        return From(builder.Build());
+    }
+
+    private NodeSettings Validate()
+    {
+        var unknown = Roles.Where(r => r is not (Contracts.Roles.Coordinator or Contracts.Roles.Worker or Contracts.Roles.MemoryPool)).ToList();
+        if (unknown.Count > 0)
+            throw new ArgumentException($"TRENV_ROLES has unknown role(s) {string.Join(", ", unknown)}; use coordinator, worker or memory-pool.");
+        if (Port is < 0 or > 65535 || HttpPort is < 0 or > 65535)
+            throw new ArgumentException("TRENV_PORT and TRENV_HTTP_PORT must be between 0 and 65535.");
+        if (MaxModuleMb <= 0 || MaxInputMb <= 0 || PoolSizeMb <= 0)
+            throw new ArgumentException("TRENV_MAX_MODULE_MB, TRENV_MAX_INPUT_MB and TRENV_POOL_SIZE_MB must be positive.");
+        return this;
+    }
+
+    private static string? Text(string? value) => string.IsNullOrWhiteSpace(value) ? null : value.Trim();
+
+    private static List<string> List(string? value)
+        => value is null ? [] : value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
+
+    private static int Int(IConfiguration c, string key, int fallback)
+    {
+        var text = Text(c[key]);
+        if (text is null)
+            return fallback;
+        return int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v)
+            ? v
+            : throw new ArgumentException($"TRENV_{key} must be an integer, not \"{text}\".");
+    }
+}

@@ -1,0 +1,97 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Akka.Actor;
+using Akka.Serialization;
+using TrEnv.Contracts;
+
+namespace TrEnv.Cluster.Serialization;
+
+/// <summary>
+/// The one serializer for cluster traffic and the journal. Each type has a fixed manifest that never
+/// changes once written; payloads are JSON by explicit property name (no .NET type names), so renaming a
+/// C# type or adding a field never breaks replay. Module bytes travel raw.
+/// </summary>
+public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWithStringManifest(system)
+{
+    public const int SerializerId = 9301;
+
+    private static readonly Dictionary<Type, string> Manifests = new()
+    {
+        [typeof(FunctionCommands.Deploy)] = "fn.deploy",
+        [typeof(FunctionCommands.Delete)] = "fn.delete",
+        [typeof(FunctionCommands.Get)] = "fn.get",
+        [typeof(FunctionReplies.Deployed)] = "fn.deployed",
+        [typeof(FunctionReplies.Deleted)] = "fn.deleted",
+        [typeof(FunctionReplies.View)] = "fn.view",
+        [typeof(FunctionEvents.VersionAdded)] = "fn.ev.version-added",
+        [typeof(FunctionEvents.Deleted)] = "fn.ev.deleted",
+        [typeof(ModuleCommands.Store)] = "mod.store",
+        [typeof(ModuleCommands.Fetch)] = "mod.fetch",
+        [typeof(ModuleReplies.Stored)] = "mod.stored",
+        [typeof(ModuleReplies.Content)] = "mod.content",
+        [typeof(ModuleEvents.Added)] = "mod.ev.added",
+    };
+
+    private static readonly Dictionary<string, Type> Types = Manifests.ToDictionary(kv => kv.Value, kv => kv.Key);
+
+    public override int Identifier => SerializerId;
+
+    public static IReadOnlyDictionary<Type, string> KnownManifests => Manifests;
+
+    public override string Manifest(object o)
+        => Manifests.TryGetValue(o.GetType(), out var m) ? m : throw new ArgumentException($"No TrEnv manifest for {o.GetType()}.");
+
+    public override byte[] ToBinary(object obj) => obj switch
+    {
+        ModuleEvents.Added a => WithHash(a.Sha256, a.Wasm),
+        ModuleCommands.Store s => WithHash(s.Sha256, s.Wasm),
+        ModuleReplies.Content { Wasm: { } w } c => WithHash(c.Sha256, w),
+        ModuleReplies.Content c => Encoding.ASCII.GetBytes(c.Sha256),
+        _ => JsonSerializer.SerializeToUtf8Bytes(obj, obj.GetType(), ProtocolJson.Default),
+    };
+
+    public override object FromBinary(byte[] bytes, string manifest)
+    {
+        switch (manifest)
+        {
+            case "mod.ev.added":
+                return new ModuleEvents.Added(Hash(bytes), bytes[64..]);
+            case "mod.store":
+                return new ModuleCommands.Store(Hash(bytes), bytes[64..]);
+            case "mod.content":
+                return new ModuleReplies.Content(Hash(bytes), bytes.Length > 64 ? bytes[64..] : null);
+        }
+        if (!Types.TryGetValue(manifest, out var type))
+            throw new System.Runtime.Serialization.SerializationException($"Unknown TrEnv manifest \"{manifest}\".");
+        return JsonSerializer.Deserialize(bytes, type, ProtocolJson.Default)
+               ?? throw new System.Runtime.Serialization.SerializationException($"Empty payload for manifest \"{manifest}\".");
+    }
+
+    private static byte[] WithHash(string sha256, byte[] payload)
+    {
+        if (sha256.Length != 64)
+            throw new ArgumentException("A module hash is 64 hex characters.");
+        var bytes = new byte[64 + payload.Length];
+        Encoding.ASCII.GetBytes(sha256, bytes);
+        payload.CopyTo(bytes, 64);
+        return bytes;
+    }
+
+    private static string Hash(byte[] bytes)
+        => bytes.Length >= 64 ? Encoding.ASCII.GetString(bytes, 0, 64) : throw new System.Runtime.Serialization.SerializationException("A module payload is shorter than its hash.");
+}
+
+/// <summary>Source-generated JSON for protocol messages: camelCase names are the wire schema.</summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
+[JsonSerializable(typeof(FunctionCommands.Deploy))]
+[JsonSerializable(typeof(FunctionCommands.Delete))]
+[JsonSerializable(typeof(FunctionCommands.Get))]
+[JsonSerializable(typeof(FunctionReplies.Deployed))]
+[JsonSerializable(typeof(FunctionReplies.Deleted), TypeInfoPropertyName = "FunctionDeletedReply")]
+[JsonSerializable(typeof(FunctionReplies.View))]
+[JsonSerializable(typeof(FunctionEvents.VersionAdded))]
+[JsonSerializable(typeof(FunctionEvents.Deleted), TypeInfoPropertyName = "FunctionDeletedEvent")]
+[JsonSerializable(typeof(ModuleCommands.Fetch))]
+[JsonSerializable(typeof(ModuleReplies.Stored))]
+internal sealed partial class ProtocolJson : JsonSerializerContext;

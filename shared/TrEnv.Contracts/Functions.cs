@@ -1,0 +1,56 @@
+namespace TrEnv.Contracts;
+
+/// <summary>Per-version limits and environment of a function, as given at deploy time.</summary>
+public sealed record FunctionLimits(int MemoryMb, int TimeoutMs, int Concurrency, IReadOnlyDictionary<string, string> Env)
+{
+    public const int DefaultMemoryMb = 256;
+    public const int DefaultTimeoutMs = 10_000;
+    public const int DefaultConcurrency = 16;
+    public const int MaxMemoryMb = 4096;
+    public const int MaxTimeoutMs = 900_000;
+
+    public static FunctionLimits Default { get; } = new(DefaultMemoryMb, DefaultTimeoutMs, DefaultConcurrency, new Dictionary<string, string>());
+
+    public bool SameAs(FunctionLimits other)
+        => MemoryMb == other.MemoryMb && TimeoutMs == other.TimeoutMs && Concurrency == other.Concurrency
+           && Env.Count == other.Env.Count && Env.All(kv => other.Env.TryGetValue(kv.Key, out var v) && v == kv.Value);
+}
+
+/// <summary>One deployed version: the module's content hash plus its limits.</summary>
+public sealed record FunctionVersion(int Version, string Sha256, long SizeBytes, FunctionLimits Limits, DateTimeOffset DeployedAt);
+
+/// <summary>Commands to the sharded function entity.</summary>
+public static class FunctionCommands
+{
+    public interface IFunctionCommand : IWithFunctionName, IProtocolMessage;
+
+    /// <summary>Deploys a module already stored by hash; the same hash and limits again is a no-op.</summary>
+    public sealed record Deploy(string Name, string Sha256, long SizeBytes, FunctionLimits Limits) : IFunctionCommand;
+
+    public sealed record Delete(string Name) : IFunctionCommand;
+
+    public sealed record Get(string Name) : IFunctionCommand;
+}
+
+/// <summary>Replies of the function entity.</summary>
+public static class FunctionReplies
+{
+    public interface IFunctionReply : IProtocolMessage;
+
+    public sealed record Deployed(string Name, int Version, string Sha256, bool Created) : IFunctionReply;
+
+    public sealed record Deleted(string Name, bool Existed) : IFunctionReply;
+
+    /// <summary>The function's state; <see cref="Current"/> is null when it was never deployed or is deleted.</summary>
+    public sealed record View(string Name, FunctionVersion? Current, IReadOnlyList<FunctionVersion> Versions, bool Deleted) : IFunctionReply;
+}
+
+/// <summary>Events of the function entity; tagged "function" so coordinators can build their catalog.</summary>
+public static class FunctionEvents
+{
+    public const string Tag = "function";
+
+    public sealed record VersionAdded(string Name, FunctionVersion Version) : IEvent;
+
+    public sealed record Deleted(string Name, DateTimeOffset At) : IEvent;
+}
