@@ -1,0 +1,175 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Akka.Actor;
+using Akka.Hosting;
+using TrEnv.Cluster;
+using TrEnv.Contracts;
+using TrEnv.Coordinator.Catalog;
+using TrEnv.Coordinator.Registry;
+using TrEnv.Engine;
+using TrEnv.Engine.Wasm;
+using static TrEnv.Coordinator.Api.ApiErrors;
+
+namespace TrEnv.Coordinator.Api;
+
+/// <summary>Deploy, list, read and delete functions (HTTP API v1, DESIGN.md section 4).</summary>
+public static partial class FunctionsApi
+{
+    private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(15);
+
+    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    private static partial Regex NamePattern();
+
+    public static IResult? CheckName(string name)
+        => NamePattern().IsMatch(name) ? null
+            : Error(400, BadRequest, $"\"{name}\" is not a valid function name: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit.");
+
+    public static void MapFunctionsApi(this WebApplication app)
+    {
+        var admin = app.MapGroup("/v1/functions").AddEndpointFilter<AdminTokenFilter>();
+        admin.MapPut("/{name}", Deploy);
+        admin.MapDelete("/{name}", Delete);
+        app.MapGet("/v1/functions", List);
+        app.MapGet("/v1/functions/{name}", Get);
+    }
+
+    private static async Task<IResult> Deploy(string name, HttpRequest request, NodeSettings settings,
+        IRequiredActor<FunctionRegion> functions, IRequiredActor<ModuleRegion> modules, FunctionCatalog catalog, CancellationToken ct)
+    {
+        if (CheckName(name) is { } bad)
+            return bad;
+        if (ParseLimits(request.Query) is not { } limits)
+            return Error(400, BadRequest, LimitsHelp);
+        var body = await BodyReader.ReadAsync(request, settings.MaxModuleMb * 1024L * 1024L, ct);
+        if (body is null)
+            return Error(413, ErrorKinds.InputTooLarge, $"The module is larger than the deploy limit of {settings.MaxModuleMb} MiB (TRENV_MAX_MODULE_MB).");
+
+        // Validate before storing anything: malformed bytes and ABI problems are 422 with every problem named.
+        try
+        {
+            GuestAbiCheck.Check(body);
+            ModuleRewriter.ExportMutableGlobals(body);
+        }
+        catch (InvalidModuleException e)
+        {
+            return Error(422, ErrorKinds.InvalidModule, e.Message);
+        }
+
+        var sha = ModuleHash.Of(body).Hex;
+        await modules.ActorRef.Ask<ModuleReplies.Stored>(new ModuleCommands.Store(sha, body), AskTimeout, ct);
+        var deployed = await functions.ActorRef.Ask<FunctionReplies.Deployed>(new FunctionCommands.Deploy(name, sha, body.Length, limits), AskTimeout, ct);
+        var view = await functions.ActorRef.Ask<FunctionReplies.View>(new FunctionCommands.Get(name), AskTimeout, ct);
+        catalog.Set(view);
+        return Results.Json(new { name, version = deployed.Version, sha256 = deployed.Sha256, created = deployed.Created }, statusCode: 201);
+    }
+
+    private static async Task<IResult> Delete(string name, IRequiredActor<FunctionRegion> functions, FunctionCatalog catalog, CancellationToken ct)
+    {
+        if (CheckName(name) is { } bad)
+            return bad;
+        var deleted = await functions.ActorRef.Ask<FunctionReplies.Deleted>(new FunctionCommands.Delete(name), AskTimeout, ct);
+        catalog.Apply(new FunctionEvents.Deleted(name, DateTimeOffset.UtcNow));
+        return deleted.Existed ? Results.NoContent() : Error(404, NotFound, $"There is no function named \"{name}\".");
+    }
+
+    private static IResult List(FunctionCatalog catalog)
+        => Results.Json(new
+        {
+            functions = catalog.Names.Select(n => catalog.TryGet(n, out var v) ? Describe(n, v) : null).Where(x => x is not null),
+        });
+
+    private static async Task<IResult> Get(string name, IRequiredActor<FunctionRegion> functions, CancellationToken ct)
+    {
+        if (CheckName(name) is { } bad)
+            return bad;
+        var view = await functions.ActorRef.Ask<FunctionReplies.View>(new FunctionCommands.Get(name), AskTimeout, ct);
+        if (view.Current is not { } current)
+            return Error(404, NotFound, $"There is no function named \"{name}\".");
+        return Results.Json(new
+        {
+            name,
+            current = Describe(name, current),
+            versions = view.Versions.Select(v => Describe(name, v)),
+        });
+    }
+
+    private static object Describe(string name, FunctionVersion v) => new
+    {
+        name,
+        version = v.Version,
+        sha256 = v.Sha256,
+        sizeBytes = v.SizeBytes,
+        deployedAt = v.DeployedAt,
+        limits = new { memoryMb = v.Limits.MemoryMb, timeoutMs = v.Limits.TimeoutMs, concurrency = v.Limits.Concurrency, env = v.Limits.Env },
+    };
+
+    private const string LimitsHelp = "Query parameters: memoryMb (1-4096), timeoutMs (1-900000), concurrency (1-1024), env.KEY=VALUE.";
+
+    internal static FunctionLimits? ParseLimits(IQueryCollection query)
+    {
+        int? Int(string key, int min, int max)
+        {
+            if (!query.TryGetValue(key, out var text))
+                return null;
+            return int.TryParse(text.ToString(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) && v >= min && v <= max ? v : -1;
+        }
+        var memory = Int("memoryMb", 1, FunctionLimits.MaxMemoryMb);
+        var timeout = Int("timeoutMs", 1, FunctionLimits.MaxTimeoutMs);
+        var concurrency = Int("concurrency", 1, 1024);
+        if (memory == -1 || timeout == -1 || concurrency == -1)
+            return null;
+        var env = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (key, value) in query)
+        {
+            if (key.StartsWith("env.", StringComparison.Ordinal) && key.Length > 4)
+                env[key[4..]] = value.ToString();
+            else if (key is not ("memoryMb" or "timeoutMs" or "concurrency"))
+                return null;
+        }
+        return new FunctionLimits(memory ?? FunctionLimits.DefaultMemoryMb, timeout ?? FunctionLimits.DefaultTimeoutMs,
+            concurrency ?? FunctionLimits.DefaultConcurrency, new Dictionary<string, string>(env, StringComparer.Ordinal));
+    }
+}
+
+/// <summary>Requires the admin bearer token on deploy and delete when TRENV_ADMIN_TOKEN is set.</summary>
+public sealed class AdminTokenFilter(NodeSettings settings) : IEndpointFilter
+{
+    public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+        => BearerToken.Matches(context.HttpContext.Request, settings.AdminToken)
+            ? await next(context)
+            : Error(401, Unauthorized, "This call needs the admin token: send \"Authorization: Bearer <TRENV_ADMIN_TOKEN>\".");
+}
+
+public static class BearerToken
+{
+    public static bool Matches(HttpRequest request, string? expected)
+    {
+        if (string.IsNullOrEmpty(expected))
+            return true;
+        var header = request.Headers.Authorization.ToString();
+        if (!header.StartsWith("Bearer ", StringComparison.Ordinal))
+            return false;
+        var given = System.Text.Encoding.UTF8.GetBytes(header[7..].Trim());
+        return System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(given, System.Text.Encoding.UTF8.GetBytes(expected));
+    }
+}
+
+public static class BodyReader
+{
+    /// <summary>Reads the whole body, or returns null as soon as it exceeds <paramref name="limit"/> bytes.</summary>
+    public static async Task<byte[]?> ReadAsync(HttpRequest request, long limit, CancellationToken ct)
+    {
+        if (request.ContentLength > limit)
+            return null;
+        using var buffer = new MemoryStream(request.ContentLength is { } n ? (int)n : 4096);
+        var chunk = new byte[81920];
+        int read;
+        while ((read = await request.Body.ReadAsync(chunk, ct)) > 0)
+        {
+            if (buffer.Length + read > limit)
+                return null;
+            buffer.Write(chunk, 0, read);
+        }
+        return buffer.ToArray();
+    }
+}

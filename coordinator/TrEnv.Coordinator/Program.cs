@@ -1,0 +1,28 @@
+using TrEnv.Cluster;
+using TrEnv.Contracts;
+using TrEnv.Coordinator.Api;
+using TrEnv.Coordinator.Catalog;
+using TrEnv.Coordinator.Registry;
+
+// A coordinator node: the HTTP API v1, the function and module registries, and invocation placement.
+var settings = NodeSettings.FromEnvironment(new Dictionary<string, string?>
+{
+    ["ROLES"] = Environment.GetEnvironmentVariable("TRENV_ROLES") ?? Roles.Coordinator,
+});
+var builder = WebApplication.CreateBuilder(args);
+builder.Logging.SetMinimumLevel(LogLevel.Warning);
+builder.WebHost.UseUrls($"http://{settings.HttpHost}:{settings.HttpPort}");
+builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = (Math.Max(settings.MaxModuleMb, settings.MaxInputMb) + 1) * 1024L * 1024L);
+
+var catalog = new FunctionCatalog();
+builder.Services.AddSingleton(catalog);
+builder.Services.AddTrEnvNode(settings, (akka, _) => akka
+    .AddFunctionRegistry()
+    .AddModuleStore()
+    .AddCatalogProjection(catalog));
+
+var app = builder.Build();
+app.MapClusterApi();
+app.MapFunctionsApi();
+app.Lifetime.ApplicationStarted.Register(() => Console.WriteLine($"TrEnv coordinator {settings.Name} serving http://{settings.HttpHost}:{settings.HttpPort}"));
+app.Run();
