@@ -2,6 +2,7 @@ using TrEnv.Cluster;
 using TrEnv.Contracts;
 using TrEnv.Coordinator.Api;
 using TrEnv.Coordinator.Catalog;
+using TrEnv.Coordinator.Placement;
 using TrEnv.Coordinator.Registry;
 
 // A coordinator node: the HTTP API v1, the function and module registries, and invocation placement.
@@ -14,15 +15,21 @@ builder.Logging.SetMinimumLevel(LogLevel.Warning);
 builder.WebHost.UseUrls($"http://{settings.HttpHost}:{settings.HttpPort}");
 builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = (Math.Max(settings.MaxModuleMb, settings.MaxInputMb) + 1) * 1024L * 1024L);
 
-var catalog = new FunctionCatalog();
-builder.Services.AddSingleton(catalog);
+var functions = new FunctionCatalog();
+var templates = new TemplateCatalog();
+var workers = new WorkerDirectory();
+builder.Services.AddSingleton(functions).AddSingleton(templates).AddSingleton(workers);
 builder.Services.AddTrEnvNode(settings, (akka, _) => akka
     .AddFunctionRegistry()
     .AddModuleStore()
-    .AddCatalogProjection(catalog));
+    .AddTemplateRegistry()
+    .AddCatalogProjection(functions, templates)
+    .AddWorkerDirectory(workers));
 
 var app = builder.Build();
 app.MapClusterApi();
 app.MapFunctionsApi();
+app.MapInvokeApi();
+app.MapTemplatesApi();
 app.Lifetime.ApplicationStarted.Register(() => Console.WriteLine($"TrEnv coordinator {settings.Name} serving http://{settings.HttpHost}:{settings.HttpPort}"));
 app.Run();

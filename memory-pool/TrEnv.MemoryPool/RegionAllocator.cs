@@ -51,6 +51,20 @@ public sealed class RegionAllocator
         return null;
     }
 
+    /// <summary>Where <see cref="TryAllocate"/> would place <paramref name="bytes"/>, without allocating; lets a journal decide before it applies.</summary>
+    public Region? FindFit(long bytes)
+    {
+        if (bytes <= 0)
+            throw new ArgumentOutOfRangeException(nameof(bytes), bytes, "A region must be at least one byte long.");
+        var length = RoundUp(bytes);
+        foreach (var (offset, freeLength) in _free)
+        {
+            if (freeLength >= length)
+                return new Region(offset, length);
+        }
+        return null;
+    }
+
     public Region Allocate(long bytes)
         => TryAllocate(bytes) ?? throw new PoolFullException(RoundUp(bytes), FreeBytes, LargestFreeBlock);
 

@@ -32,9 +32,11 @@ public static class NodeHosting
                     SeedNodes = settings.Seeds.Count > 0 ? settings.Seeds.ToArray() : [settings.SelfAddress],
                     SplitBrainResolver = new KeepMajorityOption(),
                 })
+                // Workers publish their status and coordinators subscribe; the mediator runs on every node.
+                .WithDistributedPubSub(role: "")
                 .WithCustomSerializer("trenv", [typeof(IProtocolMessage)], system => new TrEnvSerializer(system));
 
-            if (settings.HasRole(Roles.Coordinator))
+            if (settings.HasRole(Roles.Coordinator) || settings.HasRole(Roles.MemoryPool))
             {
                 Directory.CreateDirectory(settings.DataDirectory);
                 if (settings.DatabaseConnection is { } pg)
@@ -51,6 +53,8 @@ public static class NodeHosting
     private static string Hocon(NodeSettings settings) => $$"""
         akka {
           loglevel = INFO
+          # Worker status broadcasts reach no one until coordinators subscribe; that is expected at start-up.
+          log-dead-letters = off
           cluster {
             split-brain-resolver.stable-after = 3s
             down-removal-margin = 1s

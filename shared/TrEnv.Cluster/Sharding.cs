@@ -8,11 +8,24 @@ public static class Sharding
 {
     public const string Functions = "functions";
     public const string Modules = "modules";
+    public const string Templates = "templates";
+    public const string Pool = "pool";
+    public const string WorkersTopic = "trenv-workers";
     public const int ShardCount = 64;
 
     public sealed class FunctionExtractor() : HashCodeMessageExtractor(ShardCount)
     {
         public override string? EntityId(object message) => message is IWithFunctionName f ? f.Name : null;
+    }
+
+    public sealed class TemplateExtractor() : HashCodeMessageExtractor(ShardCount)
+    {
+        public override string? EntityId(object message) => message is IWithTemplateKey t ? t.Key : null;
+    }
+
+    public sealed class PoolExtractor() : HashCodeMessageExtractor(ShardCount)
+    {
+        public override string? EntityId(object message) => message is PoolCommands.IPoolCommand p ? p.Pool : null;
     }
 
     public sealed class ModuleExtractor() : HashCodeMessageExtractor(ShardCount)

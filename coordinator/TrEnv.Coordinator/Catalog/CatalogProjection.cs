@@ -1,41 +1,46 @@
 using Akka.Actor;
+using Akka.Event;
 using Akka.Hosting;
 using Akka.Persistence.Query;
 using Akka.Persistence.Sql.Query;
 using Akka.Streams;
-using Akka.Event;
 using TrEnv.Contracts;
 
 namespace TrEnv.Coordinator.Catalog;
 
 /// <summary>
-/// Reads every tagged function event from the journal into the <see cref="FunctionCatalog"/>: the whole
-/// history at start-up, then live, so deploys made through other coordinators appear here too.
+/// Reads every tagged function and template event from the journal into the local catalogs: the whole
+/// history at start-up, then live, so writes made through other coordinators appear here too. This
+/// coordinator's own writes arrive at once through the event stream.
 /// </summary>
 public sealed class CatalogProjection : ReceiveActor
 {
-    public CatalogProjection(FunctionCatalog catalog)
+    public CatalogProjection(FunctionCatalog functions, TemplateCatalog templates)
     {
         var journal = PersistenceQuery.Get(Context.System).ReadJournalFor<SqlReadJournal>(SqlReadJournal.Identifier);
         var materializer = Context.Materializer();
         var self = Self;
-        journal.CurrentEventsByTag(FunctionEvents.Tag, Offset.NoOffset())
-            .RunForeach(env => { if (env.Event is IEvent e) catalog.Apply(e); }, materializer)
-            .ContinueWith(t =>
-            {
-                catalog.Loaded = true;
-                self.Tell(new Live(t.IsCompletedSuccessfully ? null : t.Exception));
-            });
+        void Apply(IEvent e)
+        {
+            functions.Apply(e);
+            templates.Apply(e);
+        }
+
+        var history = Task.WhenAll(
+            journal.CurrentEventsByTag(FunctionEvents.Tag, Offset.NoOffset()).RunForeach(env => { if (env.Event is IEvent e) Apply(e); }, materializer),
+            journal.CurrentEventsByTag(TemplateEvents.Tag, Offset.NoOffset()).RunForeach(env => { if (env.Event is IEvent e) Apply(e); }, materializer));
+        history.ContinueWith(t => self.Tell(new Live(t.IsCompletedSuccessfully ? null : t.Exception)), TaskScheduler.Default);
+
         Receive<Live>(live =>
         {
             if (live.Failure is not null)
-                Context.GetLogger().Error(live.Failure, "Reading the function catalog failed; relying on live updates.");
-            journal.EventsByTag(FunctionEvents.Tag, Offset.NoOffset())
-                .RunForeach(env => { if (env.Event is IEvent e) catalog.Apply(e); }, materializer);
+                Context.GetLogger().Error(live.Failure, "Reading the catalog history failed; serving from live updates only.");
+            functions.Loaded = true;
+            foreach (var tag in new[] { FunctionEvents.Tag, TemplateEvents.Tag })
+                journal.EventsByTag(tag, Offset.NoOffset()).RunForeach(env => { if (env.Event is IEvent e) Apply(e); }, materializer);
         });
-        // This coordinator's own writes are visible at once, before the journal poll sees them.
         Context.System.EventStream.Subscribe(Self, typeof(IEvent));
-        Receive<IEvent>(catalog.Apply);
+        Receive<IEvent>(Apply);
     }
 
     private sealed record Live(Exception? Failure);
@@ -43,7 +48,7 @@ public sealed class CatalogProjection : ReceiveActor
 
 public static class CatalogProjectionRegistration
 {
-    public static AkkaConfigurationBuilder AddCatalogProjection(this AkkaConfigurationBuilder builder, FunctionCatalog catalog)
+    public static AkkaConfigurationBuilder AddCatalogProjection(this AkkaConfigurationBuilder builder, FunctionCatalog functions, TemplateCatalog templates)
         => builder.WithActors((system, registry) =>
-            registry.Register<CatalogProjection>(system.ActorOf(Props.Create(() => new CatalogProjection(catalog)), "function-catalog")));
+            registry.Register<CatalogProjection>(system.ActorOf(Props.Create(() => new CatalogProjection(functions, templates)), "catalog")));
 }

@@ -31,6 +31,34 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
         [typeof(ModuleReplies.Stored)] = "mod.stored",
         [typeof(ModuleReplies.Content)] = "mod.content",
         [typeof(ModuleEvents.Added)] = "mod.ev.added",
+        [typeof(TemplateCommands.BeginCapture)] = "tpl.begin",
+        [typeof(TemplateCommands.Seal)] = "tpl.seal",
+        [typeof(TemplateCommands.AbortCapture)] = "tpl.abort",
+        [typeof(TemplateCommands.Retire)] = "tpl.retire",
+        [typeof(TemplateCommands.Mappings)] = "tpl.mappings",
+        [typeof(TemplateCommands.Get)] = "tpl.get",
+        [typeof(TemplateReplies.CaptureGranted)] = "tpl.granted",
+        [typeof(TemplateReplies.CaptureRefused)] = "tpl.refused",
+        [typeof(TemplateReplies.Sealed)] = "tpl.sealed",
+        [typeof(TemplateReplies.State)] = "tpl.state",
+        [typeof(TemplateReplies.Ack)] = "tpl.ack",
+        [typeof(TemplateEvents.CaptureStarted)] = "tpl.ev.capture-started",
+        [typeof(TemplateEvents.CaptureAborted)] = "tpl.ev.capture-aborted",
+        [typeof(TemplateEvents.Sealed)] = "tpl.ev.sealed",
+        [typeof(TemplateEvents.Retired)] = "tpl.ev.retired",
+        [typeof(TemplateEvents.Freed)] = "tpl.ev.freed",
+        [typeof(PoolCommands.Allocate)] = "pool.allocate",
+        [typeof(PoolCommands.Free)] = "pool.free",
+        [typeof(PoolCommands.Stats)] = "pool.stats",
+        [typeof(PoolReplies.Allocated)] = "pool.allocated",
+        [typeof(PoolReplies.Full)] = "pool.full",
+        [typeof(PoolReplies.Freed)] = "pool.freed",
+        [typeof(PoolReplies.Usage)] = "pool.usage",
+        [typeof(PoolEvents.Allocated)] = "pool.ev.allocated",
+        [typeof(PoolEvents.Freed)] = "pool.ev.freed",
+        [typeof(WorkerInvoke)] = "wk.invoke",
+        [typeof(WorkerInvokeResult)] = "wk.result",
+        [typeof(WorkerStatus)] = "wk.status",
     };
 
     private static readonly Dictionary<string, Type> Types = Manifests.ToDictionary(kv => kv.Value, kv => kv.Key);
@@ -94,4 +122,32 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
 [JsonSerializable(typeof(FunctionEvents.Deleted), TypeInfoPropertyName = "FunctionDeletedEvent")]
 [JsonSerializable(typeof(ModuleCommands.Fetch))]
 [JsonSerializable(typeof(ModuleReplies.Stored))]
+[JsonSerializable(typeof(TemplateCommands.BeginCapture))]
+[JsonSerializable(typeof(TemplateCommands.Seal))]
+[JsonSerializable(typeof(TemplateCommands.AbortCapture))]
+[JsonSerializable(typeof(TemplateCommands.Retire))]
+[JsonSerializable(typeof(TemplateCommands.Mappings))]
+[JsonSerializable(typeof(TemplateCommands.Get), TypeInfoPropertyName = "TemplateGet")]
+[JsonSerializable(typeof(TemplateReplies.CaptureGranted))]
+[JsonSerializable(typeof(TemplateReplies.CaptureRefused))]
+[JsonSerializable(typeof(TemplateReplies.Sealed), TypeInfoPropertyName = "TemplateSealedReply")]
+[JsonSerializable(typeof(TemplateReplies.State))]
+[JsonSerializable(typeof(TemplateReplies.Ack))]
+[JsonSerializable(typeof(TemplateEvents.CaptureStarted))]
+[JsonSerializable(typeof(TemplateEvents.CaptureAborted))]
+[JsonSerializable(typeof(TemplateEvents.Sealed), TypeInfoPropertyName = "TemplateSealedEvent")]
+[JsonSerializable(typeof(TemplateEvents.Retired))]
+[JsonSerializable(typeof(TemplateEvents.Freed), TypeInfoPropertyName = "TemplateFreedEvent")]
+[JsonSerializable(typeof(PoolCommands.Allocate))]
+[JsonSerializable(typeof(PoolCommands.Free))]
+[JsonSerializable(typeof(PoolCommands.Stats))]
+[JsonSerializable(typeof(PoolReplies.Allocated), TypeInfoPropertyName = "PoolAllocatedReply")]
+[JsonSerializable(typeof(PoolReplies.Full))]
+[JsonSerializable(typeof(PoolReplies.Freed), TypeInfoPropertyName = "PoolFreedReply")]
+[JsonSerializable(typeof(PoolReplies.Usage))]
+[JsonSerializable(typeof(PoolEvents.Allocated), TypeInfoPropertyName = "PoolAllocatedEvent")]
+[JsonSerializable(typeof(PoolEvents.Freed), TypeInfoPropertyName = "PoolFreedEvent")]
+[JsonSerializable(typeof(WorkerInvoke))]
+[JsonSerializable(typeof(WorkerInvokeResult))]
+[JsonSerializable(typeof(WorkerStatus))]
 internal sealed partial class ProtocolJson : JsonSerializerContext;

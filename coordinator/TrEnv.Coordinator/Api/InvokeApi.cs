@@ -1,0 +1,84 @@
+using System.Globalization;
+using Akka.Actor;
+using Akka.Hosting;
+using TrEnv.Cluster;
+using TrEnv.Contracts;
+using TrEnv.Coordinator.Catalog;
+using TrEnv.Coordinator.Placement;
+using TrEnv.Coordinator.Registry;
+using static TrEnv.Coordinator.Api.ApiErrors;
+
+namespace TrEnv.Coordinator.Api;
+
+/// <summary>
+/// POST /v1/functions/{name}/invoke: the hot path. Function and template come from the local catalogs,
+/// the worker from the local directory; the one network hop is coordinator to worker.
+/// </summary>
+public static class InvokeApi
+{
+    /// <summary>Allowance beyond the function's own deadline for a cold start (init and capture).</summary>
+    private static readonly TimeSpan StartAllowance = TimeSpan.FromSeconds(90);
+
+    public static void MapInvokeApi(this WebApplication app)
+        => app.MapPost("/v1/functions/{name}/invoke", Invoke);
+
+    private static async Task<IResult> Invoke(string name, HttpRequest request, HttpResponse response, NodeSettings settings,
+        FunctionCatalog functions, TemplateCatalog templates, WorkerDirectory workers, IRequiredActor<FunctionRegion> registry, CancellationToken ct)
+    {
+        if (!BearerToken.Matches(request, settings.InvokeToken))
+            return Error(401, Unauthorized, "This call needs the invoke token: send \"Authorization: Bearer <TRENV_INVOKE_TOKEN>\".");
+        if (!functions.TryGet(name, out var version))
+        {
+            // Slow path: a deploy through another coordinator that the journal poll has not shown us yet.
+            if (FunctionsApi.CheckName(name) is { } bad)
+                return bad;
+            var view = await registry.ActorRef.Ask<FunctionReplies.View>(new FunctionCommands.Get(name), TimeSpan.FromSeconds(5), ct);
+            functions.Set(view);
+            if (view.Current is null)
+                return Error(404, NotFound, $"There is no function named \"{name}\".");
+            version = view.Current;
+        }
+        var input = await BodyReader.ReadAsync(request, settings.MaxInputMb * 1024L * 1024L, ct);
+        if (input is null)
+            return Error(413, ErrorKinds.InputTooLarge, $"The input is larger than the limit of {settings.MaxInputMb} MiB (TRENV_MAX_INPUT_MB).");
+
+        var key = TemplateCommands.KeyOf(name, version.Version);
+        var worker = workers.Choose(key);
+        if (worker is null)
+            return Error(503, Unavailable, "No worker has room for this invocation right now.", 1);
+
+        var message = new WorkerInvoke(Guid.NewGuid().ToString("N"), name, version, templates.Find(key), input);
+        WorkerInvokeResult result;
+        Interlocked.Increment(ref worker.InFlight);
+        try
+        {
+            result = await worker.Invoker.Ask<WorkerInvokeResult>(message, TimeSpan.FromMilliseconds(version.Limits.TimeoutMs) + StartAllowance, ct);
+        }
+        catch (AskTimeoutException)
+        {
+            return Error(503, Unavailable, $"Worker {worker.Status.Node} did not answer in time; the invocation may not have run.", 1);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref worker.InFlight);
+        }
+
+        if (result.CapturedTemplate is { } captured)
+            templates.Add(captured);
+        var headers = response.Headers;
+        headers["X-TrEnv-Node"] = result.Node;
+        headers["X-TrEnv-Start"] = result.Start;
+        headers["X-TrEnv-Sandbox"] = result.Sandbox;
+        headers["X-TrEnv-Startup-Us"] = result.StartupMicros.ToString(CultureInfo.InvariantCulture);
+        headers["X-TrEnv-Exec-Us"] = result.ExecMicros.ToString(CultureInfo.InvariantCulture);
+        headers["X-TrEnv-Version"] = version.Version.ToString(CultureInfo.InvariantCulture);
+        if (!result.Ok)
+        {
+            var kind = result.ErrorKind ?? ErrorKinds.Internal;
+            return kind == ErrorKinds.SandboxCrashed
+                ? Error(503, kind, result.ErrorMessage ?? "The sandbox crashed.", 1)
+                : FromKind(kind, result.ErrorMessage ?? kind);
+        }
+        return Results.Bytes(result.Output, "application/octet-stream");
+    }
+}

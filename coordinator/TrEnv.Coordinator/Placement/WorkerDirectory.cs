@@ -1,0 +1,82 @@
+using System.Collections.Concurrent;
+using Akka.Actor;
+using Akka.Cluster;
+using Akka.Cluster.Tools.PublishSubscribe;
+using Akka.Hosting;
+using TrEnv.Cluster;
+using TrEnv.Contracts;
+
+namespace TrEnv.Coordinator.Placement;
+
+/// <summary>
+/// The coordinator's local view of every worker, fed by the workers' status broadcasts and by cluster
+/// membership. Placement reads it with no network hop, and a dead worker leaves it as soon as it is
+/// unreachable, without waiting for any shard hand-over.
+/// </summary>
+public sealed class WorkerDirectory
+{
+    private readonly ConcurrentDictionary<string, WorkerEntry> _workers = new(StringComparer.Ordinal);
+
+    public IReadOnlyCollection<WorkerEntry> Workers => _workers.Values.ToList();
+
+    public void Update(WorkerStatus status, IActorRef invoker)
+    {
+        var entry = _workers.GetOrAdd(status.Address, _ => new WorkerEntry(status, invoker));
+        entry.Status = status;
+        entry.Invoker = invoker;
+    }
+
+    public void Remove(string address) => _workers.TryRemove(address, out _);
+
+    /// <summary>REUSE first (a worker with a warm idle instance of this version), then the worker with the most free room.</summary>
+    public WorkerEntry? Choose(string functionKey)
+    {
+        WorkerEntry? best = null;
+        var bestScore = int.MinValue;
+        foreach (var w in _workers.Values)
+        {
+            var inFlight = Volatile.Read(ref w.InFlight);
+            var warm = w.Status.WarmIdle.TryGetValue(functionKey, out var n) ? n : 0;
+            var free = w.Status.MaxSandboxes - w.Status.Busy - inFlight;
+            if (free <= 0 && warm <= inFlight)
+                continue;
+            var score = (warm > inFlight ? 1_000_000 : 0) + free * 16 - inFlight;
+            if (score > bestScore)
+            {
+                best = w;
+                bestScore = score;
+            }
+        }
+        return best;
+    }
+}
+
+public sealed class WorkerEntry(WorkerStatus status, IActorRef invoker)
+{
+    public WorkerStatus Status { get; set; } = status;
+    public IActorRef Invoker { get; set; } = invoker;
+    public int InFlight;
+}
+
+/// <summary>Subscribes to worker broadcasts and cluster membership to keep the <see cref="WorkerDirectory"/> current.</summary>
+public sealed class WorkerDirectoryActor : ReceiveActor
+{
+    public WorkerDirectoryActor(WorkerDirectory directory)
+    {
+        DistributedPubSub.Get(Context.System).Mediator.Tell(new Subscribe(Sharding.WorkersTopic, Self));
+        Akka.Cluster.Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
+            typeof(ClusterEvent.UnreachableMember), typeof(ClusterEvent.MemberRemoved));
+        Receive<WorkerStatus>(s => directory.Update(s, Sender));
+        Receive<ClusterEvent.UnreachableMember>(m => directory.Remove(m.Member.Address.ToString()));
+        Receive<ClusterEvent.MemberRemoved>(m => directory.Remove(m.Member.Address.ToString()));
+        Receive<SubscribeAck>(_ => { });
+        ReceiveAny(_ => { });
+    }
+}
+
+public static class WorkerDirectoryRegistration
+{
+    public static AkkaConfigurationBuilder AddWorkerDirectory(this AkkaConfigurationBuilder builder, WorkerDirectory directory)
+        => builder.WithActors((system, registry) =>
+            registry.Register<WorkerDirectoryActor>(system.ActorOf(Props.Create(() => new WorkerDirectoryActor(directory)), "worker-directory")));
+}

@@ -1,0 +1,58 @@
+using TrEnv.Contracts;
+
+namespace TrEnv.MemoryPool.Node;
+
+/// <summary>
+/// The pool's allocations by owner (a template key). Decisions are made by <see cref="Process"/> without
+/// mutating; <see cref="Apply"/> replays events, so the allocator rebuilt from the journal is the one
+/// that answered, and a region is never handed out twice.
+/// </summary>
+public sealed class PoolState(long capacity)
+{
+    private readonly RegionAllocator _allocator = new(capacity);
+    private readonly Dictionary<string, Region> _owners = new(StringComparer.Ordinal);
+
+    public RegionAllocator Allocator => _allocator;
+    public IReadOnlyDictionary<string, Region> Owners => _owners;
+
+    public (IProtocolMessage Reply, IEvent? Event) Process(PoolCommands.IPoolCommand command)
+    {
+        switch (command)
+        {
+            case PoolCommands.Allocate a:
+                if (_owners.TryGetValue(a.Owner, out var existing))
+                    return (new PoolReplies.Allocated(a.Owner, ToWire(existing)), null);
+                if (a.Bytes <= 0)
+                    return (new PoolReplies.Full(a.Owner, "A region must be at least one byte long."), null);
+                return _allocator.FindFit(a.Bytes) is { } fit
+                    ? (new PoolReplies.Allocated(a.Owner, ToWire(fit)), new PoolEvents.Allocated(a.Owner, ToWire(fit)))
+                    : (new PoolReplies.Full(a.Owner, new PoolFullException(RegionAllocator.RoundUp(a.Bytes), _allocator.FreeBytes, _allocator.LargestFreeBlock).Message), null);
+            case PoolCommands.Free f:
+                return _owners.TryGetValue(f.Owner, out var region)
+                    ? (new PoolReplies.Freed(f.Owner, true), new PoolEvents.Freed(f.Owner, ToWire(region)))
+                    : (new PoolReplies.Freed(f.Owner, false), null);
+            case PoolCommands.Stats s:
+                return (new PoolReplies.Usage(s.Pool, _allocator.Capacity, _allocator.AllocatedBytes, _allocator.AllocationCount, _allocator.LargestFreeBlock), null);
+            default:
+                throw new ArgumentException($"Unknown pool command {command.GetType().Name}.");
+        }
+    }
+
+    public void Apply(IEvent e)
+    {
+        switch (e)
+        {
+            case PoolEvents.Allocated a:
+                _allocator.Reserve(FromWire(a.Region));
+                _owners[a.Owner] = FromWire(a.Region);
+                break;
+            case PoolEvents.Freed f:
+                _allocator.Free(FromWire(f.Region));
+                _owners.Remove(f.Owner);
+                break;
+        }
+    }
+
+    public static PoolRegion ToWire(Region r) => new(r.Offset, r.Length);
+    public static Region FromWire(PoolRegion r) => new(r.Offset, r.Length);
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Starts a local cluster as separate processes: one memory-pool node, coordinator(s) and workers.
+# Used by run.sh and bench.sh. Environment: TRENV_HTTP_PORT (8080), TRENV_WORKERS (2),
+# TRENV_CLUSTER_DIR (.trenv), TRENV_POOL_PATH (/dev/shm/trenv/pool), TRENV_BASE_PORT (4053).
+# Writes the PIDs to $TRENV_CLUSTER_DIR/pids and each node's output to $TRENV_CLUSTER_DIR/NODE.log.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+dir=${TRENV_CLUSTER_DIR:-$root/.trenv}
+http=${TRENV_HTTP_PORT:-8080}
+workers=${TRENV_WORKERS:-2}
+base=${TRENV_BASE_PORT:-4053}
+cfg=${CONFIGURATION:-Release}
+mkdir -p "$dir"
+: > "$dir/pids"
+export TRENV_SEEDS="akka.tcp://trenv@127.0.0.1:$base"
+export TRENV_POOL_PATH=${TRENV_POOL_PATH:-/dev/shm/trenv/pool}
+export TRENV_SANDBOX_HOST=${TRENV_SANDBOX_HOST:-$root/artifacts/sandbox-host}
+
+start() { # name, dll, extra env...
+  local name=$1 dll=$2; shift 2
+  env "$@" TRENV_NODE_NAME="$name" TRENV_DATA_DIR="$dir/$name" dotnet "$root/$dll" >"$dir/$name.log" 2>&1 &
+  echo $! >> "$dir/pids"
+}
+
+start coordinator-1 coordinator/TrEnv.Coordinator/bin/$cfg/net10.0/trenv-coordinator.dll TRENV_PORT=$base TRENV_HTTP_PORT=$http
+start memory-pool memory-pool/TrEnv.MemoryPool.Node/bin/$cfg/net10.0/trenv-memory-pool.dll TRENV_PORT=$((base + 1))
+for i in $(seq 1 "$workers"); do
+  start "worker-$i" worker/TrEnv.Worker/bin/$cfg/net10.0/trenv-worker.dll TRENV_PORT=$((base + 1 + i))
+done

@@ -1,0 +1,27 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using TrEnv.Cluster;
+using TrEnv.Contracts;
+using TrEnv.Sandbox;
+using TrEnv.Worker;
+
+// A worker node: runs sandboxes and serves invocations placed on it by coordinators.
+var settings = NodeSettings.FromEnvironment(new Dictionary<string, string?>
+{
+    ["ROLES"] = Environment.GetEnvironmentVariable("TRENV_ROLES") ?? Roles.Worker,
+});
+var host = SandboxHostCommand.Resolve(settings.SandboxHost);
+var builder = Host.CreateApplicationBuilder(args);
+builder.Logging.SetMinimumLevel(LogLevel.Warning);
+SandboxManager? manager = null;
+builder.Services.AddTrEnvNode(settings, (akka, _) => akka
+    .AddRegistryProxies()
+    .AddWorker((registry, _) => manager = new SandboxManager(settings, host,
+        new RegistryClient(registry.Get<ModuleProxy>(), registry.Get<TemplateProxy>()))));
+var app = builder.Build();
+app.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStarted
+    .Register(() => Console.WriteLine($"TrEnv worker {settings.Name}: sandbox host {host.FileName} ({host.Kind})"));
+await app.RunAsync();
+if (manager is not null)
+    await manager.DisposeAsync();

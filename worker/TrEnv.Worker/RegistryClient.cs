@@ -1,0 +1,37 @@
+using Akka.Actor;
+using Akka.Cluster.Hosting;
+using Akka.Hosting;
+using TrEnv.Cluster;
+using TrEnv.Contracts;
+
+namespace TrEnv.Worker;
+
+/// <summary>Reaches the coordinator-hosted module store and template registry through shard region proxies.</summary>
+public sealed class RegistryClient(IActorRef modules, IActorRef templates) : IRegistryClient
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+
+    public async Task<byte[]?> FetchModuleAsync(string sha256, CancellationToken ct)
+        => (await modules.Ask<ModuleReplies.Content>(new ModuleCommands.Fetch(sha256), Timeout, ct)).Wasm;
+
+    public Task<IProtocolMessage> BeginCaptureAsync(TemplateCommands.BeginCapture begin, CancellationToken ct)
+        => templates.Ask<IProtocolMessage>(begin, Timeout, ct);
+
+    public Task<IProtocolMessage> SealAsync(TemplateCommands.Seal seal, CancellationToken ct)
+        => templates.Ask<IProtocolMessage>(seal, Timeout, ct);
+
+    public void AbortCapture(TemplateCommands.AbortCapture abort) => templates.Tell(abort);
+
+    public void ReportMappings(TemplateCommands.Mappings mappings) => templates.Tell(mappings);
+}
+
+public sealed class ModuleProxy;
+public sealed class TemplateProxy;
+
+public static class RegistryProxies
+{
+    public static AkkaConfigurationBuilder AddRegistryProxies(this AkkaConfigurationBuilder builder)
+        => builder
+            .WithShardRegionProxy<ModuleProxy>(Sharding.Modules, Roles.Coordinator, new Sharding.ModuleExtractor())
+            .WithShardRegionProxy<TemplateProxy>(Sharding.Templates, Roles.Coordinator, new Sharding.TemplateExtractor());
+}

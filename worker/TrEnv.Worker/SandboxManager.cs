@@ -1,0 +1,416 @@
+using System.Diagnostics;
+using TrEnv.Cluster;
+using TrEnv.Contracts;
+using TrEnv.Engine;
+using TrEnv.Sandbox;
+using static TrEnv.Sandbox.SandboxMessages;
+
+namespace TrEnv.Worker;
+
+/// <summary>
+/// A worker's sandboxes and the placement policy of the paper: REUSE a warm idle instance of the same
+/// function version, else SWITCH (repurpose) an idle sandbox, else start a NEW one; restore from the
+/// template when one exists, else run init and capture the template for every later start.
+/// </summary>
+public sealed class SandboxManager : IAsyncDisposable
+{
+    private readonly NodeSettings _settings;
+    private readonly SandboxHostCommand _host;
+    private readonly IRegistryClient _registry;
+    private readonly string _modules;
+    private readonly string _templates;
+    private readonly string _sandboxes;
+    private readonly object _gate = new();
+    private readonly List<Slot> _all = [];
+    private readonly Stack<Slot> _generic = new();
+    private readonly Dictionary<string, LinkedList<Slot>> _warm = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, TemplateInfo> _localTemplates = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _verified = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _reportedMappings = new(StringComparer.Ordinal);
+    private int _starting;
+    private int _nextId;
+
+    public SandboxManager(NodeSettings settings, SandboxHostCommand host, IRegistryClient registry)
+    {
+        _settings = settings;
+        _host = host;
+        _registry = registry;
+        _modules = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "modules")).FullName;
+        _templates = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "templates")).FullName;
+        _sandboxes = Path.Combine(settings.DataDirectory, "sandboxes");
+        if (Directory.Exists(_sandboxes))
+            Directory.Delete(_sandboxes, recursive: true);
+        Directory.CreateDirectory(_sandboxes);
+    }
+
+    public string Isolation => "process";
+
+    private sealed class Slot(SandboxProcess process)
+    {
+        public SandboxProcess Process { get; } = process;
+        public string? Key;
+        public string? MappedTemplate;
+        public bool Busy;
+        public bool EverLoaded;
+        public DateTimeOffset LastUsed = DateTimeOffset.UtcNow;
+        public LinkedListNode<Slot>? WarmNode;
+    }
+
+    public async Task<WorkerInvokeResult> InvokeAsync(WorkerInvoke request, CancellationToken ct)
+    {
+        var key = TemplateCommands.KeyOf(request.Function, request.Version.Version);
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            await EnsureModuleAsync(request.Version.Sha256, ct);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            return Failed(request, ErrorKinds.Internal, $"The module of {request.Function} could not be fetched: {e.Message}");
+        }
+
+        var (slot, sandbox) = await AcquireAsync(key);
+        if (slot is null)
+            return Failed(request, ErrorKinds.SandboxCrashed, $"Worker {_settings.Name} has no free sandbox (all {_settings.MaxSandboxes} busy).");
+
+        TemplateInfo? captured = null;
+        var start = "warm";
+        try
+        {
+            if (slot.Key != key)
+            {
+                (start, captured) = await LoadAsync(slot, request, key, ct);
+            }
+            var startupMicros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
+            var result = await slot.Process.InvokeAsync(request.Input, TimeSpan.FromMilliseconds(request.Version.Limits.TimeoutMs), ct);
+            Release(slot, key);
+            return new WorkerInvokeResult(request.InvocationId, true, result.Output, start, sandbox, _settings.Name, startupMicros, result.ExecMicros, null, null, captured);
+        }
+        catch (SandboxException e)
+        {
+            Discard(slot, e);
+            return Failed(request, e.Kind, e.Message, start, sandbox, captured);
+        }
+        catch (EngineException e)
+        {
+            Discard(slot, null);
+            return Failed(request, e.Kind, e.Message, start, sandbox, captured);
+        }
+    }
+
+    // Cold or template load into a slot that does not hold this function version.
+    private async Task<(string Start, TemplateInfo? Captured)> LoadAsync(Slot slot, WorkerInvoke request, string key, CancellationToken ct)
+    {
+        if (slot.EverLoaded)
+            await slot.Process.ResetAsync(ct); // repurpose: the previous function's /tmp, logs and instance go
+        slot.Key = null;
+        slot.MappedTemplate = null;
+        slot.EverLoaded = true;
+        var limits = request.Version.Limits;
+        var cold = new Load(request.Function, request.Version.Sha256, _modules, LoadSource.Init, null, null, false,
+            (long)limits.MemoryMb << 20, limits.TimeoutMs, 120_000, limits.Env.ToList());
+
+        TemplateInfo? template;
+        lock (_gate)
+            template = request.Template ?? _localTemplates.GetValueOrDefault(key);
+        if (template is not null)
+        {
+            try
+            {
+                var header = TemplateFile(template);
+                bool verify;
+                lock (_gate)
+                    verify = _verified.Add(template.Key + "/" + template.SealedAt.ToUnixTimeMilliseconds());
+                await slot.Process.LoadAsync(cold with { Source = LoadSource.MapTemplate, TemplatePath = header, PoolPath = _settings.PoolPath, VerifyTemplateData = verify }, ct);
+                slot.MappedTemplate = key;
+                return ("template", null);
+            }
+            catch (SandboxException e) when (e.Kind == ErrorKinds.TemplateInvalid)
+            {
+                // A template that cannot be restored is never used: fall back to a cold start.
+                lock (_gate)
+                    _localTemplates.Remove(key);
+            }
+        }
+
+        await slot.Process.LoadAsync(cold, ct);
+        return ("cold", await TryCaptureAsync(slot, request, key, ct));
+    }
+
+    // Capture the post-init state before the first invocation changes it; only one capture per key cluster-wide.
+    private async Task<TemplateInfo?> TryCaptureAsync(Slot slot, WorkerInvoke request, string key, CancellationToken ct)
+    {
+        var header = Path.Combine(_templates, $"{key}.{Guid.NewGuid():N}.tpl");
+        try
+        {
+            var probe = await slot.Process.CaptureAsync(new Capture(_settings.PoolPath, 0, 0, header, _settings.Name), ct);
+            var answer = await _registry.BeginCaptureAsync(new TemplateCommands.BeginCapture(key, request.Function, request.Version.Version, request.Version.Sha256, probe.RequiredBytes, _settings.Name), ct);
+            if (answer is TemplateReplies.CaptureRefused { Sealed: { } existing })
+            {
+                lock (_gate)
+                    _localTemplates[key] = existing;
+                return null;
+            }
+            if (answer is not TemplateReplies.CaptureGranted granted)
+                return null;
+            try
+            {
+                var done = await slot.Process.CaptureAsync(new Capture(_settings.PoolPath, granted.Region.Offset, granted.Region.Length, header, _settings.Name), ct);
+                var sealedReply = await _registry.SealAsync(new TemplateCommands.Seal(key, _settings.Name, done.NonZeroPages, done.MemoryBytes, await File.ReadAllBytesAsync(header, ct)), ct);
+                if (sealedReply is not TemplateReplies.Sealed { Template: var info })
+                    return null;
+                lock (_gate)
+                {
+                    _localTemplates[key] = info;
+                    _verified.Add(info.Key + "/" + info.SealedAt.ToUnixTimeMilliseconds());
+                }
+                File.Move(header, TemplateFile(info, create: false), overwrite: true);
+                return info;
+            }
+            catch (Exception e) when (e is SandboxException or IOException)
+            {
+                _registry.AbortCapture(new TemplateCommands.AbortCapture(key, _settings.Name, e.Message));
+                throw;
+            }
+        }
+        catch (Exception e) when (e is IOException or Akka.Actor.AskTimeoutException or TimeoutException)
+        {
+            // The function still runs cold; the next cold start tries to capture again.
+            Console.Error.WriteLine($"worker {_settings.Name}: capture of {key} failed: {e.Message}");
+            return null;
+        }
+        finally
+        {
+            if (File.Exists(header))
+                File.Delete(header);
+        }
+    }
+
+    private string TemplateFile(TemplateInfo template, bool create = true)
+    {
+        var path = Path.Combine(_templates, $"{template.Key}-{template.SealedAt.ToUnixTimeMilliseconds()}.tpl");
+        if (create && !File.Exists(path))
+        {
+            var temp = path + "." + Guid.NewGuid().ToString("N");
+            File.WriteAllBytes(temp, template.Header);
+            File.Move(temp, path, overwrite: true);
+        }
+        return path;
+    }
+
+    private async Task EnsureModuleAsync(string sha256, CancellationToken ct)
+    {
+        if (File.Exists(Path.Combine(_modules, sha256 + ".wasm")))
+            return;
+        var bytes = await _registry.FetchModuleAsync(sha256, ct) ?? throw new InvalidOperationException($"no module with hash {sha256} is stored");
+        if (ModuleCache.Put(_modules, bytes).Hex != sha256)
+            throw new InvalidOperationException($"the module fetched for {sha256} has another hash");
+    }
+
+    private async Task<(Slot? Slot, string Sandbox)> AcquireAsync(string key)
+    {
+        Slot? victim = null;
+        lock (_gate)
+        {
+            if (_warm.TryGetValue(key, out var list) && list.Last is { } node)
+                return (Take(node.Value), "reused");
+            if (_generic.TryPop(out var generic))
+            {
+                generic.Busy = true;
+                return (generic, generic.EverLoaded ? "repurposed" : "new");
+            }
+            if (_all.Count + _starting < _settings.MaxSandboxes)
+                _starting++;
+            else
+                victim = OldestWarmIdle();
+            if (victim is not null)
+                Take(victim);
+        }
+        if (victim is not null)
+            return (victim, "repurposed");
+        try
+        {
+            var slot = await StartSandboxAsync();
+            lock (_gate)
+            {
+                slot.Busy = true;
+                _all.Add(slot);
+            }
+            return (slot, "new");
+        }
+        finally
+        {
+            lock (_gate)
+                _starting--;
+        }
+    }
+
+    private Slot? OldestWarmIdle()
+    {
+        Slot? oldest = null;
+        foreach (var list in _warm.Values)
+        {
+            foreach (var s in list)
+            {
+                if (oldest is null || s.LastUsed < oldest.LastUsed)
+                    oldest = s;
+            }
+        }
+        return oldest;
+    }
+
+    private Slot Take(Slot slot)
+    {
+        if (slot.WarmNode is { } node)
+        {
+            node.List!.Remove(node);
+            slot.WarmNode = null;
+        }
+        slot.Busy = true;
+        return slot;
+    }
+
+    private void Release(Slot slot, string key)
+    {
+        lock (_gate)
+        {
+            slot.Busy = false;
+            slot.Key = key;
+            slot.LastUsed = DateTimeOffset.UtcNow;
+            if (!_warm.TryGetValue(key, out var list))
+                _warm[key] = list = new LinkedList<Slot>();
+            slot.WarmNode = list.AddLast(slot);
+        }
+    }
+
+    // After a failure the instance is gone (the host discards it) or the process is: never reuse it dirty.
+    private void Discard(Slot slot, SandboxException? e)
+    {
+        lock (_gate)
+        {
+            slot.Busy = false;
+            slot.Key = null;
+            slot.MappedTemplate = null;
+            if (slot.Process.IsAlive && (e is null || e.InstanceDiscarded))
+            {
+                _generic.Push(slot);
+                return;
+            }
+            _all.Remove(slot);
+        }
+        _ = slot.Process.DisposeAsync().AsTask();
+    }
+
+    private async Task<Slot> StartSandboxAsync()
+    {
+        var id = Interlocked.Increment(ref _nextId);
+        var process = SandboxProcess.Start(_host, Path.Combine(_sandboxes, id.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        await process.StatsAsync(); // answers once the host is up and warmed
+        return new Slot(process);
+    }
+
+    /// <summary>Keeps the pre-started pool full, reclaims instances idle past the keep-alive (scale to zero), reports template mappings.</summary>
+    public async Task MaintainAsync(CancellationToken ct)
+    {
+        var expired = new List<Slot>();
+        int missing;
+        lock (_gate)
+        {
+            var cutoff = DateTimeOffset.UtcNow.AddSeconds(-_settings.KeepAliveSeconds);
+            foreach (var list in _warm.Values)
+                expired.AddRange(list.Where(s => s.LastUsed < cutoff));
+            foreach (var s in expired)
+                Take(s);
+            foreach (var dead in _all.Where(s => !s.Busy && !s.Process.IsAlive).ToList())
+            {
+                _all.Remove(dead);
+                if (dead.WarmNode is { } n)
+                    n.List!.Remove(n);
+            }
+            var room = _settings.MaxSandboxes - _all.Count - _starting;
+            missing = Math.Min(room, _settings.PrestartSandboxes - _generic.Count - expired.Count);
+            if (missing > 0)
+                _starting += missing;
+        }
+        foreach (var slot in expired)
+        {
+            try
+            {
+                await slot.Process.ResetAsync(ct);
+                lock (_gate)
+                {
+                    slot.Busy = false;
+                    slot.Key = null;
+                    slot.MappedTemplate = null;
+                    _generic.Push(slot);
+                }
+            }
+            catch (SandboxException e)
+            {
+                Discard(slot, e);
+            }
+        }
+        for (var i = 0; i < missing; i++)
+        {
+            try
+            {
+                var slot = await StartSandboxAsync();
+                lock (_gate)
+                {
+                    _all.Add(slot);
+                    _generic.Push(slot);
+                }
+            }
+            catch (Exception e) when (e is SandboxException or InvalidOperationException or System.ComponentModel.Win32Exception)
+            {
+                Console.Error.WriteLine($"worker {_settings.Name}: could not pre-start a sandbox: {e.Message}");
+            }
+            finally
+            {
+                lock (_gate)
+                    _starting--;
+            }
+        }
+        ReportMappings();
+    }
+
+    private void ReportMappings()
+    {
+        Dictionary<string, int> counts;
+        lock (_gate)
+            counts = _all.Where(s => s.MappedTemplate is not null).GroupBy(s => s.MappedTemplate!).ToDictionary(g => g.Key, g => g.Count());
+        foreach (var key in counts.Keys.Union(_reportedMappings.Keys).ToList())
+        {
+            var now = counts.GetValueOrDefault(key);
+            if (_reportedMappings.GetValueOrDefault(key, -1) == now)
+                continue;
+            _registry.ReportMappings(new TemplateCommands.Mappings(key, _settings.Name, now));
+            if (now == 0)
+                _reportedMappings.Remove(key);
+            else
+                _reportedMappings[key] = now;
+        }
+    }
+
+    public WorkerStatus Snapshot(string address)
+    {
+        lock (_gate)
+        {
+            var warm = _warm.Where(kv => kv.Value.Count > 0).ToDictionary(kv => kv.Key, kv => kv.Value.Count, StringComparer.Ordinal);
+            var sandboxes = _all.Select(s => new SandboxStatus(s.Process.Pid, s.Busy ? "busy" : s.Key is null ? "idle" : "warm",
+                s.Key?[..s.Key.LastIndexOf('@')], s.Key is null ? null : int.Parse(s.Key[(s.Key.LastIndexOf('@') + 1)..], System.Globalization.CultureInfo.InvariantCulture), 0)).ToList();
+            return new WorkerStatus(_settings.Name, address, _settings.MaxSandboxes, _all.Count(s => s.Busy), _generic.Count, warm, sandboxes, Isolation, DateTimeOffset.UtcNow);
+        }
+    }
+
+    private WorkerInvokeResult Failed(WorkerInvoke request, string kind, string message, string start = "cold", string sandbox = "new", TemplateInfo? captured = null)
+        => new(request.InvocationId, false, [], start, sandbox, _settings.Name, 0, 0, kind, message, captured);
+
+    public async ValueTask DisposeAsync()
+    {
+        List<Slot> all;
+        lock (_gate)
+            all = [.. _all];
+        await Task.WhenAll(all.Select(s => s.Process.DisposeAsync().AsTask()));
+    }
+}

@@ -1,0 +1,85 @@
+using Akka.Actor;
+using Akka.Cluster.Tools.PublishSubscribe;
+using Akka.Hosting;
+using TrEnv.Cluster;
+using TrEnv.Contracts;
+
+namespace TrEnv.Worker;
+
+/// <summary>
+/// The worker's front door at /user/invoker: runs invocations concurrently through the sandbox manager
+/// (never blocking the mailbox), and broadcasts this worker's status to the coordinators.
+/// </summary>
+public sealed class WorkerActor : ReceiveActor, IWithTimers
+{
+    private static readonly TimeSpan StatusEvery = TimeSpan.FromMilliseconds(500);
+    private readonly SandboxManager _manager;
+    private readonly IActorRef _mediator;
+    private readonly string _address;
+    private bool _maintaining;
+
+    public WorkerActor(SandboxManager manager)
+    {
+        _manager = manager;
+        _mediator = DistributedPubSub.Get(Context.System).Mediator;
+        _address = Akka.Cluster.Cluster.Get(Context.System).SelfAddress.ToString();
+        Receive<WorkerInvoke>(invoke =>
+        {
+            var sender = Sender;
+            var self = Self;
+            _manager.InvokeAsync(invoke, CancellationToken.None).ContinueWith(t =>
+            {
+                sender.Tell(t.IsCompletedSuccessfully
+                    ? t.Result
+                    : new WorkerInvokeResult(invoke.InvocationId, false, [], "cold", "new", _address, 0, 0, ErrorKinds.Internal, t.Exception?.GetBaseException().Message ?? "cancelled", null));
+                // A new warm instance changes placement (REUSE): tell coordinators now, not at the next tick.
+                if (!t.IsCompletedSuccessfully || t.Result.Start != "warm")
+                    self.Tell(Publish.Instance);
+            }, TaskScheduler.Default);
+        });
+        Receive<Publish>(_ => _mediator.Tell(new Akka.Cluster.Tools.PublishSubscribe.Publish(Sharding.WorkersTopic, _manager.Snapshot(_address))));
+        Receive<Maintain>(_ =>
+        {
+            if (_maintaining)
+                return;
+            _maintaining = true;
+            var self = Self;
+            _manager.MaintainAsync(CancellationToken.None).ContinueWith(_ => self.Tell(Maintained.Instance), TaskScheduler.Default);
+        });
+        Receive<Maintained>(_ =>
+        {
+            _maintaining = false;
+            Self.Tell(Publish.Instance);
+        });
+    }
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    protected override void PreStart()
+    {
+        Timers.StartPeriodicTimer("status", Publish.Instance, TimeSpan.Zero, StatusEvery);
+        Timers.StartPeriodicTimer("maintain", Maintain.Instance, TimeSpan.Zero, TimeSpan.FromSeconds(1));
+    }
+
+    private sealed class Publish
+    {
+        public static readonly Publish Instance = new();
+    }
+
+    private sealed class Maintain
+    {
+        public static readonly Maintain Instance = new();
+    }
+
+    private sealed class Maintained
+    {
+        public static readonly Maintained Instance = new();
+    }
+}
+
+public static class WorkerActorRegistration
+{
+    public static AkkaConfigurationBuilder AddWorker(this AkkaConfigurationBuilder builder, Func<IActorRegistry, ActorSystem, SandboxManager> manager)
+        => builder.WithActors((system, registry) =>
+            registry.Register<WorkerActor>(system.ActorOf(Props.Create(() => new WorkerActor(manager(registry, system))), "invoker")));
+}
