@@ -7,6 +7,9 @@ scripts/bootstrap.sh
 mkdir -p artifacts
 CONFIGURATION=Release scripts/build.sh
 export TRENV_SANDBOX_HOST="$root/artifacts/sandbox-host"
+# One cluster test keeps its registry in PostgreSQL 15.
+TRENV_TEST_POSTGRES=$(scripts/postgres.sh trenv_test)
+export TRENV_TEST_POSTGRES
 
 log=artifacts/test-output.txt
 set +e

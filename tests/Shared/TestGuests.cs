@@ -45,6 +45,8 @@ internal sealed class TempDir : IDisposable
 
     public void Dispose()
     {
+        if (Environment.GetEnvironmentVariable("TRENV_KEEP_TEST_DIRS") == "1")
+            return;
         try
         {
             Directory.Delete(Path, recursive: true);

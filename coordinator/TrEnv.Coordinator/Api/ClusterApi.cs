@@ -1,6 +1,10 @@
 using Akka.Actor;
 using Akka.Cluster;
+using Akka.Hosting;
 using TrEnv.Cluster;
+using TrEnv.Contracts;
+using TrEnv.Coordinator.Placement;
+using TrEnv.Coordinator.Registry;
 using TrEnv.Coordinator.Catalog;
 
 namespace TrEnv.Coordinator.Api;
@@ -19,9 +23,17 @@ public static class ClusterApi
                 ? Results.Json(new { status = "ready" })
                 : ApiErrors.Error(503, ApiErrors.Unavailable, $"Not ready: member {self.Status}, catalog {(catalog.Loaded ? "loaded" : "loading")}.", 1);
         });
-        app.MapGet("/v1/cluster", (ActorSystem system, NodeSettings settings) =>
+        app.MapGet("/v1/cluster", async (ActorSystem system, NodeSettings settings, WorkerDirectory workers, IRequiredActor<PoolProxy> pool, CancellationToken ct) =>
         {
             var state = Akka.Cluster.Cluster.Get(system).State;
+            PoolReplies.Usage? usage = null;
+            try
+            {
+                usage = await pool.ActorRef.Ask<PoolReplies.Usage>(new PoolCommands.Stats(PoolCommands.DefaultPool), TimeSpan.FromSeconds(2), ct);
+            }
+            catch (AskTimeoutException)
+            {
+            }
             return Results.Json(new
             {
                 self = settings.Name,
@@ -32,6 +44,26 @@ public static class ClusterApi
                     roles = m.Roles.Order(),
                     status = state.Unreachable.Contains(m) ? "unreachable" : m.Status.ToString().ToLowerInvariant(),
                 }),
+                workers = workers.Workers.OrderBy(w => w.Status.Node, StringComparer.Ordinal).Select(w => new
+                {
+                    node = w.Status.Node,
+                    address = w.Status.Address,
+                    isolation = w.Status.Isolation,
+                    maxSandboxes = w.Status.MaxSandboxes,
+                    busy = w.Status.Busy,
+                    idle = w.Status.IdleGeneric,
+                    warm = w.Status.WarmIdle,
+                    sandboxes = w.Status.Sandboxes.Select(s => new { pid = s.Pid, state = s.State, function = s.Function, version = s.Version }),
+                    reportedAt = w.Status.At,
+                }),
+                pool = usage is null ? null : new
+                {
+                    path = settings.PoolPath,
+                    capacityBytes = usage.Capacity,
+                    allocatedBytes = usage.AllocatedBytes,
+                    regions = usage.Regions,
+                    largestFreeBytes = usage.LargestFree,
+                },
             });
         });
     }

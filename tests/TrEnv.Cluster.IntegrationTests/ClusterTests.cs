@@ -1,0 +1,126 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+
+namespace TrEnv.Tests;
+
+/// <summary>Real node processes on loopback: the HTTP contract, cross-worker templates, restarts.</summary>
+public sealed class ClusterTests
+{
+    private static ByteArrayContent Wasm(string guest)
+    {
+        var content = new ByteArrayContent(TestGuests.Bytes(guest));
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/wasm");
+        return content;
+    }
+
+    private static async Task<(HttpStatusCode Status, string Body, HttpResponseMessage Response)> Invoke(LocalCluster c, string name, string input)
+    {
+        var response = await c.Http.PostAsync($"/v1/functions/{name}/invoke", new StringContent(input));
+        return (response.StatusCode, await response.Content.ReadAsStringAsync(), response);
+    }
+
+    private static string Header(HttpResponseMessage r, string name) => r.Headers.TryGetValues(name, out var v) ? v.Single() : "";
+
+    private static async Task Deploy(LocalCluster c, string name, string guest, string query = "")
+    {
+        var r = await c.Http.PutAsync($"/v1/functions/{name}{query}", Wasm(guest));
+        Assert.Equal(HttpStatusCode.Created, r.StatusCode);
+    }
+
+    [Fact]
+    public async Task Template_captured_on_one_worker_is_restored_on_a_worker_that_joined_after_the_deploy()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync("worker-a");
+        await Deploy(c, "heavy", "heavy");
+        const string input = "7919 15838 23757 99";
+        var (status, cold, first) = await Invoke(c, "heavy", input);
+        Assert.True(status == HttpStatusCode.OK, cold);
+        Assert.Equal("cold", Header(first, "X-TrEnv-Start"));
+        Assert.Equal("worker-a", Header(first, "X-TrEnv-Node"));
+        var templates = JsonDocument.Parse(await c.Http.GetStringAsync("/v1/templates")).RootElement.GetProperty("templates");
+        Assert.Equal("worker-a", templates.EnumerateArray().Single().GetProperty("capturedBy").GetString());
+
+        c.StartWorker("worker-b");
+        await c.WaitReadyAsync("worker-a", "worker-b");
+        c.Kill("worker-a");
+        await Poll.UntilAsync(async () => !(await c.Http.GetStringAsync("/v1/cluster")).Contains("\"worker-a\"", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(30), () => "worker-a to leave the coordinator's directory");
+
+        var (status2, restored, second) = await Invoke(c, "heavy", input);
+        Assert.True(status2 == HttpStatusCode.OK, restored);
+        Assert.Equal("worker-b", Header(second, "X-TrEnv-Node"));
+        Assert.Equal("template", Header(second, "X-TrEnv-Start"));
+        Assert.Equal(cold, restored);
+    }
+
+    [Fact]
+    public async Task Bad_inputs_get_the_contract_statuses_and_the_cluster_keeps_serving()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync("worker-1");
+        await Deploy(c, "hello", "hello");
+        await Deploy(c, "trap", "trap");
+        await Deploy(c, "loop", "loop", "?timeoutMs=300");
+        await Deploy(c, "membomb", "membomb", "?memoryMb=64");
+
+        var garbage = await c.Http.PutAsync("/v1/functions/bad", new ByteArrayContent(Encoding.UTF8.GetBytes("not wasm")));
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, garbage.StatusCode);
+        Assert.Contains("invalid_module", await garbage.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        byte[] memoryOnly = [0, 0x61, 0x73, 0x6D, 1, 0, 0, 0, 5, 3, 1, 0, 1, 7, 10, 1, 6, (byte)'m', (byte)'e', (byte)'m', (byte)'o', (byte)'r', (byte)'y', 2, 0];
+        var missing = await c.Http.PutAsync("/v1/functions/bad", new ByteArrayContent(memoryOnly));
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, missing.StatusCode);
+        Assert.Contains("trenv_handle", await missing.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        var huge = await c.Http.PutAsync("/v1/functions/big", new ByteArrayContent(new byte[65 << 20]));
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, huge.StatusCode);
+        var bigInput = await c.Http.PostAsync("/v1/functions/hello/invoke", new ByteArrayContent(new byte[7 << 20]));
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, bigInput.StatusCode);
+
+        Assert.Equal(HttpStatusCode.NotFound, (await Invoke(c, "nope", "x")).Status);
+        var trap = await Invoke(c, "trap", "trap");
+        Assert.Equal(HttpStatusCode.InternalServerError, trap.Status);
+        Assert.Equal("trap", JsonDocument.Parse(trap.Body).RootElement.GetProperty("error").GetString());
+        var timeout = await Invoke(c, "loop", "spin");
+        Assert.Equal(HttpStatusCode.GatewayTimeout, timeout.Status);
+        Assert.Equal("timeout", JsonDocument.Parse(timeout.Body).RootElement.GetProperty("error").GetString());
+        var memory = await Invoke(c, "membomb", "go");
+        Assert.Equal(HttpStatusCode.InsufficientStorage, memory.Status);
+        Assert.Equal("memory", JsonDocument.Parse(memory.Body).RootElement.GetProperty("error").GetString());
+
+        var ok = await Invoke(c, "hello", "still here");
+        Assert.Equal(HttpStatusCode.OK, ok.Status);
+        Assert.Equal("hello: still here", ok.Body);
+    }
+
+    [Theory]
+    [InlineData("sqlite")]
+    [InlineData("postgres")]
+    public async Task Deploys_and_templates_survive_a_restart_of_the_whole_cluster(string journal)
+    {
+        string? database = null;
+        if (journal == "postgres")
+        {
+            database = Environment.GetEnvironmentVariable("TRENV_TEST_POSTGRES");
+            Assert.False(string.IsNullOrEmpty(database), "TRENV_TEST_POSTGRES is not set: run ./test.sh, which starts PostgreSQL (scripts/postgres.sh).");
+        }
+        await using var c = new LocalCluster(database);
+        await c.StartAllAsync("worker-1");
+        await Deploy(c, "heavy", "heavy");
+        var again = await c.Http.PutAsync("/v1/functions/heavy", Wasm("heavy"));
+        Assert.Contains("\"version\":1", await again.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        var (_, cold, first) = await Invoke(c, "heavy", "1 2 3");
+        Assert.Equal("cold", Header(first, "X-TrEnv-Start"));
+
+        c.KillAll();
+        await c.StartAllAsync("worker-1");
+        var functions = await c.Http.GetStringAsync("/v1/functions");
+        Assert.Contains("\"heavy\"", functions, StringComparison.Ordinal);
+        Assert.Contains("heavy@1", await c.Http.GetStringAsync("/v1/templates"), StringComparison.Ordinal);
+        var (status, restored, second) = await Invoke(c, "heavy", "1 2 3");
+        Assert.True(status == HttpStatusCode.OK, restored);
+        Assert.Equal("template", Header(second, "X-TrEnv-Start"));
+        Assert.Equal(cold, restored);
+    }
+}
