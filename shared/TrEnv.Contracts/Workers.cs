@@ -36,3 +36,8 @@ public sealed record WorkerStatus(
     IReadOnlyList<SandboxStatus> Sandboxes,
     string Isolation,
     DateTimeOffset At) : IProtocolMessage;
+
+/// <summary>Reclaims a worker's idle warm instances (of one function, or all when null) back to generic sandboxes: scale to zero now.</summary>
+public sealed record WorkerReclaim(string? Function) : IProtocolMessage;
+
+public sealed record WorkerReclaimed(string Node, int Count) : IProtocolMessage;

@@ -309,6 +309,44 @@ public sealed class SandboxManager : IAsyncDisposable
         return new Slot(process);
     }
 
+    /// <summary>Resets idle warm instances (of one function, or all) into generic sandboxes; returns how many.</summary>
+    public async Task<int> ReclaimAsync(string? function, CancellationToken ct)
+    {
+        List<Slot> victims;
+        lock (_gate)
+        {
+            victims = _warm.Where(kv => function is null || kv.Key.StartsWith(function + "@", StringComparison.Ordinal))
+                .SelectMany(kv => kv.Value).ToList();
+            foreach (var s in victims)
+                Take(s);
+        }
+        await ResetToGenericAsync(victims, ct);
+        ReportMappings();
+        return victims.Count;
+    }
+
+    private async Task ResetToGenericAsync(List<Slot> slots, CancellationToken ct)
+    {
+        foreach (var slot in slots)
+        {
+            try
+            {
+                await slot.Process.ResetAsync(ct);
+                lock (_gate)
+                {
+                    slot.Busy = false;
+                    slot.Key = null;
+                    slot.MappedTemplate = null;
+                    _generic.Push(slot);
+                }
+            }
+            catch (SandboxException e)
+            {
+                Discard(slot, e);
+            }
+        }
+    }
+
     /// <summary>Keeps the pre-started pool full, reclaims instances idle past the keep-alive (scale to zero), reports template mappings.</summary>
     public async Task MaintainAsync(CancellationToken ct)
     {
@@ -332,24 +370,7 @@ public sealed class SandboxManager : IAsyncDisposable
             if (missing > 0)
                 _starting += missing;
         }
-        foreach (var slot in expired)
-        {
-            try
-            {
-                await slot.Process.ResetAsync(ct);
-                lock (_gate)
-                {
-                    slot.Busy = false;
-                    slot.Key = null;
-                    slot.MappedTemplate = null;
-                    _generic.Push(slot);
-                }
-            }
-            catch (SandboxException e)
-            {
-                Discard(slot, e);
-            }
-        }
+        await ResetToGenericAsync(expired, ct);
         for (var i = 0; i < missing; i++)
         {
             try
@@ -375,6 +396,12 @@ public sealed class SandboxManager : IAsyncDisposable
     }
 
     private void ReportMappings()
+    {
+        lock (_reportedMappings)
+            ReportMappingsLocked();
+    }
+
+    private void ReportMappingsLocked()
     {
         Dictionary<string, int> counts;
         lock (_gate)

@@ -37,6 +37,16 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
                     self.Tell(Publish.Instance);
             }, TaskScheduler.Default);
         });
+        Receive<WorkerReclaim>(reclaim =>
+        {
+            var sender = Sender;
+            var self = Self;
+            _manager.ReclaimAsync(reclaim.Function, CancellationToken.None).ContinueWith(t =>
+            {
+                sender.Tell(new WorkerReclaimed(_address, t.IsCompletedSuccessfully ? t.Result : 0));
+                self.Tell(Publish.Instance);
+            }, TaskScheduler.Default);
+        });
         Receive<Publish>(_ => _mediator.Tell(new Akka.Cluster.Tools.PublishSubscribe.Publish(Sharding.WorkersTopic, _manager.Snapshot(_address))));
         Receive<Maintain>(_ =>
         {

@@ -5,6 +5,7 @@ using Akka.Hosting;
 using TrEnv.Cluster;
 using TrEnv.Contracts;
 using TrEnv.Coordinator.Catalog;
+using TrEnv.Coordinator.Placement;
 using TrEnv.Coordinator.Registry;
 using TrEnv.Engine;
 using TrEnv.Engine.Wasm;
@@ -29,12 +30,13 @@ public static partial class FunctionsApi
         var admin = app.MapGroup("/v1/functions").AddEndpointFilter<AdminTokenFilter>();
         admin.MapPut("/{name}", Deploy);
         admin.MapDelete("/{name}", Delete);
+        admin.MapPost("/{name}/scale-to-zero", ScaleToZero);
         app.MapGet("/v1/functions", List);
         app.MapGet("/v1/functions/{name}", Get);
     }
 
     private static async Task<IResult> Deploy(string name, HttpRequest request, NodeSettings settings,
-        IRequiredActor<FunctionRegion> functions, IRequiredActor<ModuleRegion> modules, FunctionCatalog catalog, CancellationToken ct)
+        IRequiredActor<FunctionRegion> functions, IRequiredActor<ModuleRegion> modules, IRequiredActor<TemplateRegion> templates, FunctionCatalog catalog, CancellationToken ct)
     {
         if (CheckName(name) is { } bad)
             return bad;
@@ -56,20 +58,54 @@ public static partial class FunctionsApi
         }
 
         var sha = ModuleHash.Of(body).Hex;
+        var before = await functions.ActorRef.Ask<FunctionReplies.View>(new FunctionCommands.Get(name), AskTimeout, ct);
         await modules.ActorRef.Ask<ModuleReplies.Stored>(new ModuleCommands.Store(sha, body), AskTimeout, ct);
         var deployed = await functions.ActorRef.Ask<FunctionReplies.Deployed>(new FunctionCommands.Deploy(name, sha, body.Length, limits), AskTimeout, ct);
         var view = await functions.ActorRef.Ask<FunctionReplies.View>(new FunctionCommands.Get(name), AskTimeout, ct);
         catalog.Set(view);
+        // The replaced version's template is retired: its region is freed once no instance maps it.
+        if (deployed.Created && before.Current is { } old)
+            templates.ActorRef.Tell(new TemplateCommands.Retire(TemplateCommands.KeyOf(name, old.Version)));
         return Results.Json(new { name, version = deployed.Version, sha256 = deployed.Sha256, created = deployed.Created }, statusCode: 201);
     }
 
-    private static async Task<IResult> Delete(string name, IRequiredActor<FunctionRegion> functions, FunctionCatalog catalog, CancellationToken ct)
+    private static async Task<IResult> Delete(string name, IRequiredActor<FunctionRegion> functions, IRequiredActor<TemplateRegion> templates,
+        WorkerDirectory workers, FunctionCatalog catalog, CancellationToken ct)
     {
         if (CheckName(name) is { } bad)
             return bad;
+        var view = await functions.ActorRef.Ask<FunctionReplies.View>(new FunctionCommands.Get(name), AskTimeout, ct);
+        if (view.Current is { } current)
+            templates.ActorRef.Tell(new TemplateCommands.Retire(TemplateCommands.KeyOf(name, current.Version)));
         var deleted = await functions.ActorRef.Ask<FunctionReplies.Deleted>(new FunctionCommands.Delete(name), AskTimeout, ct);
         catalog.Apply(new FunctionEvents.Deleted(name, DateTimeOffset.UtcNow));
+        await ReclaimEverywhere(workers, name, ct);
         return deleted.Existed ? Results.NoContent() : Error(404, NotFound, $"There is no function named \"{name}\".");
+    }
+
+    /// <summary>Reclaims every idle warm instance of the function on every worker now; templates stay, so the next start is a template start.</summary>
+    private static async Task<IResult> ScaleToZero(string name, WorkerDirectory workers, FunctionCatalog catalog, CancellationToken ct)
+    {
+        if (!catalog.TryGet(name, out _))
+            return Error(404, NotFound, $"There is no function named \"{name}\".");
+        var reclaimed = await ReclaimEverywhere(workers, name, ct);
+        return Results.Json(new { name, reclaimed });
+    }
+
+    private static async Task<int> ReclaimEverywhere(WorkerDirectory workers, string name, CancellationToken ct)
+    {
+        var replies = await Task.WhenAll(workers.Workers.Select(async w =>
+        {
+            try
+            {
+                return (await w.Invoker.Ask<WorkerReclaimed>(new WorkerReclaim(name), TimeSpan.FromSeconds(10), ct)).Count;
+            }
+            catch (AskTimeoutException)
+            {
+                return 0;
+            }
+        }));
+        return replies.Sum();
     }
 
     private static IResult List(FunctionCatalog catalog)

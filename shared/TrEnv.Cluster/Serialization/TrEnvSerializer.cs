@@ -59,6 +59,8 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
         [typeof(WorkerInvoke)] = "wk.invoke",
         [typeof(WorkerInvokeResult)] = "wk.result",
         [typeof(WorkerStatus)] = "wk.status",
+        [typeof(WorkerReclaim)] = "wk.reclaim",
+        [typeof(WorkerReclaimed)] = "wk.reclaimed",
     };
 
     private static readonly Dictionary<string, Type> Types = Manifests.ToDictionary(kv => kv.Value, kv => kv.Key);
@@ -150,4 +152,6 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
 [JsonSerializable(typeof(WorkerInvoke))]
 [JsonSerializable(typeof(WorkerInvokeResult))]
 [JsonSerializable(typeof(WorkerStatus))]
+[JsonSerializable(typeof(WorkerReclaim))]
+[JsonSerializable(typeof(WorkerReclaimed))]
 internal sealed partial class ProtocolJson : JsonSerializerContext;
