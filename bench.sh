@@ -6,10 +6,32 @@ root=$(cd "$(dirname "$0")" && pwd)
 cd "$root"
 what=${1:-}
 case "$what" in
-  startup) shift ;;
-  *) echo "usage: ./bench.sh startup [--samples N] [--pss-instances N] [--out FILE]" >&2; exit 2 ;;
+  startup|e2e) shift ;;
+  *) echo "usage: ./bench.sh startup [--samples N] [--pss-instances N] [--out FILE] | e2e [--samples N]" >&2; exit 2 ;;
 esac
 scripts/bootstrap.sh
 CONFIGURATION=Release scripts/build.sh >/dev/null
 export TRENV_SANDBOX_HOST="$root/artifacts/sandbox-host"
-exec dotnet bench/TrEnv.Bench/bin/Release/net10.0/trenv-bench.dll startup "$@"
+bench=bench/TrEnv.Bench/bin/Release/net10.0/trenv-bench.dll
+if [[ $what == startup ]]; then
+  exec dotnet "$bench" startup "$@"
+fi
+
+# e2e: a cluster of its own (one coordinator, one worker, the pool), on ports apart from run.sh's.
+export TRENV_CLUSTER_DIR=$(mktemp -d /tmp/trenv-e2e.XXXXXX)
+export TRENV_HTTP_PORT=${TRENV_HTTP_PORT:-8190} TRENV_BASE_PORT=${TRENV_BASE_PORT:-4190} TRENV_WORKERS=${TRENV_WORKERS:-1}
+export TRENV_POOL_PATH=/dev/shm/trenv-e2e-$$/pool TRENV_POOL_SIZE_MB=8192
+export TRENV_URL="http://127.0.0.1:$TRENV_HTTP_PORT"
+scripts/cluster.sh
+cleanup() {
+  kill $(cat "$TRENV_CLUSTER_DIR/pids") 2>/dev/null || true
+  sleep 2
+  kill -9 $(cat "$TRENV_CLUSTER_DIR/pids") 2>/dev/null || true
+  rm -rf "$TRENV_CLUSTER_DIR" "$(dirname "$TRENV_POOL_PATH")"
+}
+trap cleanup EXIT
+for _ in $(seq 1 240); do
+  curl -sf "$TRENV_URL/readyz" >/dev/null 2>&1 && [[ $(curl -sf "$TRENV_URL/v1/cluster" | grep -o '"isolation"' | wc -l) -ge $TRENV_WORKERS ]] && break
+  sleep 0.5
+done
+dotnet "$bench" e2e "$@"

@@ -1,6 +1,7 @@
 using TrEnv.Bench;
 
 // ./bench.sh startup [--samples N] [--pss-instances N] [--out FILE]
+// ./bench.sh e2e (TRENV_URL, TRENV_BENCH_CONCURRENCY, TRENV_BENCH_SECONDS)
 // ./bench.sh demo
 var command = args.FirstOrDefault() ?? "";
 var options = BenchOptions.Parse(args.Skip(1).ToArray());
@@ -8,6 +9,10 @@ switch (command)
 {
     case "startup":
         return await StartupBenchmark.RunAsync(options);
+    case "e2e":
+        return await E2eBenchmark.RunAsync(options, Environment.GetEnvironmentVariable("TRENV_URL") ?? "http://127.0.0.1:8080",
+            int.Parse(Environment.GetEnvironmentVariable("TRENV_BENCH_CONCURRENCY") ?? "16", System.Globalization.CultureInfo.InvariantCulture),
+            TimeSpan.FromSeconds(int.Parse(Environment.GetEnvironmentVariable("TRENV_BENCH_SECONDS") ?? "5", System.Globalization.CultureInfo.InvariantCulture)));
     case "demo":
         return await EngineDemo.RunAsync(options);
     default:

@@ -1,0 +1,122 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace TrEnv.Bench;
+
+/// <summary>
+/// End to end over HTTP against a running cluster: heavy's cold, template and warm starts through the
+/// coordinator, and hello's warm throughput at a fixed concurrency.
+/// </summary>
+internal static class E2eBenchmark
+{
+    public static async Task<int> RunAsync(BenchOptions o, string url, int concurrency, TimeSpan duration)
+    {
+        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = concurrency * 2 }) { BaseAddress = new Uri(url), Timeout = TimeSpan.FromMinutes(2) };
+        var heavyWasm = File.ReadAllBytes(Path.Combine(o.Guests, "heavy.wasm"));
+        var helloWasm = File.ReadAllBytes(Path.Combine(o.Guests, "hello.wasm"));
+        var input = Encoding.UTF8.GetBytes(string.Join(' ', Enumerable.Range(1, 20).Select(i => i * 7919 * 1013)));
+        await DeployAsync(http, "hello", helloWasm, "");
+        Console.WriteLine($"cluster: {url}; samples: {o.Samples}; hello throughput at concurrency {concurrency} for {duration.TotalSeconds:0} s");
+
+        // Cold: every sample is a new version (same bytes, another env), so no template exists yet.
+        var cold = new List<double>();
+        for (var i = 0; i < Math.Max(5, o.Samples / 3); i++)
+        {
+            await DeployAsync(http, "heavy-cold", heavyWasm, $"?env.SAMPLE={i}");
+            cold.Add(await TimedInvokeAsync(http, "heavy-cold", input, "cold"));
+        }
+
+        // Template: scale to zero before each sample; the next start repurposes a sandbox and maps the template.
+        await DeployAsync(http, "heavy", heavyWasm, "");
+        await TimedInvokeAsync(http, "heavy", input, "cold");
+        var template = new List<double>();
+        for (var i = 0; i < o.Samples; i++)
+        {
+            (await http.PostAsync("/v1/functions/heavy/scale-to-zero", null)).EnsureSuccessStatusCode();
+            template.Add(await TimedInvokeAsync(http, "heavy", input, "template"));
+        }
+
+        var warm = new List<double>();
+        await TimedInvokeAsync(http, "heavy", input, null);
+        for (var i = 0; i < Math.Max(200, o.Samples); i++)
+            warm.Add(await TimedInvokeAsync(http, "heavy", input, "warm"));
+
+        var rps = await ThroughputAsync(http, "hello", concurrency, duration);
+
+        var result = new JsonObject
+        {
+            ["heavy"] = new JsonObject { ["warm"] = Summary(warm), ["template"] = Summary(template), ["cold"] = Summary(cold) },
+            ["ratios"] = new JsonObject { ["cold_over_template_p50"] = Math.Round(Stats.Percentile(cold, 50) / Stats.Percentile(template, 50), 1) },
+            ["hello_warm_rps"] = Math.Round(rps, 0),
+            ["hello_concurrency"] = concurrency,
+            ["measured_at"] = DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture),
+        };
+        Console.WriteLine();
+        Console.WriteLine($"{"heavy",-10} {"n",5} {"min ms",9} {"p50 ms",9} {"p99 ms",9}");
+        foreach (var (name, values) in new[] { ("warm", warm), ("template", template), ("cold", cold) })
+            Console.WriteLine($"{name,-10} {values.Count,5} {values.Min(),9:F3} {Stats.Percentile(values, 50),9:F3} {Stats.Percentile(values, 99),9:F3}");
+        Console.WriteLine();
+        Console.WriteLine($"heavy cold/template p50 = {result["ratios"]!["cold_over_template_p50"]}x; hello warm = {rps:F0} invocations/s at concurrency {concurrency}");
+        var output = Path.Combine(Path.GetDirectoryName(o.Output)!, "e2e.json");
+        await File.WriteAllTextAsync(output, result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        Console.WriteLine($"wrote {output}");
+        return 0;
+    }
+
+    private static JsonObject Summary(List<double> v) => new()
+    {
+        ["n"] = v.Count,
+        ["min_ms"] = Math.Round(v.Min(), 3),
+        ["p50_ms"] = Math.Round(Stats.Percentile(v, 50), 3),
+        ["p99_ms"] = Math.Round(Stats.Percentile(v, 99), 3),
+    };
+
+    private static async Task DeployAsync(HttpClient http, string name, byte[] wasm, string query)
+    {
+        var content = new ByteArrayContent(wasm);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/wasm");
+        var response = await http.PutAsync($"/v1/functions/{name}{query}", content);
+        if (!response.IsSuccessStatusCode)
+            throw new InvalidOperationException($"Deploying {name} failed: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+    }
+
+    private static async Task<double> TimedInvokeAsync(HttpClient http, string name, byte[] input, string? expectedStart)
+    {
+        var watch = Stopwatch.StartNew();
+        using var response = await http.PostAsync($"/v1/functions/{name}/invoke", new ByteArrayContent(input));
+        var body = await response.Content.ReadAsByteArrayAsync();
+        var elapsed = watch.Elapsed.TotalMilliseconds;
+        if (!response.IsSuccessStatusCode)
+            throw new InvalidOperationException($"{name} answered {(int)response.StatusCode}: {Encoding.UTF8.GetString(body)}");
+        var start = response.Headers.TryGetValues("X-TrEnv-Start", out var v) ? v.Single() : "?";
+        if (expectedStart is not null && start != expectedStart)
+            throw new InvalidOperationException($"{name} started {start}, but this sample measures {expectedStart} starts.");
+        return elapsed;
+    }
+
+    private static async Task<double> ThroughputAsync(HttpClient http, string name, int concurrency, TimeSpan duration)
+    {
+        var input = "benchmark"u8.ToArray();
+        for (var i = 0; i < concurrency * 4; i++)
+            await TimedInvokeAsync(http, name, input, null);
+        long completed = 0;
+        var stop = Stopwatch.StartNew();
+        var workers = Enumerable.Range(0, concurrency).Select(async _ =>
+        {
+            while (stop.Elapsed < duration)
+            {
+                using var response = await http.PostAsync($"/v1/functions/{name}/invoke", new ByteArrayContent(input));
+                var body = await response.Content.ReadAsByteArrayAsync();
+                if (!response.IsSuccessStatusCode || body.Length != 16)
+                    throw new InvalidOperationException($"{name} answered {(int)response.StatusCode} during the throughput run.");
+                Interlocked.Increment(ref completed);
+            }
+        }).ToArray();
+        await Task.WhenAll(workers);
+        return completed / stop.Elapsed.TotalSeconds;
+    }
+}
