@@ -18,6 +18,8 @@ public sealed class FunctionActor : ReceivePersistentActor
         _state = FunctionState.Empty(name);
         PersistenceId = "function-" + name;
         Recover<IEvent>(e => _state = _state.Apply(e));
+        // Journals that keep the Tagged wrapper (the in-memory one) hand it back on recovery.
+        Recover<Tagged>(t => { if (t.Payload is IEvent e) _state = _state.Apply(e); });
         Command<FunctionCommands.IFunctionCommand>(Handle);
     }
 

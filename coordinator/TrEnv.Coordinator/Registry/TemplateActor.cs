@@ -25,6 +25,8 @@ public sealed class TemplateActor : ReceivePersistentActor
         _state = TemplateState.Empty(key);
         PersistenceId = "template-" + key;
         Recover<IEvent>(e => _state = _state.Apply(e));
+        // Journals that keep the Tagged wrapper (the in-memory one) hand it back on recovery.
+        Recover<Tagged>(t => { if (t.Payload is IEvent e) _state = _state.Apply(e); });
         Ready();
     }
 
