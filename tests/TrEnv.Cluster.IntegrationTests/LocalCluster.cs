@@ -113,11 +113,22 @@ public sealed class LocalCluster : IAsyncDisposable
     public string Tail()
         => string.Join("\n", System.IO.Directory.GetFiles(_dir.Path, "*.log").Select(f => $"--- {Path.GetFileName(f)}\n{string.Join("\n", File.ReadLines(f).TakeLast(15))}"));
 
-    private static int FreePort()
+    // Ports are chosen before the processes bind them, so never hand out one this cluster already chose.
+    private readonly HashSet<int> _chosen = [];
+
+    private int FreePort()
     {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
+        while (true)
+        {
+            using var l = new TcpListener(IPAddress.Loopback, 0);
+            l.Start();
+            var port = ((IPEndPoint)l.LocalEndpoint).Port;
+            lock (_chosen)
+            {
+                if (_chosen.Add(port))
+                    return port;
+            }
+        }
     }
 
     public async ValueTask DisposeAsync()
