@@ -2,6 +2,7 @@ using TrEnv.Cluster;
 using TrEnv.Contracts;
 using TrEnv.Coordinator.Api;
 using TrEnv.Coordinator.Catalog;
+using TrEnv.Coordinator.Observability;
 using TrEnv.Coordinator.Placement;
 using TrEnv.Coordinator.Registry;
 
@@ -18,7 +19,7 @@ builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = (Math.Max(se
 var functions = new FunctionCatalog();
 var templates = new TemplateCatalog();
 var workers = new WorkerDirectory();
-builder.Services.AddSingleton(functions).AddSingleton(templates).AddSingleton(workers);
+builder.Services.AddSingleton(functions).AddSingleton(templates).AddSingleton(workers).AddSingleton<CoordinatorMetrics>();
 builder.Services.AddTrEnvNode(settings, (akka, _) => akka
     .AddFunctionRegistry()
     .AddModuleStore()
@@ -31,5 +32,6 @@ app.MapClusterApi();
 app.MapFunctionsApi();
 app.MapInvokeApi();
 app.MapTemplatesApi();
+app.MapMetricsApi();
 app.Lifetime.ApplicationStarted.Register(() => Console.WriteLine($"TrEnv coordinator {settings.Name} serving http://{settings.HttpHost}:{settings.HttpPort}"));
 app.Run();

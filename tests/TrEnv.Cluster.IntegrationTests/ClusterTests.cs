@@ -123,4 +123,45 @@ public sealed class ClusterTests
         Assert.Equal("template", Header(second, "X-TrEnv-Start"));
         Assert.Equal(cold, restored);
     }
+
+    [Fact]
+    public async Task Concurrent_first_invocations_capture_one_template_and_metrics_count_them()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync("worker-1", "worker-2");
+        await Deploy(c, "heavy", "heavy");
+        var answers = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => Invoke(c, "heavy", "5 10 15")));
+        Assert.All(answers, a => Assert.Equal(HttpStatusCode.OK, a.Status));
+        // Instances that finished early serve later requests warm (calls=2, ...); the lookups agree everywhere.
+        Assert.Single(answers.Select(a => a.Body[..a.Body.IndexOf(" calls=", StringComparison.Ordinal)]).Distinct());
+
+        var templates = JsonDocument.Parse(await c.Http.GetStringAsync("/v1/templates")).RootElement.GetProperty("templates");
+        Assert.Equal(1, templates.GetArrayLength());
+        var pool = JsonDocument.Parse(await c.Http.GetStringAsync("/v1/cluster")).RootElement.GetProperty("pool");
+        Assert.Equal(1, pool.GetProperty("regions").GetInt32());
+
+        var metrics = await c.Http.GetStringAsync("/metrics");
+        var counted = metrics.Split('\n').Where(l => l.StartsWith("trenv_invocations_total{function=\"heavy\"", StringComparison.Ordinal))
+            .Sum(l => long.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(6, counted);
+        Assert.Contains("trenv_pool_bytes{kind=\"allocated\"}", metrics, StringComparison.Ordinal);
+        Assert.Contains("trenv_invocation_startup_seconds_bucket", metrics, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Admin_calls_need_the_bearer_token_when_one_is_configured()
+    {
+        await using var c = new LocalCluster();
+        c.Environment["TRENV_ADMIN_TOKEN"] = "s3cret";
+        await c.StartAllAsync("worker-1");
+        var anonymous = await c.Http.PutAsync("/v1/functions/hello", Wasm("hello"));
+        Assert.Equal(HttpStatusCode.Unauthorized, anonymous.StatusCode);
+        var wrong = new HttpRequestMessage(HttpMethod.Put, "/v1/functions/hello") { Content = Wasm("hello") };
+        wrong.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "guess");
+        Assert.Equal(HttpStatusCode.Unauthorized, (await c.Http.SendAsync(wrong)).StatusCode);
+        var right = new HttpRequestMessage(HttpMethod.Put, "/v1/functions/hello") { Content = Wasm("hello") };
+        right.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "s3cret");
+        Assert.Equal(HttpStatusCode.Created, (await c.Http.SendAsync(right)).StatusCode);
+        Assert.Equal("hello: open", (await Invoke(c, "hello", "open")).Body);
+    }
 }

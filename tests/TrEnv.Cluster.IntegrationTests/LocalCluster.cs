@@ -26,6 +26,9 @@ public sealed class LocalCluster : IAsyncDisposable
     }
 
     public string? Database { get; }
+
+    /// <summary>Extra TRENV_* settings for every node started after they are set.</summary>
+    public Dictionary<string, string> Environment { get; } = new(StringComparer.Ordinal);
     public int SeedPort { get; }
     public int HttpPort { get; }
     public string PoolPath { get; }
@@ -63,7 +66,7 @@ public sealed class LocalCluster : IAsyncDisposable
         psi.Environment["TRENV_POOL_SIZE_MB"] = "1024";
         if (Database is not null)
             psi.Environment["TRENV_DB"] = Database;
-        foreach (var (k, v) in extra)
+        foreach (var (k, v) in Environment.Select(kv => (kv.Key, kv.Value)).Concat(extra))
             psi.Environment[k] = v;
         var process = Process.Start(psi)!;
         var log = new StreamWriter(Path.Combine(_dir.Path, name + ".log"), append: true) { AutoFlush = true };

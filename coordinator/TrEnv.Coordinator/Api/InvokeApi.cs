@@ -4,6 +4,7 @@ using Akka.Hosting;
 using TrEnv.Cluster;
 using TrEnv.Contracts;
 using TrEnv.Coordinator.Catalog;
+using TrEnv.Coordinator.Observability;
 using TrEnv.Coordinator.Placement;
 using TrEnv.Coordinator.Registry;
 using static TrEnv.Coordinator.Api.ApiErrors;
@@ -23,8 +24,10 @@ public static class InvokeApi
         => app.MapPost("/v1/functions/{name}/invoke", Invoke);
 
     private static async Task<IResult> Invoke(string name, HttpRequest request, HttpResponse response, NodeSettings settings,
-        FunctionCatalog functions, TemplateCatalog templates, WorkerDirectory workers, IRequiredActor<FunctionRegion> registry, CancellationToken ct)
+        FunctionCatalog functions, TemplateCatalog templates, WorkerDirectory workers, IRequiredActor<FunctionRegion> registry,
+        CoordinatorMetrics metrics, CancellationToken ct)
     {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         if (!BearerToken.Matches(request, settings.InvokeToken))
             return Error(401, Unauthorized, "This call needs the invoke token: send \"Authorization: Bearer <TRENV_INVOKE_TOKEN>\".");
         if (!functions.TryGet(name, out var version))
@@ -65,6 +68,8 @@ public static class InvokeApi
 
         if (result.CapturedTemplate is { } captured)
             templates.Add(captured);
+        metrics.RecordInvocation(name, result.Start, result.Ok ? "ok" : result.ErrorKind ?? ErrorKinds.Internal, result.StartupMicros, result.ExecMicros,
+            System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
         var headers = response.Headers;
         headers["X-TrEnv-Node"] = result.Node;
         headers["X-TrEnv-Start"] = result.Start;
