@@ -54,6 +54,17 @@ public sealed class ClusterTests
         Assert.Equal("worker-b", Header(second, "X-TrEnv-Node"));
         Assert.Equal("template", Header(second, "X-TrEnv-Start"));
         Assert.Equal(cold, restored);
+
+        // worker-b's instance maps the template: the registry counts it, and the function shows it.
+        await Poll.UntilAsync(async () =>
+            JsonDocument.Parse(await c.Http.GetStringAsync("/v1/templates")).RootElement.GetProperty("templates")[0]
+                .GetProperty("liveMappings") is { ValueKind: JsonValueKind.Number } m && m.GetInt32() == 1,
+            TimeSpan.FromSeconds(15), () => "the template's live mappings to count worker-b's instance");
+        var function = JsonDocument.Parse(await c.Http.GetStringAsync("/v1/functions/heavy")).RootElement;
+        Assert.Equal("sealed", function.GetProperty("template").GetProperty("status").GetString());
+        await Poll.UntilAsync(async () =>
+            JsonDocument.Parse(await c.Http.GetStringAsync("/v1/functions/heavy")).RootElement.GetProperty("instances").TryGetProperty("worker-b", out _),
+            TimeSpan.FromSeconds(10), () => "worker-b's instance to show in the function's instances");
     }
 
     [Fact]
@@ -163,5 +174,30 @@ public sealed class ClusterTests
         right.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "s3cret");
         Assert.Equal(HttpStatusCode.Created, (await c.Http.SendAsync(right)).StatusCode);
         Assert.Equal("hello: open", (await Invoke(c, "hello", "open")).Body);
+    }
+
+    [Fact]
+    public async Task An_invocation_on_a_killed_worker_is_answered_503_promptly_and_others_keep_serving()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync("worker-1", "worker-2");
+        await Deploy(c, "loop", "loop", "?timeoutMs=120000");
+        await Deploy(c, "hello", "hello");
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var stuck = Invoke(c, "loop", "spin");
+        string? node = null;
+        await Poll.UntilAsync(async () =>
+        {
+            var cluster = JsonDocument.Parse(await c.Http.GetStringAsync("/v1/cluster")).RootElement;
+            node = cluster.GetProperty("workers").EnumerateArray()
+                .FirstOrDefault(w => w.GetProperty("busy").GetInt32() > 0) is { ValueKind: JsonValueKind.Object } busy ? busy.GetProperty("node").GetString() : null;
+            return node is not null;
+        }, TimeSpan.FromSeconds(20), () => "a worker to report the looping invocation as busy");
+        c.Kill(node!);
+        var (status, body, _) = await stuck;
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
+        Assert.Contains("left the cluster", body, StringComparison.Ordinal);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(40), $"the 503 took {watch.Elapsed}");
+        Assert.Equal("hello: alive", (await Invoke(c, "hello", "alive")).Body);
     }
 }

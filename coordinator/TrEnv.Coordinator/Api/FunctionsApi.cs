@@ -108,13 +108,15 @@ public static partial class FunctionsApi
         return replies.Sum();
     }
 
-    private static IResult List(FunctionCatalog catalog)
+    private static IResult List(FunctionCatalog catalog, TemplateCatalog templates, WorkerDirectory workers)
         => Results.Json(new
         {
-            functions = catalog.Names.Select(n => catalog.TryGet(n, out var v) ? Describe(n, v) : null).Where(x => x is not null),
+            functions = catalog.Names.Select(n => catalog.TryGet(n, out var v)
+                ? new { name = n, current = Describe(n, v), template = TemplateState(templates, n, v), instances = workers.InstancesOf(n) }
+                : null).Where(x => x is not null),
         });
 
-    private static async Task<IResult> Get(string name, IRequiredActor<FunctionRegion> functions, CancellationToken ct)
+    private static async Task<IResult> Get(string name, IRequiredActor<FunctionRegion> functions, TemplateCatalog templates, WorkerDirectory workers, CancellationToken ct)
     {
         if (CheckName(name) is { } bad)
             return bad;
@@ -126,8 +128,15 @@ public static partial class FunctionsApi
             name,
             current = Describe(name, current),
             versions = view.Versions.Select(v => Describe(name, v)),
+            template = TemplateState(templates, name, current),
+            instances = workers.InstancesOf(name),
         });
     }
+
+    private static object TemplateState(TemplateCatalog templates, string name, FunctionVersion v)
+        => templates.Find(TemplateCommands.KeyOf(name, v.Version)) is { } t
+            ? new { status = "sealed", id = t.Key, nonZeroPages = t.NonZeroPages, capturedBy = (string?)t.CapturedBy }
+            : new { status = "none", id = TemplateCommands.KeyOf(name, v.Version), nonZeroPages = 0L, capturedBy = (string?)null };
 
     private static object Describe(string name, FunctionVersion v) => new
     {

@@ -53,13 +53,18 @@ public static class InvokeApi
         var message = new WorkerInvoke(Guid.NewGuid().ToString("N"), name, version, templates.Find(key), input);
         WorkerInvokeResult result;
         Interlocked.Increment(ref worker.InFlight);
+        using var gone = CancellationTokenSource.CreateLinkedTokenSource(ct, worker.Gone.Token);
         try
         {
-            result = await worker.Invoker.Ask<WorkerInvokeResult>(message, TimeSpan.FromMilliseconds(version.Limits.TimeoutMs) + StartAllowance, ct);
+            result = await worker.Invoker.Ask<WorkerInvokeResult>(message, TimeSpan.FromMilliseconds(version.Limits.TimeoutMs) + StartAllowance, gone.Token);
         }
         catch (AskTimeoutException)
         {
             return Error(503, Unavailable, $"Worker {worker.Status.Node} did not answer in time; the invocation may not have run.", 1);
+        }
+        catch (OperationCanceledException) when (worker.Gone.IsCancellationRequested && !ct.IsCancellationRequested)
+        {
+            return Error(503, Unavailable, $"Worker {worker.Status.Node} left the cluster while running this invocation; it may not have completed.", 1);
         }
         finally
         {

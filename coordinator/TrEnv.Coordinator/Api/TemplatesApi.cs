@@ -1,4 +1,8 @@
+using Akka.Actor;
+using Akka.Hosting;
+using TrEnv.Contracts;
 using TrEnv.Coordinator.Catalog;
+using TrEnv.Coordinator.Registry;
 
 namespace TrEnv.Coordinator.Api;
 
@@ -6,9 +10,24 @@ namespace TrEnv.Coordinator.Api;
 public static class TemplatesApi
 {
     public static void MapTemplatesApi(this WebApplication app)
-        => app.MapGet("/v1/templates", (TemplateCatalog templates) => Results.Json(new
+        => app.MapGet("/v1/templates", async (TemplateCatalog templates, IRequiredActor<TemplateRegion> registry, CancellationToken ct) =>
         {
-            templates = templates.All.Select(t => new
+            var all = templates.All;
+            // Live mappings live in the template entities (workers report them); ask each, briefly.
+            var mappings = await Task.WhenAll(all.Select(async t =>
+            {
+                try
+                {
+                    return (int?)(await registry.ActorRef.Ask<TemplateReplies.State>(new TemplateCommands.Get(t.Key), TimeSpan.FromSeconds(2), ct)).LiveMappings;
+                }
+                catch (AskTimeoutException)
+                {
+                    return null;
+                }
+            }));
+            return Results.Json(new
+            {
+            templates = all.Select((t, i) => new
             {
                 id = t.Key,
                 function = t.Function,
@@ -20,6 +39,8 @@ public static class TemplatesApi
                 regions = new[] { new { offset = t.Region.Offset, length = t.Region.Length } },
                 capturedBy = t.CapturedBy,
                 sealedAt = t.SealedAt,
+                liveMappings = mappings[i],
             }),
-        }));
+            });
+        });
 }

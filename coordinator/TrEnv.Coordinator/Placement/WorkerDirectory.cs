@@ -26,7 +26,17 @@ public sealed class WorkerDirectory
         entry.Invoker = invoker;
     }
 
-    public void Remove(string address) => _workers.TryRemove(address, out _);
+    /// <summary>Forgets a worker and fails every invocation still waiting on it (answered 503, never left hanging).</summary>
+    public void Remove(string address)
+    {
+        if (_workers.TryRemove(address, out var entry))
+            entry.Gone.Cancel();
+    }
+
+    /// <summary>Live instances of a function per worker node, as last reported.</summary>
+    public Dictionary<string, int> InstancesOf(string function)
+        => _workers.Values.ToDictionary(w => w.Status.Node, w => w.Status.Sandboxes.Count(s => s.Function == function), StringComparer.Ordinal)
+            .Where(kv => kv.Value > 0).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
 
     /// <summary>REUSE first (a worker with a warm idle instance of this version), then the worker with the most free room.</summary>
     public WorkerEntry? Choose(string functionKey)
@@ -55,6 +65,7 @@ public sealed class WorkerEntry(WorkerStatus status, IActorRef invoker)
 {
     public WorkerStatus Status { get; set; } = status;
     public IActorRef Invoker { get; set; } = invoker;
+    public CancellationTokenSource Gone { get; } = new();
     public int InFlight;
 }
 
