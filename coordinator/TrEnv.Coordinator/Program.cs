@@ -20,6 +20,8 @@ var functions = new FunctionCatalog();
 var templates = new TemplateCatalog();
 var workers = new WorkerDirectory();
 builder.Services.AddSingleton(functions).AddSingleton(templates).AddSingleton(workers).AddSingleton<CoordinatorMetrics>();
+// Validates deployed modules (no compiling, so no epoch ticker or cache needed here).
+builder.Services.AddSingleton(_ => new Wasmtime.Engine());
 builder.Services.AddTrEnvNode(settings, (akka, _) => akka
     .AddFunctionRegistry()
     .AddModuleStore()

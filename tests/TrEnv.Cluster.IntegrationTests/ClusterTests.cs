@@ -84,6 +84,16 @@ public sealed class ClusterTests
         var missing = await c.Http.PutAsync("/v1/functions/bad", new ByteArrayContent(memoryOnly));
         Assert.Equal(HttpStatusCode.UnprocessableEntity, missing.StatusCode);
         Assert.Contains("trenv_handle", await missing.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        // Sections and ABI are fine, but trenv_alloc's body returns an i64 where its type says i32.
+        byte[] badBody = [0, 0x61, 0x73, 0x6D, 1, 0, 0, 0,
+            1, 12, 2, 0x60, 1, 0x7F, 1, 0x7F, 0x60, 2, 0x7F, 0x7F, 1, 0x7E,
+            3, 3, 2, 0, 1,
+            5, 3, 1, 0, 1,
+            7, 39, 3, 6, .. "memory"u8, 2, 0, 11, .. "trenv_alloc"u8, 0, 0, 12, .. "trenv_handle"u8, 0, 1,
+            10, 11, 2, 4, 0, 0x42, 0, 0x0B, 4, 0, 0x42, 0, 0x0B];
+        var invalidBody = await c.Http.PutAsync("/v1/functions/bad", new ByteArrayContent(badBody));
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, invalidBody.StatusCode);
+        Assert.Contains("type mismatch", await invalidBody.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         var huge = await c.Http.PutAsync("/v1/functions/big", new ByteArrayContent(new byte[65 << 20]));
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, huge.StatusCode);
         var bigInput = await c.Http.PostAsync("/v1/functions/hello/invoke", new ByteArrayContent(new byte[7 << 20]));
