@@ -17,6 +17,9 @@ if [[ $what == startup ]]; then
   exec dotnet "$bench" startup "$@"
 fi
 
+# e2e: wrk generates the throughput load when it can be installed (Debian package wrk).
+command -v wrk >/dev/null || { [[ $(id -u) -eq 0 ]] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1 || true; }
+
 # e2e: a cluster of its own (one coordinator, one worker, the pool), on ports apart from run.sh's.
 export TRENV_CLUSTER_DIR=$(mktemp -d /tmp/trenv-e2e.XXXXXX)
 export TRENV_HTTP_PORT=${TRENV_HTTP_PORT:-8190} TRENV_BASE_PORT=${TRENV_BASE_PORT:-4190} TRENV_WORKERS=${TRENV_WORKERS:-1}

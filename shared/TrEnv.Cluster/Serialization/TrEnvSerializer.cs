@@ -78,6 +78,8 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
         ModuleCommands.Store s => WithHash(s.Sha256, s.Wasm),
         ModuleReplies.Content { Wasm: { } w } c => WithHash(c.Sha256, w),
         ModuleReplies.Content c => Encoding.ASCII.GetBytes(c.Sha256),
+        WorkerInvoke i => HotPathCodec.Encode(i),
+        WorkerInvokeResult r => HotPathCodec.Encode(r),
         _ => JsonSerializer.SerializeToUtf8Bytes(obj, obj.GetType(), ProtocolJson.Default),
     };
 
@@ -91,6 +93,10 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
                 return new ModuleCommands.Store(Hash(bytes), bytes[64..]);
             case "mod.content":
                 return new ModuleReplies.Content(Hash(bytes), bytes.Length > 64 ? bytes[64..] : null);
+            case "wk.invoke":
+                return HotPathCodec.DecodeInvoke(bytes);
+            case "wk.result":
+                return HotPathCodec.DecodeResult(bytes);
         }
         if (!Types.TryGetValue(manifest, out var type))
             throw new System.Runtime.Serialization.SerializationException($"Unknown TrEnv manifest \"{manifest}\".");
@@ -149,8 +155,6 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
 [JsonSerializable(typeof(PoolReplies.Usage))]
 [JsonSerializable(typeof(PoolEvents.Allocated), TypeInfoPropertyName = "PoolAllocatedEvent")]
 [JsonSerializable(typeof(PoolEvents.Freed), TypeInfoPropertyName = "PoolFreedEvent")]
-[JsonSerializable(typeof(WorkerInvoke))]
-[JsonSerializable(typeof(WorkerInvokeResult))]
 [JsonSerializable(typeof(WorkerStatus))]
 [JsonSerializable(typeof(WorkerReclaim))]
 [JsonSerializable(typeof(WorkerReclaimed))]
