@@ -34,7 +34,9 @@ cleanup() {
 }
 trap cleanup EXIT
 for _ in $(seq 1 240); do
-  curl -sf "$TRENV_URL/readyz" >/dev/null 2>&1 && [[ $(curl -sf "$TRENV_URL/v1/cluster" | grep -o '"isolation"' | wc -l) -ge $TRENV_WORKERS ]] && break
+  cluster=$(curl -sf "$TRENV_URL/v1/cluster" 2>/dev/null || true)
+  # Ready when the coordinator serves, every worker reported, and the pool allocator answers.
+  [[ $(grep -o '"isolation"' <<<"$cluster" | wc -l) -ge $TRENV_WORKERS && $cluster == *'"pool":{'* ]] && curl -sf "$TRENV_URL/readyz" >/dev/null 2>&1 && break
   sleep 0.5
 done
 dotnet "$bench" e2e "$@"

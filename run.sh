@@ -33,8 +33,9 @@ trap stop INT TERM EXIT
 
 workers=${TRENV_WORKERS:-2}
 for _ in $(seq 1 240); do
-  if curl -sf "$url/readyz" >/dev/null 2>&1 \
-     && [[ $(curl -sf "$url/v1/cluster" | grep -o '"isolation"' | wc -l) -ge $workers ]]; then
+  cluster=$(curl -sf "$url/v1/cluster" 2>/dev/null || true)
+  # Ready when the coordinator serves, every worker reported, and the pool allocator answers.
+  if [[ $(grep -o '"isolation"' <<<"$cluster" | wc -l) -ge $workers && $cluster == *'"pool":{'* ]] && curl -sf "$url/readyz" >/dev/null 2>&1; then
     break
   fi
   for pid in $(cat "$TRENV_CLUSTER_DIR/pids"); do

@@ -110,6 +110,17 @@ public sealed class ClusterTests
         Assert.Equal(HttpStatusCode.InsufficientStorage, memory.Status);
         Assert.Equal("memory", JsonDocument.Parse(memory.Body).RootElement.GetProperty("error").GetString());
 
+        // concurrency=1: a second invocation while the first spins is refused with 503 and Retry-After.
+        await Deploy(c, "single", "loop", "?timeoutMs=3000&concurrency=1");
+        var spinning = Invoke(c, "single", "spin");
+        await Poll.UntilAsync(async () => (await c.Http.GetStringAsync("/v1/cluster")).Contains("\"busy\":1", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(15), () => "the first invocation of single to run");
+        var throttled = await c.Http.PostAsync("/v1/functions/single/invoke", new StringContent("spin"));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, throttled.StatusCode);
+        Assert.NotNull(throttled.Headers.RetryAfter);
+        Assert.Contains("concurrency limit", await throttled.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.GatewayTimeout, (await spinning).Status);
+
         var ok = await Invoke(c, "hello", "still here");
         Assert.Equal(HttpStatusCode.OK, ok.Status);
         Assert.Equal("hello: still here", ok.Body);

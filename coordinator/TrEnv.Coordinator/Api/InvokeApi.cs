@@ -45,6 +45,25 @@ public static class InvokeApi
         if (input is null)
             return Error(413, ErrorKinds.InputTooLarge, $"The input is larger than the limit of {settings.MaxInputMb} MiB (TRENV_MAX_INPUT_MB).");
 
+        // The function's concurrency limit, counted per coordinator: over it the caller is told to retry.
+        var running = InFlightByFunction.AddOrUpdate(name, 1, (_, n) => n + 1);
+        try
+        {
+            if (running > version.Limits.Concurrency)
+                return Error(503, Unavailable, $"{name} is already running {version.Limits.Concurrency} invocations, its concurrency limit.", 1);
+            return await DispatchAsync(name, version, input, response, templates, workers, metrics, started, ct);
+        }
+        finally
+        {
+            InFlightByFunction.AddOrUpdate(name, 0, (_, n) => n - 1);
+        }
+    }
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> InFlightByFunction = new(StringComparer.Ordinal);
+
+    private static async Task<IResult> DispatchAsync(string name, FunctionVersion version, byte[] input, HttpResponse response,
+        TemplateCatalog templates, WorkerDirectory workers, CoordinatorMetrics metrics, long started, CancellationToken ct)
+    {
         var key = TemplateCommands.KeyOf(name, version.Version);
         var worker = workers.Choose(key);
         if (worker is null)
