@@ -12,7 +12,7 @@ public sealed record MutableGlobal(uint Index, string ExportName, byte ValueType
 /// </summary>
 public static class ModuleRewriter
 {
-    private const byte SectionCustom = 0, SectionImport = 2, SectionGlobal = 6, SectionExport = 7;
+    private const byte SectionCustom = 0, SectionGlobal = 6, SectionExport = 7;
     private const byte ExternGlobal = 0x03;
 
     public sealed record Result(byte[] Module, IReadOnlyList<MutableGlobal> Globals);
@@ -35,7 +35,8 @@ public static class ModuleRewriter
             sections.Add((id, start, start + size));
         }
 
-        uint importedGlobals = 0;
+        // Imported globals take the first indices; the module's own globals follow.
+        var importedGlobals = (uint)WasmModuleInfo.Parse(wasm).Imports.Count(i => i.Kind == WasmModuleInfo.KindGlobal);
         var defined = new List<(uint Index, byte Type)>();
         var exportedGlobals = new Dictionary<uint, string>();
         var exportNames = new HashSet<string>(StringComparer.Ordinal);
@@ -47,9 +48,6 @@ public static class ModuleRewriter
             var s = new WasmReader(wasm[..end], start);
             switch (id)
             {
-                case SectionImport:
-                    importedGlobals = CountImportedGlobals(ref s);
-                    break;
                 case SectionGlobal:
                     var count = s.VarU32();
                     for (uint i = 0; i < count; i++)
@@ -147,38 +145,6 @@ public static class ModuleRewriter
         11 => 110,
         _ => id * 10,
     };
-
-    private static uint CountImportedGlobals(ref WasmReader r)
-    {
-        uint globals = 0;
-        var count = r.VarU32();
-        for (uint i = 0; i < count; i++)
-        {
-            r.SkipName();
-            r.SkipName();
-            var kind = r.Byte();
-            switch (kind)
-            {
-                case 0x00: r.VarU32(); break;
-                case 0x01: ReadValueType(ref r); SkipLimits(ref r); break;
-                case 0x02: SkipLimits(ref r); break;
-                case ExternGlobal: ReadValueType(ref r); r.Byte(); globals++; break;
-                case 0x04: r.Byte(); r.VarU32(); break;
-                default: throw WasmReader.Malformed($"import {i} has an unknown kind 0x{kind:x2}");
-            }
-        }
-        return globals;
-    }
-
-    private static void SkipLimits(ref WasmReader r)
-    {
-        var flags = r.Byte();
-        r.VarU64();
-        if ((flags & 0x01) != 0)
-            r.VarU64();
-        if ((flags & 0x08) != 0)
-            r.VarU32();
-    }
 
     private static byte ReadValueType(ref WasmReader r)
     {
