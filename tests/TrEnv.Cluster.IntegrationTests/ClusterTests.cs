@@ -113,10 +113,13 @@ public sealed class ClusterTests
         // concurrency=1: a second invocation while the first spins is refused with 503 and Retry-After.
         await Deploy(c, "single", "loop", "?timeoutMs=3000&concurrency=1");
         var spinning = Invoke(c, "single", "spin");
-        await Poll.UntilAsync(async () => (await c.Http.GetStringAsync("/v1/cluster")).Contains("\"busy\":1", StringComparison.Ordinal),
+        await Poll.UntilAsync(async () => spinning.IsCompleted
+                ? throw new InvalidOperationException($"The first invocation of single ended early: {(await spinning).Status} {(await spinning).Body}")
+                : (await c.Http.GetStringAsync("/metrics")).Contains("trenv_invocations_in_flight{function=\"single\"} 1", StringComparison.Ordinal),
             TimeSpan.FromSeconds(15), () => "the first invocation of single to run");
         var throttled = await c.Http.PostAsync("/v1/functions/single/invoke", new StringContent("spin"));
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, throttled.StatusCode);
+        Assert.True(throttled.StatusCode == HttpStatusCode.ServiceUnavailable,
+            $"throttled: {(int)throttled.StatusCode} {await throttled.Content.ReadAsStringAsync()}; first done: {spinning.IsCompleted}");
         Assert.NotNull(throttled.Headers.RetryAfter);
         Assert.Contains("concurrency limit", await throttled.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.GatewayTimeout, (await spinning).Status);

@@ -228,4 +228,31 @@ public sealed class SandboxTests(SandboxFixture fx) : IClassFixture<SandboxFixtu
         await sb.LoadAsync(fx.ColdLoad("heavy", hash));
         Assert.StartsWith("hits=", Text((await sb.InvokeAsync(Bytes("4 5 6"), Timeout)).Output));
     }
+
+    [Fact]
+    public async Task A_sandbox_over_its_cgroup_memory_limit_is_reported_as_memory_not_crashed()
+    {
+        using var cgroups = TrEnv.Sandbox.Isolation.Cgroups.Detect($"test-{Environment.ProcessId}");
+        if (cgroups is null)
+        {
+            // Only root can create cgroups; ./test.sh and CI run as root, where this must hold.
+            Assert.NotEqual("root", Environment.UserName);
+            return;
+        }
+        var cgroup = cgroups.Create($"oom-{Guid.NewGuid():N}");
+        // Raising and lowering both work (cgroup v1 orders the memory and memory+swap limits).
+        cgroup.SetLimits(512L << 20, 0);
+        cgroup.SetLimits(1L << 30, 1);
+        cgroup.SetLimits(96L << 20, 0);
+        var sb = SandboxProcess.Start(fx.Host, Path.Combine(fx.TemplateDirectory, "..", $"oom-{Guid.NewGuid():N}"), cgroup: cgroup);
+        await using (sb)
+        {
+            // heavy's init fills 124 MiB of linear memory: within its wasm limit, over the cgroup's 96 MiB.
+            var e = await Assert.ThrowsAsync<SandboxException>(() => sb.LoadAsync(fx.ColdLoad("heavy", fx.Put("heavy"))));
+            Assert.Equal(ErrorKinds.Memory, e.Kind);
+            Assert.Contains("out-of-memory killer", e.Message, StringComparison.Ordinal);
+            Assert.True(cgroup.OomKills() >= 1);
+        }
+        Assert.False(Directory.Exists(cgroup.MemoryPath));
+    }
 }

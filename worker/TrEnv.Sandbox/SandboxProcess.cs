@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 using TrEnv.Contracts;
+using TrEnv.Sandbox.Isolation;
 using static TrEnv.Sandbox.SandboxMessages;
 
 namespace TrEnv.Sandbox;
@@ -25,10 +26,14 @@ public sealed class SandboxProcess : IAsyncDisposable
     private readonly StringBuilder _stderrTail = new();
     private bool _dead;
 
-    private SandboxProcess(Process process, string workDirectory, TimeSpan hardDeadlineGrace)
+    private readonly long _oomBaseline;
+
+    private SandboxProcess(Process process, string workDirectory, TimeSpan hardDeadlineGrace, SandboxCgroup? cgroup)
     {
         _process = process;
         HardDeadlineGrace = hardDeadlineGrace;
+        Cgroup = cgroup;
+        _oomBaseline = cgroup?.OomKills() ?? 0;
         WorkDirectory = workDirectory;
         _toHost = process.StandardInput.BaseStream;
         _fromHost = process.StandardOutput.BaseStream;
@@ -47,6 +52,9 @@ public sealed class SandboxProcess : IAsyncDisposable
     }
 
     public int Pid => _process.Id;
+
+    /// <summary>The sandbox's cgroup when the worker runs with cgroups; limits are reset per function.</summary>
+    public SandboxCgroup? Cgroup { get; }
     public string WorkDirectory { get; }
     public bool IsAlive => !_dead && !_process.HasExited;
 
@@ -65,7 +73,7 @@ public sealed class SandboxProcess : IAsyncDisposable
     }
 
     /// <summary>Starts a host process with nothing loaded; <paramref name="workDirectory"/> holds its /tmp and logs.</summary>
-    public static SandboxProcess Start(SandboxHostCommand host, string workDirectory, TimeSpan? hardDeadlineGrace = null)
+    public static SandboxProcess Start(SandboxHostCommand host, string workDirectory, TimeSpan? hardDeadlineGrace = null, SandboxCgroup? cgroup = null)
     {
         Directory.CreateDirectory(workDirectory);
         var psi = new ProcessStartInfo(host.FileName)
@@ -82,7 +90,16 @@ public sealed class SandboxProcess : IAsyncDisposable
         psi.Environment["DOTNET_gcServer"] = "0";
         psi.Environment["DOTNET_TieredPGO"] = "0";
         var process = Process.Start(psi) ?? throw new InvalidOperationException($"Could not start the sandbox host {host.FileName}.");
-        return new SandboxProcess(process, workDirectory, hardDeadlineGrace ?? DefaultHardDeadlineGrace);
+        try
+        {
+            cgroup?.Add(process.Id);
+        }
+        catch (IOException)
+        {
+            process.Kill();
+            throw;
+        }
+        return new SandboxProcess(process, workDirectory, hardDeadlineGrace ?? DefaultHardDeadlineGrace, cgroup);
     }
 
     public async Task<Loaded> LoadAsync(Load load, CancellationToken ct = default)
@@ -161,6 +178,8 @@ public sealed class SandboxProcess : IAsyncDisposable
         {
             exit = "unknown exit";
         }
+        if (Cgroup is { } cg && cg.OomKills() > _oomBaseline)
+            return new SandboxException(ErrorKinds.Memory, $"The sandbox process {Pid} was killed by the out-of-memory killer at its cgroup memory limit; the sandbox is discarded.", true);
         var tail = StderrTail.Trim();
         return new SandboxException(ErrorKinds.SandboxCrashed,
             $"The sandbox process {Pid} {what} ({exit}){(tail.Length > 0 ? ": " + tail[Math.Max(0, tail.Length - 500)..] : ".")}", true);
@@ -194,8 +213,17 @@ public sealed class SandboxProcess : IAsyncDisposable
             }
         }
         Kill();
+        try
+        {
+            using var exited = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            await _process.WaitForExitAsync(exited.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
         _process.Dispose();
         _gate.Dispose();
+        Cgroup?.Dispose();
     }
 }
 

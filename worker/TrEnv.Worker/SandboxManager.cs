@@ -3,6 +3,7 @@ using TrEnv.Cluster;
 using TrEnv.Contracts;
 using TrEnv.Engine;
 using TrEnv.Sandbox;
+using TrEnv.Sandbox.Isolation;
 using static TrEnv.Sandbox.SandboxMessages;
 
 namespace TrEnv.Worker;
@@ -27,8 +28,12 @@ public sealed class SandboxManager : IAsyncDisposable
     private readonly Dictionary<string, TemplateInfo> _localTemplates = new(StringComparer.Ordinal);
     private readonly HashSet<string> _verified = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _reportedMappings = new(StringComparer.Ordinal);
+    private readonly Cgroups? _cgroups;
     private int _starting;
     private int _nextId;
+
+    /// <summary>Memory a sandbox may use beyond twice its function's linear memory: the host process and the page cache a capture charges.</summary>
+    private const long HostOverheadBytes = 128L << 20;
 
     public SandboxManager(NodeSettings settings, SandboxHostCommand host, IRegistryClient registry)
     {
@@ -41,14 +46,20 @@ public sealed class SandboxManager : IAsyncDisposable
         if (Directory.Exists(_sandboxes))
             Directory.Delete(_sandboxes, recursive: true);
         Directory.CreateDirectory(_sandboxes);
+        // The process id keeps two workers with one name (two local clusters) out of each other's groups.
+        _cgroups = Cgroups.Detect($"{settings.Name}-{Environment.ProcessId}");
+        Console.WriteLine(_cgroups is null
+            ? $"worker {settings.Name}: no writable cgroup hierarchy with memory and cpu (not root?): sandboxes run without cgroup limits"
+            : $"worker {settings.Name}: sandboxes get cgroup {_cgroups.Version} memory limits");
     }
 
-    public string Isolation => "process";
+    public string Isolation => _cgroups is null ? "process" : $"process+cgroup-{_cgroups.Version.ToString().ToLowerInvariant()}";
 
     private sealed class Slot(SandboxProcess process)
     {
         public SandboxProcess Process { get; } = process;
         public string? Key;
+        public string? Serving; // the function version of the invocation in progress, shown while busy
         public string? MappedTemplate;
         public bool Busy;
         public bool EverLoaded;
@@ -73,6 +84,7 @@ public sealed class SandboxManager : IAsyncDisposable
         if (slot is null)
             return Failed(request, ErrorKinds.SandboxCrashed, $"Worker {_settings.Name} has no free sandbox (all {_settings.MaxSandboxes} busy).");
 
+        slot.Serving = key;
         TemplateInfo? captured = null;
         var start = "warm";
         try
@@ -96,6 +108,13 @@ public sealed class SandboxManager : IAsyncDisposable
             Discard(slot, null);
             return Failed(request, e.Kind, e.Message, start, sandbox, captured);
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException)
+        {
+            // The sandbox's state is unknown (its cgroup or files failed): never reuse it.
+            slot.Process.Kill();
+            Discard(slot, null);
+            return Failed(request, ErrorKinds.Internal, $"Worker {_settings.Name} could not prepare a sandbox: {e.Message}", start, sandbox, captured);
+        }
     }
 
     // Cold or template load into a slot that does not hold this function version.
@@ -107,6 +126,8 @@ public sealed class SandboxManager : IAsyncDisposable
         slot.MappedTemplate = null;
         slot.EverLoaded = true;
         var limits = request.Version.Limits;
+        // Repurposing resets the cgroup to the new function's limits.
+        slot.Process.Cgroup?.SetLimits(2L * (limits.MemoryMb << 20) + HostOverheadBytes, 0);
         var cold = new Load(request.Function, request.Version.Sha256, _modules, LoadSource.Init, null, null, false,
             (long)limits.MemoryMb << 20, limits.TimeoutMs, 120_000, limits.Env.ToList());
 
@@ -304,7 +325,10 @@ public sealed class SandboxManager : IAsyncDisposable
     private async Task<Slot> StartSandboxAsync()
     {
         var id = Interlocked.Increment(ref _nextId);
-        var process = SandboxProcess.Start(_host, Path.Combine(_sandboxes, id.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        var name = id.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var cgroup = _cgroups?.Create("sb" + name);
+        cgroup?.SetLimits(2L * ((long)FunctionLimits.DefaultMemoryMb << 20) + HostOverheadBytes, 0);
+        var process = SandboxProcess.Start(_host, Path.Combine(_sandboxes, name), cgroup: cgroup);
         await process.StatsAsync(); // answers once the host is up and warmed
         return new Slot(process);
     }
@@ -424,8 +448,13 @@ public sealed class SandboxManager : IAsyncDisposable
         lock (_gate)
         {
             var warm = _warm.Where(kv => kv.Value.Count > 0).ToDictionary(kv => kv.Key, kv => kv.Value.Count, StringComparer.Ordinal);
-            var sandboxes = _all.Select(s => new SandboxStatus(s.Process.Pid, s.Busy ? "busy" : s.Key is null ? "idle" : "warm",
-                s.Key?[..s.Key.LastIndexOf('@')], s.Key is null ? null : int.Parse(s.Key[(s.Key.LastIndexOf('@') + 1)..], System.Globalization.CultureInfo.InvariantCulture), 0)).ToList();
+            var sandboxes = _all.Select(s =>
+            {
+                var key = s.Busy ? s.Serving : s.Key;
+                var at = key?.LastIndexOf('@') ?? -1;
+                return new SandboxStatus(s.Process.Pid, s.Busy ? "busy" : s.Key is null ? "idle" : "warm",
+                    at < 0 ? null : key![..at], at < 0 ? null : int.Parse(key![(at + 1)..], System.Globalization.CultureInfo.InvariantCulture), 0);
+            }).ToList();
             return new WorkerStatus(_settings.Name, address, _settings.MaxSandboxes, _all.Count(s => s.Busy), _generic.Count, warm, sandboxes, Isolation, DateTimeOffset.UtcNow);
         }
     }
@@ -439,5 +468,6 @@ public sealed class SandboxManager : IAsyncDisposable
         lock (_gate)
             all = [.. _all];
         await Task.WhenAll(all.Select(s => s.Process.DisposeAsync().AsTask()));
+        _cgroups?.Dispose();
     }
 }

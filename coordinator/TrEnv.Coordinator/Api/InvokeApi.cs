@@ -61,6 +61,9 @@ public static class InvokeApi
 
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> InFlightByFunction = new(StringComparer.Ordinal);
 
+    /// <summary>Invocations this coordinator is running, per function (the /metrics gauge).</summary>
+    public static IEnumerable<(string Function, int Count)> InFlight => InFlightByFunction.Where(kv => kv.Value > 0).Select(kv => (kv.Key, kv.Value));
+
     private static async Task<IResult> DispatchAsync(string name, FunctionVersion version, byte[] input, HttpResponse response,
         TemplateCatalog templates, WorkerDirectory workers, CoordinatorMetrics metrics, long started, CancellationToken ct)
     {

@@ -29,6 +29,8 @@ public static class MetricsApi
             {
                 ("trenv_sandboxes", "Sandboxes per worker by state (idle, warm, busy), as last reported.", sandboxes),
                 ("trenv_workers", "Workers in this coordinator's directory.", [("", workers.Workers.Count)]),
+                ("trenv_invocations_in_flight", "Invocations this coordinator is running, per function.",
+                    InvokeApi.InFlight.Select(f => ($"function=\"{CoordinatorMetrics.Escape(f.Function)}\"", (double)f.Count))),
                 ("trenv_functions", "Deployed functions.", [("", functions.Names.Count)]),
                 ("trenv_templates", "Sealed templates.", [("", templates.All.Count)]),
                 ("trenv_template_bytes", "Bytes of non-zero pages held by sealed templates.", [("", templates.All.Sum(t => t.NonZeroPages * 4096.0))]),

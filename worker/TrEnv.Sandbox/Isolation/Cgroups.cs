@@ -1,0 +1,207 @@
+using System.Globalization;
+
+namespace TrEnv.Sandbox.Isolation;
+
+/// <summary>Which cgroup hierarchy the machine offers for memory and CPU limits.</summary>
+public enum CgroupVersion
+{
+    None,
+    V1,
+    V2,
+}
+
+/// <summary>
+/// Per-sandbox cgroups with memory and CPU limits, on cgroup v1 (separate memory and cpu hierarchies) or v2
+/// (one unified tree), detected at start-up. A sandbox killed by the OOM killer is recognised by its
+/// group's oom_kill counter, so the caller can answer 507 rather than "crashed".
+/// </summary>
+public sealed class Cgroups : IDisposable
+{
+    private readonly string _memoryRoot;
+    private readonly string _cpuRoot;
+
+    private Cgroups(CgroupVersion version, string memoryRoot, string cpuRoot)
+    {
+        Version = version;
+        _memoryRoot = memoryRoot;
+        _cpuRoot = cpuRoot;
+    }
+
+    public CgroupVersion Version { get; }
+
+    /// <summary>
+    /// Finds a writable hierarchy with memory and cpu controllers and makes <c>trenv/NAME</c> in it; null when
+    /// there is none (not root, no controllers). Groups named <c>*-PID</c> of processes that no longer exist
+    /// (a worker killed with -9) are removed first.
+    /// </summary>
+    public static Cgroups? Detect(string name, string root = "/sys/fs/cgroup")
+    {
+        try
+        {
+            foreach (var tree in new[] { Path.Combine(root, "memory", "trenv"), Path.Combine(root, "cpu", "trenv"), Path.Combine(root, "trenv") })
+                PruneStale(tree);
+            var v1Memory = Path.Combine(root, "memory");
+            var v1Cpu = Path.Combine(root, "cpu");
+            if (File.Exists(Path.Combine(v1Memory, "memory.limit_in_bytes")) && File.Exists(Path.Combine(v1Cpu, "cpu.cfs_quota_us")))
+            {
+                var memory = Directory.CreateDirectory(Path.Combine(v1Memory, "trenv", name)).FullName;
+                var cpu = Directory.CreateDirectory(Path.Combine(v1Cpu, "trenv", name)).FullName;
+                return new Cgroups(CgroupVersion.V1, memory, cpu);
+            }
+            var controllers = Path.Combine(root, "cgroup.controllers");
+            if (File.Exists(controllers) && File.ReadAllText(controllers).Split(' ', StringSplitOptions.TrimEntries) is var available
+                && available.Contains("memory") && available.Contains("cpu"))
+            {
+                File.WriteAllText(Path.Combine(root, "cgroup.subtree_control"), "+memory +cpu");
+                var trenv = Directory.CreateDirectory(Path.Combine(root, "trenv")).FullName;
+                File.WriteAllText(Path.Combine(trenv, "cgroup.subtree_control"), "+memory +cpu");
+                var group = Directory.CreateDirectory(Path.Combine(trenv, name)).FullName;
+                File.WriteAllText(Path.Combine(group, "cgroup.subtree_control"), "+memory +cpu");
+                return new Cgroups(CgroupVersion.V2, group, group);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+        return null;
+    }
+
+    private static void PruneStale(string tree)
+    {
+        if (!Directory.Exists(tree))
+            return;
+        foreach (var group in Directory.GetDirectories(tree))
+        {
+            var dash = group.LastIndexOf('-');
+            if (dash < 0 || !int.TryParse(group[(dash + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || Directory.Exists($"/proc/{pid}"))
+                continue;
+            try
+            {
+                foreach (var sandbox in Directory.GetDirectories(group))
+                    Directory.Delete(sandbox);
+                Directory.Delete(group);
+            }
+            catch (IOException)
+            {
+                // A sandbox of the dead worker is still exiting; the next start prunes it.
+            }
+        }
+    }
+
+    /// <summary>Removes this node's groups once its sandboxes are gone (best effort: a busy group stays).</summary>
+    public void Dispose()
+    {
+        foreach (var dir in new[] { _memoryRoot, _cpuRoot }.Distinct())
+        {
+            try
+            {
+                Directory.Delete(dir);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
+    /// <summary>Creates the group of one sandbox.</summary>
+    public SandboxCgroup Create(string sandbox)
+    {
+        var memory = Directory.CreateDirectory(Path.Combine(_memoryRoot, sandbox)).FullName;
+        var cpu = Version == CgroupVersion.V1 ? Directory.CreateDirectory(Path.Combine(_cpuRoot, sandbox)).FullName : memory;
+        return new SandboxCgroup(Version, memory, cpu);
+    }
+}
+
+/// <summary>One sandbox's cgroup: its limits can be reset when the sandbox is repurposed for another function.</summary>
+public sealed class SandboxCgroup(CgroupVersion version, string memory, string cpu) : IDisposable
+{
+    public CgroupVersion Version { get; } = version;
+    public string MemoryPath { get; } = memory;
+
+    public void Add(int pid)
+    {
+        File.WriteAllText(Path.Combine(MemoryPath, "cgroup.procs"), pid.ToString(CultureInfo.InvariantCulture));
+        if (cpu != MemoryPath)
+            File.WriteAllText(Path.Combine(cpu, "cgroup.procs"), pid.ToString(CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>Sets the memory limit (no swap) and a CPU quota in cores (0 for none).</summary>
+    public void SetLimits(long memoryBytes, double cpus)
+    {
+        var bytes = memoryBytes.ToString(CultureInfo.InvariantCulture);
+        if (Version == CgroupVersion.V1)
+        {
+            // v1 refuses a memory limit above the memory+swap limit: raise memsw first, lower it last.
+            var limit = Path.Combine(MemoryPath, "memory.limit_in_bytes");
+            var memsw = Path.Combine(MemoryPath, "memory.memsw.limit_in_bytes");
+            var current = long.Parse(File.ReadAllText(limit).Trim(), CultureInfo.InvariantCulture);
+            if (memoryBytes > current)
+            {
+                TryWrite(memsw, bytes);
+                File.WriteAllText(limit, bytes);
+            }
+            else
+            {
+                File.WriteAllText(limit, bytes);
+                TryWrite(memsw, bytes);
+            }
+            File.WriteAllText(Path.Combine(cpu, "cpu.cfs_period_us"), "100000");
+            File.WriteAllText(Path.Combine(cpu, "cpu.cfs_quota_us"), cpus > 0 ? ((long)(cpus * 100_000)).ToString(CultureInfo.InvariantCulture) : "-1");
+        }
+        else
+        {
+            File.WriteAllText(Path.Combine(MemoryPath, "memory.max"), bytes);
+            TryWrite(Path.Combine(MemoryPath, "memory.swap.max"), "0");
+            File.WriteAllText(Path.Combine(cpu, "cpu.max"), cpus > 0 ? $"{(long)(cpus * 100_000)} 100000" : "max 100000");
+        }
+    }
+
+    /// <summary>How many times the OOM killer has killed a process of this group.</summary>
+    public long OomKills()
+    {
+        var file = Path.Combine(MemoryPath, Version == CgroupVersion.V1 ? "memory.oom_control" : "memory.events");
+        try
+        {
+            foreach (var line in File.ReadLines(file))
+            {
+                if (line.StartsWith("oom_kill ", StringComparison.Ordinal))
+                    return long.Parse(line[9..], CultureInfo.InvariantCulture);
+            }
+        }
+        catch (IOException)
+        {
+        }
+        return 0;
+    }
+
+    private static void TryWrite(string path, string value)
+    {
+        try
+        {
+            File.WriteAllText(path, value);
+        }
+        catch (IOException)
+        {
+            // memsw / swap accounting is optional in the kernel configuration.
+        }
+    }
+
+    /// <summary>Removes the group; its processes must have exited.</summary>
+    public void Dispose()
+    {
+        foreach (var dir in new[] { MemoryPath, cpu }.Distinct())
+        {
+            for (var attempt = 0; attempt < 20 && Directory.Exists(dir); attempt++)
+            {
+                try
+                {
+                    Directory.Delete(dir);
+                }
+                catch (IOException)
+                {
+                    Thread.Sleep(10); // the kernel empties the group shortly after the last process exits
+                }
+            }
+        }
+    }
+}
