@@ -125,8 +125,18 @@ public sealed class SandboxCgroup(CgroupVersion version, string memory, string c
             File.WriteAllText(Path.Combine(cpu, "cgroup.procs"), pid.ToString(CultureInfo.InvariantCulture));
     }
 
-    /// <summary>Sets the memory limit (no swap) and a CPU quota in cores (0 for none).</summary>
+    private (long Memory, double Cpus)? _applied;
+
+    /// <summary>Sets the memory limit (no swap) and a CPU quota in cores (0 for none); unchanged limits cost nothing.</summary>
     public void SetLimits(long memoryBytes, double cpus)
+    {
+        if (_applied == (memoryBytes, cpus))
+            return;
+        Apply(memoryBytes, cpus);
+        _applied = (memoryBytes, cpus);
+    }
+
+    private void Apply(long memoryBytes, double cpus)
     {
         var bytes = memoryBytes.ToString(CultureInfo.InvariantCulture);
         if (Version == CgroupVersion.V1)
