@@ -255,4 +255,36 @@ public sealed class SandboxTests(SandboxFixture fx) : IClassFixture<SandboxFixtu
         }
         Assert.False(Directory.Exists(cgroup.MemoryPath));
     }
+
+    [Fact]
+    public async Task A_namespaced_sandbox_has_its_own_mount_pid_net_ipc_and_uts_namespaces_and_still_serves()
+    {
+        var isolated = TrEnv.Sandbox.Isolation.Namespaces.Wrap(fx.Host);
+        if (isolated is null)
+        {
+            Assert.NotEqual("root", Environment.UserName); // as root (./test.sh, CI) namespaces must be available
+            return;
+        }
+        using var cgroups = TrEnv.Sandbox.Isolation.Cgroups.Detect($"test-ns-{Environment.ProcessId}");
+        var cgroup = cgroups?.Create("ns");
+        var sb = SandboxProcess.Start(isolated, Path.Combine(fx.TemplateDirectory, "..", $"ns-{Guid.NewGuid():N}"), cgroup: cgroup);
+        await using (sb)
+        {
+            await sb.LoadAsync(fx.ColdLoad("hello", fx.Put("hello")));
+            Assert.Equal("hello: inside", Text((await sb.InvokeAsync(Bytes("inside"), Timeout)).Output));
+            Assert.Equal(1, (await sb.StatsAsync()).Pid); // PID 1 of its own PID namespace
+            var host = TrEnv.Sandbox.Isolation.Namespaces.ChildOf(sb.Pid);
+            Assert.NotNull(host);
+            var mine = TrEnv.Sandbox.Isolation.Namespaces.Of(Environment.ProcessId);
+            var theirs = TrEnv.Sandbox.Isolation.Namespaces.Of(host.Value);
+            foreach (var ns in new[] { "mnt", "pid", "net", "ipc", "uts" })
+            {
+                Assert.NotEqual("", theirs[ns]);
+                Assert.NotEqual(mine[ns], theirs[ns]);
+            }
+            // The host forked by unshare is inside the sandbox's cgroup from its first instruction.
+            if (cgroup is not null)
+                Assert.Contains($"/trenv/test-ns-{Environment.ProcessId}/ns", File.ReadAllText($"/proc/{host.Value}/cgroup"), StringComparison.Ordinal);
+        }
+    }
 }

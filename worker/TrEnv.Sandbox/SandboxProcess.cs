@@ -76,29 +76,26 @@ public sealed class SandboxProcess : IAsyncDisposable
     public static SandboxProcess Start(SandboxHostCommand host, string workDirectory, TimeSpan? hardDeadlineGrace = null, SandboxCgroup? cgroup = null)
     {
         Directory.CreateDirectory(workDirectory);
-        var psi = new ProcessStartInfo(host.FileName)
+        // With a cgroup, a shell joins it and then execs the host (or its unshare wrapper), so every process
+        // of the sandbox starts inside the group: no window in which a forked child escapes its limits.
+        var command = cgroup is null
+            ? host.Arguments.Prepend(host.FileName).ToList()
+            : ["-c", "echo $$ > \"$1/cgroup.procs\" && echo $$ > \"$2/cgroup.procs\" && shift 2 && exec \"$@\"", "sh",
+               cgroup.MemoryPath, cgroup.CpuPath, host.FileName, .. host.Arguments];
+        var psi = new ProcessStartInfo(cgroup is null ? command[0] : "/bin/sh")
         {
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var arg in host.Arguments)
+        foreach (var arg in cgroup is null ? command.Skip(1) : command)
             psi.ArgumentList.Add(arg);
         psi.ArgumentList.Add("--workdir");
         psi.ArgumentList.Add(workDirectory);
         psi.Environment["DOTNET_gcServer"] = "0";
         psi.Environment["DOTNET_TieredPGO"] = "0";
         var process = Process.Start(psi) ?? throw new InvalidOperationException($"Could not start the sandbox host {host.FileName}.");
-        try
-        {
-            cgroup?.Add(process.Id);
-        }
-        catch (IOException)
-        {
-            process.Kill();
-            throw;
-        }
         return new SandboxProcess(process, workDirectory, hardDeadlineGrace ?? DefaultHardDeadlineGrace, cgroup);
     }
 
@@ -230,6 +227,9 @@ public sealed class SandboxProcess : IAsyncDisposable
 /// <summary>How to start the sandbox host: the published executable (NativeAOT or JIT apphost) or <c>dotnet TrEnv.SandboxHost.dll</c>.</summary>
 public sealed record SandboxHostCommand(string FileName, IReadOnlyList<string> Arguments, string Kind)
 {
+    /// <summary>How the host process is isolated: "process" (plain) or "namespaces" (see <see cref="Isolation.Namespaces"/>).</summary>
+    public string Isolation { get; init; } = "process";
+
     public const string ExecutableName = "TrEnv.SandboxHost";
 
     /// <summary>

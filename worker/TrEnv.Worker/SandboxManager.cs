@@ -38,7 +38,9 @@ public sealed class SandboxManager : IAsyncDisposable
     public SandboxManager(NodeSettings settings, SandboxHostCommand host, IRegistryClient registry)
     {
         _settings = settings;
-        _host = host;
+        _host = Namespaces.Wrap(host) ?? host;
+        if (_host.Isolation != "namespaces")
+            Console.WriteLine($"worker {settings.Name}: NOT ROOT or no {Namespaces.Unshare}: sandboxes run as plain processes without namespaces");
         _registry = registry;
         _modules = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "modules")).FullName;
         _templates = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "templates")).FullName;
@@ -53,7 +55,7 @@ public sealed class SandboxManager : IAsyncDisposable
             : $"worker {settings.Name}: sandboxes get cgroup {_cgroups.Version} memory limits");
     }
 
-    public string Isolation => _cgroups is null ? "process" : $"process+cgroup-{_cgroups.Version.ToString().ToLowerInvariant()}";
+    public string Isolation => _cgroups is null ? _host.Isolation : $"{_host.Isolation}+cgroup-{_cgroups.Version.ToString().ToLowerInvariant()}";
 
     private sealed class Slot(SandboxProcess process)
     {

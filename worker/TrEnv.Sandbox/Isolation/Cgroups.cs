@@ -117,13 +117,7 @@ public sealed class SandboxCgroup(CgroupVersion version, string memory, string c
 {
     public CgroupVersion Version { get; } = version;
     public string MemoryPath { get; } = memory;
-
-    public void Add(int pid)
-    {
-        File.WriteAllText(Path.Combine(MemoryPath, "cgroup.procs"), pid.ToString(CultureInfo.InvariantCulture));
-        if (cpu != MemoryPath)
-            File.WriteAllText(Path.Combine(cpu, "cgroup.procs"), pid.ToString(CultureInfo.InvariantCulture));
-    }
+    public string CpuPath { get; } = cpu;
 
     private (long Memory, double Cpus)? _applied;
 
@@ -155,14 +149,14 @@ public sealed class SandboxCgroup(CgroupVersion version, string memory, string c
                 File.WriteAllText(limit, bytes);
                 TryWrite(memsw, bytes);
             }
-            File.WriteAllText(Path.Combine(cpu, "cpu.cfs_period_us"), "100000");
-            File.WriteAllText(Path.Combine(cpu, "cpu.cfs_quota_us"), cpus > 0 ? ((long)(cpus * 100_000)).ToString(CultureInfo.InvariantCulture) : "-1");
+            File.WriteAllText(Path.Combine(CpuPath, "cpu.cfs_period_us"), "100000");
+            File.WriteAllText(Path.Combine(CpuPath, "cpu.cfs_quota_us"), cpus > 0 ? ((long)(cpus * 100_000)).ToString(CultureInfo.InvariantCulture) : "-1");
         }
         else
         {
             File.WriteAllText(Path.Combine(MemoryPath, "memory.max"), bytes);
             TryWrite(Path.Combine(MemoryPath, "memory.swap.max"), "0");
-            File.WriteAllText(Path.Combine(cpu, "cpu.max"), cpus > 0 ? $"{(long)(cpus * 100_000)} 100000" : "max 100000");
+            File.WriteAllText(Path.Combine(CpuPath, "cpu.max"), cpus > 0 ? $"{(long)(cpus * 100_000)} 100000" : "max 100000");
         }
     }
 
@@ -199,7 +193,7 @@ public sealed class SandboxCgroup(CgroupVersion version, string memory, string c
     /// <summary>Removes the group; its processes must have exited.</summary>
     public void Dispose()
     {
-        foreach (var dir in new[] { MemoryPath, cpu }.Distinct())
+        foreach (var dir in new[] { MemoryPath, CpuPath }.Distinct())
         {
             for (var attempt = 0; attempt < 20 && Directory.Exists(dir); attempt++)
             {
