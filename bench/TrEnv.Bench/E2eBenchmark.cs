@@ -109,7 +109,7 @@ internal static class E2eBenchmark
         {
             // wrk (C, epoll) leaves the two cores to the cluster; the in-process client would compete with it.
             Console.WriteLine($"throughput load generator: {wrk}");
-            await Wrk.RunAsync(wrk, http.BaseAddress!, name, concurrency, TimeSpan.FromSeconds(3));
+            await Wrk.RunAsync(wrk, http.BaseAddress!, name, concurrency, TimeSpan.FromSeconds(6));
             return await Wrk.RunAsync(wrk, http.BaseAddress!, name, concurrency, duration);
         }
         Console.WriteLine("throughput load generator: in-process HttpClient (install wrk for a lighter one)");

@@ -64,6 +64,9 @@ public sealed record NodeSettings
     /// <summary>TRENV_MAX_SANDBOXES: sandboxes a worker runs at most. Default 64.</summary>
     public int MaxSandboxes { get; init; } = 64;
 
+    /// <summary>TRENV_SANDBOX_ISOLATION: "auto" (namespaces and cgroups when root) or "process" (plain processes). Default auto.</summary>
+    public string SandboxIsolation { get; init; } = "auto";
+
     /// <summary>TRENV_KEEP_ALIVE_S: idle time after which a warm instance is reclaimed (scale to zero). Default 600.</summary>
     public int KeepAliveSeconds { get; init; } = 600;
 
@@ -102,6 +105,7 @@ public sealed record NodeSettings
             PrestartSandboxes = Int(c, "PRESTART_SANDBOXES", d.PrestartSandboxes),
             MaxSandboxes = Int(c, "MAX_SANDBOXES", d.MaxSandboxes),
             KeepAliveSeconds = Int(c, "KEEP_ALIVE_S", d.KeepAliveSeconds),
+            SandboxIsolation = Text(c["SANDBOX_ISOLATION"]) ?? d.SandboxIsolation,
         }.Validate();
     }
 
@@ -121,6 +125,8 @@ public sealed record NodeSettings
             throw new ArgumentException($"TRENV_ROLES has unknown role(s) {string.Join(", ", unknown)}; use coordinator, worker or memory-pool.");
         if (Port is < 0 or > 65535 || HttpPort is < 0 or > 65535)
             throw new ArgumentException("TRENV_PORT and TRENV_HTTP_PORT must be between 0 and 65535.");
+        if (SandboxIsolation is not ("auto" or "process"))
+            throw new ArgumentException($"TRENV_SANDBOX_ISOLATION must be auto or process, not \"{SandboxIsolation}\".");
         if (MaxModuleMb <= 0 || MaxInputMb <= 0 || PoolSizeMb <= 0)
             throw new ArgumentException("TRENV_MAX_MODULE_MB, TRENV_MAX_INPUT_MB and TRENV_POOL_SIZE_MB must be positive.");
         return this;

@@ -38,7 +38,8 @@ public sealed class SandboxManager : IAsyncDisposable
     public SandboxManager(NodeSettings settings, SandboxHostCommand host, IRegistryClient registry)
     {
         _settings = settings;
-        _host = Namespaces.Wrap(host) ?? host;
+        var isolate = settings.SandboxIsolation == "auto";
+        _host = (isolate ? Namespaces.Wrap(host) : null) ?? host;
         if (_host.Isolation != "namespaces")
             Console.WriteLine($"worker {settings.Name}: NOT ROOT or no {Namespaces.Unshare}: sandboxes run as plain processes without namespaces");
         _registry = registry;
@@ -49,7 +50,7 @@ public sealed class SandboxManager : IAsyncDisposable
             Directory.Delete(_sandboxes, recursive: true);
         Directory.CreateDirectory(_sandboxes);
         // The process id keeps two workers with one name (two local clusters) out of each other's groups.
-        _cgroups = Cgroups.Detect($"{settings.Name}-{Environment.ProcessId}");
+        _cgroups = isolate ? Cgroups.Detect($"{settings.Name}-{Environment.ProcessId}") : null;
         Console.WriteLine(_cgroups is null
             ? $"worker {settings.Name}: no writable cgroup hierarchy with memory and cpu (not root?): sandboxes run without cgroup limits"
             : $"worker {settings.Name}: sandboxes get cgroup {_cgroups.Version} memory limits");
