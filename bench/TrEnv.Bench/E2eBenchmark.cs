@@ -109,12 +109,12 @@ internal static class E2eBenchmark
         {
             // wrk (C, epoll) leaves the two cores to the cluster; the in-process client would compete with it.
             Console.WriteLine($"throughput load generator: {wrk}");
-            await Wrk.RunAsync(wrk, http.BaseAddress!, name, concurrency, TimeSpan.FromSeconds(6));
+            await Wrk.RunAsync(wrk, http.BaseAddress!, name, concurrency, TimeSpan.FromSeconds(10));
             return await Wrk.RunAsync(wrk, http.BaseAddress!, name, concurrency, duration);
         }
         Console.WriteLine("throughput load generator: in-process HttpClient (install wrk for a lighter one)");
         var input = "benchmark"u8.ToArray();
-        // Warm-up at full load first: every process's JIT reaches its steady tier before we count.
+        // Warm-up at full load first (10 s with wrk): every process's JIT reaches its steady tier before we count.
         await LoadAsync(http, name, input, concurrency, TimeSpan.FromSeconds(3));
         return await LoadAsync(http, name, input, concurrency, duration);
     }
