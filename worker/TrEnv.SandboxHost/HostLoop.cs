@@ -13,6 +13,7 @@ namespace TrEnv.SandboxHost;
 internal sealed class HostLoop : IDisposable
 {
     private const int MaxLogBytesPerReply = 64 << 10;
+    private const int MaxCachedModules = 8;
 
     private readonly WasmEngine _engine = new();
     private readonly string _tmpDirectory;
@@ -107,6 +108,15 @@ internal sealed class HostLoop : IDisposable
         var wasCached = _modules.TryGetValue(load.ModuleHash, out var module);
         if (module is null)
         {
+            // A repurposed sandbox serves many functions over its life: keep only the most recent modules.
+            if (_modules.Count >= MaxCachedModules)
+            {
+                foreach (var old in _modules.Keys.Except([_loaded?.ModuleHash ?? ""]).Take(_modules.Count - MaxCachedModules + 1).ToList())
+                {
+                    _modules[old].Dispose();
+                    _modules.Remove(old);
+                }
+            }
             var cache = CacheFor(load.ModuleDirectory);
             wasCached = File.Exists(cache.CompiledPath(new ModuleHash(load.ModuleHash)));
             module = cache.Load(new ModuleHash(load.ModuleHash));

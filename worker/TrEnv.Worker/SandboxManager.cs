@@ -194,6 +194,12 @@ public sealed class SandboxManager : IAsyncDisposable
             catch (Exception e) when (e is SandboxException or IOException)
             {
                 _registry.AbortCapture(new TemplateCommands.AbortCapture(key, _settings.Name, e.Message));
+                // The instance survived a failed capture (say, an unwritable pool): serve the invocation cold anyway.
+                if (e is SandboxException { InstanceDiscarded: false } or IOException)
+                {
+                    Console.Error.WriteLine($"worker {_settings.Name}: capture of {key} failed, serving cold: {e.Message}");
+                    return null;
+                }
                 throw;
             }
         }
