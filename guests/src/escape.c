@@ -1,9 +1,16 @@
 /* escape: tries to read host files outside its /tmp and reports each
  * attempt as "path=ok" or "path=denied"; also writes and reads back a file
- * in /tmp. Input "read:NAME" returns the content of /tmp/NAME or "missing"
- * and "write:NAME" creates /tmp/NAME (used by isolation tests). */
+ * in /tmp. Input "read:NAME" returns the content of /tmp/NAME or "missing",
+ * "write:NAME" creates /tmp/NAME, "env:NAME" returns getenv(NAME) or "unset",
+ * "hold:NAME" opens /tmp/NAME and keeps the descriptor (returns its number),
+ * and "fd:N" says whether descriptor N is "open" or "closed" (used by the
+ * isolation tests: nothing of one function may be visible to the next). */
 #include "trenv.h"
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 TRENV_DEFAULT_ALLOC
 static char out[4096];
@@ -27,6 +34,24 @@ TRENV_EXPORT("trenv_handle") int64_t trenv_handle(int32_t ptr, int32_t len) {
     size_t n = fread(out, 1, sizeof out, f);
     fclose(f);
     return trenv_result(out, (uint32_t)n);
+  }
+  if (len > 4 && len < 200 && memcmp(in, "env:", 4) == 0) {
+    snprintf(name, sizeof name, "%.*s", len - 4, in + 4);
+    const char *v = getenv(name);
+    if (!v) return trenv_result("unset", 5);
+    int n = snprintf(out, sizeof out, "%s", v);
+    return trenv_result(out, (uint32_t)n);
+  }
+  if (len > 5 && len < 200 && memcmp(in, "hold:", 5) == 0) {
+    snprintf(name, sizeof name, "/tmp/%.*s", len - 5, in + 5);
+    int fd = open(name, O_RDWR | O_CREAT, 0644);
+    int n = snprintf(out, sizeof out, "%d", fd);
+    return trenv_result(out, (uint32_t)n);
+  }
+  if (len > 3 && len < 16 && memcmp(in, "fd:", 3) == 0) {
+    int fd = atoi(in + 3);
+    struct stat st;
+    return fstat(fd, &st) == -1 && errno == EBADF ? trenv_result("closed", 6) : trenv_result("open", 4);
   }
   if (len > 6 && len < 200 && memcmp(in, "write:", 6) == 0) {
     snprintf(name, sizeof name, "/tmp/%.*s", len - 6, in + 6);

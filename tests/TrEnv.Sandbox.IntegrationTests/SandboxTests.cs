@@ -287,4 +287,30 @@ public sealed class SandboxTests(SandboxFixture fx) : IClassFixture<SandboxFixtu
                 Assert.Contains($"/trenv/test-ns-{Environment.ProcessId}/ns", File.ReadAllText($"/proc/{host.Value}/cgroup"), StringComparison.Ordinal);
         }
     }
+
+    [Fact]
+    public async Task After_a_repurpose_nothing_of_the_previous_function_is_observable()
+    {
+        await using var sb = fx.Start();
+        var hash = fx.Put("escape");
+        await sb.LoadAsync(fx.ColdLoad("first", hash) with { Environment = [new("SECRET", "first-secret")] });
+        Assert.Equal("first-secret", Text((await sb.InvokeAsync(Bytes("env:SECRET"), Timeout)).Output));
+        var probe = string.Join(",", await Task.WhenAll(new[] { 3, 4, 5, 9, 50 }.Select(async n => Text((await sb.InvokeAsync(Bytes($"fd:{n}"), Timeout)).Output))));
+        Assert.Equal("open,closed,closed,closed,closed", probe);
+        Assert.Equal("written", Text((await sb.InvokeAsync(Bytes("write:left-behind"), Timeout)).Output));
+        var fd = Text((await sb.InvokeAsync(Bytes("hold:held"), Timeout)).Output);
+        Assert.True(int.Parse(fd, System.Globalization.CultureInfo.InvariantCulture) > 2, $"hold answered {fd}");
+        Assert.Equal("open", Text((await sb.InvokeAsync(Bytes($"fd:{fd}"), Timeout)).Output));
+
+        // Repurpose the same sandbox for another function (here the same module under another name and environment).
+        await sb.ResetAsync();
+        await sb.LoadAsync(fx.ColdLoad("second", hash));
+        Assert.Equal("unset", Text((await sb.InvokeAsync(Bytes("env:SECRET"), Timeout)).Output));
+        Assert.Equal("missing", Text((await sb.InvokeAsync(Bytes("read:left-behind"), Timeout)).Output));
+        Assert.Equal("missing", Text((await sb.InvokeAsync(Bytes("read:held"), Timeout)).Output));
+        Assert.True(Text((await sb.InvokeAsync(Bytes($"fd:{fd}"), Timeout)).Output) == "closed", $"descriptor {fd} of the first function is still open");
+        var stats = await sb.StatsAsync();
+        Assert.Equal("second", stats.Function);
+        Assert.Equal(4, stats.Invocations);
+    }
 }
