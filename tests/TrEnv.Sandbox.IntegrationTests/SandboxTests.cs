@@ -313,4 +313,32 @@ public sealed class SandboxTests(SandboxFixture fx) : IClassFixture<SandboxFixtu
         Assert.Equal("second", stats.Function);
         Assert.Equal(4, stats.Invocations);
     }
+
+    [Fact]
+    public async Task A_function_layer_is_read_through_tmp_and_writes_never_reach_it_or_the_next_function()
+    {
+        using var dir = new TempDir("trenv-layer");
+        var layer = dir.Sub("layer");
+        File.WriteAllText(Path.Combine(layer, "data.txt"), "from-layer");
+        var isolated = TrEnv.Sandbox.Isolation.Namespaces.Wrap(fx.Host);
+        foreach (var (host, label) in new[] { (fx.Host, "plain"), (isolated, "overlay") })
+        {
+            if (host is null)
+                continue; // not root: only the plain directory is checked
+            var sb = SandboxProcess.Start(host, dir.Sub("sb-" + label));
+            await using (sb)
+            {
+                var hash = fx.Put("escape");
+                await sb.LoadAsync(fx.ColdLoad("with-layer", hash) with { LayerPath = layer });
+                Assert.Equal("from-layer", Text((await sb.InvokeAsync(Bytes("read:data.txt"), Timeout)).Output));
+                Assert.Equal("written", Text((await sb.InvokeAsync(Bytes("write:data.txt"), Timeout)).Output));
+                Assert.Equal("secret", Text((await sb.InvokeAsync(Bytes("read:data.txt"), Timeout)).Output));
+                Assert.Equal("from-layer", File.ReadAllText(Path.Combine(layer, "data.txt"))); // the layer itself is untouched
+
+                await sb.ResetAsync();
+                await sb.LoadAsync(fx.ColdLoad("without-layer", hash));
+                Assert.Equal("missing", Text((await sb.InvokeAsync(Bytes("read:data.txt"), Timeout)).Output));
+            }
+        }
+    }
 }

@@ -9,7 +9,7 @@ public sealed class ProtocolTests
     public static TheoryData<ISandboxRequest> Requests() =>
     [
         new Load("f", new string('a', 64), "/m", LoadSource.MapTemplate, "/t/x.tpl", "/dev/shm/pool", true, 1L << 30, 1500, 60_000,
-            [new("K", "V"), new("EMPTY", ""), new("ÜNICODE", "✓")]),
+            [new("K", "V"), new("EMPTY", ""), new("ÜNICODE", "✓")], "/layers/f"),
         new Load("g", new string('b', 64), "/m", LoadSource.Init, null, null, false, 0, 0, 0, []),
         new Invoke([1, 2, 3, 0, 255], 250),
         new Invoke([], 0),

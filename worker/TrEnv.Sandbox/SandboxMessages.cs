@@ -30,7 +30,11 @@ public static class SandboxMessages
     public const byte LoadType = 1, InvokeType = 2, CaptureType = 3, ResetType = 4, StatsType = 5, ShutdownType = 6;
     public const byte LoadedType = 0x41, InvokedType = 0x42, CapturedType = 0x43, ResetDoneType = 0x44, StatsReplyType = 0x45, FailureType = 0x7F;
 
-    /// <summary>Replaces the current instance with one of <paramref name="ModuleHash"/>, cold or from a template.</summary>
+    /// <summary>
+    /// Replaces the current instance with one of <paramref name="ModuleHash"/>, cold or from a template.
+    /// <paramref name="LayerPath"/> is the function's read-only file layer, seen by the guest under its /tmp
+    /// (through an overlay when the host owns its mount namespace).
+    /// </summary>
     public sealed record Load(
         string Function,
         string ModuleHash,
@@ -42,7 +46,8 @@ public static class SandboxMessages
         long MemoryLimitBytes,
         int TimeoutMs,
         int InitTimeoutMs,
-        IReadOnlyList<KeyValuePair<string, string>> Environment) : ISandboxRequest
+        IReadOnlyList<KeyValuePair<string, string>> Environment,
+        string? LayerPath = null) : ISandboxRequest
     {
         public byte Type => LoadType;
 
@@ -52,6 +57,7 @@ public static class SandboxMessages
              .Bool(VerifyTemplateData).I64(MemoryLimitBytes).I32(TimeoutMs).I32(InitTimeoutMs).I32(Environment.Count);
             foreach (var (k, v) in Environment)
                 w.Str(k).Str(v);
+            w.Str(LayerPath);
         }
 
         public static Load Read(ref FrameReader r)
@@ -61,7 +67,7 @@ public static class SandboxMessages
             var env = new List<KeyValuePair<string, string>>(Math.Clamp(count, 0, 4096));
             for (var i = 0; i < count; i++)
                 env.Add(new(r.Required(), r.Required()));
-            return load with { Environment = env };
+            return load with { Environment = env, LayerPath = r.Str() };
         }
     }
 

@@ -33,9 +33,12 @@ internal sealed class HostLoop : IDisposable
     private long _stdoutOffset;
     private long _stderrOffset;
 
-    public HostLoop(string workDirectory)
+    private readonly SandboxFiles _files;
+
+    public HostLoop(string workDirectory, bool ownMountNamespace)
     {
-        _tmpDirectory = Path.Combine(workDirectory, "tmp");
+        _files = new SandboxFiles(workDirectory, ownMountNamespace);
+        _tmpDirectory = _files.GuestTmp;
         var logs = Path.Combine(workDirectory, "log");
         Directory.CreateDirectory(_tmpDirectory);
         Directory.CreateDirectory(logs);
@@ -134,6 +137,7 @@ internal sealed class HostLoop : IDisposable
             StderrPath = _stderrPath,
         };
         _stdoutOffset = _stderrOffset = 0;
+        _files.Prepare(load.LayerPath);
         _instance = FunctionInstance.Create(_engine, module, options);
         switch (load.Source)
         {
@@ -196,13 +200,7 @@ internal sealed class HostLoop : IDisposable
     {
         var started = Stopwatch.GetTimestamp();
         DropInstance();
-        foreach (var entry in new DirectoryInfo(_tmpDirectory).EnumerateFileSystemInfos())
-        {
-            if (entry is DirectoryInfo d)
-                d.Delete(recursive: true);
-            else
-                entry.Delete();
-        }
+        _files.Clear();
         File.WriteAllBytes(_stdoutPath, []);
         File.WriteAllBytes(_stderrPath, []);
         _stdoutOffset = _stderrOffset = 0;
@@ -298,6 +296,7 @@ internal sealed class HostLoop : IDisposable
     public void Dispose()
     {
         DropInstance();
+        _files.Clear();
         foreach (var m in _modules.Values)
             m.Dispose();
         foreach (var p in _pools.Values)

@@ -14,7 +14,7 @@ public static class Namespaces
         if (Environment.UserName != "root" || !File.Exists(Unshare))
             return null;
         string[] flags = ["--mount", "--uts", "--ipc", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "private", "--"];
-        return host with { FileName = Unshare, Arguments = [.. flags, host.FileName, .. host.Arguments], Isolation = "namespaces" };
+        return host with { FileName = Unshare, Arguments = [.. flags, host.FileName, .. host.Arguments, "--own-mount-namespace"], Isolation = "namespaces" };
     }
 
     /// <summary>The namespace identities (mnt, pid, net, ipc, uts) of a process, for checks and tests.</summary>
