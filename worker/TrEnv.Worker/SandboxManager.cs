@@ -66,6 +66,7 @@ public sealed class SandboxManager : IAsyncDisposable
         public string? MappedTemplate;
         public bool Busy;
         public bool EverLoaded;
+        public bool Clean = true; // reset since its last load: a repurpose needs no second reset
         public DateTimeOffset LastUsed = DateTimeOffset.UtcNow;
         public LinkedListNode<Slot>? WarmNode;
     }
@@ -123,8 +124,9 @@ public sealed class SandboxManager : IAsyncDisposable
     // Cold or template load into a slot that does not hold this function version.
     private async Task<(string Start, TemplateInfo? Captured)> LoadAsync(Slot slot, WorkerInvoke request, string key, CancellationToken ct)
     {
-        if (slot.EverLoaded)
+        if (!slot.Clean)
             await slot.Process.ResetAsync(ct); // repurpose: the previous function's /tmp, logs and instance go
+        slot.Clean = false;
         slot.Key = null;
         slot.MappedTemplate = null;
         slot.EverLoaded = true;
@@ -370,6 +372,7 @@ public sealed class SandboxManager : IAsyncDisposable
                     slot.Busy = false;
                     slot.Key = null;
                     slot.MappedTemplate = null;
+                    slot.Clean = true;
                     _generic.Push(slot);
                 }
             }
