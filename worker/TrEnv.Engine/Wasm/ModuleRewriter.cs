@@ -19,21 +19,7 @@ public static class ModuleRewriter
 
     public static Result ExportMutableGlobals(ReadOnlySpan<byte> wasm)
     {
-        if (wasm.Length < 8 || !wasm[..4].SequenceEqual("\0asm"u8))
-            throw WasmReader.Malformed("missing the \\0asm magic number");
-        if (!wasm[4..8].SequenceEqual(new byte[] { 1, 0, 0, 0 }))
-            throw WasmReader.Malformed("only binary format version 1 (core modules) is supported");
-
-        var sections = new List<(byte Id, int Start, int End)>();
-        var r = new WasmReader(wasm, 8);
-        while (!r.AtEnd)
-        {
-            var id = r.Byte();
-            var size = checked((int)r.VarU32());
-            var start = r.Position;
-            r.Skip(size);
-            sections.Add((id, start, start + size));
-        }
+        var sections = WasmReader.Sections(wasm);
 
         // Imported globals take the first indices; the module's own globals follow.
         var importedGlobals = (uint)WasmModuleInfo.Parse(wasm).Imports.Count(i => i.Kind == WasmModuleInfo.KindGlobal);

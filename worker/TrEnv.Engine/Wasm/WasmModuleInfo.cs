@@ -43,19 +43,10 @@ public sealed class WasmModuleInfo
 
     public static WasmModuleInfo Parse(ReadOnlySpan<byte> wasm)
     {
-        if (wasm.Length < 8 || !wasm[..4].SequenceEqual("\0asm"u8))
-            throw WasmReader.Malformed("missing the \\0asm magic number");
-        if (!wasm[4..8].SequenceEqual(new byte[] { 1, 0, 0, 0 }))
-            throw WasmReader.Malformed("only binary format version 1 (core modules) is supported");
         var info = new WasmModuleInfo();
-        var r = new WasmReader(wasm, 8);
-        while (!r.AtEnd)
+        foreach (var (id, start, end) in WasmReader.Sections(wasm))
         {
-            var id = r.Byte();
-            var size = checked((int)r.VarU32());
-            var start = r.Position;
-            r.Skip(size);
-            var s = new WasmReader(wasm[..(start + size)], start);
+            var s = new WasmReader(wasm[..end], start);
             switch (id)
             {
                 case 1: info.ReadTypes(ref s); break;

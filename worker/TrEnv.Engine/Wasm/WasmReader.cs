@@ -61,6 +61,26 @@ internal ref struct WasmReader(ReadOnlySpan<byte> bytes, int position = 0)
         return System.Text.Encoding.UTF8.GetString(_bytes.Slice(start, len));
     }
 
+    /// <summary>Checks the module header and lists its sections as (id, body start, body end).</summary>
+    public static List<(byte Id, int Start, int End)> Sections(ReadOnlySpan<byte> wasm)
+    {
+        if (wasm.Length < 8 || !wasm[..4].SequenceEqual("\0asm"u8))
+            throw Malformed("missing the \\0asm magic number");
+        if (!wasm[4..8].SequenceEqual(new byte[] { 1, 0, 0, 0 }))
+            throw Malformed("only binary format version 1 (core modules) is supported");
+        var sections = new List<(byte, int, int)>();
+        var r = new WasmReader(wasm, 8);
+        while (!r.AtEnd)
+        {
+            var id = r.Byte();
+            var size = checked((int)r.VarU32());
+            var start = r.Position;
+            r.Skip(size);
+            sections.Add((id, start, start + size));
+        }
+        return sections;
+    }
+
     public static InvalidModuleException Malformed(string what)
         => new($"The module is not valid WebAssembly: {what}.");
 }
