@@ -45,7 +45,7 @@ public sealed class ModuleTests(EngineFixture fx) : IClassFixture<EngineFixture>
     }
 
     [Fact]
-    public void A_module_without_the_stack_pointer_export_still_restores_correctly()
+    public void A_module_without_the_stack_pointer_export_gets_its_mutable_globals_exported()
     {
         var module = fx.Load("hello");
         Assert.NotEmpty(module.MutableGlobals);

@@ -104,14 +104,23 @@ public sealed partial class FunctionInstance : IDisposable
         CheckPoolStillBacksMappings();
 
         var faultsBefore = SigbusGuard.Faults;
-        var len = input.Length;
-        var inputCopy = input.ToArray();
-        var result = Guard("invocation", timeout ?? Options.Timeout, () =>
+        // Inline rather than through Guard: the input span cannot be captured, and the hot path copies it once.
+        var deadline = timeout ?? Options.Timeout;
+        var before = _memory.GetLength();
+        long result;
+        using (_engine.StartDeadline(_store, deadline))
         {
-            var ptr = _alloc(len);
-            inputCopy.CopyTo(GuestSpan(ptr, len, GuestAbi.Alloc));
-            return _handle(ptr, len);
-        });
+            try
+            {
+                var ptr = _alloc(input.Length);
+                input.CopyTo(GuestSpan(ptr, input.Length, GuestAbi.Alloc));
+                result = _handle(ptr, input.Length);
+            }
+            catch (WasmtimeException e)
+            {
+                throw Failed("invocation", e, deadline, before);
+            }
+        }
         Invocations++;
 
         var outLen = (uint)result;
@@ -146,17 +155,17 @@ public sealed partial class FunctionInstance : IDisposable
             {
                 return call();
             }
-            catch (TrapException e)
-            {
-                Poisoned = true;
-                throw Classify(phase, e, e.Type, timeout, before);
-            }
             catch (WasmtimeException e)
             {
-                Poisoned = true;
-                throw Classify(phase, e, null, timeout, before);
+                throw Failed(phase, e, timeout, before);
             }
         }
+    }
+
+    private EngineException Failed(string phase, WasmtimeException e, TimeSpan timeout, long memoryBefore)
+    {
+        Poisoned = true;
+        return Classify(phase, e, (e as TrapException)?.Type, timeout, memoryBefore);
     }
 
     private EngineException Classify(string phase, Exception e, TrapCode? code, TimeSpan timeout, long memoryBefore)
