@@ -14,7 +14,7 @@ var settings = NodeSettings.FromEnvironment(new Dictionary<string, string?>
 var builder = WebApplication.CreateBuilder(args);
 builder.Logging.SetMinimumLevel(LogLevel.Warning);
 builder.WebHost.UseUrls($"http://{settings.HttpHost}:{settings.HttpPort}");
-builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = (Math.Max(settings.MaxModuleMb, settings.MaxInputMb) + 1) * 1024L * 1024L);
+builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = (Math.Max(Math.Max(settings.MaxModuleMb, settings.MaxInputMb), settings.MaxLayerMb) + 1) * 1024L * 1024L);
 
 var functions = new FunctionCatalog();
 var templates = new TemplateCatalog();
@@ -32,6 +32,7 @@ builder.Services.AddTrEnvNode(settings, (akka, _) => akka
 var app = builder.Build();
 app.MapClusterApi();
 app.MapFunctionsApi();
+app.MapLayersApi();
 app.MapInvokeApi();
 app.MapTemplatesApi();
 app.MapMetricsApi();

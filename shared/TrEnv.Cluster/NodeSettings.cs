@@ -46,6 +46,9 @@ public sealed record NodeSettings
     /// <summary>TRENV_MAX_MODULE_MB: largest module a deploy accepts. Default 64.</summary>
     public int MaxModuleMb { get; init; } = 64;
 
+    /// <summary>TRENV_MAX_LAYER_MB: largest file layer (tar, as uploaded and as unpacked). Default 256.</summary>
+    public int MaxLayerMb { get; init; } = 256;
+
     /// <summary>TRENV_MAX_INPUT_MB: largest invocation body. Default 6, as Lambda.</summary>
     public int MaxInputMb { get; init; } = 6;
 
@@ -63,6 +66,12 @@ public sealed record NodeSettings
 
     /// <summary>TRENV_MAX_SANDBOXES: sandboxes a worker runs at most. Default 64.</summary>
     public int MaxSandboxes { get; init; } = 64;
+
+    /// <summary>
+    /// TRENV_WORKER_MEMORY_MB: memory all of a worker's sandboxes may use together (their resident memory).
+    /// Over it, idle instances are evicted least recently used first. 0 means no bound. Default 0.
+    /// </summary>
+    public int WorkerMemoryMb { get; init; }
 
     /// <summary>TRENV_SANDBOX_ISOLATION: "auto" (namespaces and cgroups when root) or "process" (plain processes). Default auto.</summary>
     public string SandboxIsolation { get; init; } = "auto";
@@ -99,6 +108,8 @@ public sealed record NodeSettings
             InvokeToken = Text(c["INVOKE_TOKEN"]),
             MaxModuleMb = Int(c, "MAX_MODULE_MB", d.MaxModuleMb),
             MaxInputMb = Int(c, "MAX_INPUT_MB", d.MaxInputMb),
+            MaxLayerMb = Int(c, "MAX_LAYER_MB", d.MaxLayerMb),
+            WorkerMemoryMb = Int(c, "WORKER_MEMORY_MB", d.WorkerMemoryMb),
             PoolPath = Text(c["POOL_PATH"]) ?? d.PoolPath,
             PoolSizeMb = Int(c, "POOL_SIZE_MB", (int)d.PoolSizeMb),
             SandboxHost = Text(c["SANDBOX_HOST"]),
@@ -127,8 +138,10 @@ public sealed record NodeSettings
             throw new ArgumentException("TRENV_PORT and TRENV_HTTP_PORT must be between 0 and 65535.");
         if (SandboxIsolation is not ("auto" or "process"))
             throw new ArgumentException($"TRENV_SANDBOX_ISOLATION must be auto or process, not \"{SandboxIsolation}\".");
-        if (MaxModuleMb <= 0 || MaxInputMb <= 0 || PoolSizeMb <= 0)
-            throw new ArgumentException("TRENV_MAX_MODULE_MB, TRENV_MAX_INPUT_MB and TRENV_POOL_SIZE_MB must be positive.");
+        if (MaxModuleMb <= 0 || MaxInputMb <= 0 || PoolSizeMb <= 0 || MaxLayerMb <= 0)
+            throw new ArgumentException("TRENV_MAX_MODULE_MB, TRENV_MAX_INPUT_MB, TRENV_MAX_LAYER_MB and TRENV_POOL_SIZE_MB must be positive.");
+        if (WorkerMemoryMb < 0)
+            throw new ArgumentException("TRENV_WORKER_MEMORY_MB must be 0 (no bound) or positive.");
         return this;
     }
 

@@ -12,6 +12,8 @@ public static class ErrorKinds
     public const string NotLoaded = "not_loaded";
     public const string SandboxCrashed = "sandbox_crashed";
     public const string Internal = "internal";
+    /// <summary>The worker is at its sandbox or memory bound with nothing idle to give up; retry shortly.</summary>
+    public const string NoCapacity = "no_capacity";
 
     public static int HttpStatus(string kind) => kind switch
     {
@@ -20,7 +22,7 @@ public static class ErrorKinds
         Memory => 507,
         InvalidModule => 422,
         InputTooLarge => 413,
-        SandboxCrashed => 503,
+        SandboxCrashed or NoCapacity => 503,
         _ => 500,
     };
 }

@@ -1,18 +1,24 @@
 namespace TrEnv.Contracts;
 
 /// <summary>Per-version limits and environment of a function, as given at deploy time.</summary>
-public sealed record FunctionLimits(int MemoryMb, int TimeoutMs, int Concurrency, IReadOnlyDictionary<string, string> Env)
+/// <param name="CpuMillicores">CPU quota of each sandbox in thousandths of a core; 0 is no quota.</param>
+/// <param name="Network">True when the function's sandboxes keep the node's network; otherwise they have none.</param>
+/// <param name="Layer">SHA-256 of the file layer (a stored tar) the guest sees under /tmp, or null.</param>
+public sealed record FunctionLimits(int MemoryMb, int TimeoutMs, int Concurrency, IReadOnlyDictionary<string, string> Env,
+    int CpuMillicores = 0, bool Network = false, string? Layer = null)
 {
     public const int DefaultMemoryMb = 256;
     public const int DefaultTimeoutMs = 10_000;
     public const int DefaultConcurrency = 16;
     public const int MaxMemoryMb = 4096;
     public const int MaxTimeoutMs = 900_000;
+    public const int MaxCpuMillicores = 64_000;
 
     public static FunctionLimits Default { get; } = new(DefaultMemoryMb, DefaultTimeoutMs, DefaultConcurrency, new Dictionary<string, string>());
 
     public bool SameAs(FunctionLimits other)
         => MemoryMb == other.MemoryMb && TimeoutMs == other.TimeoutMs && Concurrency == other.Concurrency
+           && CpuMillicores == other.CpuMillicores && Network == other.Network && Layer == other.Layer
            && Env.Count == other.Env.Count && Env.All(kv => other.Env.TryGetValue(kv.Key, out var v) && v == kv.Value);
 }
 

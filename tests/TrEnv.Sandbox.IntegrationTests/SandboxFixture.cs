@@ -20,6 +20,7 @@ public sealed class SandboxFixture : IDisposable
         PoolPath = Path.Combine(_dir.Path, "pool");
         Pool = PoolDevice.OpenOrCreate(PoolPath, 2L << 30);
         _allocator = new RegionAllocator(Pool.Capacity);
+        _rootBase = new(() => TrEnv.Sandbox.Isolation.SandboxRootfs.BuildBase(_dir.Sub("rootfs-base"), Host).Base);
     }
 
     public SandboxHostCommand Host { get; }
@@ -27,6 +28,23 @@ public sealed class SandboxFixture : IDisposable
     public string TemplateDirectory { get; }
     public string PoolPath { get; }
     public PoolDevice Pool { get; }
+
+    private readonly Lazy<string?> _rootBase;
+
+    /// <summary>
+    /// The host in its own namespaces and root filesystem (binds: modules, templates, pool; the host's own
+    /// directory read-only), or null when this process may not make namespaces or the host cannot run from a
+    /// root of its own (the JIT host).
+    /// </summary>
+    public SandboxHostCommand? Isolated(bool network = false, IReadOnlyList<string>? readOnly = null)
+    {
+        if (!TrEnv.Sandbox.Isolation.Namespaces.Available || _rootBase.Value is not { } root)
+            return null;
+        return TrEnv.Sandbox.Isolation.Namespaces.Wrap(Host,
+            new TrEnv.Sandbox.Isolation.SandboxRootfs(root, [ModuleDirectory, TemplateDirectory, PoolPath], [Path.GetDirectoryName(Host.FileName)!, .. readOnly ?? []]), network);
+    }
+
+    public string Sub(string name) => _dir.Sub(name);
 
     public SandboxProcess Start(TimeSpan? hardDeadlineGrace = null)
         => SandboxProcess.Start(Host, _dir.Sub($"sb{Interlocked.Increment(ref _sandboxes)}"), hardDeadlineGrace);

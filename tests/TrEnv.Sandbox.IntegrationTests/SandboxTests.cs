@@ -341,4 +341,80 @@ public sealed class SandboxTests(SandboxFixture fx) : IClassFixture<SandboxFixtu
             }
         }
     }
+
+    [Fact]
+    public async Task A_guest_and_its_host_process_cannot_reach_host_files_or_another_sandboxs_files()
+    {
+        if (fx.Isolated() is not { } isolated)
+        {
+            Assert.False(TrEnv.Sandbox.Isolation.Namespaces.Available && fx.Host.Kind == "aot", "as root with the NativeAOT host every sandbox must get its own root");
+            return;
+        }
+        var dirA = fx.Sub($"iso-a-{Guid.NewGuid():N}");
+        var dirB = fx.Sub($"iso-b-{Guid.NewGuid():N}");
+        var a = SandboxProcess.Start(isolated, dirA);
+        var b = SandboxProcess.Start(isolated, dirB);
+        await using (a)
+        await using (b)
+        {
+            var escape = fx.Put("escape");
+            await a.LoadAsync(fx.ColdLoad("a", escape));
+            await b.LoadAsync(fx.ColdLoad("b", escape));
+            Assert.Equal("written", Text((await a.InvokeAsync(Bytes("write:a-secret"), Timeout)).Output));
+
+            // The guest: WASI gives it its own /tmp and nothing else.
+            var probe = Text((await b.InvokeAsync(Bytes("probe"), Timeout)).Output).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.All(probe.Where(l => !l.StartsWith("/tmp/probe.txt", StringComparison.Ordinal)), l => Assert.EndsWith("=denied", l, StringComparison.Ordinal));
+            Assert.Contains("/tmp/probe.txt=ok", probe);
+            Assert.Equal("missing", Text((await b.InvokeAsync(Bytes("read:a-secret"), Timeout)).Output));
+
+            // The host process itself (what a guest that escaped the engine would hold): its root is the
+            // base plus its own binds; the node's files and the other sandbox are not in it.
+            var hostB = TrEnv.Sandbox.Isolation.Namespaces.ChildOf(b.Pid) ?? throw new InvalidOperationException("no host under unshare");
+            var rootB = $"/proc/{hostB}/root";
+            Assert.True(Directory.Exists(rootB + Path.GetFullPath(dirB)), "the sandbox's own work directory is bound in");
+            Assert.True(File.Exists(rootB + fx.PoolPath), "the pool is bound in");
+            Assert.True(File.Exists(Path.Combine(dirA, "tmp", "a-secret")), "sandbox A's file exists on the node");
+            Assert.False(Directory.Exists(rootB + Path.GetFullPath(dirA)), "sandbox A's directory is visible in B");
+            foreach (var hostFile in new[] { "/etc/passwd", "/etc/hostname", "/usr/bin/unshare", "/bin/sh", "/root", "/home", "/sys/fs/cgroup" })
+                Assert.False(Path.Exists(rootB + hostFile), $"{hostFile} is visible inside the sandbox");
+            var allowed = new[] { dirA, dirB, fx.ModuleDirectory, fx.PoolPath, fx.Host.FileName }
+                .Select(p => Path.GetFullPath(p).Split('/', StringSplitOptions.RemoveEmptyEntries)[0])
+                .Concat(["proc", "dev", "tmp", "etc", "lib", "lib64", "usr"]).ToHashSet();
+            var top = Directory.EnumerateFileSystemEntries(rootB).Select(Path.GetFileName).ToList();
+            Assert.All(top, name => Assert.Contains(name!, allowed));
+            Assert.Equal(["ld.so.cache"], Directory.EnumerateFileSystemEntries(rootB + "/etc").Select(Path.GetFileName));
+
+            // Templates still restore inside the root: A captures hello, B maps it from the bound pool.
+            await a.ResetAsync();
+            var hello = fx.Put("hello");
+            await a.LoadAsync(fx.ColdLoad("hello", hello));
+            var header = await fx.CaptureAsync(a, $"iso-{Guid.NewGuid():N}");
+            await b.ResetAsync();
+            await b.LoadAsync(fx.TemplateLoad("hello", hello, header, verify: true));
+            Assert.Equal("hello: rooted", Text((await b.InvokeAsync(Bytes("rooted"), Timeout)).Output));
+        }
+        Assert.False(File.Exists(Path.Combine(dirB, "..", Path.GetFileName(dirB) + ".root", "merged", "etc", "ld.so.cache")), "the root overlay is still mounted on the node");
+    }
+
+    [Fact]
+    public async Task A_sandbox_has_no_network_unless_its_function_asks_for_it()
+    {
+        if (fx.Isolated() is not { } offline || fx.Isolated(network: true) is not { } online)
+            return; // not root: plain processes (said at start-up)
+        foreach (var (host, wantsNetwork) in new[] { (offline, false), (online, true) })
+        {
+            var sb = SandboxProcess.Start(host, fx.Sub($"net-{wantsNetwork}-{Guid.NewGuid():N}"));
+            await using (sb)
+            {
+                await sb.StatsAsync();
+                var child = TrEnv.Sandbox.Isolation.Namespaces.ChildOf(sb.Pid) ?? throw new InvalidOperationException("no host under unshare");
+                var net = TrEnv.Sandbox.Isolation.Namespaces.Of(child)["net"];
+                Assert.Equal(wantsNetwork, net == TrEnv.Sandbox.Isolation.Namespaces.Of(Environment.ProcessId)["net"]);
+                var interfaces = File.ReadLines($"/proc/{child}/net/dev").Skip(2).Select(l => l.Split(':')[0].Trim()).ToList();
+                if (!wantsNetwork)
+                    Assert.Equal(["lo"], interfaces);
+            }
+        }
+    }
 }

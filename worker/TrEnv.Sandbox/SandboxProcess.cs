@@ -53,6 +53,20 @@ public sealed class SandboxProcess : IAsyncDisposable
 
     public int Pid => _process.Id;
 
+    /// <summary>
+    /// Memory this sandbox holds: its cgroup's charge when it has one, else the proportional set size of the
+    /// host (and its unshare parent), so shared template pages count once across sandboxes.
+    /// </summary>
+    public long ChargedMemoryBytes()
+    {
+        if (Cgroup is { } cg)
+            return cg.MemoryUsage();
+        var total = Isolation.ProcessMemory.PssBytes(Pid);
+        if (Isolation.Namespaces.ChildOf(Pid) is { } child)
+            total += Isolation.ProcessMemory.PssBytes(child);
+        return total;
+    }
+
     /// <summary>The sandbox's cgroup when the worker runs with cgroups; limits are reset per function.</summary>
     public SandboxCgroup? Cgroup { get; }
     public string WorkDirectory { get; }

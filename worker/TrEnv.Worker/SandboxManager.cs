@@ -17,6 +17,9 @@ public sealed class SandboxManager : IAsyncDisposable
 {
     private readonly NodeSettings _settings;
     private readonly SandboxHostCommand _host;
+    private readonly bool _namespaces;
+    private readonly string? _rootBase;
+    private readonly string _layers;
     private readonly IRegistryClient _registry;
     private readonly string _modules;
     private readonly string _templates;
@@ -24,6 +27,7 @@ public sealed class SandboxManager : IAsyncDisposable
     private readonly object _gate = new();
     private readonly List<Slot> _all = [];
     private readonly Stack<Slot> _generic = new();
+    private readonly Stack<Slot> _genericNetwork = new(); // sandboxes that keep the node's network
     private readonly Dictionary<string, LinkedList<Slot>> _warm = new(StringComparer.Ordinal);
     private readonly Dictionary<string, TemplateInfo> _localTemplates = new(StringComparer.Ordinal);
     private readonly HashSet<string> _verified = new(StringComparer.Ordinal);
@@ -31,6 +35,7 @@ public sealed class SandboxManager : IAsyncDisposable
     private readonly Cgroups? _cgroups;
     private int _starting;
     private int _nextId;
+    private long _evicted;
 
     /// <summary>Memory a sandbox may use beyond twice its function's linear memory: the host process and the page cache a capture charges.</summary>
     private const long HostOverheadBytes = 128L << 20;
@@ -38,17 +43,34 @@ public sealed class SandboxManager : IAsyncDisposable
     public SandboxManager(NodeSettings settings, SandboxHostCommand host, IRegistryClient registry)
     {
         _settings = settings;
+        _host = host;
         var isolate = settings.SandboxIsolation == "auto";
-        _host = (isolate ? Namespaces.Wrap(host) : null) ?? host;
-        if (_host.Isolation != "namespaces")
-            Console.WriteLine($"worker {settings.Name}: NOT ROOT or no {Namespaces.Unshare}: sandboxes run as plain processes without namespaces");
+        _namespaces = isolate && Namespaces.Available;
         _registry = registry;
         _modules = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "modules")).FullName;
         _templates = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "templates")).FullName;
+        _layers = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "layers")).FullName;
+        // A predecessor killed with -9 leaves its sandboxes' directories behind (its mounts died with their namespaces).
         _sandboxes = Path.Combine(settings.DataDirectory, "sandboxes");
         if (Directory.Exists(_sandboxes))
             Directory.Delete(_sandboxes, recursive: true);
         Directory.CreateDirectory(_sandboxes);
+        if (!_namespaces)
+        {
+            Console.WriteLine(isolate
+                ? $"worker {settings.Name}: NOT ROOT or no {Namespaces.Unshare}: sandboxes run as plain processes without namespaces or their own root"
+                : $"worker {settings.Name}: TRENV_SANDBOX_ISOLATION=process: sandboxes run as plain processes without namespaces or their own root");
+        }
+        else
+        {
+            var (rootBase, why) = SandboxRootfs.BuildBase(Path.Combine(settings.DataDirectory, "rootfs-base"), host);
+            if (rootBase is not null && ProbeRoot(rootBase) is { } failure)
+                (rootBase, why) = (null, failure);
+            _rootBase = rootBase;
+            Console.WriteLine(rootBase is null
+                ? $"worker {settings.Name}: sandboxes get namespaces but NO own root filesystem: {why}"
+                : $"worker {settings.Name}: sandboxes get namespaces and their own root (base {rootBase})");
+        }
         // The process id keeps two workers with one name (two local clusters) out of each other's groups.
         _cgroups = isolate ? Cgroups.Detect($"{settings.Name}-{Environment.ProcessId}") : null;
         Console.WriteLine(_cgroups is null
@@ -56,11 +78,39 @@ public sealed class SandboxManager : IAsyncDisposable
             : $"worker {settings.Name}: sandboxes get cgroup {_cgroups.Version} memory limits");
     }
 
-    public string Isolation => _cgroups is null ? _host.Isolation : $"{_host.Isolation}+cgroup-{_cgroups.Version.ToString().ToLowerInvariant()}";
+    // One sandbox started in the root before any is trusted with a function: a base that misses a library
+    // must turn into a loud start-up message, not into failed invocations.
+    private string? ProbeRoot(string rootBase)
+    {
+        var probe = SandboxProcess.Start(Namespaces.Wrap(_host, new SandboxRootfs(rootBase, [_modules, _templates], [Path.GetDirectoryName(_host.FileName)!, _layers]))!,
+            Path.Combine(_sandboxes, "probe"));
+        try
+        {
+            probe.StatsAsync().GetAwaiter().GetResult();
+            return null;
+        }
+        catch (SandboxException e)
+        {
+            return $"a sandbox could not start in its own root: {e.Message}";
+        }
+        finally
+        {
+            probe.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
+    }
 
-    private sealed class Slot(SandboxProcess process)
+    private string HostIsolation => !_namespaces ? "process" : _rootBase is null ? "namespaces" : "namespaces+rootfs";
+
+    public string Isolation => _cgroups is null ? HostIsolation : $"{HostIsolation}+cgroup-{_cgroups.Version.ToString().ToLowerInvariant()}";
+
+    /// <summary>Idle instances evicted to stay within TRENV_WORKER_MEMORY_MB since start.</summary>
+    public long Evicted => Interlocked.Read(ref _evicted);
+
+    private sealed class Slot(SandboxProcess process, bool network, bool hasPool)
     {
         public SandboxProcess Process { get; } = process;
+        public bool Network { get; } = network;
+        public bool HasPool { get; } = hasPool; // false: started before the pool file existed, so it cannot map it
         public string? Key;
         public string? Serving; // the function version of the invocation in progress, shown while busy
         public string? MappedTemplate;
@@ -75,18 +125,24 @@ public sealed class SandboxManager : IAsyncDisposable
     {
         var key = TemplateCommands.KeyOf(request.Function, request.Version.Version);
         var started = Stopwatch.GetTimestamp();
+        string? layer;
         try
         {
             await EnsureModuleAsync(request.Version.Sha256, ct);
+            layer = request.Version.Limits.Layer is { } sha ? await EnsureLayerAsync(sha, ct) : null;
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            return Failed(request, ErrorKinds.Internal, $"The module of {request.Function} could not be fetched: {e.Message}");
+            return Failed(request, ErrorKinds.Internal, $"The module or file layer of {request.Function} could not be fetched: {e.Message}");
         }
 
-        var (slot, sandbox) = await AcquireAsync(key);
+        var (slot, sandbox) = await AcquireAsync(key, request.Version.Limits.Network);
         if (slot is null)
-            return Failed(request, ErrorKinds.SandboxCrashed, $"Worker {_settings.Name} has no free sandbox (all {_settings.MaxSandboxes} busy).");
+        {
+            return Failed(request, ErrorKinds.NoCapacity, sandbox == "memory"
+                ? $"Worker {_settings.Name} is at its memory bound (TRENV_WORKER_MEMORY_MB={_settings.WorkerMemoryMb}) with no idle instance to evict."
+                : $"Worker {_settings.Name} has no free sandbox (all {_settings.MaxSandboxes} busy).");
+        }
 
         slot.Serving = key;
         TemplateInfo? captured = null;
@@ -95,11 +151,13 @@ public sealed class SandboxManager : IAsyncDisposable
         {
             if (slot.Key != key)
             {
-                (start, captured) = await LoadAsync(slot, request, key, ct);
+                (start, captured) = await LoadAsync(slot, request, key, layer, ct);
             }
             var startupMicros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
             var result = await slot.Process.InvokeAsync(request.Input, TimeSpan.FromMilliseconds(request.Version.Limits.TimeoutMs), ct);
             Release(slot, key);
+            if (start != "warm")
+                _ = EnforceMemoryBoundAsync(CancellationToken.None); // a new instance may have pushed the worker over its bound
             return new WorkerInvokeResult(request.InvocationId, true, result.Output, start, sandbox, _settings.Name, startupMicros, result.ExecMicros, null, null, captured);
         }
         catch (SandboxException e)
@@ -122,7 +180,7 @@ public sealed class SandboxManager : IAsyncDisposable
     }
 
     // Cold or template load into a slot that does not hold this function version.
-    private async Task<(string Start, TemplateInfo? Captured)> LoadAsync(Slot slot, WorkerInvoke request, string key, CancellationToken ct)
+    private async Task<(string Start, TemplateInfo? Captured)> LoadAsync(Slot slot, WorkerInvoke request, string key, string? layer, CancellationToken ct)
     {
         if (!slot.Clean)
             await slot.Process.ResetAsync(ct); // repurpose: the previous function's /tmp, logs and instance go
@@ -132,13 +190,16 @@ public sealed class SandboxManager : IAsyncDisposable
         slot.EverLoaded = true;
         var limits = request.Version.Limits;
         // Repurposing resets the cgroup to the new function's limits.
-        slot.Process.Cgroup?.SetLimits(2L * (limits.MemoryMb << 20) + HostOverheadBytes, 0);
+        slot.Process.Cgroup?.SetLimits(2L * (limits.MemoryMb << 20) + HostOverheadBytes, limits.CpuMillicores / 1000.0);
         var cold = new Load(request.Function, request.Version.Sha256, _modules, LoadSource.Init, null, null, false,
-            (long)limits.MemoryMb << 20, limits.TimeoutMs, 120_000, limits.Env.ToList());
+            (long)limits.MemoryMb << 20, limits.TimeoutMs, 120_000, limits.Env.ToList()) { LayerPath = layer };
 
-        TemplateInfo? template;
-        lock (_gate)
-            template = request.Template ?? _localTemplates.GetValueOrDefault(key);
+        TemplateInfo? template = null;
+        if (slot.HasPool)
+        {
+            lock (_gate)
+                template = request.Template ?? _localTemplates.GetValueOrDefault(key);
+        }
         if (template is not null)
         {
             try
@@ -160,7 +221,7 @@ public sealed class SandboxManager : IAsyncDisposable
         }
 
         await slot.Process.LoadAsync(cold, ct);
-        return ("cold", await TryCaptureAsync(slot, request, key, ct));
+        return ("cold", slot.HasPool ? await TryCaptureAsync(slot, request, key, ct) : null);
     }
 
     // Capture the post-init state before the first invocation changes it; only one capture per key cluster-wide.
@@ -239,30 +300,46 @@ public sealed class SandboxManager : IAsyncDisposable
             throw new InvalidOperationException($"the module fetched for {sha256} has another hash");
     }
 
-    private async Task<(Slot? Slot, string Sandbox)> AcquireAsync(string key)
+    private async Task<string> EnsureLayerAsync(string sha256, CancellationToken ct)
+    {
+        var directory = Path.Combine(_layers, sha256);
+        if (Directory.Exists(directory))
+            return directory;
+        var tar = await _registry.FetchModuleAsync(sha256, ct) ?? throw new InvalidOperationException($"no layer with hash {sha256} is stored");
+        if (ModuleHash.Of(tar).Hex != sha256)
+            throw new InvalidOperationException($"the layer fetched for {sha256} has another hash");
+        TrEnv.Cluster.Layers.LayerArchive.Unpack(tar, directory);
+        return directory;
+    }
+
+    private async Task<(Slot? Slot, string Sandbox)> AcquireAsync(string key, bool network)
     {
         Slot? victim = null;
+        var overBound = OverMemoryBound();
         lock (_gate)
         {
             if (_warm.TryGetValue(key, out var list) && list.Last is { } node)
                 return (Take(node.Value), "reused");
-            if (_generic.TryPop(out var generic))
+            if (GenericFor(network).TryPop(out var generic))
             {
                 generic.Busy = true;
                 return (generic, generic.EverLoaded ? "repurposed" : "new");
             }
-            if (_all.Count + _starting < _settings.MaxSandboxes)
+            // At the sandbox or memory bound, SWITCH the least recently used idle instance instead of growing.
+            if (_all.Count + _starting < _settings.MaxSandboxes && !overBound)
                 _starting++;
             else
-                victim = OldestWarmIdle();
+                victim = OldestWarmIdle(network);
             if (victim is not null)
                 Take(victim);
+            else if (overBound)
+                return (null, "memory");
         }
         if (victim is not null)
             return (victim, "repurposed");
         try
         {
-            var slot = await StartSandboxAsync();
+            var slot = await StartSandboxAsync(network);
             lock (_gate)
             {
                 slot.Busy = true;
@@ -277,14 +354,16 @@ public sealed class SandboxManager : IAsyncDisposable
         }
     }
 
-    private Slot? OldestWarmIdle()
+    private Stack<Slot> GenericFor(bool network) => network ? _genericNetwork : _generic;
+
+    private Slot? OldestWarmIdle(bool network)
     {
         Slot? oldest = null;
         foreach (var list in _warm.Values)
         {
             foreach (var s in list)
             {
-                if (oldest is null || s.LastUsed < oldest.LastUsed)
+                if (s.Network == network && (oldest is null || s.LastUsed < oldest.LastUsed))
                     oldest = s;
             }
         }
@@ -325,23 +404,127 @@ public sealed class SandboxManager : IAsyncDisposable
             slot.MappedTemplate = null;
             if (slot.Process.IsAlive && (e is null || e.InstanceDiscarded))
             {
-                _generic.Push(slot);
+                GenericFor(slot.Network).Push(slot);
                 return;
             }
             _all.Remove(slot);
         }
-        _ = slot.Process.DisposeAsync().AsTask();
+        _ = DestroyAsync(slot);
     }
 
-    private async Task<Slot> StartSandboxAsync()
+    // The process, its cgroup, then its directories (its mounts went with its mount namespace).
+    private static async Task DestroyAsync(Slot slot)
+    {
+        await slot.Process.DisposeAsync();
+        foreach (var dir in new[] { slot.Process.WorkDirectory, slot.Process.WorkDirectory + ".root" })
+        {
+            try
+            {
+                if (Directory.Exists(dir))
+                    Directory.Delete(dir, recursive: true);
+            }
+            catch (IOException e)
+            {
+                Console.Error.WriteLine($"could not remove the sandbox directory {dir}: {e.Message}");
+            }
+        }
+    }
+
+    private async Task<Slot> StartSandboxAsync(bool network = false)
     {
         var id = Interlocked.Increment(ref _nextId);
         var name = id.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var cgroup = _cgroups?.Create("sb" + name);
         cgroup?.SetLimits(2L * ((long)FunctionLimits.DefaultMemoryMb << 20) + HostOverheadBytes, 0);
-        var process = SandboxProcess.Start(_host, Path.Combine(_sandboxes, name), cgroup: cgroup);
-        await process.StatsAsync(); // answers once the host is up and warmed
-        return new Slot(process);
+        var hasPool = true;
+        var host = _host;
+        if (_namespaces)
+        {
+            SandboxRootfs? root = null;
+            if (_rootBase is not null)
+            {
+                // Exactly what the protocol names, at the same paths: nothing else of the node is visible inside.
+                hasPool = File.Exists(_settings.PoolPath);
+                List<string> readWrite = [_modules, _templates, .. hasPool ? [_settings.PoolPath] : Array.Empty<string>()];
+                root = new SandboxRootfs(_rootBase, readWrite, [Path.GetDirectoryName(_host.FileName)!, _layers]);
+            }
+            host = Namespaces.Wrap(_host, root, network) ?? _host;
+        }
+        var process = SandboxProcess.Start(host, Path.Combine(_sandboxes, name), cgroup: cgroup);
+        try
+        {
+            await process.StatsAsync(); // answers once the host is up and warmed
+        }
+        catch (SandboxException)
+        {
+            await DestroyAsync(new Slot(process, network, hasPool));
+            throw;
+        }
+        return new Slot(process, network, hasPool);
+    }
+
+    private bool OverMemoryBound()
+    {
+        if (_settings.WorkerMemoryMb == 0)
+            return false;
+        List<Slot> all;
+        lock (_gate)
+            all = [.. _all];
+        return all.Sum(s => s.Process.ChargedMemoryBytes()) >= (long)_settings.WorkerMemoryMb << 20;
+    }
+
+    /// <summary>
+    /// Keeps the worker within TRENV_WORKER_MEMORY_MB: evicts idle sandboxes, warm instances least recently
+    /// used first, then generic ones, until the sandboxes' charged memory is under the bound.
+    /// </summary>
+    public async Task<int> EnforceMemoryBoundAsync(CancellationToken ct)
+    {
+        if (_settings.WorkerMemoryMb == 0)
+            return 0;
+        var bound = (long)_settings.WorkerMemoryMb << 20;
+        List<Slot> all;
+        lock (_gate)
+            all = [.. _all];
+        var usage = all.ToDictionary(s => s, s => s.Process.ChargedMemoryBytes());
+        var total = usage.Values.Sum();
+        if (total <= bound)
+            return 0;
+        var victims = new List<Slot>();
+        lock (_gate)
+        {
+            foreach (var s in _all.Where(s => !s.Busy).OrderBy(s => s.Key is null ? 1 : 0).ThenBy(s => s.LastUsed).ToList())
+            {
+                if (total <= bound)
+                    break;
+                Take(s);
+                RemoveFromGeneric(s);
+                _all.Remove(s);
+                victims.Add(s);
+                total -= usage.GetValueOrDefault(s);
+            }
+        }
+        foreach (var v in victims)
+        {
+            Console.WriteLine($"worker {_settings.Name}: evicted idle sandbox {v.Process.Pid} ({(v.Key ?? "generic")}) to stay within {_settings.WorkerMemoryMb} MiB");
+            await DestroyAsync(v);
+        }
+        Interlocked.Add(ref _evicted, victims.Count);
+        if (victims.Count > 0)
+            ReportMappings();
+        return victims.Count;
+    }
+
+    private void RemoveFromGeneric(Slot slot)
+    {
+        foreach (var stack in new[] { _generic, _genericNetwork })
+        {
+            if (!stack.Contains(slot))
+                continue;
+            var rest = stack.Where(s => s != slot).Reverse().ToList();
+            stack.Clear();
+            foreach (var s in rest)
+                stack.Push(s);
+        }
     }
 
     /// <summary>Resets idle warm instances (of one function, or all) into generic sandboxes; returns how many.</summary>
@@ -373,7 +556,7 @@ public sealed class SandboxManager : IAsyncDisposable
                     slot.Key = null;
                     slot.MappedTemplate = null;
                     slot.Clean = true;
-                    _generic.Push(slot);
+                    GenericFor(slot.Network).Push(slot);
                 }
             }
             catch (SandboxException e)
@@ -395,18 +578,28 @@ public sealed class SandboxManager : IAsyncDisposable
                 expired.AddRange(list.Where(s => s.LastUsed < cutoff));
             foreach (var s in expired)
                 Take(s);
-            foreach (var dead in _all.Where(s => !s.Busy && !s.Process.IsAlive).ToList())
+            // Crashed or killed while idle, or started before the pool existed: replace them.
+            var poolNow = File.Exists(_settings.PoolPath);
+            foreach (var dead in _all.Where(s => !s.Busy && (!s.Process.IsAlive || (!s.HasPool && poolNow))).ToList())
             {
                 _all.Remove(dead);
-                if (dead.WarmNode is { } n)
-                    n.List!.Remove(n);
+                Take(dead);
+                RemoveFromGeneric(dead);
+                _ = DestroyAsync(dead);
             }
             var room = _settings.MaxSandboxes - _all.Count - _starting;
-            missing = Math.Min(room, _settings.PrestartSandboxes - _generic.Count - expired.Count);
+            missing = Math.Min(room, _settings.PrestartSandboxes - _generic.Count - expired.Count(s => !s.Network));
             if (missing > 0)
                 _starting += missing;
         }
         await ResetToGenericAsync(expired, ct);
+        await EnforceMemoryBoundAsync(ct);
+        if (missing > 0 && OverMemoryBound())
+        {
+            lock (_gate)
+                _starting -= missing;
+            missing = 0; // pre-starting would only be evicted again
+        }
         for (var i = 0; i < missing; i++)
         {
             try
@@ -467,7 +660,7 @@ public sealed class SandboxManager : IAsyncDisposable
                 return new SandboxStatus(s.Process.Pid, s.Busy ? "busy" : s.Key is null ? "idle" : "warm",
                     at < 0 ? null : key![..at], at < 0 ? null : int.Parse(key![(at + 1)..], System.Globalization.CultureInfo.InvariantCulture), 0);
             }).ToList();
-            return new WorkerStatus(_settings.Name, address, _settings.MaxSandboxes, _all.Count(s => s.Busy), _generic.Count, warm, sandboxes, Isolation, DateTimeOffset.UtcNow);
+            return new WorkerStatus(_settings.Name, address, _settings.MaxSandboxes, _all.Count(s => s.Busy), _generic.Count + _genericNetwork.Count, warm, sandboxes, Isolation, DateTimeOffset.UtcNow);
         }
     }
 
@@ -479,7 +672,7 @@ public sealed class SandboxManager : IAsyncDisposable
         List<Slot> all;
         lock (_gate)
             all = [.. _all];
-        await Task.WhenAll(all.Select(s => s.Process.DisposeAsync().AsTask()));
+        await Task.WhenAll(all.Select(DestroyAsync));
         _cgroups?.Dispose();
     }
 }

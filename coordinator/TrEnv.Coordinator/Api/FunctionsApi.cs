@@ -60,6 +60,9 @@ public static partial class FunctionsApi
             return Error(422, ErrorKinds.InvalidModule, e.Message);
         }
 
+        if (limits.Layer is { } layer && !await LayersApi.ExistsAsync(modules.ActorRef, layer, ct))
+            return Error(422, LayersApi.InvalidLayer, $"No layer {layer} is stored: upload it first with PUT /v1/layers.");
+
         var sha = ModuleHash.Of(body).Hex;
         var before = await functions.ActorRef.Ask<FunctionReplies.View>(new FunctionCommands.Get(name), AskTimeout, ct);
         await modules.ActorRef.Ask<ModuleReplies.Stored>(new ModuleCommands.Store(sha, body), AskTimeout, ct);
@@ -148,10 +151,20 @@ public static partial class FunctionsApi
         sha256 = v.Sha256,
         sizeBytes = v.SizeBytes,
         deployedAt = v.DeployedAt,
-        limits = new { memoryMb = v.Limits.MemoryMb, timeoutMs = v.Limits.TimeoutMs, concurrency = v.Limits.Concurrency, env = v.Limits.Env },
+        limits = new
+        {
+            memoryMb = v.Limits.MemoryMb,
+            timeoutMs = v.Limits.TimeoutMs,
+            concurrency = v.Limits.Concurrency,
+            cpuMillicores = v.Limits.CpuMillicores,
+            network = v.Limits.Network,
+            layer = v.Limits.Layer,
+            env = v.Limits.Env,
+        },
     };
 
-    private const string LimitsHelp = "Query parameters: memoryMb (1-4096), timeoutMs (1-900000), concurrency (1-1024), env.KEY=VALUE.";
+    private const string LimitsHelp = "Query parameters: memoryMb (1-4096), timeoutMs (1-900000), concurrency (1-1024), cpuMillicores (1-64000), "
+        + "network (true|false), layer (the sha256 PUT /v1/layers answered), env.KEY=VALUE.";
 
     internal static FunctionLimits? ParseLimits(IQueryCollection query)
     {
@@ -164,18 +177,23 @@ public static partial class FunctionsApi
         var memory = Int("memoryMb", 1, FunctionLimits.MaxMemoryMb);
         var timeout = Int("timeoutMs", 1, FunctionLimits.MaxTimeoutMs);
         var concurrency = Int("concurrency", 1, 1024);
-        if (memory == -1 || timeout == -1 || concurrency == -1)
+        var cpu = Int("cpuMillicores", 1, FunctionLimits.MaxCpuMillicores);
+        if (memory == -1 || timeout == -1 || concurrency == -1 || cpu == -1)
+            return null;
+        bool? network = query.TryGetValue("network", out var net) ? net.ToString() switch { "true" or "1" => true, "false" or "0" => false, _ => null } : false;
+        var layer = query.TryGetValue("layer", out var l) ? l.ToString().ToLowerInvariant() : null;
+        if (network is null || (layer is not null && !ModuleHash.IsValid(layer)))
             return null;
         var env = new SortedDictionary<string, string>(StringComparer.Ordinal);
         foreach (var (key, value) in query)
         {
             if (key.StartsWith("env.", StringComparison.Ordinal) && key.Length > 4)
                 env[key[4..]] = value.ToString();
-            else if (key is not ("memoryMb" or "timeoutMs" or "concurrency"))
+            else if (key is not ("memoryMb" or "timeoutMs" or "concurrency" or "cpuMillicores" or "network" or "layer"))
                 return null;
         }
         return new FunctionLimits(memory ?? FunctionLimits.DefaultMemoryMb, timeout ?? FunctionLimits.DefaultTimeoutMs,
-            concurrency ?? FunctionLimits.DefaultConcurrency, new Dictionary<string, string>(env, StringComparer.Ordinal));
+            concurrency ?? FunctionLimits.DefaultConcurrency, new Dictionary<string, string>(env, StringComparer.Ordinal), cpu ?? 0, network.Value, layer);
     }
 }
 

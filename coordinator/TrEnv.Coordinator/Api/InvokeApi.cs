@@ -107,7 +107,7 @@ public static class InvokeApi
         if (!result.Ok)
         {
             var kind = result.ErrorKind ?? ErrorKinds.Internal;
-            return kind == ErrorKinds.SandboxCrashed
+            return kind is ErrorKinds.SandboxCrashed or ErrorKinds.NoCapacity
                 ? Error(503, kind, result.ErrorMessage ?? "The sandbox crashed.", 1)
                 : FromKind(kind, result.ErrorMessage ?? kind);
         }

@@ -9,7 +9,7 @@ namespace TrEnv.Cluster.Serialization;
 /// </summary>
 internal static class HotPathCodec
 {
-    private const byte Version1 = 1;
+    private const byte Version1 = 2; // 2: limits carry cpu, network and layer
 
     public static byte[] Encode(WorkerInvoke m)
     {
@@ -80,6 +80,9 @@ internal static class HotPathCodec
             w.Write(value);
         }
         w.Write(v.DeployedAt.ToUnixTimeMilliseconds());
+        w.Write(v.Limits.CpuMillicores);
+        w.Write(v.Limits.Network);
+        w.Write(v.Limits.Layer ?? "");
     }
 
     private static FunctionVersion ReadVersion(BinaryReader r)
@@ -91,7 +94,11 @@ internal static class HotPathCodec
         var env = new Dictionary<string, string>(count, StringComparer.Ordinal);
         for (var i = 0; i < count; i++)
             env[r.ReadString()] = r.ReadString();
-        return new FunctionVersion(version, sha, size, new FunctionLimits(memory, timeout, concurrency, env), DateTimeOffset.FromUnixTimeMilliseconds(r.ReadInt64()));
+        var deployedAt = DateTimeOffset.FromUnixTimeMilliseconds(r.ReadInt64());
+        int cpu = r.ReadInt32();
+        var network = r.ReadBoolean();
+        var layer = r.ReadString();
+        return new FunctionVersion(version, sha, size, new FunctionLimits(memory, timeout, concurrency, env, cpu, network, layer.Length == 0 ? null : layer), deployedAt);
     }
 
     private static void Write(BinaryWriter w, TemplateInfo? t)

@@ -160,6 +160,20 @@ public sealed class SandboxCgroup(CgroupVersion version, string memory, string c
         }
     }
 
+    /// <summary>Memory charged to the group now (resident memory plus the page cache it touched), or 0 if unreadable.</summary>
+    public long MemoryUsage()
+    {
+        try
+        {
+            var file = Path.Combine(MemoryPath, Version == CgroupVersion.V1 ? "memory.usage_in_bytes" : "memory.current");
+            return long.Parse(File.ReadAllText(file).Trim(), CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or FormatException)
+        {
+            return 0;
+        }
+    }
+
     /// <summary>How many times the OOM killer has killed a process of this group.</summary>
     public long OomKills()
     {

@@ -9,12 +9,24 @@ public static class Namespaces
 {
     public const string Unshare = "/usr/bin/unshare";
 
-    public static SandboxHostCommand? Wrap(SandboxHostCommand host)
+    public static bool Available => Environment.UserName == "root" && File.Exists(Unshare);
+
+    /// <summary>
+    /// The host started in new namespaces, or null when that needs privileges this process lacks. With a
+    /// <paramref name="root"/> it also pivots into its own root filesystem; <paramref name="network"/> keeps
+    /// the node's network namespace for functions that ask for the network.
+    /// </summary>
+    public static SandboxHostCommand? Wrap(SandboxHostCommand host, SandboxRootfs? root = null, bool network = false)
     {
-        if (Environment.UserName != "root" || !File.Exists(Unshare))
+        if (!Available)
             return null;
-        string[] flags = ["--mount", "--uts", "--ipc", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "private", "--"];
-        return host with { FileName = Unshare, Arguments = [.. flags, host.FileName, .. host.Arguments, "--own-mount-namespace"], Isolation = "namespaces" };
+        string[] flags = ["--mount", "--uts", "--ipc", .. network ? Array.Empty<string>() : ["--net"], "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "private", "--"];
+        return host with
+        {
+            FileName = Unshare,
+            Arguments = [.. flags, host.FileName, .. host.Arguments, "--own-mount-namespace", .. root?.Arguments() ?? []],
+            Isolation = root is null ? "namespaces" : "namespaces+rootfs",
+        };
     }
 
     /// <summary>The namespace identities (mnt, pid, net, ipc, uts) of a process, for checks and tests.</summary>
