@@ -3,8 +3,9 @@
  * in /tmp. Input "read:NAME" returns the content of /tmp/NAME or "missing",
  * "write:NAME" creates /tmp/NAME, "env:NAME" returns getenv(NAME) or "unset",
  * "hold:NAME" opens /tmp/NAME and keeps the descriptor (returns its number),
- * and "fd:N" says whether descriptor N is "open" or "closed" (used by the
- * isolation tests: nothing of one function may be visible to the next). */
+ * "fd:N" says whether descriptor N is "open" or "closed", "trap" traps and
+ * "spin" never returns (used by the isolation tests: nothing of one function,
+ * even one that failed, may be visible to the next). */
 #include "trenv.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -48,6 +49,10 @@ TRENV_EXPORT("trenv_handle") int64_t trenv_handle(int32_t ptr, int32_t len) {
     int n = snprintf(out, sizeof out, "%d", fd);
     return trenv_result(out, (uint32_t)n);
   }
+  if (len == 4 && memcmp(in, "trap", 4) == 0)
+    __builtin_trap();
+  if (len == 4 && memcmp(in, "spin", 4) == 0)
+    for (volatile int i = 0;; i++) {}
   if (len > 3 && len < 16 && memcmp(in, "fd:", 3) == 0) {
     int fd = atoi(in + 3);
     struct stat st;

@@ -20,10 +20,14 @@ public sealed record WorkerInvokeResult(
     long ExecMicros,
     string? ErrorKind,
     string? ErrorMessage,
-    TemplateInfo? CapturedTemplate) : IProtocolMessage;
+    TemplateInfo? CapturedTemplate,
+    int BusyAfter = -1) : IProtocolMessage; // the worker's busy sandboxes once this one was released; -1 unknown
 
-/// <summary>A sandbox as a worker reports it: idle (generic), warm (idle with a function loaded) or busy.</summary>
-public sealed record SandboxStatus(int Pid, string State, string? Function, int? Version, long PssBytes);
+/// <summary>
+/// A sandbox as a worker reports it: idle (generic), warm (idle with a function loaded) or busy, and the
+/// memory charged to it (its cgroup's charge, or its PSS without cgroups).
+/// </summary>
+public sealed record SandboxStatus(int Pid, string State, string? Function, int? Version, long MemoryBytes);
 
 /// <summary>Published by every worker to the coordinators; their placement reads it locally.</summary>
 public sealed record WorkerStatus(
@@ -35,7 +39,10 @@ public sealed record WorkerStatus(
     IReadOnlyDictionary<string, int> WarmIdle,
     IReadOnlyList<SandboxStatus> Sandboxes,
     string Isolation,
-    DateTimeOffset At) : IProtocolMessage;
+    DateTimeOffset At,
+    long MemoryBytes = 0,
+    int MemoryBoundMb = 0,
+    long Evicted = 0) : IProtocolMessage;
 
 /// <summary>Reclaims a worker's idle warm instances (of one function, or all when null) back to generic sandboxes: scale to zero now.</summary>
 public sealed record WorkerReclaim(string? Function) : IProtocolMessage;

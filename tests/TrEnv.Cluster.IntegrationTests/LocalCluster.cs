@@ -40,7 +40,13 @@ public sealed class LocalCluster : IAsyncDisposable
 
     public void StartMemoryPool() => Start("memory-pool", "memory-pool/TrEnv.MemoryPool.Node", "trenv-memory-pool.dll", FreePort());
 
-    public void StartWorker(string name) => Start(name, "worker/TrEnv.Worker", "trenv-worker.dll", FreePort(), ("TRENV_PRESTART_SANDBOXES", "1"));
+    /// <summary>Starts a worker; <paramref name="newPort"/> restarts one under a fresh address (its data directory stays).</summary>
+    public void StartWorker(string name, bool newPort = false)
+    {
+        if (newPort)
+            _ports.Remove(name);
+        Start(name, "worker/TrEnv.Worker", "trenv-worker.dll", FreePort(), ("TRENV_PRESTART_SANDBOXES", "1"));
+    }
 
     public async Task StartAllAsync(params string[] workers)
     {
@@ -75,6 +81,29 @@ public sealed class LocalCluster : IAsyncDisposable
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         _nodes[name] = process;
+    }
+
+    public int Pid(string name) => _nodes[name].Id;
+
+    /// <summary>kill -9 of the node process alone: its children (sandboxes) are left to fend for themselves.</summary>
+    public void KillOnly(string name)
+    {
+        if (_nodes.Remove(name, out var p))
+        {
+            p.Kill(entireProcessTree: false);
+            p.WaitForExit(10_000);
+        }
+    }
+
+    /// <summary>SIGTERM: the node shuts down gracefully.</summary>
+    public void Stop(string name)
+    {
+        if (!_nodes.Remove(name, out var p))
+            return;
+        using (var kill = Process.Start("kill", ["-TERM", p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+            kill.WaitForExit();
+        if (!p.WaitForExit(30_000))
+            throw new TimeoutException($"{name} did not stop within 30 s of SIGTERM");
     }
 
     /// <summary>kill -9 of one node.</summary>

@@ -82,8 +82,9 @@ public sealed class SandboxManager : IAsyncDisposable
     // must turn into a loud start-up message, not into failed invocations.
     private string? ProbeRoot(string rootBase)
     {
+        var probeDirectory = Path.Combine(_sandboxes, "probe");
         var probe = SandboxProcess.Start(Namespaces.Wrap(_host, new SandboxRootfs(rootBase, [_modules, _templates], [Path.GetDirectoryName(_host.FileName)!, _layers]))!,
-            Path.Combine(_sandboxes, "probe"));
+            probeDirectory);
         try
         {
             probe.StatsAsync().GetAwaiter().GetResult();
@@ -96,6 +97,11 @@ public sealed class SandboxManager : IAsyncDisposable
         finally
         {
             probe.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            foreach (var dir in new[] { probeDirectory, probeDirectory + ".root" })
+            {
+                if (Directory.Exists(dir))
+                    Directory.Delete(dir, recursive: true);
+            }
         }
     }
 
@@ -122,6 +128,15 @@ public sealed class SandboxManager : IAsyncDisposable
     }
 
     public async Task<WorkerInvokeResult> InvokeAsync(WorkerInvoke request, CancellationToken ct)
+    {
+        var result = await InvokeCoreAsync(request, ct);
+        int busy;
+        lock (_gate)
+            busy = _all.Count(s => s.Busy) + _starting;
+        return result with { BusyAfter = busy };
+    }
+
+    private async Task<WorkerInvokeResult> InvokeCoreAsync(WorkerInvoke request, CancellationToken ct)
     {
         var key = TemplateCommands.KeyOf(request.Function, request.Version.Version);
         var started = Stopwatch.GetTimestamp();
@@ -474,8 +489,8 @@ public sealed class SandboxManager : IAsyncDisposable
     }
 
     /// <summary>
-    /// Keeps the worker within TRENV_WORKER_MEMORY_MB: evicts idle sandboxes, warm instances least recently
-    /// used first, then generic ones, until the sandboxes' charged memory is under the bound.
+    /// Keeps the worker within TRENV_WORKER_MEMORY_MB: evicts idle sandboxes, warm or generic, least recently
+    /// used first, until the sandboxes' charged memory is under the bound.
     /// </summary>
     public async Task<int> EnforceMemoryBoundAsync(CancellationToken ct)
     {
@@ -492,7 +507,7 @@ public sealed class SandboxManager : IAsyncDisposable
         var victims = new List<Slot>();
         lock (_gate)
         {
-            foreach (var s in _all.Where(s => !s.Busy).OrderBy(s => s.Key is null ? 1 : 0).ThenBy(s => s.LastUsed).ToList())
+            foreach (var s in _all.Where(s => !s.Busy).OrderBy(s => s.LastUsed).ToList())
             {
                 if (total <= bound)
                     break;
@@ -594,11 +609,18 @@ public sealed class SandboxManager : IAsyncDisposable
         }
         await ResetToGenericAsync(expired, ct);
         await EnforceMemoryBoundAsync(ct);
-        if (missing > 0 && OverMemoryBound())
+        if (missing > 0 && _settings.WorkerMemoryMb > 0)
         {
+            // Pre-start only what fits under the bound; more would just be evicted again.
+            List<Slot> all;
             lock (_gate)
-                _starting -= missing;
-            missing = 0; // pre-starting would only be evicted again
+                all = [.. _all];
+            var charged = all.ToDictionary(s => s, s => s.Process.ChargedMemoryBytes());
+            var perSandbox = Math.Max(32L << 20, charged.Where(kv => kv.Key.Key is null && !kv.Key.Busy).Select(kv => kv.Value).DefaultIfEmpty().Max());
+            var fits = (int)Math.Clamp((((long)_settings.WorkerMemoryMb << 20) - charged.Values.Sum()) / perSandbox, 0, missing);
+            lock (_gate)
+                _starting -= missing - fits;
+            missing = fits;
         }
         for (var i = 0; i < missing; i++)
         {
@@ -650,6 +672,10 @@ public sealed class SandboxManager : IAsyncDisposable
 
     public WorkerStatus Snapshot(string address)
     {
+        List<Slot> all;
+        lock (_gate)
+            all = [.. _all];
+        var memory = all.ToDictionary(s => s, s => s.Process.ChargedMemoryBytes()); // file reads, outside the lock
         lock (_gate)
         {
             var warm = _warm.Where(kv => kv.Value.Count > 0).ToDictionary(kv => kv.Key, kv => kv.Value.Count, StringComparer.Ordinal);
@@ -658,9 +684,10 @@ public sealed class SandboxManager : IAsyncDisposable
                 var key = s.Busy ? s.Serving : s.Key;
                 var at = key?.LastIndexOf('@') ?? -1;
                 return new SandboxStatus(s.Process.Pid, s.Busy ? "busy" : s.Key is null ? "idle" : "warm",
-                    at < 0 ? null : key![..at], at < 0 ? null : int.Parse(key![(at + 1)..], System.Globalization.CultureInfo.InvariantCulture), 0);
+                    at < 0 ? null : key![..at], at < 0 ? null : int.Parse(key![(at + 1)..], System.Globalization.CultureInfo.InvariantCulture), memory.GetValueOrDefault(s));
             }).ToList();
-            return new WorkerStatus(_settings.Name, address, _settings.MaxSandboxes, _all.Count(s => s.Busy), _generic.Count + _genericNetwork.Count, warm, sandboxes, Isolation, DateTimeOffset.UtcNow);
+            return new WorkerStatus(_settings.Name, address, _settings.MaxSandboxes, _all.Count(s => s.Busy), _generic.Count + _genericNetwork.Count, warm, sandboxes, Isolation,
+                DateTimeOffset.UtcNow, memory.Values.Sum(), _settings.WorkerMemoryMb, Evicted);
         }
     }
 

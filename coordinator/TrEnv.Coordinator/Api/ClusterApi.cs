@@ -53,7 +53,10 @@ public static class ClusterApi
                     busy = w.Status.Busy,
                     idle = w.Status.IdleGeneric,
                     warm = w.Status.WarmIdle,
-                    sandboxes = w.Status.Sandboxes.Select(s => new { pid = s.Pid, state = s.State, function = s.Function, version = s.Version }),
+                    memoryBytes = w.Status.MemoryBytes,
+                    memoryBoundMb = w.Status.MemoryBoundMb,
+                    evicted = w.Status.Evicted,
+                    sandboxes = w.Status.Sandboxes.Select(s => new { pid = s.Pid, state = s.State, function = s.Function, version = s.Version, memoryBytes = s.MemoryBytes }),
                     reportedAt = w.Status.At,
                 }),
                 pool = usage is null ? null : new

@@ -47,6 +47,7 @@ internal static class HotPathCodec
         Nullable(w, m.ErrorKind);
         Nullable(w, m.ErrorMessage);
         Write(w, m.CapturedTemplate);
+        w.Write(m.BusyAfter);
         w.Flush();
         return stream.ToArray();
     }
@@ -55,7 +56,7 @@ internal static class HotPathCodec
     {
         using var r = Reader(bytes);
         return new WorkerInvokeResult(r.ReadString(), r.ReadBoolean(), Bytes(r), r.ReadString(), r.ReadString(), r.ReadString(),
-            r.ReadInt64(), r.ReadInt64(), Nullable(r), Nullable(r), ReadTemplate(r));
+            r.ReadInt64(), r.ReadInt64(), Nullable(r), Nullable(r), ReadTemplate(r), r.ReadInt32());
     }
 
     private static BinaryReader Reader(byte[] bytes)

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.InteropServices;
 
 namespace TrEnv.Sandbox.Isolation;
 
@@ -15,7 +16,7 @@ public enum CgroupVersion
 /// (one unified tree), detected at start-up. A sandbox killed by the OOM killer is recognised by its
 /// group's oom_kill counter, so the caller can answer 507 rather than "crashed".
 /// </summary>
-public sealed class Cgroups : IDisposable
+public sealed partial class Cgroups : IDisposable
 {
     private readonly string _memoryRoot;
     private readonly string _cpuRoot;
@@ -75,18 +76,36 @@ public sealed class Cgroups : IDisposable
             var dash = group.LastIndexOf('-');
             if (dash < 0 || !int.TryParse(group[(dash + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || Directory.Exists($"/proc/{pid}"))
                 continue;
-            try
+            // A sandbox of the dead worker may outlive it (a guest asleep in WASI): kill what is left, then remove.
+            foreach (var sandbox in Directory.GetDirectories(group).Append(group))
             {
-                foreach (var sandbox in Directory.GetDirectories(group))
-                    Directory.Delete(sandbox);
-                Directory.Delete(group);
-            }
-            catch (IOException)
-            {
-                // A sandbox of the dead worker is still exiting; the next start prunes it.
+                for (var attempt = 0; attempt < 50 && Directory.Exists(sandbox); attempt++)
+                {
+                    try
+                    {
+                        foreach (var line in File.ReadAllLines(Path.Combine(sandbox, "cgroup.procs")))
+                        {
+                            if (int.TryParse(line, NumberStyles.None, CultureInfo.InvariantCulture, out var left))
+                                KillProcess(left, 9);
+                        }
+                        if (sandbox == group)
+                        {
+                            foreach (var child in Directory.GetDirectories(group))
+                                Directory.Delete(child);
+                        }
+                        Directory.Delete(sandbox);
+                    }
+                    catch (IOException)
+                    {
+                        Thread.Sleep(20); // the kernel empties a group shortly after its last process exits
+                    }
+                }
             }
         }
     }
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int KillProcess(int pid, int signal);
 
     /// <summary>Removes this node's groups once its sandboxes are gone (best effort: a busy group stays).</summary>
     public void Dispose()

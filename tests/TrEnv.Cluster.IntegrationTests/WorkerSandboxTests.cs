@@ -1,0 +1,222 @@
+using System.Formats.Tar;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+
+namespace TrEnv.Tests;
+
+/// <summary>A worker's sandbox pool through the HTTP API: repurposing, failures, layers, limits, the memory bound, cleanup.</summary>
+public sealed class WorkerSandboxTests
+{
+    private static readonly bool Root = TrEnv.Sandbox.Isolation.Namespaces.Available;
+
+    private static async Task Deploy(LocalCluster c, string name, string guest, string query = "")
+    {
+        var content = new ByteArrayContent(TestGuests.Bytes(guest));
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/wasm");
+        var r = await c.Http.PutAsync($"/v1/functions/{name}{query}", content);
+        Assert.True(r.StatusCode == HttpStatusCode.Created, $"deploy {name}: {r.StatusCode} {await r.Content.ReadAsStringAsync()}");
+    }
+
+    private static async Task<(HttpStatusCode Status, string Body, string Sandbox)> Invoke(LocalCluster c, string name, string input)
+    {
+        var r = await c.Http.PostAsync($"/v1/functions/{name}/invoke", new StringContent(input));
+        return (r.StatusCode, await r.Content.ReadAsStringAsync(), r.Headers.TryGetValues("X-TrEnv-Sandbox", out var v) ? v.Single() : "");
+    }
+
+    private static async Task<JsonElement> Worker(LocalCluster c, string node)
+        => JsonDocument.Parse(await c.Http.GetStringAsync("/v1/cluster")).RootElement.GetProperty("workers").EnumerateArray()
+            .Single(w => w.GetProperty("node").GetString() == node);
+
+    [Fact]
+    public async Task A_repurposed_sandbox_keeps_nothing_of_a_function_that_trapped_or_timed_out()
+    {
+        await using var c = new LocalCluster();
+        c.Environment["TRENV_MAX_SANDBOXES"] = "1"; // every function shares the one sandbox
+        await c.StartAllAsync("worker-1");
+        await Deploy(c, "first", "escape", "?timeoutMs=500&env.SECRET=first-secret");
+        await Deploy(c, "second", "escape");
+        var pid = (await Worker(c, "worker-1")).GetProperty("sandboxes")[0].GetProperty("pid").GetInt32();
+
+        Assert.Equal((HttpStatusCode.OK, "written", "new"), await Invoke(c, "first", "write:left-behind"));
+        Assert.Equal("first-secret", (await Invoke(c, "first", "env:SECRET")).Body);
+        var fd = (await Invoke(c, "first", "hold:held")).Body;
+        Assert.Equal("open", (await Invoke(c, "first", $"fd:{fd}")).Body);
+        var trap = await Invoke(c, "first", "trap");
+        Assert.Equal(HttpStatusCode.InternalServerError, trap.Status);
+        Assert.Contains("\"trap\"", trap.Body, StringComparison.Ordinal);
+
+        Assert.Equal((HttpStatusCode.OK, "missing", "repurposed"), await Invoke(c, "second", "read:left-behind"));
+        Assert.Equal((HttpStatusCode.OK, "missing", "reused"), await Invoke(c, "second", "read:held"));
+        Assert.Equal("unset", (await Invoke(c, "second", "env:SECRET")).Body);
+        Assert.Equal("closed", (await Invoke(c, "second", $"fd:{fd}")).Body);
+
+        Assert.Equal((HttpStatusCode.OK, "written", "repurposed"), await Invoke(c, "first", "write:after-timeout"));
+        var spin = await Invoke(c, "first", "spin");
+        Assert.Equal(HttpStatusCode.GatewayTimeout, spin.Status);
+        Assert.Equal((HttpStatusCode.OK, "missing", "repurposed"), await Invoke(c, "second", "read:after-timeout"));
+
+        // The same process served all of it: cleansed, not replaced, and never reused dirty.
+        var sandboxes = (await Worker(c, "worker-1")).GetProperty("sandboxes");
+        Assert.Equal(1, sandboxes.GetArrayLength());
+        Assert.Equal(pid, sandboxes[0].GetProperty("pid").GetInt32());
+    }
+
+    [Fact]
+    public async Task File_layers_are_checked_on_upload_and_reach_only_their_function_with_its_cpu_quota()
+    {
+        await using var c = new LocalCluster();
+        c.Environment["TRENV_MAX_SANDBOXES"] = "1";
+        await c.StartAllAsync("worker-1");
+
+        var tar = Tar(("data.txt", "from-layer"), ("dir/nested.txt", "nested"));
+        var upload = await c.Http.PutAsync("/v1/layers", new ByteArrayContent(tar));
+        var body = await upload.Content.ReadAsStringAsync();
+        Assert.True(upload.StatusCode == HttpStatusCode.Created, body);
+        var layer = JsonDocument.Parse(body).RootElement;
+        Assert.Equal(2, layer.GetProperty("files").GetInt32());
+        var sha = layer.GetProperty("sha256").GetString()!;
+
+        // The same layer gzipped is the same tar, so the same hash.
+        using (var gz = new MemoryStream())
+        {
+            using (var z = new System.IO.Compression.GZipStream(gz, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true))
+                z.Write(tar);
+            var again = await c.Http.PutAsync("/v1/layers", new ByteArrayContent(gz.ToArray()));
+            Assert.Equal(sha, JsonDocument.Parse(await again.Content.ReadAsStringAsync()).RootElement.GetProperty("sha256").GetString());
+        }
+
+        // Links, escapes and garbage are refused by name.
+        foreach (var (bad, says) in new[]
+        {
+            (TarWith(new PaxTarEntry(TarEntryType.SymbolicLink, "passwd") { LinkName = "/etc/passwd" }), "SymbolicLink"),
+            (TarWith(new PaxTarEntry(TarEntryType.RegularFile, "../outside.txt") { DataStream = new MemoryStream([1]) }), "outside the layer"),
+            (Encoding.UTF8.GetBytes("not a tar at all, just some text that is long enough to not be a header"), "tar"),
+        })
+        {
+            var r = await c.Http.PutAsync("/v1/layers", new ByteArrayContent(bad));
+            var text = await r.Content.ReadAsStringAsync();
+            Assert.True(r.StatusCode == HttpStatusCode.UnprocessableEntity, $"{r.StatusCode} {text}");
+            Assert.Contains("invalid_layer", text, StringComparison.Ordinal);
+            Assert.Contains(says, text, StringComparison.Ordinal);
+        }
+        var unknown = await c.Http.PutAsync($"/v1/functions/nolayer?layer={new string('a', 64)}", new ByteArrayContent(TestGuests.Bytes("escape")));
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, unknown.StatusCode);
+
+        await Deploy(c, "reader", "escape", $"?layer={sha}&cpuMillicores=500");
+        await Deploy(c, "other", "escape");
+        Assert.Equal((HttpStatusCode.OK, "from-layer", "new"), await Invoke(c, "reader", "read:data.txt"));
+        Assert.Equal("nested", (await Invoke(c, "reader", "read:dir/nested.txt")).Body);
+        Assert.Equal("written", (await Invoke(c, "reader", "write:data.txt")).Body);
+        Assert.Equal("secret", (await Invoke(c, "reader", "read:data.txt")).Body); // its own upper directory
+        if (Root)
+        {
+            var quotas = Directory.EnumerateFiles("/sys/fs/cgroup", "cpu.cfs_quota_us", SearchOption.AllDirectories)
+                .Concat(Directory.EnumerateFiles("/sys/fs/cgroup", "cpu.max", SearchOption.AllDirectories))
+                .Where(f => f.Contains("/trenv/worker-1-", StringComparison.Ordinal))
+                .Select(f => File.ReadAllText(f).Trim()).ToList();
+            Assert.Contains(quotas, q => q is "50000" or "50000 100000");
+        }
+
+        Assert.Equal((HttpStatusCode.OK, "missing", "repurposed"), await Invoke(c, "other", "read:data.txt"));
+        Assert.Equal("from-layer", (await Invoke(c, "reader", "read:data.txt")).Body); // the layer itself was never written
+    }
+
+    [Fact]
+    public async Task The_memory_bound_evicts_idle_instances_least_recently_used_first()
+    {
+        await using var c = new LocalCluster();
+        c.Environment["TRENV_WORKER_MEMORY_MB"] = "400"; // one warm heavy instance (124 MiB of state, plus its capture) fits, three do not
+        await c.StartAllAsync("worker-1");
+        foreach (var n in new[] { 1, 2, 3 })
+            await Deploy(c, $"heavy-{n}", "heavy", "?memoryMb=256");
+        foreach (var n in new[] { 1, 2, 3 })
+            Assert.Equal(HttpStatusCode.OK, (await Invoke(c, $"heavy-{n}", "x")).Status);
+
+        JsonElement worker = default;
+        await Poll.UntilAsync(async () =>
+        {
+            worker = await Worker(c, "worker-1");
+            var warm = worker.GetProperty("warm");
+            return worker.GetProperty("evicted").GetInt64() >= 2 && !warm.TryGetProperty("heavy-1@1", out _) && !warm.TryGetProperty("heavy-2@1", out _);
+        }, TimeSpan.FromSeconds(30), () => $"the two least recently used heavy instances to be evicted: {worker}");
+        Assert.True(worker.GetProperty("warm").TryGetProperty("heavy-3@1", out _), $"the most recent instance was evicted: {worker}");
+        Assert.True(worker.GetProperty("memoryBytes").GetInt64() <= 400L << 20, $"over the bound: {worker}");
+
+        // An evicted function starts again, from its template.
+        var again = await c.Http.PostAsync("/v1/functions/heavy-1/invoke", new StringContent("y"));
+        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+        Assert.Equal("template", again.Headers.GetValues("X-TrEnv-Start").Single());
+    }
+
+    [Fact]
+    public async Task Sandboxes_cgroups_and_directories_are_gone_after_shutdown_and_after_kill_9_and_restart()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync("worker-1");
+        await Deploy(c, "hello", "hello");
+        await Deploy(c, "loop", "loop", "?timeoutMs=60000");
+        Assert.Equal(HttpStatusCode.OK, (await Invoke(c, "hello", "x")).Status);
+        var stuck = Invoke(c, "loop", "sleep"); // a guest asleep in WASI outlives a dead worker unless cleaned up
+
+        var (pids, groups) = await SandboxesOf(c, "worker-1", expectBusy: true);
+        c.KillOnly("worker-1");
+        await stuck;
+        c.StartWorker("worker-1", newPort: true); // the old address stays quarantined for a while
+        await c.WaitReadyAsync("worker-1");
+        await Poll.UntilAsync(() => Task.FromResult(pids.All(p => !Directory.Exists($"/proc/{p}")) && groups.All(g => !Directory.Exists(g))),
+            TimeSpan.FromSeconds(30), () => $"the dead worker's sandboxes ({string.Join(",", pids.Where(p => Directory.Exists($"/proc/{p}")))}) and cgroups ({string.Join(",", groups.Where(Directory.Exists))}) to be gone");
+        AssertNoMountsUnder(c.Directory);
+        var live = (await Worker(c, "worker-1")).GetProperty("sandboxes").EnumerateArray().Select(s => s.GetProperty("pid").GetInt32()).ToHashSet();
+        var workdirs = Directory.GetDirectories(Path.Combine(c.Directory, "worker-1", "sandboxes")).Where(d => !d.EndsWith(".root", StringComparison.Ordinal)).ToList();
+        Assert.True(workdirs.Count <= live.Count, $"{workdirs.Count} sandbox directories for {live.Count} live sandboxes: {string.Join(", ", workdirs)}");
+
+        // A graceful stop removes everything it made.
+        (pids, groups) = await SandboxesOf(c, "worker-1", expectBusy: false);
+        c.Stop("worker-1");
+        await Poll.UntilAsync(() => Task.FromResult(pids.All(p => !Directory.Exists($"/proc/{p}")) && groups.All(g => !Directory.Exists(g))),
+            TimeSpan.FromSeconds(30), () => "the stopped worker's sandboxes and cgroups to be gone");
+        Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(c.Directory, "worker-1", "sandboxes")));
+        AssertNoMountsUnder(c.Directory);
+    }
+
+    // The sandbox processes (unshare and its host) and the worker's cgroups, as the worker reports them.
+    private static async Task<(List<int> Pids, List<string> Groups)> SandboxesOf(LocalCluster c, string node, bool expectBusy)
+    {
+        List<int> pids = [];
+        await Poll.UntilAsync(async () =>
+        {
+            var w = await Worker(c, node);
+            pids = w.GetProperty("sandboxes").EnumerateArray().Select(s => s.GetProperty("pid").GetInt32()).ToList();
+            return pids.Count > 0 && (!expectBusy || w.GetProperty("busy").GetInt32() > 0);
+        }, TimeSpan.FromSeconds(20), () => $"{node} to report its sandboxes");
+        pids.AddRange(pids.Select(TrEnv.Sandbox.Isolation.Namespaces.ChildOf).OfType<int>().ToList());
+        var groups = Root
+            ? new[] { "/sys/fs/cgroup/memory/trenv", "/sys/fs/cgroup/cpu/trenv", "/sys/fs/cgroup/trenv" }
+                .Select(t => Path.Combine(t, $"{node}-{c.Pid(node)}")).Where(Directory.Exists).ToList()
+            : [];
+        Assert.Equal(Root, groups.Count > 0);
+        return (pids, groups);
+    }
+
+    private static void AssertNoMountsUnder(string directory)
+    {
+        var mounts = File.ReadAllLines("/proc/self/mountinfo").Where(l => l.Contains(directory, StringComparison.Ordinal)).ToList();
+        Assert.True(mounts.Count == 0, string.Join("\n", mounts));
+    }
+
+    private static byte[] Tar(params (string Name, string Text)[] files)
+        => TarWith(files.Select(f => new PaxTarEntry(TarEntryType.RegularFile, f.Name) { DataStream = new MemoryStream(Encoding.UTF8.GetBytes(f.Text)) }).ToArray());
+
+    private static byte[] TarWith(params PaxTarEntry[] entries)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new TarWriter(buffer, TarEntryFormat.Pax, leaveOpen: true))
+        {
+            foreach (var e in entries)
+                writer.WriteEntry(e);
+        }
+        return buffer.ToArray();
+    }
+}
