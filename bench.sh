@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Benchmarks. `./bench.sh startup [--samples N] [--pss-instances N] [--out FILE]` measures the start paths
 # (cold, copy-restore, map-restore, warm) for hello and heavy and writes bench/results/startup.json.
+# `./bench.sh e2e [--samples N]` measures heavy's starts and hello's throughput over HTTP (bench/results/e2e.json).
+# `./bench.sh sandbox [--samples N]` measures sandbox create vs repurpose, SWITCH vs NEW starts over HTTP,
+# idle sandbox memory and how many fit in 4 GiB (bench/results/sandbox.json).
 set -euo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
 cd "$root"
 what=${1:-}
 case "$what" in
-  startup|e2e) shift ;;
-  *) echo "usage: ./bench.sh startup [--samples N] [--pss-instances N] [--out FILE] | e2e [--samples N]" >&2; exit 2 ;;
+  startup|e2e|sandbox) shift ;;
+  *) echo "usage: ./bench.sh startup [--samples N] [--pss-instances N] [--out FILE] | e2e [--samples N] | sandbox [--samples N]" >&2; exit 2 ;;
 esac
 scripts/bootstrap.sh
 CONFIGURATION=Release scripts/build.sh >/dev/null
@@ -21,7 +24,11 @@ fi
 command -v wrk >/dev/null || { [[ $(id -u) -eq 0 ]] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1 || true; }
 
 # e2e: a cluster of its own (one coordinator, one worker, the pool), on ports apart from run.sh's.
-export TRENV_CLUSTER_DIR=$(mktemp -d /tmp/trenv-e2e.XXXXXX)
+export TRENV_CLUSTER_DIR=$(mktemp -d /tmp/trenv-$what.XXXXXX)
+if [[ $what == sandbox ]]; then
+  # One sandbox slot and none pre-started: heavy's starts are a SWITCH or a NEW, as each sample asks.
+  export TRENV_MAX_SANDBOXES=1 TRENV_PRESTART_SANDBOXES=0
+fi
 export TRENV_HTTP_PORT=${TRENV_HTTP_PORT:-8190} TRENV_BASE_PORT=${TRENV_BASE_PORT:-4190} TRENV_WORKERS=${TRENV_WORKERS:-1}
 export TRENV_POOL_PATH=/dev/shm/trenv-e2e-$$/pool TRENV_POOL_SIZE_MB=8192
 export TRENV_URL="http://127.0.0.1:$TRENV_HTTP_PORT"
@@ -39,4 +46,4 @@ for _ in $(seq 1 240); do
   [[ $(grep -o '"isolation"' <<<"$cluster" | wc -l) -ge $TRENV_WORKERS && $cluster == *'"pool":{'* ]] && curl -sf "$TRENV_URL/readyz" >/dev/null 2>&1 && break
   sleep 0.5
 done
-dotnet "$bench" e2e "$@"
+dotnet "$bench" "$what" "$@"

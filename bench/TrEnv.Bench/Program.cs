@@ -2,6 +2,7 @@ using TrEnv.Bench;
 
 // ./bench.sh startup [--samples N] [--pss-instances N] [--out FILE]
 // ./bench.sh e2e (TRENV_URL, TRENV_BENCH_CONCURRENCY, TRENV_BENCH_SECONDS)
+// ./bench.sh sandbox [--samples N] (TRENV_URL: a cluster whose worker has one sandbox slot)
 // ./bench.sh demo
 var command = args.FirstOrDefault() ?? "";
 var options = BenchOptions.Parse(args.Skip(1).ToArray());
@@ -13,9 +14,11 @@ switch (command)
         return await E2eBenchmark.RunAsync(options, Environment.GetEnvironmentVariable("TRENV_URL") ?? "http://127.0.0.1:8080",
             int.Parse(Environment.GetEnvironmentVariable("TRENV_BENCH_CONCURRENCY") ?? "16", System.Globalization.CultureInfo.InvariantCulture),
             TimeSpan.FromSeconds(int.Parse(Environment.GetEnvironmentVariable("TRENV_BENCH_SECONDS") ?? "5", System.Globalization.CultureInfo.InvariantCulture)));
+    case "sandbox":
+        return await SandboxBenchmark.RunAsync(options, Environment.GetEnvironmentVariable("TRENV_URL") ?? "http://127.0.0.1:8080");
     case "demo":
         return await EngineDemo.RunAsync(options);
     default:
-        Console.Error.WriteLine("usage: trenv-bench startup [--samples N] [--pss-instances N] [--out FILE] | demo");
+        Console.Error.WriteLine("usage: trenv-bench startup [--samples N] [--pss-instances N] [--out FILE] | e2e | sandbox [--samples N] | demo");
         return 2;
 }

@@ -1,3 +1,5 @@
+using System.Text.Json.Nodes;
+
 namespace TrEnv.Bench;
 
 internal static class Stats
@@ -9,4 +11,13 @@ internal static class Stats
         var rank = (int)Math.Ceiling(p / 100.0 * sorted.Length);
         return sorted[Math.Clamp(rank - 1, 0, sorted.Length - 1)];
     }
+
+    /// <summary>n, min, p50 and p99 in milliseconds.</summary>
+    public static JsonObject Summary(IReadOnlyList<double> v) => new()
+    {
+        ["n"] = v.Count,
+        ["min_ms"] = Math.Round(v.Min(), 3),
+        ["p50_ms"] = Math.Round(Percentile(v, 50), 3),
+        ["p99_ms"] = Math.Round(Percentile(v, 99), 3),
+    };
 }

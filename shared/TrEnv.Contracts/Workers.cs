@@ -44,7 +44,9 @@ public sealed record WorkerStatus(
     int MemoryBoundMb = 0,
     long Evicted = 0) : IProtocolMessage;
 
-/// <summary>Reclaims a worker's idle warm instances (of one function, or all when null) back to generic sandboxes: scale to zero now.</summary>
-public sealed record WorkerReclaim(string? Function) : IProtocolMessage;
+/// <summary>
+/// Reclaims a worker's idle warm instances (of one function, or all when null) back to generic sandboxes: scale to zero now.
+/// With <paramref name="Destroy"/> the sandboxes themselves are shut down and their memory returned instead.</summary>
+public sealed record WorkerReclaim(string? Function, bool Destroy = false) : IProtocolMessage;
 
 public sealed record WorkerReclaimed(string Node, int Count) : IProtocolMessage;

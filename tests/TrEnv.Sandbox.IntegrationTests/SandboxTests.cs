@@ -230,7 +230,7 @@ public sealed class SandboxTests(SandboxFixture fx) : IClassFixture<SandboxFixtu
     }
 
     [Fact]
-    public async Task A_sandbox_over_its_cgroup_memory_limit_is_reported_as_memory_not_crashed()
+    public async Task A_sandbox_over_its_cgroup_memory_limit_is_reported_as_memory_and_only_it_dies()
     {
         using var cgroups = TrEnv.Sandbox.Isolation.Cgroups.Detect($"test-{Environment.ProcessId}");
         if (cgroups is null)
@@ -244,16 +244,30 @@ public sealed class SandboxTests(SandboxFixture fx) : IClassFixture<SandboxFixtu
         cgroup.SetLimits(512L << 20, 0);
         cgroup.SetLimits(1L << 30, 1);
         cgroup.SetLimits(96L << 20, 0);
-        var sb = SandboxProcess.Start(fx.Host, Path.Combine(fx.TemplateDirectory, "..", $"oom-{Guid.NewGuid():N}"), cgroup: cgroup);
+        var neighbourGroup = cgroups.Create($"neighbour-{Guid.NewGuid():N}");
+        neighbourGroup.SetLimits(256L << 20, 0);
+        var neighbour = SandboxProcess.Start(fx.Isolated() ?? fx.Host, fx.Sub($"neighbour-{Guid.NewGuid():N}"), cgroup: neighbourGroup);
+        var sb = SandboxProcess.Start(fx.Isolated() ?? fx.Host, fx.Sub($"oom-{Guid.NewGuid():N}"), cgroup: cgroup);
+        await using (neighbour)
         await using (sb)
         {
+            await neighbour.LoadAsync(fx.ColdLoad("hello", fx.Put("hello")));
+            Assert.Equal("hello: before", Text((await neighbour.InvokeAsync(Bytes("before"), Timeout)).Output));
             // heavy's init fills 124 MiB of linear memory: within its wasm limit, over the cgroup's 96 MiB.
             var e = await Assert.ThrowsAsync<SandboxException>(() => sb.LoadAsync(fx.ColdLoad("heavy", fx.Put("heavy"))));
             Assert.Equal(ErrorKinds.Memory, e.Kind);
             Assert.Contains("out-of-memory killer", e.Message, StringComparison.Ordinal);
             Assert.True(cgroup.OomKills() >= 1);
+            Assert.False(sb.IsAlive);
+
+            // Only the offender died: the neighbour keeps its warm instance and serves on.
+            Assert.True(neighbour.IsAlive);
+            Assert.Equal(0, neighbourGroup.OomKills());
+            Assert.Equal("hello: after", Text((await neighbour.InvokeAsync(Bytes("after"), Timeout)).Output));
+            Assert.Equal(2, (await neighbour.StatsAsync()).Invocations);
         }
         Assert.False(Directory.Exists(cgroup.MemoryPath));
+        Assert.False(Directory.Exists(neighbourGroup.MemoryPath));
     }
 
     [Fact]

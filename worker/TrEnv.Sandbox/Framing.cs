@@ -13,24 +13,38 @@ public static class Framing
     /// <summary>Largest frame either side accepts: inputs and outputs are capped well below this.</summary>
     public const int MaxFrameBytes = 64 << 20;
 
-    public static async ValueTask WriteFrameAsync(Stream stream, byte type, ReadOnlyMemory<byte> payload, CancellationToken ct = default)
+    /// <summary>A whole frame in one array: length, type, payload.</summary>
+    public static byte[] Frame(byte type, ReadOnlySpan<byte> payload)
     {
         var frame = new byte[5 + payload.Length];
         BinaryPrimitives.WriteUInt32LittleEndian(frame, (uint)(payload.Length + 1));
         frame[4] = type;
-        payload.CopyTo(frame.AsMemory(5));
-        await stream.WriteAsync(frame, ct).ConfigureAwait(false);
+        payload.CopyTo(frame.AsSpan(5));
+        return frame;
+    }
+
+    public static async ValueTask WriteFrameAsync(Stream stream, byte type, ReadOnlyMemory<byte> payload, CancellationToken ct = default)
+    {
+        await stream.WriteAsync(Frame(type, payload.Span), ct).ConfigureAwait(false);
         await stream.FlushAsync(ct).ConfigureAwait(false);
     }
 
+    /// <summary>Writes a frame with one write call, so the reader wakes once.</summary>
     public static void WriteFrame(Stream stream, byte type, ReadOnlySpan<byte> payload)
     {
-        Span<byte> head = stackalloc byte[5];
-        BinaryPrimitives.WriteUInt32LittleEndian(head, (uint)(payload.Length + 1));
-        head[4] = type;
-        stream.Write(head);
-        stream.Write(payload);
-        stream.Flush();
+        var frame = System.Buffers.ArrayPool<byte>.Shared.Rent(5 + payload.Length);
+        try
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(frame, (uint)(payload.Length + 1));
+            frame[4] = type;
+            payload.CopyTo(frame.AsSpan(5));
+            stream.Write(frame, 0, 5 + payload.Length);
+            stream.Flush();
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(frame);
+        }
     }
 
     /// <summary>Reads one frame; null at a clean end of stream.</summary>

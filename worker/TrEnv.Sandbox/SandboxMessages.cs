@@ -71,11 +71,12 @@ public static class SandboxMessages
         }
     }
 
-    public sealed record Loaded(StartKind Start, bool ModuleWasCached, long LoadMicros, long MemoryBytes, byte[] Stdout, byte[] Stderr) : ISandboxReply
+    /// <summary><paramref name="FilesMicros"/>: the part of the load spent preparing /tmp (mounting the layer).</summary>
+    public sealed record Loaded(StartKind Start, bool ModuleWasCached, long LoadMicros, long MemoryBytes, byte[] Stdout, byte[] Stderr, long FilesMicros = 0) : ISandboxReply
     {
         public byte Type => LoadedType;
-        public void Write(FrameWriter w) => w.U8((byte)Start).Bool(ModuleWasCached).I64(LoadMicros).I64(MemoryBytes).Bytes(Stdout).Bytes(Stderr);
-        public static Loaded Read(ref FrameReader r) => new((StartKind)r.U8(), r.Bool(), r.I64(), r.I64(), r.Bytes(), r.Bytes());
+        public void Write(FrameWriter w) => w.U8((byte)Start).Bool(ModuleWasCached).I64(LoadMicros).I64(MemoryBytes).Bytes(Stdout).Bytes(Stderr).I64(FilesMicros);
+        public static Loaded Read(ref FrameReader r) => new((StartKind)r.U8(), r.Bool(), r.I64(), r.I64(), r.Bytes(), r.Bytes(), r.I64());
     }
 
     /// <summary>Runs one invocation on the loaded instance. A zero timeout keeps the one given at load.</summary>

@@ -46,8 +46,8 @@ internal sealed class HostLoop : IDisposable
         _stderrPath = Path.Combine(logs, "stderr");
         File.WriteAllBytes(_stdoutPath, []);
         File.WriteAllBytes(_stderrPath, []);
-        _stdoutLog = File.OpenHandle(_stdoutPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        _stderrLog = File.OpenHandle(_stderrPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        _stdoutLog = File.OpenHandle(_stdoutPath, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
+        _stderrLog = File.OpenHandle(_stderrPath, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
         Warmup.Run(_engine, Path.Combine(workDirectory, "warmup"));
     }
 
@@ -137,7 +137,9 @@ internal sealed class HostLoop : IDisposable
             StderrPath = _stderrPath,
         };
         _stdoutOffset = _stderrOffset = 0;
+        var files = Stopwatch.GetTimestamp();
         _files.Prepare(load.LayerPath);
+        var filesMicros = (long)Stopwatch.GetElapsedTime(files).TotalMicroseconds;
         _instance = FunctionInstance.Create(_engine, module, options);
         switch (load.Source)
         {
@@ -168,7 +170,7 @@ internal sealed class HostLoop : IDisposable
         }
         _loaded = load;
         var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
-        return new Loaded(_instance.Origin, wasCached, micros, _instance.MemoryBytes, ReadLog(_stdoutLog, ref _stdoutOffset), ReadLog(_stderrLog, ref _stderrOffset));
+        return new Loaded(_instance.Origin, wasCached, micros, _instance.MemoryBytes, ReadLog(_stdoutLog, ref _stdoutOffset), ReadLog(_stderrLog, ref _stderrOffset), filesMicros);
     }
 
     private Invoked DoInvoke(Invoke invoke)
@@ -201,8 +203,8 @@ internal sealed class HostLoop : IDisposable
         var started = Stopwatch.GetTimestamp();
         DropInstance();
         _files.Clear();
-        File.WriteAllBytes(_stdoutPath, []);
-        File.WriteAllBytes(_stderrPath, []);
+        RandomAccess.SetLength(_stdoutLog, 0);
+        RandomAccess.SetLength(_stderrLog, 0);
         _stdoutOffset = _stderrOffset = 0;
         return new ResetDone((long)Stopwatch.GetElapsedTime(started).TotalMicroseconds);
     }

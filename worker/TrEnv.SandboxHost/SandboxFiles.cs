@@ -54,12 +54,16 @@ internal sealed partial class SandboxFiles(string workDirectory, bool ownMountNa
                 throw new IOException($"Unmounting the overlay on {_merged} failed: errno {Marshal.GetLastPInvokeError()}.");
             _mounted = false;
         }
-        foreach (var dir in new[] { _merged, _upper, _work })
+        // A guest that wrote nothing leaves an empty /tmp: nothing to purge (the common template start).
+        if (Directory.Exists(_upper) || Directory.Exists(_work) || !Directory.Exists(_merged) || Directory.EnumerateFileSystemEntries(_merged).Any())
         {
-            if (Directory.Exists(dir))
-                Directory.Delete(dir, recursive: true);
+            foreach (var dir in new[] { _merged, _upper, _work })
+            {
+                if (Directory.Exists(dir))
+                    Directory.Delete(dir, recursive: true);
+            }
+            Directory.CreateDirectory(_merged);
         }
-        Directory.CreateDirectory(_merged);
         _dirty = false;
     }
 

@@ -197,17 +197,36 @@ public sealed class SandboxManager : IAsyncDisposable
     // Cold or template load into a slot that does not hold this function version.
     private async Task<(string Start, TemplateInfo? Captured)> LoadAsync(Slot slot, WorkerInvoke request, string key, string? layer, CancellationToken ct)
     {
-        if (!slot.Clean)
-            await slot.Process.ResetAsync(ct); // repurpose: the previous function's /tmp, logs and instance go
+        // Repurpose: the previous function's /tmp, layer, logs and instance go in the same round trip as the load.
+        var needsReset = !slot.Clean;
         slot.Clean = false;
         slot.Key = null;
         slot.MappedTemplate = null;
         slot.EverLoaded = true;
         var limits = request.Version.Limits;
-        // Repurposing resets the cgroup to the new function's limits.
-        slot.Process.Cgroup?.SetLimits(2L * (limits.MemoryMb << 20) + HostOverheadBytes, limits.CpuMillicores / 1000.0);
+        // Repurposing resets the cgroup to the new function's limits: a raise before the load, a cut once the
+        // previous instance is gone (cutting first could push its memory over the new limit).
+        var memoryLimit = 2L * (limits.MemoryMb << 20) + HostOverheadBytes;
+        var cgroup = slot.Process.Cgroup;
+        var cutAfter = cgroup?.MemoryLimit is { } current && current > memoryLimit;
+        cgroup?.SetLimits(cutAfter ? cgroup.MemoryLimit!.Value : memoryLimit, limits.CpuMillicores / 1000.0);
         var cold = new Load(request.Function, request.Version.Sha256, _modules, LoadSource.Init, null, null, false,
             (long)limits.MemoryMb << 20, limits.TimeoutMs, 120_000, limits.Env.ToList()) { LayerPath = layer };
+
+        async Task Load(Load load)
+        {
+            if (needsReset)
+            {
+                needsReset = false;
+                await slot.Process.ResetAndLoadAsync(load, ct);
+            }
+            else
+            {
+                await slot.Process.LoadAsync(load, ct);
+            }
+            if (cutAfter)
+                cgroup!.SetLimits(memoryLimit, limits.CpuMillicores / 1000.0);
+        }
 
         TemplateInfo? template = null;
         if (slot.HasPool)
@@ -223,7 +242,7 @@ public sealed class SandboxManager : IAsyncDisposable
                 bool verify;
                 lock (_gate)
                     verify = _verified.Add(template.Key + "/" + template.SealedAt.ToUnixTimeMilliseconds());
-                await slot.Process.LoadAsync(cold with { Source = LoadSource.MapTemplate, TemplatePath = header, PoolPath = _settings.PoolPath, VerifyTemplateData = verify }, ct);
+                await Load(cold with { Source = LoadSource.MapTemplate, TemplatePath = header, PoolPath = _settings.PoolPath, VerifyTemplateData = verify });
                 slot.MappedTemplate = key;
                 return ("template", null);
             }
@@ -235,7 +254,7 @@ public sealed class SandboxManager : IAsyncDisposable
             }
         }
 
-        await slot.Process.LoadAsync(cold, ct);
+        await Load(cold);
         return ("cold", slot.HasPool ? await TryCaptureAsync(slot, request, key, ct) : null);
     }
 
@@ -542,8 +561,11 @@ public sealed class SandboxManager : IAsyncDisposable
         }
     }
 
-    /// <summary>Resets idle warm instances (of one function, or all) into generic sandboxes; returns how many.</summary>
-    public async Task<int> ReclaimAsync(string? function, CancellationToken ct)
+    /// <summary>
+    /// Resets idle warm instances (of one function, or all) into generic sandboxes, or with
+    /// <paramref name="destroy"/> shuts those sandboxes down; returns how many.
+    /// </summary>
+    public async Task<int> ReclaimAsync(string? function, bool destroy, CancellationToken ct)
     {
         List<Slot> victims;
         lock (_gate)
@@ -551,9 +573,16 @@ public sealed class SandboxManager : IAsyncDisposable
             victims = _warm.Where(kv => function is null || kv.Key.StartsWith(function + "@", StringComparison.Ordinal))
                 .SelectMany(kv => kv.Value).ToList();
             foreach (var s in victims)
+            {
                 Take(s);
+                if (destroy)
+                    _all.Remove(s);
+            }
         }
-        await ResetToGenericAsync(victims, ct);
+        if (destroy)
+            await Task.WhenAll(victims.Select(DestroyAsync));
+        else
+            await ResetToGenericAsync(victims, ct);
         ReportMappings();
         return victims.Count;
     }

@@ -41,7 +41,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         {
             var sender = Sender;
             var self = Self;
-            _manager.ReclaimAsync(reclaim.Function, CancellationToken.None).ContinueWith(t =>
+            _manager.ReclaimAsync(reclaim.Function, reclaim.Destroy, CancellationToken.None).ContinueWith(t =>
             {
                 sender.Tell(new WorkerReclaimed(_address, t.IsCompletedSuccessfully ? t.Result : 0));
                 self.Tell(Publish.Instance);

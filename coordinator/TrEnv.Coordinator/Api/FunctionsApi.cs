@@ -89,22 +89,25 @@ public static partial class FunctionsApi
         return deleted.Existed ? Results.NoContent() : Error(404, NotFound, $"There is no function named \"{name}\".");
     }
 
-    /// <summary>Reclaims every idle warm instance of the function on every worker now; templates stay, so the next start is a template start.</summary>
-    private static async Task<IResult> ScaleToZero(string name, WorkerDirectory workers, FunctionCatalog catalog, CancellationToken ct)
+    /// <summary>
+    /// Reclaims every idle warm instance of the function on every worker now; templates stay, so the next
+    /// start is a template start. The sandboxes go back to the pool, or with <c>?destroy=true</c> are shut down.
+    /// </summary>
+    private static async Task<IResult> ScaleToZero(string name, bool? destroy, WorkerDirectory workers, FunctionCatalog catalog, CancellationToken ct)
     {
         if (!catalog.TryGet(name, out _))
             return Error(404, NotFound, $"There is no function named \"{name}\".");
-        var reclaimed = await ReclaimEverywhere(workers, name, ct);
-        return Results.Json(new { name, reclaimed });
+        var reclaimed = await ReclaimEverywhere(workers, name, ct, destroy ?? false);
+        return Results.Json(new { name, reclaimed, destroyed = destroy ?? false });
     }
 
-    private static async Task<int> ReclaimEverywhere(WorkerDirectory workers, string name, CancellationToken ct)
+    private static async Task<int> ReclaimEverywhere(WorkerDirectory workers, string name, CancellationToken ct, bool destroy = false)
     {
         var replies = await Task.WhenAll(workers.Workers.Select(async w =>
         {
             try
             {
-                return (await w.Invoker.Ask<WorkerReclaimed>(new WorkerReclaim(name), TimeSpan.FromSeconds(10), ct)).Count;
+                return (await w.Invoker.Ask<WorkerReclaimed>(new WorkerReclaim(name, destroy), TimeSpan.FromSeconds(10), ct)).Count;
             }
             catch (AskTimeoutException)
             {

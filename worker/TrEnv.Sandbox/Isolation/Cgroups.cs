@@ -140,6 +140,9 @@ public sealed class SandboxCgroup(CgroupVersion version, string memory, string c
 
     private (long Memory, double Cpus)? _applied;
 
+    /// <summary>The memory limit last set, or null before the first.</summary>
+    public long? MemoryLimit => _applied?.Memory;
+
     /// <summary>Sets the memory limit (no swap) and a CPU quota in cores (0 for none); unchanged limits cost nothing.</summary>
     public void SetLimits(long memoryBytes, double cpus)
     {
