@@ -14,6 +14,7 @@ public sealed class SerializerTests : IDisposable
 
     private static readonly FunctionLimits Limits = new(128, 500, 4, new Dictionary<string, string> { ["A"] = "b" });
     private static readonly FunctionVersion Version = new(3, new string('c', 64), 1234, Limits, DateTimeOffset.UnixEpoch.AddDays(1));
+    private static readonly FunctionVersion Sandboxed = Version with { Limits = Limits with { CpuMillicores = 500, Network = true, Layer = new string('d', 64) } };
     private static readonly TemplateInfo Template = new("f@3", "f", 3, new string('c', 64), new PoolRegion(4096, 8192), 2, 65536, "w1", DateTimeOffset.UnixEpoch, [1, 2, 3]);
 
     public static TheoryData<object> Messages() =>
@@ -59,9 +60,14 @@ public sealed class SerializerTests : IDisposable
         new PoolEvents.Freed("f@3", new PoolRegion(0, 4096)),
         new WorkerInvoke("id", "f", Version, Template, [1, 2, 3]),
         new WorkerInvoke("id", "f", Version, null, []),
+        new WorkerInvoke("id", "f", Sandboxed, null, [9]),
+        new FunctionEvents.VersionAdded("f", Sandboxed),
         new WorkerInvokeResult("id", true, [4], "template", "repurposed", "w1", 10, 20, null, null, Template),
+        new WorkerInvokeResult("id", false, [], "cold", "new", "w1", 0, 0, ErrorKinds.NoCapacity, "full", null, 3),
         new WorkerStatus("w1", "akka.tcp://trenv@h:1", 64, 1, 2, new Dictionary<string, int> { ["f@3"] = 1 }, [new SandboxStatus(7, "warm", "f", 3, 0)], "process", DateTimeOffset.UnixEpoch),
+        new WorkerStatus("w1", "akka.tcp://trenv@h:1", 64, 1, 2, new Dictionary<string, int>(), [new SandboxStatus(7, "idle", null, null, 1 << 20)], "namespaces+rootfs+cgroup-v1", DateTimeOffset.UnixEpoch, 5 << 20, 4096, 2),
         new WorkerReclaim("f"),
+        new WorkerReclaim("f", Destroy: true),
         new WorkerReclaimed("w1", 2),
     ];
 

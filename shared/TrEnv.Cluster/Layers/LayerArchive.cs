@@ -36,23 +36,23 @@ public static class LayerArchive
                         break;
                     case TarEntryType.RegularFile or TarEntryType.V7RegularFile:
                         if (name.Length == 0)
-                            throw new InvalidDataException("A file entry has an empty name.");
+                            throw Refused("A file entry has an empty name.");
                         files++;
                         bytes += entry.Length;
                         if (bytes > maxBytes)
-                            throw new InvalidDataException($"The layer unpacks to more than {maxBytes >> 20} MiB.");
+                            throw Refused($"The layer unpacks to more than {maxBytes >> 20} MiB.");
                         break;
                     default:
-                        throw new InvalidDataException($"Entry \"{entry.Name}\" is a {entry.EntryType}; a layer holds only regular files and directories.");
+                        throw Refused($"Entry \"{entry.Name}\" is a {entry.EntryType}; a layer holds only regular files and directories.");
                 }
             }
         }
-        catch (Exception e) when (e is FormatException or EndOfStreamException or ArgumentException)
+        catch (Exception e) when (e is FormatException or EndOfStreamException or ArgumentException || (e is InvalidDataException && !e.Data.Contains(Marker)))
         {
-            throw new InvalidDataException($"The layer is not a valid tar archive: {e.Message}", e);
+            throw Refused($"The layer is not a valid tar archive: {e.Message}", e);
         }
         if (files == 0 && directories == 0)
-            throw new InvalidDataException("The layer is empty or not a tar archive.");
+            throw Refused("The layer is empty or not a tar archive.");
         return new Summary(tar, files, directories, bytes);
     }
 
@@ -103,8 +103,18 @@ public static class LayerArchive
     {
         var parts = name.Replace('\\', '/').Split('/', StringSplitOptions.RemoveEmptyEntries).Where(p => p != ".").ToList();
         if (name.StartsWith('/') || parts.Any(p => p == ".."))
-            throw new InvalidDataException($"Entry \"{name}\" points outside the layer; use relative paths without \"..\".");
+            throw Refused($"Entry \"{name}\" points outside the layer; use relative paths without \"..\".");
         return string.Join('/', parts);
+    }
+
+    // A problem this class found and named, as opposed to one the tar or gzip reader threw.
+    private const string Marker = "trenv.layer";
+
+    private static InvalidDataException Refused(string message, Exception? inner = null)
+    {
+        var e = new InvalidDataException(message, inner);
+        e.Data[Marker] = true;
+        return e;
     }
 
     private static byte[] Gunzip(byte[] gz, long maxBytes)
@@ -119,14 +129,14 @@ public static class LayerArchive
             {
                 // The tar's headers and padding come on top of its files: allow a little over the bound.
                 if (output.Length + read > maxBytes + (maxBytes / 8) + (1 << 20))
-                    throw new InvalidDataException($"The layer unpacks to more than {maxBytes >> 20} MiB.");
+                    throw Refused($"The layer unpacks to more than {maxBytes >> 20} MiB.");
                 output.Write(buffer, 0, read);
             }
             return output.ToArray();
         }
-        catch (InvalidDataException e) when (e.InnerException is null && !e.Message.StartsWith("The layer", StringComparison.Ordinal))
+        catch (InvalidDataException e) when (!e.Data.Contains(Marker))
         {
-            throw new InvalidDataException($"The layer is not valid gzip: {e.Message}", e);
+            throw Refused($"The layer is not valid gzip: {e.Message}", e);
         }
     }
 }

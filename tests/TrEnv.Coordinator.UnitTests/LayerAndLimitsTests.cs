@@ -1,0 +1,96 @@
+using System.Formats.Tar;
+using System.IO.Compression;
+using System.Text;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Primitives;
+using TrEnv.Cluster.Layers;
+using TrEnv.Coordinator.Api;
+
+namespace TrEnv.Tests;
+
+public sealed class LayerAndLimitsTests
+{
+    private static byte[] Tar(params TarEntry[] entries)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new TarWriter(buffer, TarEntryFormat.Pax, leaveOpen: true))
+        {
+            foreach (var e in entries)
+                writer.WriteEntry(e);
+        }
+        return buffer.ToArray();
+    }
+
+    private static PaxTarEntry File(string name, string text)
+        => new(TarEntryType.RegularFile, name) { DataStream = new MemoryStream(Encoding.UTF8.GetBytes(text)) };
+
+    [Fact]
+    public void A_layer_of_files_and_directories_is_accepted_and_gzip_is_the_same_tar()
+    {
+        var tar = Tar(new PaxTarEntry(TarEntryType.Directory, "dir/"), File("./dir/a.txt", "a"), File("b.txt", "bb"));
+        var summary = LayerArchive.Check(tar, 1 << 20);
+        Assert.Equal((2, 1, 3L), (summary.Files, summary.Directories, summary.UnpackedBytes));
+        using var gz = new MemoryStream();
+        using (var z = new GZipStream(gz, CompressionLevel.Fastest, leaveOpen: true))
+            z.Write(tar);
+        Assert.Equal(tar, LayerArchive.Check(gz.ToArray(), 1 << 20).Tar);
+    }
+
+    public static TheoryData<string, byte[]> BadLayers() => new()
+    {
+        { "SymbolicLink", Tar(new PaxTarEntry(TarEntryType.SymbolicLink, "l") { LinkName = "/etc/passwd" }) },
+        { "HardLink", Tar(File("a", "x"), new PaxTarEntry(TarEntryType.HardLink, "b") { LinkName = "a" }) },
+        { "CharacterDevice", Tar(new PaxTarEntry(TarEntryType.CharacterDevice, "null")) },
+        { "outside the layer", Tar(File("../escape", "x")) },
+        { "outside the layer", Tar(File("/etc/cron.d/x", "x")) },
+        { "outside the layer", Tar(File("a/../../b", "x")) },
+        { "more than", Tar(File("big", new string('x', 2 << 20))) },
+        { "not valid gzip", [0x1f, 0x8b, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10] },
+        { "tar", Encoding.UTF8.GetBytes(new string('z', 1024)) },
+        { "empty", new byte[1024] },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadLayers))]
+    public void Links_devices_escapes_oversize_and_garbage_are_refused_by_name(string says, byte[] layer)
+    {
+        var e = Assert.Throws<InvalidDataException>(() => LayerArchive.Check(layer, 1 << 20));
+        Assert.Contains(says, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Unpacking_is_atomic_and_a_second_unpack_changes_nothing()
+    {
+        var root = Directory.CreateTempSubdirectory("trenv-layer-unit").FullName;
+        try
+        {
+            var target = Path.Combine(root, "sha");
+            LayerArchive.Unpack(Tar(File("dir/a.txt", "a")), target);
+            Assert.Equal("a", System.IO.File.ReadAllText(Path.Combine(target, "dir", "a.txt")));
+            LayerArchive.Unpack(Tar(File("other.txt", "o")), target);
+            Assert.False(Path.Exists(Path.Combine(target, "other.txt")));
+            Assert.Equal(["sha"], Directory.GetFileSystemEntries(root).Select(Path.GetFileName));
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    private static QueryCollection Query(params (string Key, string Value)[] pairs)
+        => new(pairs.ToDictionary(p => p.Key, p => new StringValues(p.Value)));
+
+    [Fact]
+    public void Deploy_limits_carry_cpu_network_and_layer_and_refuse_bad_values()
+    {
+        var sha = new string('a', 64);
+        var limits = FunctionsApi.ParseLimits(Query(("cpuMillicores", "250"), ("network", "true"), ("layer", sha.ToUpperInvariant())));
+        Assert.NotNull(limits);
+        Assert.Equal((250, true, sha), (limits.CpuMillicores, limits.Network, limits.Layer));
+        var plain = FunctionsApi.ParseLimits(Query());
+        Assert.Equal((0, false, (string?)null), (plain!.CpuMillicores, plain.Network, plain.Layer));
+        Assert.False(plain.SameAs(limits));
+        foreach (var bad in new[] { ("cpuMillicores", "0"), ("cpuMillicores", "64001"), ("network", "yes"), ("layer", "abc"), ("layers", sha) })
+            Assert.Null(FunctionsApi.ParseLimits(Query(bad)));
+    }
+}
