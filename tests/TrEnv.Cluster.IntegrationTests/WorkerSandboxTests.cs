@@ -181,6 +181,23 @@ public sealed class WorkerSandboxTests
         AssertNoMountsUnder(c.Directory);
     }
 
+    [Fact]
+    public async Task Without_isolation_sandboxes_are_plain_processes_and_the_worker_says_so()
+    {
+        await using var c = new LocalCluster();
+        c.Environment["TRENV_SANDBOX_ISOLATION"] = "process"; // what a worker that is not root gets
+        await c.StartAllAsync("worker-1");
+        await Deploy(c, "hello", "hello");
+        Assert.Equal((HttpStatusCode.OK, "hello: plain", "new"), await Invoke(c, "hello", "plain"));
+        var worker = await Worker(c, "worker-1");
+        Assert.Equal("process", worker.GetProperty("isolation").GetString());
+        var pid = worker.GetProperty("sandboxes")[0].GetProperty("pid").GetInt32();
+        Assert.Equal(TrEnv.Sandbox.Isolation.Namespaces.Of(Environment.ProcessId)["mnt"], TrEnv.Sandbox.Isolation.Namespaces.Of(pid)["mnt"]);
+        var log = Path.Combine(c.Directory, "worker-1.log");
+        await Poll.UntilAsync(() => Task.FromResult(File.ReadAllText(log).Contains("sandboxes run as plain processes", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(10), () => "the worker to say at start-up that sandboxes are plain processes");
+    }
+
     // The sandbox processes (unshare and its host) and the worker's cgroups, as the worker reports them.
     private static async Task<(List<int> Pids, List<string> Groups)> SandboxesOf(LocalCluster c, string node, bool expectBusy)
     {

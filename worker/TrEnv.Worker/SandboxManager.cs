@@ -55,21 +55,30 @@ public sealed class SandboxManager : IAsyncDisposable
         if (Directory.Exists(_sandboxes))
             Directory.Delete(_sandboxes, recursive: true);
         Directory.CreateDirectory(_sandboxes);
-        if (!_namespaces)
+        if (_namespaces)
+        {
+            var (rootBase, why) = SandboxRootfs.BuildBase(Path.Combine(settings.DataDirectory, "rootfs-base"), host);
+            if (rootBase is not null && Probe(rootBase) is { } failure)
+                (rootBase, why) = (null, failure);
+            // Root without the capabilities (an unprivileged container) cannot unshare: fall back, loudly.
+            if (rootBase is null && Probe(null) is { } noNamespaces)
+            {
+                _namespaces = false;
+                Console.WriteLine($"worker {settings.Name}: NO NAMESPACES: {noNamespaces}; sandboxes run as plain processes without namespaces or their own root");
+            }
+            else
+            {
+                _rootBase = rootBase;
+                Console.WriteLine(rootBase is null
+                    ? $"worker {settings.Name}: sandboxes get namespaces but NO own root filesystem: {why}"
+                    : $"worker {settings.Name}: sandboxes get namespaces and their own root (base {rootBase})");
+            }
+        }
+        else
         {
             Console.WriteLine(isolate
                 ? $"worker {settings.Name}: NOT ROOT or no {Namespaces.Unshare}: sandboxes run as plain processes without namespaces or their own root"
                 : $"worker {settings.Name}: TRENV_SANDBOX_ISOLATION=process: sandboxes run as plain processes without namespaces or their own root");
-        }
-        else
-        {
-            var (rootBase, why) = SandboxRootfs.BuildBase(Path.Combine(settings.DataDirectory, "rootfs-base"), host);
-            if (rootBase is not null && ProbeRoot(rootBase) is { } failure)
-                (rootBase, why) = (null, failure);
-            _rootBase = rootBase;
-            Console.WriteLine(rootBase is null
-                ? $"worker {settings.Name}: sandboxes get namespaces but NO own root filesystem: {why}"
-                : $"worker {settings.Name}: sandboxes get namespaces and their own root (base {rootBase})");
         }
         // The process id keeps two workers with one name (two local clusters) out of each other's groups.
         _cgroups = isolate ? Cgroups.Detect($"{settings.Name}-{Environment.ProcessId}") : null;
@@ -78,13 +87,13 @@ public sealed class SandboxManager : IAsyncDisposable
             : $"worker {settings.Name}: sandboxes get cgroup {_cgroups.Version} memory limits");
     }
 
-    // One sandbox started in the root before any is trusted with a function: a base that misses a library
-    // must turn into a loud start-up message, not into failed invocations.
-    private string? ProbeRoot(string rootBase)
+    // One sandbox started this way before any is trusted with a function: a base that misses a library, or
+    // namespaces the process may not make, must turn into a loud start-up message, not failed invocations.
+    private string? Probe(string? rootBase)
     {
         var probeDirectory = Path.Combine(_sandboxes, "probe");
-        var probe = SandboxProcess.Start(Namespaces.Wrap(_host, new SandboxRootfs(rootBase, [_modules, _templates], [Path.GetDirectoryName(_host.FileName)!, _layers]))!,
-            probeDirectory);
+        var root = rootBase is null ? null : new SandboxRootfs(rootBase, [_modules, _templates], [Path.GetDirectoryName(_host.FileName)!, _layers]);
+        var probe = SandboxProcess.Start(Namespaces.Wrap(_host, root)!, probeDirectory);
         try
         {
             probe.StatsAsync().GetAwaiter().GetResult();
@@ -92,7 +101,7 @@ public sealed class SandboxManager : IAsyncDisposable
         }
         catch (SandboxException e)
         {
-            return $"a sandbox could not start in its own root: {e.Message}";
+            return $"a sandbox could not start {(rootBase is null ? "in new namespaces" : "in its own root")}: {e.Message}";
         }
         finally
         {
