@@ -80,7 +80,7 @@ internal static class E2eBenchmark
         ["p99_ms"] = Math.Round(Stats.Percentile(v, 99), 3),
     };
 
-    private static async Task DeployAsync(HttpClient http, string name, byte[] wasm, string query)
+    internal static async Task DeployAsync(HttpClient http, string name, byte[] wasm, string query)
     {
         var content = new ByteArrayContent(wasm);
         content.Headers.ContentType = new MediaTypeHeaderValue("application/wasm");

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -226,8 +225,8 @@ internal static class SandboxBenchmark
     {
         using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromMinutes(2) };
         var input = Encoding.UTF8.GetBytes(string.Join(' ', Enumerable.Range(1, 20).Select(i => i * 7919 * 1013)));
-        await DeployAsync(http, "heavy", File.ReadAllBytes(Path.Combine(o.Guests, "heavy.wasm")));
-        await DeployAsync(http, "hello", File.ReadAllBytes(Path.Combine(o.Guests, "hello.wasm")));
+        await E2eBenchmark.DeployAsync(http, "heavy", File.ReadAllBytes(Path.Combine(o.Guests, "heavy.wasm")), "");
+        await E2eBenchmark.DeployAsync(http, "hello", File.ReadAllBytes(Path.Combine(o.Guests, "hello.wasm")), "");
         Console.WriteLine($"cluster: {url} (one sandbox slot per worker, none pre-started); 30 warm-up rounds first");
         await InvokeAsync(http, "heavy", input, null, null); // cold: captures the template
         await InvokeAsync(http, "hello", input, null, null);
@@ -263,15 +262,6 @@ internal static class SandboxBenchmark
 
     private static void Print(string name, List<double> v)
         => Console.WriteLine($"{name,-26} n={v.Count,4}  min {v.Min(),8:F3} ms  p50 {Stats.Percentile(v, 50),8:F3} ms  p99 {Stats.Percentile(v, 99),8:F3} ms");
-
-    private static async Task DeployAsync(HttpClient http, string name, byte[] wasm)
-    {
-        var content = new ByteArrayContent(wasm);
-        content.Headers.ContentType = new MediaTypeHeaderValue("application/wasm");
-        var response = await http.PutAsync($"/v1/functions/{name}", content);
-        if (!response.IsSuccessStatusCode)
-            throw new InvalidOperationException($"Deploying {name} failed: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
-    }
 
     private static async Task<double> InvokeAsync(HttpClient http, string name, byte[] input, string? start, string? sandbox)
     {
