@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts a local cluster as separate processes: one memory-pool node, coordinator(s) and workers.
 # Used by run.sh and bench.sh. Environment: TRENV_HTTP_PORT (8080), TRENV_WORKERS (2),
-# TRENV_CLUSTER_DIR (.trenv), TRENV_POOL_PATH (/dev/shm/trenv/pool), TRENV_BASE_PORT (4053).
+# TRENV_CLUSTER_DIR (.trenv), TRENV_POOL_PATH (/dev/shm/trenv/pool), TRENV_BASE_PORT (4053; the pool's
+# gRPC service listens on TRENV_BASE_PORT-1 unless TRENV_POOL_GRPC_PORT says otherwise).
 # Writes the PIDs to $TRENV_CLUSTER_DIR/pids and each node's output to $TRENV_CLUSTER_DIR/NODE.log.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,6 +16,9 @@ mkdir -p "$dir"
 export TRENV_SEEDS="akka.tcp://trenv@127.0.0.1:$base"
 export TRENV_POOL_PATH=${TRENV_POOL_PATH:-/dev/shm/trenv/pool}
 export TRENV_SANDBOX_HOST=${TRENV_SANDBOX_HOST:-$root/artifacts/sandbox-host}
+# The pool service's gRPC port sits just below the Akka ports, so clusters on other base ports do not collide.
+export TRENV_POOL_GRPC_PORT=${TRENV_POOL_GRPC_PORT:-$((base - 1))}
+export TRENV_POOL_URL=${TRENV_POOL_URL:-http://127.0.0.1:$TRENV_POOL_GRPC_PORT}
 
 start() { # name, dll, extra env...
   local name=$1 dll=$2; shift 2

@@ -13,12 +13,26 @@ public sealed class PoolActor : ReceivePersistentActor
     private readonly PoolState _state;
     private readonly PoolDevice _device;
 
-    public PoolActor(string pool, PoolDevice device)
+    public PoolActor(string pool, PoolDevice device, PoolDurability durability)
     {
         _device = device;
         _state = new PoolState(device.Capacity);
         PersistenceId = "pool-" + pool;
         Recover<IEvent>(_state.Apply);
+        Recover<RecoveryCompleted>(_ =>
+        {
+            // The pool may be new (lost, recreated empty) or stale: check every sealed region against its copy.
+            var owners = _state.Owners.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+            durability.Suspect(owners.Keys);
+            durability.Enqueue(() => durability.Rebuild(owners));
+        });
+        Command<PoolCommands.Sealed>(s =>
+        {
+            if (_state.Owners.TryGetValue(s.Owner, out var region))
+                durability.Enqueue(() => durability.Save(s.Owner, region));
+        });
+        Command<PoolCommands.Find>(f => Sender.Tell(new PoolReplies.Found(f.Owner,
+            _state.Owners.TryGetValue(f.Owner, out var region) ? PoolState.ToWire(region) : null, durability.IsReadable(f.Owner))));
         Command<PoolCommands.IPoolCommand>(command =>
         {
             var (reply, e) = _state.Process(command);
@@ -32,7 +46,10 @@ public sealed class PoolActor : ReceivePersistentActor
             {
                 _state.Apply(evt);
                 if (evt is PoolEvents.Freed f)
+                {
                     _device.Release(PoolState.FromWire(f.Region));
+                    durability.Enqueue(() => durability.Delete(f.Owner));
+                }
                 sender.Tell(reply);
             });
         });
@@ -45,9 +62,9 @@ public sealed class PoolRegionKey;
 
 public static class PoolActorRegistration
 {
-    public static AkkaConfigurationBuilder AddPoolAllocator(this AkkaConfigurationBuilder builder, PoolDevice device)
+    public static AkkaConfigurationBuilder AddPoolAllocator(this AkkaConfigurationBuilder builder, PoolDevice device, PoolDurability durability)
         => builder.WithShardRegion<PoolRegionKey>(Sharding.Pool,
-            pool => Props.Create(() => new PoolActor(pool, device)),
+            pool => Props.Create(() => new PoolActor(pool, device, durability)),
             new Sharding.PoolExtractor(),
             new ShardOptions { Role = Roles.MemoryPool, RememberEntities = false });
 }

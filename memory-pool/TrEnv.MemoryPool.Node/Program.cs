@@ -1,21 +1,50 @@
+using Akka.Hosting;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using TrEnv.Cluster;
 using TrEnv.Contracts;
 using TrEnv.MemoryPool;
 using TrEnv.MemoryPool.Node;
 
-// The memory-pool node: creates the pool device and owns its allocator.
+// The memory-pool node: creates the pool device, owns its allocator and the templates' durable copies,
+// and serves the pool over gRPC (HTTP/2 without TLS) for workers that do not map it.
 var settings = NodeSettings.FromEnvironment(new Dictionary<string, string?>
 {
     ["ROLES"] = Environment.GetEnvironmentVariable("TRENV_ROLES") ?? Roles.MemoryPool,
 });
 using var device = PoolDevice.OpenOrCreate(settings.PoolPath, settings.PoolSizeMb * 1024 * 1024);
-var builder = Host.CreateApplicationBuilder(args);
+var durability = new PoolDurability(device, Path.Combine(settings.DataDirectory, "durable"));
+var builder = WebApplication.CreateSlimBuilder(args);
 builder.Logging.SetMinimumLevel(LogLevel.Warning);
-builder.Services.AddTrEnvNode(settings, (akka, _) => akka.AddPoolAllocator(device));
-var host = builder.Build();
-host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStarted
-    .Register(() => Console.WriteLine($"TrEnv memory pool {settings.Name}: {settings.PoolPath} ({settings.PoolSizeMb} MiB)"));
-await host.RunAsync();
+builder.WebHost.ConfigureKestrel(k =>
+{
+    if (settings.PoolGrpcPort > 0)
+    {
+        var host = settings.PoolGrpcHost ?? settings.Hostname;
+        k.Listen(System.Net.IPAddress.Parse(host == "localhost" ? "127.0.0.1" : host), settings.PoolGrpcPort, l => l.Protocols = HttpProtocols.Http2);
+    }
+    k.Limits.MaxRequestBodySize = null; // capture streams are bounded by the region, checked per chunk
+});
+builder.Services.AddSingleton(device);
+builder.Services.AddSingleton(durability);
+builder.Services.AddSingleton(new SharedSecretInterceptor(settings.PoolSecret));
+builder.Services.AddGrpc(o =>
+{
+    o.Interceptors.Add<SharedSecretInterceptor>();
+    o.MaxReceiveMessageSize = 8 << 20;
+    o.MaxSendMessageSize = 8 << 20;
+});
+builder.Services.AddTrEnvNode(settings, (akka, _) => akka.AddPoolAllocator(device, durability));
+var app = builder.Build();
+app.MapGrpcService<PoolService>();
+app.Lifetime.ApplicationStarted.Register(() =>
+{
+    // Start the allocator entity now, so a lost pool is rebuilt from the durable copies before anyone asks.
+    app.Services.GetRequiredService<ActorRegistry>().Get<PoolRegionKey>().Tell(new PoolCommands.Stats(PoolCommands.DefaultPool), Akka.Actor.ActorRefs.NoSender);
+    Console.WriteLine($"TrEnv memory pool {settings.Name}: {settings.PoolPath} ({settings.PoolSizeMb} MiB); durable copies in {durability.Directory}; " +
+                      (settings.PoolGrpcPort > 0 ? $"gRPC on {settings.PoolGrpcHost ?? settings.Hostname}:{settings.PoolGrpcPort}{(settings.PoolSecret is null ? "" : " (shared secret)")}" : "no gRPC"));
+});
+await app.RunAsync();

@@ -38,6 +38,22 @@ public sealed class PoolDevice : IDisposable
         return new PoolDevice(path, handle, capacity, isDevice);
     }
 
+    /// <summary>
+    /// "device:inode" of the file at <paramref name="path"/>, or null if there is none: a pool that was lost
+    /// and created again is another file, so checks made against the old one do not carry over.
+    /// </summary>
+    public static unsafe string? Identity(string path)
+    {
+        Tmds.Linux.stat st;
+        var bytes = System.Text.Encoding.UTF8.GetBytes(path + "\0");
+        fixed (byte* p = bytes)
+        {
+            if (stat(p, &st) != 0)
+                return null;
+        }
+        return $"{(ulong)st.st_dev}:{(ulong)st.st_ino}";
+    }
+
     public void Write(long offset, ReadOnlySpan<byte> data)
     {
         CheckRange(offset, data.Length);

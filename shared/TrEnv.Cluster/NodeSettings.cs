@@ -58,6 +58,20 @@ public sealed record NodeSettings
     /// <summary>TRENV_POOL_SIZE_MB: the pool's capacity. Default 4096.</summary>
     public long PoolSizeMb { get; init; } = 4096;
 
+    /// <summary>TRENV_POOL_MODE: how workers reach templates: "cxl" (map the shared pool file) or "rdma" (through the pool service). Default cxl.</summary>
+    public string PoolMode { get; init; } = "cxl";
+
+    /// <summary>TRENV_POOL_GRPC_HOST, TRENV_POOL_GRPC_PORT: where a memory-pool node serves the pool over gRPC (port 0: not at all). Default TRENV_HOSTNAME, 4070.</summary>
+    public string? PoolGrpcHost { get; init; }
+
+    public int PoolGrpcPort { get; init; } = 4070;
+
+    /// <summary>TRENV_POOL_URL: where workers reach the pool service. Default http://127.0.0.1:4070.</summary>
+    public string PoolUrl { get; init; } = "http://127.0.0.1:4070";
+
+    /// <summary>TRENV_POOL_SECRET: shared secret of the pool service; unset means no authentication.</summary>
+    public string? PoolSecret { get; init; }
+
     /// <summary>TRENV_SANDBOX_HOST: the published sandbox host directory. Default: beside the worker.</summary>
     public string? SandboxHost { get; init; }
 
@@ -113,6 +127,11 @@ public sealed record NodeSettings
             PoolPath = Text(c["POOL_PATH"]) ?? d.PoolPath,
             PoolSizeMb = Int(c, "POOL_SIZE_MB", (int)d.PoolSizeMb),
             SandboxHost = Text(c["SANDBOX_HOST"]),
+            PoolMode = Text(c["POOL_MODE"]) ?? d.PoolMode,
+            PoolGrpcHost = Text(c["POOL_GRPC_HOST"]),
+            PoolGrpcPort = Int(c, "POOL_GRPC_PORT", d.PoolGrpcPort),
+            PoolUrl = Text(c["POOL_URL"]) ?? d.PoolUrl,
+            PoolSecret = Text(c["POOL_SECRET"]),
             PrestartSandboxes = Int(c, "PRESTART_SANDBOXES", d.PrestartSandboxes),
             MaxSandboxes = Int(c, "MAX_SANDBOXES", d.MaxSandboxes),
             KeepAliveSeconds = Int(c, "KEEP_ALIVE_S", d.KeepAliveSeconds),
@@ -136,6 +155,10 @@ public sealed record NodeSettings
             throw new ArgumentException($"TRENV_ROLES has unknown role(s) {string.Join(", ", unknown)}; use coordinator, worker or memory-pool.");
         if (Port is < 0 or > 65535 || HttpPort is < 0 or > 65535)
             throw new ArgumentException("TRENV_PORT and TRENV_HTTP_PORT must be between 0 and 65535.");
+        if (PoolMode is not ("cxl" or "rdma"))
+            throw new ArgumentException($"TRENV_POOL_MODE must be cxl or rdma, not \"{PoolMode}\".");
+        if (PoolGrpcPort is < 0 or > 65535 || !Uri.TryCreate(PoolUrl, UriKind.Absolute, out _))
+            throw new ArgumentException("TRENV_POOL_GRPC_PORT must be between 0 and 65535 and TRENV_POOL_URL an absolute URL such as http://10.0.0.1:4070.");
         if (SandboxIsolation is not ("auto" or "process"))
             throw new ArgumentException($"TRENV_SANDBOX_ISOLATION must be auto or process, not \"{SandboxIsolation}\".");
         if (MaxModuleMb <= 0 || MaxInputMb <= 0 || PoolSizeMb <= 0 || MaxLayerMb <= 0)

@@ -89,6 +89,12 @@ public static class PoolCommands
     public sealed record Free(string Pool, string Owner) : IPoolCommand;
 
     public sealed record Stats(string Pool) : IPoolCommand;
+
+    /// <summary>The owner's region now holds a sealed template: keep a durable copy of it (no reply).</summary>
+    public sealed record Sealed(string Pool, string Owner) : IPoolCommand;
+
+    /// <summary>The owner's region, if it has one; answered with <see cref="PoolReplies.Found"/>.</summary>
+    public sealed record Find(string Pool, string Owner) : IPoolCommand;
 }
 
 public static class PoolReplies
@@ -100,6 +106,9 @@ public static class PoolReplies
     public sealed record Freed(string Owner, bool Existed) : IProtocolMessage;
 
     public sealed record Usage(string Pool, long Capacity, long AllocatedBytes, int Regions, long LargestFree) : IProtocolMessage;
+
+    /// <summary>The owner's region, or null; <paramref name="Readable"/> is false while it is being rebuilt from its durable copy.</summary>
+    public sealed record Found(string Owner, PoolRegion? Region, bool Readable) : IProtocolMessage;
 }
 
 public static class PoolEvents

@@ -21,6 +21,7 @@ public sealed class LocalCluster : IAsyncDisposable
         Database = database;
         SeedPort = FreePort();
         HttpPort = FreePort();
+        PoolGrpcPort = FreePort();
         PoolPath = Path.Combine("/dev/shm", $"trenv-test-{Guid.NewGuid():N}", "pool");
         Http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{HttpPort}"), Timeout = TimeSpan.FromSeconds(120) };
     }
@@ -31,6 +32,7 @@ public sealed class LocalCluster : IAsyncDisposable
     public Dictionary<string, string> Environment { get; } = new(StringComparer.Ordinal);
     public int SeedPort { get; }
     public int HttpPort { get; }
+    public int PoolGrpcPort { get; }
     public string PoolPath { get; }
     public HttpClient Http { get; }
     public string Directory => _dir.Path;
@@ -38,7 +40,13 @@ public sealed class LocalCluster : IAsyncDisposable
     public void StartCoordinator(string name = "coordinator-1")
         => Start(name, "coordinator/TrEnv.Coordinator", "trenv-coordinator.dll", name == "coordinator-1" ? SeedPort : FreePort(), ("TRENV_HTTP_PORT", HttpPort.ToString(System.Globalization.CultureInfo.InvariantCulture)));
 
-    public void StartMemoryPool() => Start("memory-pool", "memory-pool/TrEnv.MemoryPool.Node", "trenv-memory-pool.dll", FreePort());
+    /// <summary>Starts the memory-pool node; <paramref name="newPort"/> restarts it under a fresh Akka address (its gRPC port and data stay).</summary>
+    public void StartMemoryPool(bool newPort = false)
+    {
+        if (newPort)
+            _ports.Remove("memory-pool");
+        Start("memory-pool", "memory-pool/TrEnv.MemoryPool.Node", "trenv-memory-pool.dll", FreePort());
+    }
 
     /// <summary>Starts a worker; <paramref name="newPort"/> restarts one under a fresh address (its data directory stays).</summary>
     public void StartWorker(string name, bool newPort = false)
@@ -48,6 +56,7 @@ public sealed class LocalCluster : IAsyncDisposable
         Start(name, "worker/TrEnv.Worker", "trenv-worker.dll", FreePort(), ("TRENV_PRESTART_SANDBOXES", "1"));
     }
 
+    /// <summary>Starts a coordinator, the memory-pool node and the named workers (none is fine), and waits for them.</summary>
     public async Task StartAllAsync(params string[] workers)
     {
         StartCoordinator();
@@ -70,6 +79,8 @@ public sealed class LocalCluster : IAsyncDisposable
         psi.Environment["TRENV_DATA_DIR"] = Path.Combine(_dir.Path, name);
         psi.Environment["TRENV_POOL_PATH"] = PoolPath;
         psi.Environment["TRENV_POOL_SIZE_MB"] = "1024";
+        psi.Environment["TRENV_POOL_GRPC_PORT"] = PoolGrpcPort.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        psi.Environment["TRENV_POOL_URL"] = $"http://127.0.0.1:{PoolGrpcPort}";
         if (Database is not null)
             psi.Environment["TRENV_DB"] = Database;
         foreach (var (k, v) in Environment.Select(kv => (kv.Key, kv.Value)).Concat(extra))

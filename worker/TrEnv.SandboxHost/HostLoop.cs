@@ -25,6 +25,7 @@ internal sealed class HostLoop : IDisposable
     private readonly Dictionary<string, ModuleCache> _caches = new(StringComparer.Ordinal);
     private readonly Dictionary<string, GuestModule> _modules = new(StringComparer.Ordinal);
     private readonly Dictionary<string, SafeFileHandle> _pools = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string?> _poolIdentities = new(StringComparer.Ordinal);
     private readonly Dictionary<string, (long Length, DateTime Modified, TemplateHeader Header)> _templates = new(StringComparer.Ordinal);
     private readonly HashSet<string> _verifiedTemplates = new(StringComparer.Ordinal);
 
@@ -251,6 +252,15 @@ internal sealed class HostLoop : IDisposable
 
     private SafeFileHandle PoolFor(string path)
     {
+        // A pool lost and created again is another file: drop the handle on the old one and its checks.
+        var identity = PoolDevice.Identity(path);
+        if (_pools.TryGetValue(path, out var cached) && _poolIdentities.GetValueOrDefault(path) != identity)
+        {
+            cached.Dispose();
+            _pools.Remove(path);
+            _verifiedTemplates.Clear();
+        }
+        _poolIdentities[path] = identity;
         if (!_pools.TryGetValue(path, out var handle))
         {
             try

@@ -243,23 +243,30 @@ public sealed class SandboxManager : IAsyncDisposable
             lock (_gate)
                 template = request.Template ?? _localTemplates.GetValueOrDefault(key);
         }
+        string? verifiedAs = null;
         if (template is not null)
         {
             try
             {
                 var header = TemplateFile(template);
                 bool verify;
+                // Verified once per template and pool file: a pool lost and created again is checked afresh.
+                verifiedAs = $"{template.Key}/{template.SealedAt.ToUnixTimeMilliseconds()}/{TrEnv.MemoryPool.PoolDevice.Identity(_settings.PoolPath)}";
                 lock (_gate)
-                    verify = _verified.Add(template.Key + "/" + template.SealedAt.ToUnixTimeMilliseconds());
+                    verify = _verified.Add(verifiedAs);
                 await Load(cold with { Source = LoadSource.MapTemplate, TemplatePath = header, PoolPath = _settings.PoolPath, VerifyTemplateData = verify });
                 slot.MappedTemplate = key;
                 return ("template", null);
             }
             catch (SandboxException e) when (e.Kind == ErrorKinds.TemplateInvalid)
             {
-                // A template that cannot be restored is never used: fall back to a cold start.
+                // A template that cannot be restored is never used: fall back to a cold start; the next start checks again.
                 lock (_gate)
+                {
                     _localTemplates.Remove(key);
+                    if (verifiedAs is not null)
+                        _verified.Remove(verifiedAs);
+                }
             }
         }
 
@@ -292,7 +299,7 @@ public sealed class SandboxManager : IAsyncDisposable
                 lock (_gate)
                 {
                     _localTemplates[key] = info;
-                    _verified.Add(info.Key + "/" + info.SealedAt.ToUnixTimeMilliseconds());
+                    _verified.Add($"{info.Key}/{info.SealedAt.ToUnixTimeMilliseconds()}/{TrEnv.MemoryPool.PoolDevice.Identity(_settings.PoolPath)}");
                 }
                 File.Move(header, TemplateFile(info, create: false), overwrite: true);
                 return info;

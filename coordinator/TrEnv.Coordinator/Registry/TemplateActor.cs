@@ -55,6 +55,9 @@ public sealed class TemplateActor : ReceivePersistentActor
                 sender.Tell(reply);
                 if (e is TemplateEvents.CaptureAborted)
                     _pool.Tell(new PoolCommands.Free(PoolCommands.DefaultPool, _state.Key));
+                // Templates are a cache of a durable copy the pool keeps, never the only copy.
+                if (e is TemplateEvents.Sealed)
+                    _pool.Tell(new PoolCommands.Sealed(PoolCommands.DefaultPool, _state.Key));
                 FreeIfUnused();
             });
         });

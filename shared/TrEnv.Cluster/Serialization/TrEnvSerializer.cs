@@ -50,6 +50,9 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
         [typeof(PoolCommands.Allocate)] = "pool.allocate",
         [typeof(PoolCommands.Free)] = "pool.free",
         [typeof(PoolCommands.Stats)] = "pool.stats",
+        [typeof(PoolCommands.Sealed)] = "pool.sealed",
+        [typeof(PoolCommands.Find)] = "pool.find",
+        [typeof(PoolReplies.Found)] = "pool.found",
         [typeof(PoolReplies.Allocated)] = "pool.allocated",
         [typeof(PoolReplies.Full)] = "pool.full",
         [typeof(PoolReplies.Freed)] = "pool.freed",
@@ -149,6 +152,9 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
 [JsonSerializable(typeof(PoolCommands.Allocate))]
 [JsonSerializable(typeof(PoolCommands.Free))]
 [JsonSerializable(typeof(PoolCommands.Stats))]
+[JsonSerializable(typeof(PoolCommands.Sealed), TypeInfoPropertyName = "PoolSealedCommand")]
+[JsonSerializable(typeof(PoolCommands.Find))]
+[JsonSerializable(typeof(PoolReplies.Found))]
 [JsonSerializable(typeof(PoolReplies.Allocated), TypeInfoPropertyName = "PoolAllocatedReply")]
 [JsonSerializable(typeof(PoolReplies.Full))]
 [JsonSerializable(typeof(PoolReplies.Freed), TypeInfoPropertyName = "PoolFreedReply")]

@@ -1,0 +1,134 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text.Json;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+using TrEnv.MemoryPool.Protocol;
+using PoolGrpc = TrEnv.MemoryPool.Protocol.MemoryPool;
+
+namespace TrEnv.Tests;
+
+/// <summary>The memory-pool service over gRPC, and templates that survive the loss of the pool.</summary>
+public sealed class PoolServiceTests
+{
+    private static PoolGrpc.MemoryPoolClient Client(LocalCluster c, out GrpcChannel channel)
+    {
+        channel = GrpcChannel.ForAddress($"http://127.0.0.1:{c.PoolGrpcPort}");
+        return new PoolGrpc.MemoryPoolClient(channel);
+    }
+
+    private static Metadata Secret(string secret) => new() { { "authorization", "Bearer " + secret } };
+
+    [Fact]
+    public async Task The_pool_service_refuses_a_wrong_secret_and_serves_regions_to_the_right_one()
+    {
+        await using var c = new LocalCluster();
+        c.Environment["TRENV_POOL_SECRET"] = "s3cret";
+        await c.StartAllAsync();
+        var client = Client(c, out var channel);
+        using (channel)
+        {
+            foreach (var wrong in new[] { new Metadata(), Secret("guess"), Secret("s3cret2") })
+            {
+                var e = await Assert.ThrowsAsync<RpcException>(async () => await client.StatsAsync(new StatsRequest(), wrong));
+                Assert.Equal(StatusCode.Unauthenticated, e.StatusCode);
+            }
+            var right = Secret("s3cret");
+            var region = await client.AllocateAsync(new AllocateRequest { Owner = "test@1", Bytes = 3 * 4096 }, right);
+            Assert.True(region.Found);
+            Assert.Equal(region.Offset, (await client.AllocateAsync(new AllocateRequest { Owner = "test@1", Bytes = 3 * 4096 }, right)).Offset);
+
+            var data = Enumerable.Range(0, 2 * 4096).Select(i => (byte)(i * 7)).ToArray();
+            using (var write = client.Write(right))
+            {
+                await write.RequestStream.WriteAsync(new WriteChunk { Owner = "test@1", Offset = 4096, Data = ByteString.CopyFrom(data, 0, 4096) });
+                await write.RequestStream.WriteAsync(new WriteChunk { Offset = 8192, Data = ByteString.CopyFrom(data, 4096, 4096) });
+                await write.RequestStream.CompleteAsync();
+                Assert.Equal(8192, (await write.ResponseAsync).Bytes);
+            }
+            var back = new byte[data.Length];
+            using (var read = client.Read(new ReadRequest { Owner = "test@1", Ranges = { new PageRange { Offset = 4096, Length = 8192 } } }, right))
+            {
+                await foreach (var chunk in read.ResponseStream.ReadAllAsync())
+                    chunk.Data.Span.CopyTo(back.AsSpan((int)(chunk.Offset - 4096)));
+            }
+            Assert.Equal(data, back);
+            Assert.Equal(data, File.ReadAllBytes(c.PoolPath).AsSpan((int)region.Offset + 4096, data.Length).ToArray()); // the device itself
+
+            // Writes and reads stay inside the owner's region; unknown owners have none.
+            using (var outside = client.Write(right))
+            {
+                await outside.RequestStream.WriteAsync(new WriteChunk { Owner = "test@1", Offset = 3 * 4096 - 10, Data = ByteString.CopyFrom(new byte[20]) });
+                await outside.RequestStream.CompleteAsync();
+                Assert.Equal(StatusCode.OutOfRange, (await Assert.ThrowsAsync<RpcException>(async () => await outside.ResponseAsync)).StatusCode);
+            }
+            Assert.False((await client.FindAsync(new OwnerRequest { Owner = "nobody@1" }, right)).Found);
+            var stats = await client.StatsAsync(new StatsRequest(), right);
+            Assert.True(stats.Regions >= 1 && stats.BytesWritten >= 8192 && stats.BytesRead >= 8192, stats.ToString());
+            Assert.True((await client.FreeAsync(new OwnerRequest { Owner = "test@1" }, right)).Existed);
+        }
+    }
+
+    [Fact]
+    public async Task A_pool_killed_with_kill_9_and_lost_is_rebuilt_from_durable_copies_and_no_answer_is_wrong()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync("worker-1");
+        var content = new ByteArrayContent(TestGuests.Bytes("heavy"));
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/wasm");
+        Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/heavy", content)).StatusCode);
+        const string input = "7919 15838 23757";
+        var cold = await c.Http.PostAsync("/v1/functions/heavy/invoke", new StringContent(input));
+        Assert.Equal("cold", cold.Headers.GetValues("X-TrEnv-Start").Single());
+        var expected = await cold.Content.ReadAsStringAsync();
+        var copy = Path.Combine(c.Directory, "memory-pool", "durable", "heavy@1.xxh64");
+        await Poll.UntilAsync(() => Task.FromResult(File.Exists(copy)), TimeSpan.FromSeconds(30), () => "the durable copy of heavy@1");
+
+        // The pool node dies and its device is gone (a reboot empties /dev/shm).
+        c.KillOnly("memory-pool");
+        File.Delete(c.PoolPath);
+        var during = await c.Http.PostAsync("/v1/functions/heavy/invoke", new StringContent(input));
+        var body = await during.Content.ReadAsStringAsync();
+        // heavy counts its calls, so a warm instance answers calls=2; the rest must be the cold run's.
+        static string Result(string output) => output[..output.LastIndexOf(" calls=", StringComparison.Ordinal)];
+        Assert.True(during.StatusCode == HttpStatusCode.OK ? Result(body) == Result(expected) : during.StatusCode == HttpStatusCode.ServiceUnavailable && during.Headers.RetryAfter is not null,
+            $"during the outage: {during.StatusCode} {body}");
+
+        // A new sandbox cannot map the lost pool: it starts cold, with the same answer.
+        (await c.Http.PostAsync("/v1/functions/heavy/scale-to-zero?destroy=true", null)).EnsureSuccessStatusCode();
+        var fresh = await c.Http.PostAsync("/v1/functions/heavy/invoke", new StringContent(input));
+        if (fresh.StatusCode == HttpStatusCode.OK)
+        {
+            Assert.Equal("cold", fresh.Headers.GetValues("X-TrEnv-Start").Single());
+            Assert.Equal(expected, await fresh.Content.ReadAsStringAsync());
+        }
+        else
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, fresh.StatusCode);
+            Assert.NotNull(fresh.Headers.RetryAfter);
+        }
+
+        c.StartMemoryPool(newPort: true);
+        await c.WaitReadyAsync("worker-1");
+        await Poll.UntilAsync(() => Task.FromResult(File.Exists(c.PoolPath) && File.ReadAllText(Path.Combine(c.Directory, "memory-pool.log")).Contains("rebuilt heavy@1", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(60), () => $"the pool to rebuild heavy@1: {c.Tail()}");
+
+        // A worker that never saw the template restores it from the rebuilt pool, with the cold run's answer.
+        c.KillOnly("worker-1");
+        c.StartWorker("worker-2");
+        await c.WaitReadyAsync("worker-2");
+        HttpResponseMessage after = null!;
+        await Poll.UntilAsync(async () =>
+        {
+            after = await c.Http.PostAsync("/v1/functions/heavy/invoke", new StringContent(input));
+            return after.StatusCode != HttpStatusCode.ServiceUnavailable; // worker-1 may still be in the directory
+        }, TimeSpan.FromSeconds(30), () => "an invocation placed on worker-2");
+        Assert.Equal(HttpStatusCode.OK, after.StatusCode);
+        Assert.Equal("template", after.Headers.GetValues("X-TrEnv-Start").Single());
+        Assert.Equal("worker-2", after.Headers.GetValues("X-TrEnv-Node").Single());
+        Assert.Equal(expected, await after.Content.ReadAsStringAsync());
+        var templates = JsonDocument.Parse(await c.Http.GetStringAsync("/v1/templates")).RootElement.ToString();
+        Assert.Contains("heavy@1", templates, StringComparison.Ordinal);
+    }
+}
