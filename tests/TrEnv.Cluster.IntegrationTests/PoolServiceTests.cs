@@ -95,14 +95,12 @@ public sealed class PoolServiceTests
         Assert.True(during.StatusCode == HttpStatusCode.OK ? Result(body) == Result(expected) : during.StatusCode == HttpStatusCode.ServiceUnavailable && during.Headers.RetryAfter is not null,
             $"during the outage: {during.StatusCode} {body}");
 
-        // A new sandbox cannot map the lost pool: it starts cold, with the same answer.
+        // Another sandbox: it starts cold (the pool is gone) or maps the lost pool's pages it still holds
+        // (a bind mount keeps the old file); either way with the cold run's answer.
         (await c.Http.PostAsync("/v1/functions/heavy/scale-to-zero?destroy=true", null)).EnsureSuccessStatusCode();
         var fresh = await c.Http.PostAsync("/v1/functions/heavy/invoke", new StringContent(input));
         if (fresh.StatusCode == HttpStatusCode.OK)
-        {
-            Assert.Equal("cold", fresh.Headers.GetValues("X-TrEnv-Start").Single());
             Assert.Equal(expected, await fresh.Content.ReadAsStringAsync());
-        }
         else
         {
             Assert.Equal(HttpStatusCode.ServiceUnavailable, fresh.StatusCode);

@@ -121,11 +121,16 @@ public sealed class SandboxManager : IAsyncDisposable
     /// <summary>Idle instances evicted to stay within TRENV_WORKER_MEMORY_MB since start.</summary>
     public long Evicted => Interlocked.Read(ref _evicted);
 
-    private sealed class Slot(SandboxProcess process, bool network, bool hasPool)
+    private sealed class Slot(SandboxProcess process, bool network, bool hasPool, string? boundPool = null)
     {
         public SandboxProcess Process { get; } = process;
         public bool Network { get; } = network;
         public bool HasPool { get; } = hasPool; // false: started before the pool file existed, so it cannot map it
+
+        // The pool file bound into its root (device:inode): a pool created again later is not visible inside.
+        public string? BoundPool { get; } = boundPool;
+
+        public bool SeesPool(string path) => HasPool && (BoundPool is null || BoundPool == TrEnv.MemoryPool.PoolDevice.Identity(path));
         public string? Key;
         public string? Serving; // the function version of the invocation in progress, shown while busy
         public string? MappedTemplate;
@@ -238,7 +243,8 @@ public sealed class SandboxManager : IAsyncDisposable
         }
 
         TemplateInfo? template = null;
-        if (slot.HasPool)
+        var seesPool = slot.SeesPool(_settings.PoolPath);
+        if (seesPool)
         {
             lock (_gate)
                 template = request.Template ?? _localTemplates.GetValueOrDefault(key);
@@ -271,7 +277,7 @@ public sealed class SandboxManager : IAsyncDisposable
         }
 
         await Load(cold);
-        return ("cold", slot.HasPool ? await TryCaptureAsync(slot, request, key, ct) : null);
+        return ("cold", seesPool ? await TryCaptureAsync(slot, request, key, ct) : null);
     }
 
     // Capture the post-init state before the first invocation changes it; only one capture per key cluster-wide.
@@ -487,6 +493,7 @@ public sealed class SandboxManager : IAsyncDisposable
         var cgroup = _cgroups?.Create("sb" + name);
         cgroup?.SetLimits(2L * ((long)FunctionLimits.DefaultMemoryMb << 20) + HostOverheadBytes, 0);
         var hasPool = true;
+        string? boundPool = null;
         var host = _host;
         if (_namespaces)
         {
@@ -495,6 +502,7 @@ public sealed class SandboxManager : IAsyncDisposable
             {
                 // Exactly what the protocol names, at the same paths: nothing else of the node is visible inside.
                 hasPool = File.Exists(_settings.PoolPath);
+                boundPool = hasPool ? TrEnv.MemoryPool.PoolDevice.Identity(_settings.PoolPath) : null;
                 List<string> readWrite = [_modules, _templates, .. hasPool ? [_settings.PoolPath] : Array.Empty<string>()];
                 root = new SandboxRootfs(_rootBase, readWrite, [Path.GetDirectoryName(_host.FileName)!, _layers]);
             }
@@ -510,7 +518,7 @@ public sealed class SandboxManager : IAsyncDisposable
             await DestroyAsync(new Slot(process, network, hasPool));
             throw;
         }
-        return new Slot(process, network, hasPool);
+        return new Slot(process, network, hasPool, boundPool);
     }
 
     private bool OverMemoryBound()
@@ -638,9 +646,10 @@ public sealed class SandboxManager : IAsyncDisposable
                 expired.AddRange(list.Where(s => s.LastUsed < cutoff));
             foreach (var s in expired)
                 Take(s);
-            // Crashed or killed while idle, or started before the pool existed: replace them.
+            // Crashed or killed while idle, or blind to the pool as it is now (started before it existed, or
+            // bound to one that was since lost and created again): replace them.
             var poolNow = File.Exists(_settings.PoolPath);
-            foreach (var dead in _all.Where(s => !s.Busy && (!s.Process.IsAlive || (!s.HasPool && poolNow))).ToList())
+            foreach (var dead in _all.Where(s => !s.Busy && (!s.Process.IsAlive || (poolNow && !s.SeesPool(_settings.PoolPath)))).ToList())
             {
                 _all.Remove(dead);
                 Take(dead);
