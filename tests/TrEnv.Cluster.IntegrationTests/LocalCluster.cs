@@ -49,11 +49,11 @@ public sealed class LocalCluster : IAsyncDisposable
     }
 
     /// <summary>Starts a worker; <paramref name="newPort"/> restarts one under a fresh address (its data directory stays).</summary>
-    public void StartWorker(string name, bool newPort = false)
+    public void StartWorker(string name, bool newPort = false, params (string Key, string Value)[] env)
     {
         if (newPort)
             _ports.Remove(name);
-        Start(name, "worker/TrEnv.Worker", "trenv-worker.dll", FreePort(), ("TRENV_PRESTART_SANDBOXES", "1"));
+        Start(name, "worker/TrEnv.Worker", "trenv-worker.dll", FreePort(), [("TRENV_PRESTART_SANDBOXES", "1"), .. env]);
     }
 
     /// <summary>Starts a coordinator, the memory-pool node and the named workers (none is fine), and waits for them.</summary>

@@ -129,4 +129,60 @@ public sealed class PoolServiceTests
         var templates = JsonDocument.Parse(await c.Http.GetStringAsync("/v1/templates")).RootElement.ToString();
         Assert.Contains("heavy@1", templates, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Templates_cross_between_cxl_workers_and_rdma_workers_that_never_open_the_pool()
+    {
+        await using var c = new LocalCluster();
+        (string, string)[] rdma = [("TRENV_POOL_MODE", "rdma"), ("TRENV_POOL_PATH", "/nonexistent/trenv/pool")];
+        c.StartCoordinator();
+        c.StartMemoryPool();
+        c.StartWorker("rdma-1", env: rdma);
+        await c.WaitReadyAsync("rdma-1");
+        var content = new ByteArrayContent(TestGuests.Bytes("heavy"));
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/wasm");
+        Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/heavy", content)).StatusCode);
+        const string input = "1 2 3 5 8 13";
+
+        async Task<(string Start, string Node, string Body)> Invoke()
+        {
+            HttpResponseMessage r = null!;
+            await Poll.UntilAsync(async () =>
+            {
+                r = await c.Http.PostAsync("/v1/functions/heavy/invoke", new StringContent(input));
+                return r.StatusCode != HttpStatusCode.ServiceUnavailable; // a killed worker may linger in the directory
+            }, TimeSpan.FromSeconds(30), () => "an invocation placed on a live worker");
+            var body = await r.Content.ReadAsStringAsync();
+            Assert.True(r.StatusCode == HttpStatusCode.OK, body);
+            return (r.Headers.GetValues("X-TrEnv-Start").Single(), r.Headers.GetValues("X-TrEnv-Node").Single(), body);
+        }
+
+        // Captured on an rdma worker: written into its mirror, streamed to the pool service.
+        var cold = await Invoke();
+        Assert.Equal(("cold", "rdma-1"), (cold.Start, cold.Node));
+        await Poll.UntilAsync(() => Task.FromResult(File.Exists(Path.Combine(c.Directory, "memory-pool", "durable", "heavy@1.xxh64"))),
+            TimeSpan.FromSeconds(30), () => "the durable copy of the template an rdma worker captured");
+
+        // Restored from the pool file by a cxl worker.
+        c.StartWorker("cxl-1");
+        await c.WaitReadyAsync("cxl-1");
+        c.KillOnly("rdma-1");
+        var mapped = await Invoke();
+        Assert.Equal(("template", "cxl-1", cold.Body), mapped);
+
+        // Restored over gRPC by another rdma worker, which fetches the template's pages once.
+        var client = Client(c, out var channel);
+        using (channel)
+        {
+            var before = (await client.StatsAsync(new StatsRequest())).BytesRead;
+            c.StartWorker("rdma-2", env: rdma);
+            await c.WaitReadyAsync("rdma-2");
+            c.KillOnly("cxl-1");
+            var fetched = await Invoke();
+            Assert.Equal(("template", "rdma-2", cold.Body), fetched);
+            var moved = (await client.StatsAsync(new StatsRequest())).BytesRead - before;
+            var template = JsonDocument.Parse(await c.Http.GetStringAsync("/v1/templates")).RootElement.GetProperty("templates")[0];
+            Assert.Equal(template.GetProperty("nonZeroPages").GetInt64() * 4096, moved);
+        }
+    }
 }

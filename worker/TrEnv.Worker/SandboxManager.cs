@@ -20,6 +20,8 @@ public sealed class SandboxManager : IAsyncDisposable
     private readonly bool _namespaces;
     private readonly string? _rootBase;
     private readonly string _layers;
+    private readonly PoolCache? _cache; // rdma mode: the node-local mirror of the pool
+    private readonly string _poolPath; // what sandboxes map: the pool itself (cxl) or the mirror (rdma)
     private readonly IRegistryClient _registry;
     private readonly string _modules;
     private readonly string _templates;
@@ -47,6 +49,12 @@ public sealed class SandboxManager : IAsyncDisposable
         var isolate = settings.SandboxIsolation == "auto";
         _namespaces = isolate && Namespaces.Available;
         _registry = registry;
+        if (settings.PoolMode == "rdma")
+        {
+            _cache = new PoolCache(Path.Combine(settings.DataDirectory, "pool-cache", "pool"), settings.PoolSizeMb << 20, settings.PoolUrl, settings.PoolSecret);
+            Console.WriteLine($"worker {settings.Name}: pool mode rdma: templates come from {settings.PoolUrl} into {_cache.Path}; the pool file is never opened");
+        }
+        _poolPath = _cache?.Path ?? settings.PoolPath;
         _modules = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "modules")).FullName;
         _templates = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "templates")).FullName;
         _layers = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "layers")).FullName;
@@ -243,7 +251,7 @@ public sealed class SandboxManager : IAsyncDisposable
         }
 
         TemplateInfo? template = null;
-        var seesPool = slot.SeesPool(_settings.PoolPath);
+        var seesPool = slot.SeesPool(_poolPath);
         if (seesPool)
         {
             lock (_gate)
@@ -257,12 +265,19 @@ public sealed class SandboxManager : IAsyncDisposable
                 var header = TemplateFile(template);
                 bool verify;
                 // Verified once per template and pool file: a pool lost and created again is checked afresh.
-                verifiedAs = $"{template.Key}/{template.SealedAt.ToUnixTimeMilliseconds()}/{TrEnv.MemoryPool.PoolDevice.Identity(_settings.PoolPath)}";
+                verifiedAs = $"{template.Key}/{template.SealedAt.ToUnixTimeMilliseconds()}/{TrEnv.MemoryPool.PoolDevice.Identity(_poolPath)}";
                 lock (_gate)
                     verify = _verified.Add(verifiedAs);
-                await Load(cold with { Source = LoadSource.MapTemplate, TemplatePath = header, PoolPath = _settings.PoolPath, VerifyTemplateData = verify });
+                if (_cache is not null)
+                    await _cache.EnsureAsync(template, ct);
+                await Load(cold with { Source = LoadSource.MapTemplate, TemplatePath = header, PoolPath = _poolPath, VerifyTemplateData = verify });
                 slot.MappedTemplate = key;
                 return ("template", null);
+            }
+            catch (Grpc.Core.RpcException e)
+            {
+                // The pool service is down, or the template is being rebuilt: start cold, never wrong.
+                Console.Error.WriteLine($"worker {_settings.Name}: template {key} unreachable ({e.StatusCode}: {e.Status.Detail}); starting cold");
             }
             catch (SandboxException e) when (e.Kind == ErrorKinds.TemplateInvalid)
             {
@@ -286,7 +301,7 @@ public sealed class SandboxManager : IAsyncDisposable
         var header = Path.Combine(_templates, $"{key}.{Guid.NewGuid():N}.tpl");
         try
         {
-            var probe = await slot.Process.CaptureAsync(new Capture(_settings.PoolPath, 0, 0, header, _settings.Name), ct);
+            var probe = await slot.Process.CaptureAsync(new Capture(_poolPath, 0, 0, header, _settings.Name), ct);
             var answer = await _registry.BeginCaptureAsync(new TemplateCommands.BeginCapture(key, request.Function, request.Version.Version, request.Version.Sha256, probe.RequiredBytes, _settings.Name), ct);
             if (answer is TemplateReplies.CaptureRefused { Sealed: { } existing })
             {
@@ -298,23 +313,26 @@ public sealed class SandboxManager : IAsyncDisposable
                 return null;
             try
             {
-                var done = await slot.Process.CaptureAsync(new Capture(_settings.PoolPath, granted.Region.Offset, granted.Region.Length, header, _settings.Name), ct);
+                var done = await slot.Process.CaptureAsync(new Capture(_poolPath, granted.Region.Offset, granted.Region.Length, header, _settings.Name), ct);
+                if (_cache is not null)
+                    await _cache.UploadAsync(key, TrEnv.Engine.Templates.TemplateHeader.Read(header), ct); // the sandbox wrote into the mirror
                 var sealedReply = await _registry.SealAsync(new TemplateCommands.Seal(key, _settings.Name, done.NonZeroPages, done.MemoryBytes, await File.ReadAllBytesAsync(header, ct)), ct);
                 if (sealedReply is not TemplateReplies.Sealed { Template: var info })
                     return null;
+                _cache?.MarkPresent(info);
                 lock (_gate)
                 {
                     _localTemplates[key] = info;
-                    _verified.Add($"{info.Key}/{info.SealedAt.ToUnixTimeMilliseconds()}/{TrEnv.MemoryPool.PoolDevice.Identity(_settings.PoolPath)}");
+                    _verified.Add($"{info.Key}/{info.SealedAt.ToUnixTimeMilliseconds()}/{TrEnv.MemoryPool.PoolDevice.Identity(_poolPath)}");
                 }
                 File.Move(header, TemplateFile(info, create: false), overwrite: true);
                 return info;
             }
-            catch (Exception e) when (e is SandboxException or IOException)
+            catch (Exception e) when (e is SandboxException or IOException or Grpc.Core.RpcException)
             {
                 _registry.AbortCapture(new TemplateCommands.AbortCapture(key, _settings.Name, e.Message));
                 // The instance survived a failed capture (say, an unwritable pool): serve the invocation cold anyway.
-                if (e is SandboxException { InstanceDiscarded: false } or IOException)
+                if (e is SandboxException { InstanceDiscarded: false } or IOException or Grpc.Core.RpcException)
                 {
                     Console.Error.WriteLine($"worker {_settings.Name}: capture of {key} failed, serving cold: {e.Message}");
                     return null;
@@ -501,9 +519,9 @@ public sealed class SandboxManager : IAsyncDisposable
             if (_rootBase is not null)
             {
                 // Exactly what the protocol names, at the same paths: nothing else of the node is visible inside.
-                hasPool = File.Exists(_settings.PoolPath);
-                boundPool = hasPool ? TrEnv.MemoryPool.PoolDevice.Identity(_settings.PoolPath) : null;
-                List<string> readWrite = [_modules, _templates, .. hasPool ? [_settings.PoolPath] : Array.Empty<string>()];
+                hasPool = File.Exists(_poolPath);
+                boundPool = hasPool ? TrEnv.MemoryPool.PoolDevice.Identity(_poolPath) : null;
+                List<string> readWrite = [_modules, _templates, .. hasPool ? [_poolPath] : Array.Empty<string>()];
                 root = new SandboxRootfs(_rootBase, readWrite, [Path.GetDirectoryName(_host.FileName)!, _layers]);
             }
             host = Namespaces.Wrap(_host, root, network) ?? _host;
@@ -648,8 +666,8 @@ public sealed class SandboxManager : IAsyncDisposable
                 Take(s);
             // Crashed or killed while idle, or blind to the pool as it is now (started before it existed, or
             // bound to one that was since lost and created again): replace them.
-            var poolNow = File.Exists(_settings.PoolPath);
-            foreach (var dead in _all.Where(s => !s.Busy && (!s.Process.IsAlive || (poolNow && !s.SeesPool(_settings.PoolPath)))).ToList())
+            var poolNow = File.Exists(_poolPath);
+            foreach (var dead in _all.Where(s => !s.Busy && (!s.Process.IsAlive || (poolNow && !s.SeesPool(_poolPath)))).ToList())
             {
                 _all.Remove(dead);
                 Take(dead);
@@ -754,6 +772,7 @@ public sealed class SandboxManager : IAsyncDisposable
         lock (_gate)
             all = [.. _all];
         await Task.WhenAll(all.Select(DestroyAsync));
+        _cache?.Dispose();
         _cgroups?.Dispose();
     }
 }
