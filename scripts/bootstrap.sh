@@ -3,7 +3,7 @@
 # Idempotent and quiet when everything is present; needs root only to install.
 set -euo pipefail
 
-apt_packages=(clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 zlib1g-dev)
+apt_packages=(clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 zlib1g-dev iproute2)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

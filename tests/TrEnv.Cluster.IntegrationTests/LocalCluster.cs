@@ -66,13 +66,25 @@ public sealed class LocalCluster : IAsyncDisposable
         await WaitReadyAsync(workers);
     }
 
+    /// <summary>Starts a worker under a command prefix (say, <c>ip netns exec NS ...</c>) that execs <c>dotnet worker.dll</c>.</summary>
+    public void StartWorkerUnder(string name, string[] prefix, params (string Key, string Value)[] env)
+        => Start(name, "worker/TrEnv.Worker", "trenv-worker.dll", FreePort(), prefix, [("TRENV_PRESTART_SANDBOXES", "1"), .. env]);
+
     private void Start(string name, string project, string dll, int port, params (string Key, string Value)[] extra)
+        => Start(name, project, dll, port, [], extra);
+
+    private void Start(string name, string project, string dll, int port, string[] prefix, (string Key, string Value)[] extra)
     {
         var path = Path.Combine(TestGuests.RepoRoot, project, "bin", Configuration, "net10.0", dll);
         if (!File.Exists(path))
             throw new FileNotFoundException($"Node executable {path} is missing; build the solution first.");
         _ports[name] = _ports.GetValueOrDefault(name, port);
-        var psi = new ProcessStartInfo("dotnet", [path]) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = prefix.Length == 0
+            ? new ProcessStartInfo("dotnet", [path])
+            : new ProcessStartInfo(prefix[0], [.. prefix[1..], "dotnet", path]);
+        psi.RedirectStandardOutput = true;
+        psi.RedirectStandardError = true;
+        psi.UseShellExecute = false;
         psi.Environment["TRENV_NODE_NAME"] = name;
         psi.Environment["TRENV_PORT"] = _ports[name].ToString(System.Globalization.CultureInfo.InvariantCulture);
         psi.Environment["TRENV_SEEDS"] = $"akka.tcp://trenv@127.0.0.1:{SeedPort}";

@@ -185,4 +185,90 @@ public sealed class PoolServiceTests
             Assert.Equal(template.GetProperty("nonZeroPages").GetInt64() * 4096, moved);
         }
     }
+
+    [Fact]
+    public async Task A_worker_in_its_own_network_namespace_without_the_pool_file_restores_over_grpc()
+    {
+        if (!TrEnv.Sandbox.Isolation.Namespaces.Available)
+            return; // needs root for ip netns; ./test.sh and CI run as root
+        using var net = NetNamespace.Create();
+        await using var c = new LocalCluster();
+        // Every node talks over the veth: the host side is the pool's and coordinator's address.
+        c.Environment["TRENV_HOSTNAME"] = net.HostAddress;
+        c.Environment["TRENV_SEEDS"] = $"akka.tcp://trenv@{net.HostAddress}:{c.SeedPort}";
+        await c.StartAllAsync("worker-a");
+        var content = new ByteArrayContent(TestGuests.Bytes("heavy"));
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/wasm");
+        Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/heavy", content)).StatusCode);
+        const string input = "21 34 55";
+        var cold = await c.Http.PostAsync("/v1/functions/heavy/invoke", new StringContent(input));
+        Assert.Equal("cold", cold.Headers.GetValues("X-TrEnv-Start").Single());
+        var expected = await cold.Content.ReadAsStringAsync();
+
+        // Worker B: its own network namespace, and the pool's directory hidden under an empty tmpfs.
+        var poolDirectory = Path.GetDirectoryName(c.PoolPath)!;
+        c.StartWorkerUnder("worker-b",
+            ["ip", "netns", "exec", net.Name, "unshare", "--mount", "--propagation", "private", "--",
+             "sh", "-c", "mount -t tmpfs trenv-hidden \"$0\" && exec \"$@\"", poolDirectory],
+            ("TRENV_HOSTNAME", net.GuestAddress), ("TRENV_POOL_MODE", "rdma"), ("TRENV_POOL_URL", $"http://{net.HostAddress}:{c.PoolGrpcPort}"));
+        await c.WaitReadyAsync("worker-b");
+        c.KillOnly("worker-a");
+        HttpResponseMessage r = null!;
+        await Poll.UntilAsync(async () =>
+        {
+            r = await c.Http.PostAsync("/v1/functions/heavy/invoke", new StringContent(input));
+            return r.StatusCode != HttpStatusCode.ServiceUnavailable;
+        }, TimeSpan.FromSeconds(30), () => "an invocation placed on worker-b");
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        Assert.Equal(("template", "worker-b"), (r.Headers.GetValues("X-TrEnv-Start").Single(), r.Headers.GetValues("X-TrEnv-Node").Single()));
+        Assert.Equal(expected, await r.Content.ReadAsStringAsync());
+        var log = File.ReadAllText(Path.Combine(c.Directory, "worker-b.log"));
+        Assert.Contains("pool mode rdma", log, StringComparison.Ordinal);
+    }
+
+    /// <summary>A network namespace joined to this one by a veth pair on addresses this test makes up.</summary>
+    private sealed class NetNamespace : IDisposable
+    {
+        public string Name { get; private init; } = "";
+        public string HostAddress { get; private init; } = "";
+        public string GuestAddress { get; private init; } = "";
+
+        public static NetNamespace Create()
+        {
+            var id = Random.Shared.Next(1, 250);
+            var ns = new NetNamespace { Name = $"trenv-test-{Environment.ProcessId}-{id}", HostAddress = $"10.213.{id}.1", GuestAddress = $"10.213.{id}.2" };
+            var hostIf = $"trv{id}h";
+            var guestIf = $"trv{id}g";
+            Run("ip", "netns", "add", ns.Name);
+            Run("ip", "link", "add", hostIf, "type", "veth", "peer", "name", guestIf);
+            Run("ip", "link", "set", guestIf, "netns", ns.Name);
+            Run("ip", "addr", "add", ns.HostAddress + "/30", "dev", hostIf);
+            Run("ip", "link", "set", hostIf, "up");
+            Run("ip", "netns", "exec", ns.Name, "ip", "addr", "add", ns.GuestAddress + "/30", "dev", guestIf);
+            Run("ip", "netns", "exec", ns.Name, "ip", "link", "set", guestIf, "up");
+            Run("ip", "netns", "exec", ns.Name, "ip", "link", "set", "lo", "up");
+            return ns;
+        }
+
+        private static void Run(params string[] command)
+        {
+            using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(command[0], command[1..]) { RedirectStandardError = true })!;
+            var error = p.StandardError.ReadToEnd();
+            p.WaitForExit();
+            if (p.ExitCode != 0)
+                throw new InvalidOperationException($"{string.Join(' ', command)} failed: {error}");
+        }
+
+        public void Dispose()
+        {
+            // Deleting the namespace deletes the veth pair with it.
+            try
+            {
+                Run("ip", "netns", "del", Name);
+            }
+            catch (InvalidOperationException)
+            {
+            }
+        }
+    }
 }
