@@ -61,6 +61,9 @@ public sealed record NodeSettings
     /// <summary>TRENV_POOL_MODE: how workers reach templates: "cxl" (map the shared pool file) or "rdma" (through the pool service). Default cxl.</summary>
     public string PoolMode { get; init; } = "cxl";
 
+    /// <summary>TRENV_POOL_FETCH: in rdma mode, "eager" (fetch a template whole before its first restore here) or "lazy" (pages on first touch). Default lazy.</summary>
+    public string PoolFetch { get; init; } = "lazy";
+
     /// <summary>TRENV_POOL_GRPC_HOST, TRENV_POOL_GRPC_PORT: where a memory-pool node serves the pool over gRPC (port 0: not at all). Default TRENV_HOSTNAME, 4070.</summary>
     public string? PoolGrpcHost { get; init; }
 
@@ -128,6 +131,7 @@ public sealed record NodeSettings
             PoolSizeMb = Int(c, "POOL_SIZE_MB", (int)d.PoolSizeMb),
             SandboxHost = Text(c["SANDBOX_HOST"]),
             PoolMode = Text(c["POOL_MODE"]) ?? d.PoolMode,
+            PoolFetch = Text(c["POOL_FETCH"]) ?? d.PoolFetch,
             PoolGrpcHost = Text(c["POOL_GRPC_HOST"]),
             PoolGrpcPort = Int(c, "POOL_GRPC_PORT", d.PoolGrpcPort),
             PoolUrl = Text(c["POOL_URL"]) ?? d.PoolUrl,
@@ -157,6 +161,8 @@ public sealed record NodeSettings
             throw new ArgumentException("TRENV_PORT and TRENV_HTTP_PORT must be between 0 and 65535.");
         if (PoolMode is not ("cxl" or "rdma"))
             throw new ArgumentException($"TRENV_POOL_MODE must be cxl or rdma, not \"{PoolMode}\".");
+        if (PoolFetch is not ("eager" or "lazy"))
+            throw new ArgumentException($"TRENV_POOL_FETCH must be eager or lazy, not \"{PoolFetch}\".");
         if (PoolGrpcPort is < 0 or > 65535 || !Uri.TryCreate(PoolUrl, UriKind.Absolute, out _))
             throw new ArgumentException("TRENV_POOL_GRPC_PORT must be between 0 and 65535 and TRENV_POOL_URL an absolute URL such as http://10.0.0.1:4070.");
         if (SandboxIsolation is not ("auto" or "process"))

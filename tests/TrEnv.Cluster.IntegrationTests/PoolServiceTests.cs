@@ -12,9 +12,9 @@ namespace TrEnv.Tests;
 /// <summary>The memory-pool service over gRPC, and templates that survive the loss of the pool.</summary>
 public sealed class PoolServiceTests
 {
-    private static PoolGrpc.MemoryPoolClient Client(LocalCluster c, out GrpcChannel channel)
+    private static PoolGrpc.MemoryPoolClient Client(LocalCluster c, out GrpcChannel channel, string host = "127.0.0.1")
     {
-        channel = GrpcChannel.ForAddress($"http://127.0.0.1:{c.PoolGrpcPort}");
+        channel = GrpcChannel.ForAddress($"http://{host}:{c.PoolGrpcPort}");
         return new PoolGrpc.MemoryPoolClient(channel);
     }
 
@@ -134,7 +134,7 @@ public sealed class PoolServiceTests
     public async Task Templates_cross_between_cxl_workers_and_rdma_workers_that_never_open_the_pool()
     {
         await using var c = new LocalCluster();
-        (string, string)[] rdma = [("TRENV_POOL_MODE", "rdma"), ("TRENV_POOL_PATH", "/nonexistent/trenv/pool")];
+        (string, string)[] rdma = [("TRENV_POOL_MODE", "rdma"), ("TRENV_POOL_FETCH", "eager"), ("TRENV_POOL_PATH", "/nonexistent/trenv/pool")];
         c.StartCoordinator();
         c.StartMemoryPool();
         c.StartWorker("rdma-1", env: rdma);
@@ -205,7 +205,10 @@ public sealed class PoolServiceTests
         Assert.Equal("cold", cold.Headers.GetValues("X-TrEnv-Start").Single());
         var expected = await cold.Content.ReadAsStringAsync();
 
-        // Worker B: its own network namespace, and the pool's directory hidden under an empty tmpfs.
+        // Worker B: its own network namespace, the pool's directory hidden under an empty tmpfs, pages on first touch.
+        var client = Client(c, out var channel, net.HostAddress);
+        using var disposeChannel = channel;
+        var before = (await client.StatsAsync(new StatsRequest())).BytesRead;
         var poolDirectory = Path.GetDirectoryName(c.PoolPath)!;
         c.StartWorkerUnder("worker-b",
             ["ip", "netns", "exec", net.Name, "unshare", "--mount", "--propagation", "private", "--",
@@ -223,7 +226,12 @@ public sealed class PoolServiceTests
         Assert.Equal(("template", "worker-b"), (r.Headers.GetValues("X-TrEnv-Start").Single(), r.Headers.GetValues("X-TrEnv-Node").Single()));
         Assert.Equal(expected, await r.Content.ReadAsStringAsync());
         var log = File.ReadAllText(Path.Combine(c.Directory, "worker-b.log"));
-        Assert.Contains("pool mode rdma", log, StringComparison.Ordinal);
+        Assert.Contains("pool mode rdma (lazy)", log, StringComparison.Ordinal);
+        // Lazy: only the windows the restore and one invocation touched crossed the network, not the template.
+        var moved = (await client.StatsAsync(new StatsRequest())).BytesRead - before;
+        var template = JsonDocument.Parse(await c.Http.GetStringAsync("/v1/templates")).RootElement.GetProperty("templates")[0];
+        var size = template.GetProperty("nonZeroPages").GetInt64() * 4096;
+        Assert.True(moved > 0 && moved < size / 4, $"moved {moved} bytes of a {size}-byte template");
     }
 
     /// <summary>A network namespace joined to this one by a veth pair on addresses this test makes up.</summary>

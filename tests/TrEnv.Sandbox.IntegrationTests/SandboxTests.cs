@@ -431,4 +431,109 @@ public sealed class SandboxTests(SandboxFixture fx) : IClassFixture<SandboxFixtu
             }
         }
     }
+
+    [Fact]
+    public async Task A_lazy_restore_fetches_only_touched_pages_and_a_page_it_cannot_get_kills_the_sandbox_not_the_answer()
+    {
+        // heavy's template in the test pool; a mirror on tmpfs that starts empty; a page server that copies
+        // requested windows from the pool into the mirror (or refuses, in the second half).
+        var heavy = fx.Put("heavy");
+        await using var first = fx.Start();
+        await first.LoadAsync(fx.ColdLoad("heavy", heavy));
+        var header = await fx.CaptureAsync(first, $"lazy-{Guid.NewGuid():N}");
+        var expected = Text((await first.InvokeAsync(Bytes("3 5 8"), Timeout)).Output);
+
+        var dir = Directory.CreateDirectory(Path.Combine("/dev/shm", $"trenv-lazy-test-{Guid.NewGuid():N}")).FullName;
+        try
+        {
+            var mirror = Path.Combine(dir, "pool");
+            using (var m = File.OpenHandle(mirror, FileMode.CreateNew, FileAccess.Write))
+                RandomAccess.SetLength(m, fx.Pool.Capacity);
+            var socket = Path.Combine(dir, "pages.sock");
+            long requested = 0;
+            var refuse = false;
+            using var server = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+            server.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(socket));
+            server.Listen(8);
+            _ = Task.Run(async () =>
+            {
+                while (true)
+                {
+                    System.Net.Sockets.Socket client;
+                    try
+                    {
+                        client = await server.AcceptAsync();
+                    }
+                    catch (Exception)
+                    {
+                        return;
+                    }
+                    _ = Task.Run(async () =>
+                    {
+                        using var pool = File.OpenHandle(fx.PoolPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+                        using var into = File.OpenHandle(mirror, FileMode.Open, FileAccess.Write, FileShare.ReadWrite);
+                        var request = new byte[16];
+                        try
+                        {
+                            while (await client.ReceiveAsync(request) == 16)
+                            {
+                                var (offset, length) = (BitConverter.ToInt64(request, 0), BitConverter.ToInt64(request, 8));
+                                Interlocked.Add(ref requested, length);
+                                if (!Volatile.Read(ref refuse))
+                                {
+                                    var bytes = new byte[length];
+                                    RandomAccess.Read(pool, bytes, offset);
+                                    RandomAccess.Write(into, bytes, offset);
+                                }
+                                await client.SendAsync(BitConverter.GetBytes(Volatile.Read(ref refuse) ? -1L : 0L));
+                            }
+                        }
+                        catch (System.Net.Sockets.SocketException)
+                        {
+                        }
+                    });
+                }
+            });
+
+            SandboxMessages.Load Lazy() => fx.ColdLoad("heavy", heavy) with { Source = LoadSource.LazyTemplate, TemplatePath = header, PoolPath = mirror, PageSocket = socket };
+            var isolated = fx.Isolated() is { } ns
+                ? ns with { Arguments = [.. ns.Arguments.Select(a => a == fx.PoolPath ? mirror : a), "--bind", socket] }
+                : fx.Host;
+            var lazy = SandboxProcess.Start(isolated, fx.Sub($"lazy-{Guid.NewGuid():N}"));
+            await using (lazy)
+            {
+                await lazy.LoadAsync(Lazy());
+                Assert.Equal(expected, Text((await lazy.InvokeAsync(Bytes("3 5 8"), Timeout)).Output));
+                var template = TrEnv.Engine.Templates.TemplateHeader.Read(header);
+                Assert.InRange(Interlocked.Read(ref requested), 1, template.StoredBytes / 4);
+
+                // A second instance maps what the first fetched and asks only for what it touches anew.
+                var before = Interlocked.Read(ref requested);
+                await lazy.ResetAsync();
+                await lazy.LoadAsync(Lazy());
+                Assert.Equal(expected, Text((await lazy.InvokeAsync(Bytes("3 5 8"), Timeout)).Output));
+                Assert.Equal(before, Interlocked.Read(ref requested));
+
+                // A page that cannot be had: the sandbox dies, the caller is told so, and no answer is made up.
+                Volatile.Write(ref refuse, true);
+                await lazy.ResetAsync();
+                using (var m = File.OpenHandle(mirror, FileMode.Open, FileAccess.Write, FileShare.ReadWrite))
+                {
+                    RandomAccess.SetLength(m, 0); // an empty mirror: every page must be asked for
+                    RandomAccess.SetLength(m, fx.Pool.Capacity);
+                }
+                var e = await Assert.ThrowsAsync<SandboxException>(async () =>
+                {
+                    await lazy.LoadAsync(Lazy()); // the restore itself touches pages (globals' stack, reseed)
+                    await lazy.InvokeAsync(Bytes("3 5 8"), Timeout);
+                });
+                Assert.Equal(ErrorKinds.SandboxCrashed, e.Kind);
+                Assert.Contains("lazy restore cannot get a page", e.Message, StringComparison.Ordinal);
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }

@@ -15,6 +15,8 @@ public enum RestoreMode : byte
     Map = 0,
     /// <summary>pread of every page into private memory: the CRIU-like baseline.</summary>
     Copy = 1,
+    /// <summary>As <see cref="Map"/>, from a mirror whose pages arrive on first touch (userfaultfd; see <see cref="LazyPages"/>).</summary>
+    Lazy = 2,
 }
 
 public sealed partial class FunctionInstance
@@ -23,6 +25,7 @@ public sealed partial class FunctionInstance
     private SafeFileHandle? _mappedPool;
     private long _mappedPoolEnd;
     private int _guardSlot = -1;
+    private (nint Address, long Length) _lazy;
 
     /// <summary>Tests turn this off to exercise the fault path behind the check.</summary>
     internal bool CheckPoolBeforeInvoke { get; set; } = true;
@@ -136,27 +139,34 @@ public sealed partial class FunctionInstance
         foreach (var run in template.Runs)
         {
             MapZero(basePtr + cursor, run.MemoryOffset - cursor);
-            if (mode == RestoreMode.Map)
+            if (mode is RestoreMode.Map or RestoreMode.Lazy)
                 MapFile(basePtr + run.MemoryOffset, run.Length, fd, template.RegionOffset + run.RegionOffset);
             else
                 CopyIn(basePtr + run.MemoryOffset, run.Length, pool, template.RegionOffset + run.RegionOffset);
             cursor = run.MemoryOffset + run.Length;
         }
         MapZero(basePtr + cursor, template.MemoryBytes - cursor);
+        if (mode == RestoreMode.Lazy)
+        {
+            // Pages the mirror already holds map at once; the rest fault into the native handler.
+            _lazy = ((nint)basePtr, template.MemoryBytes);
+            foreach (var run in template.Runs)
+                LazyPages.Register((nint)(basePtr + run.MemoryOffset), run.Length, template.RegionOffset + run.RegionOffset);
+        }
 
         foreach (var g in template.Globals)
         {
             var global = _instance.GetGlobal(g.ExportName)!;
             global.SetValue(FromBits(global.Kind, g.Bits));
         }
-        if (mode == RestoreMode.Map)
+        if (mode is RestoreMode.Map or RestoreMode.Lazy)
         {
             _guardSlot = SigbusGuard.Add((nint)basePtr, (nint)(basePtr + template.MemoryBytes));
             _mappedPool = pool;
             _mappedPoolEnd = template.RegionOffset + template.RegionLength;
         }
         Initialized = true;
-        Origin = mode == RestoreMode.Map ? StartKind.Template : StartKind.CopyTemplate;
+        Origin = mode == RestoreMode.Copy ? StartKind.CopyTemplate : StartKind.Template;
         if (Module.HasReseed)
             Guard("reseed", Options.InitTimeout, () => { _instance.GetAction(GuestAbi.Reseed)!(); return 0; });
     }
@@ -206,6 +216,11 @@ public sealed partial class FunctionInstance
 
     private void ReleaseGuard()
     {
+        if (_lazy.Length > 0)
+        {
+            LazyPages.Unregister(_lazy.Address, _lazy.Length);
+            _lazy = default;
+        }
         SigbusGuard.Remove(_guardSlot);
         _guardSlot = -1;
     }

@@ -22,6 +22,8 @@ public enum LoadSource : byte
     Init = 0,
     MapTemplate = 1,
     CopyTemplate = 2,
+    /// <summary>Map from the node's mirror with pages fetched on first touch through <c>Load.PageSocket</c>.</summary>
+    LazyTemplate = 3,
 }
 
 /// <summary>The sandbox protocol: one instance per host process, driven request by request.</summary>
@@ -33,7 +35,8 @@ public static class SandboxMessages
     /// <summary>
     /// Replaces the current instance with one of <paramref name="ModuleHash"/>, cold or from a template.
     /// <paramref name="LayerPath"/> is the function's read-only file layer, seen by the guest under its /tmp
-    /// (through an overlay when the host owns its mount namespace).
+    /// (through an overlay when the host owns its mount namespace). <paramref name="PageSocket"/> is the
+    /// worker's page server for <see cref="LoadSource.LazyTemplate"/>.
     /// </summary>
     public sealed record Load(
         string Function,
@@ -47,7 +50,8 @@ public static class SandboxMessages
         int TimeoutMs,
         int InitTimeoutMs,
         IReadOnlyList<KeyValuePair<string, string>> Environment,
-        string? LayerPath = null) : ISandboxRequest
+        string? LayerPath = null,
+        string? PageSocket = null) : ISandboxRequest
     {
         public byte Type => LoadType;
 
@@ -57,7 +61,7 @@ public static class SandboxMessages
              .Bool(VerifyTemplateData).I64(MemoryLimitBytes).I32(TimeoutMs).I32(InitTimeoutMs).I32(Environment.Count);
             foreach (var (k, v) in Environment)
                 w.Str(k).Str(v);
-            w.Str(LayerPath);
+            w.Str(LayerPath).Str(PageSocket);
         }
 
         public static Load Read(ref FrameReader r)
@@ -67,7 +71,7 @@ public static class SandboxMessages
             var env = new List<KeyValuePair<string, string>>(Math.Clamp(count, 0, 4096));
             for (var i = 0; i < count; i++)
                 env.Add(new(r.Required(), r.Required()));
-            return load with { Environment = env, LayerPath = r.Str() };
+            return load with { Environment = env, LayerPath = r.Str(), PageSocket = r.Str() };
         }
     }
 

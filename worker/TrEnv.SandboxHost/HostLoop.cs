@@ -147,7 +147,7 @@ internal sealed class HostLoop : IDisposable
             case LoadSource.Init:
                 _instance.Initialize();
                 break;
-            case LoadSource.MapTemplate or LoadSource.CopyTemplate:
+            case LoadSource.MapTemplate or LoadSource.CopyTemplate or LoadSource.LazyTemplate:
                 if (load.TemplatePath is null || load.PoolPath is null)
                     throw new TemplateInvalidException("A template load needs both a template path and a pool path.");
                 var header = TemplateFor(load.TemplatePath);
@@ -164,7 +164,14 @@ internal sealed class HostLoop : IDisposable
                         throw;
                     }
                 }
-                _instance.Restore(header, pool, load.Source == LoadSource.MapTemplate ? RestoreMode.Map : RestoreMode.Copy);
+                if (load.Source == LoadSource.LazyTemplate)
+                    LazyPages.Start(load.PageSocket ?? throw new TemplateInvalidException("A lazy template load needs the page server's socket."));
+                _instance.Restore(header, pool, load.Source switch
+                {
+                    LoadSource.MapTemplate => RestoreMode.Map,
+                    LoadSource.LazyTemplate => RestoreMode.Lazy,
+                    _ => RestoreMode.Copy,
+                });
                 break;
             default:
                 throw new InvalidDataException($"Unknown load source {load.Source}.");

@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -26,10 +27,13 @@ public sealed class PoolCache : IDisposable
     private readonly object _gate = new();
     private readonly Dictionary<string, (string Stamp, long Offset, long Length)> _present = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Task> _fetching = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (string Owner, long Offset, long Length)> _lazy = new(StringComparer.Ordinal); // stamp -> region
+    private readonly Socket? _pageServer;
+    private readonly CancellationTokenSource _stop = new();
     private long _bytesFetched;
     private long _bytesSent;
 
-    public PoolCache(string path, long capacity, string url, string? secret)
+    public PoolCache(string path, long capacity, string url, string? secret, bool lazy = false)
     {
         Path = path;
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
@@ -41,6 +45,121 @@ public sealed class PoolCache : IDisposable
         _client = new PoolGrpc.MemoryPoolClient(_channel);
         if (secret is not null)
             _auth.Add("authorization", "Bearer " + secret);
+        if (lazy)
+        {
+            PageSocket = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(path)!, "pages.sock");
+            File.Delete(PageSocket);
+            _pageServer = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            _pageServer.Bind(new UnixDomainSocketEndPoint(PageSocket));
+            if (OperatingSystem.IsLinux())
+                File.SetUnixFileMode(PageSocket, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            _pageServer.Listen(64);
+            _ = AcceptAsync();
+        }
+    }
+
+    /// <summary>The unix socket sandboxes ask for missing pages on (lazy mode), or null.</summary>
+    public string? PageSocket { get; }
+
+    /// <summary>
+    /// Lazy mode: makes the template's region fault into the page server instead of fetching it. The first
+    /// time a template is seen, its region in the mirror is emptied, so only its own pages ever fill it.
+    /// </summary>
+    public void PrepareLazy(TemplateInfo template)
+    {
+        var stamp = Stamp(template);
+        lock (_gate)
+        {
+            if (_present.TryGetValue(template.Key, out var p) && p.Stamp == stamp)
+                return;
+            Forget(template.Region.Offset, template.Region.Length);
+            foreach (var old in _lazy.Where(kv => kv.Value.Offset < template.Region.Offset + template.Region.Length && template.Region.Offset < kv.Value.Offset + kv.Value.Length).Select(kv => kv.Key).ToList())
+                _lazy.Remove(old);
+            Zero(template.Region.Offset, template.Region.Length);
+            _lazy[stamp] = (template.Key, template.Region.Offset, template.Region.Length);
+            // Present from now on: pages arrive as they are touched, and stay for every later instance.
+            _present[template.Key] = (stamp, template.Region.Offset, template.Region.Length);
+        }
+    }
+
+    private async Task AcceptAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await _pageServer!.AcceptAsync(_stop.Token);
+            }
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+                return;
+            }
+            _ = ServeAsync(client);
+        }
+    }
+
+    // One sandbox's fault handler: requests of (mirror offset, length) answered with a status once the
+    // bytes are in the mirror.
+    private async Task ServeAsync(Socket client)
+    {
+        using (client)
+        {
+            var request = new byte[16];
+            while (!_stop.IsCancellationRequested)
+            {
+                try
+                {
+                    if (!await ReadExactlyAsync(client, request))
+                        return;
+                    var offset = BitConverter.ToInt64(request, 0);
+                    var length = BitConverter.ToInt64(request, 8);
+                    long status = 0;
+                    try
+                    {
+                        await FillAsync(offset, length, _stop.Token);
+                    }
+                    catch (Exception e) when (e is RpcException or IOException or InvalidOperationException)
+                    {
+                        Console.Error.WriteLine($"page server: [{offset}, +{length}) could not be fetched: {e.Message}");
+                        status = -1;
+                    }
+                    await client.SendAsync(BitConverter.GetBytes(status), SocketFlags.None, _stop.Token);
+                }
+                catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    private async Task FillAsync(long offset, long length, CancellationToken ct)
+    {
+        (string Owner, long Offset, long Length) region;
+        lock (_gate)
+            region = _lazy.Values.FirstOrDefault(r => offset >= r.Offset && offset + length <= r.Offset + r.Length);
+        if (region.Owner is null)
+            throw new InvalidOperationException("no template registered for lazy restore holds that range");
+        using var call = _client.Read(new ReadRequest { Owner = region.Owner, Ranges = { new PageRange { Offset = offset - region.Offset, Length = length } } }, _auth, cancellationToken: ct);
+        await foreach (var chunk in call.ResponseStream.ReadAllAsync(ct))
+        {
+            RandomAccess.Write(_mirror, chunk.Data.Span, region.Offset + chunk.Offset);
+            Interlocked.Add(ref _bytesFetched, chunk.Data.Length);
+        }
+    }
+
+    private static async Task<bool> ReadExactlyAsync(Socket socket, byte[] buffer)
+    {
+        var done = 0;
+        while (done < buffer.Length)
+        {
+            var n = await socket.ReceiveAsync(buffer.AsMemory(done), SocketFlags.None);
+            if (n == 0)
+                return false;
+            done += n;
+        }
+        return true;
     }
 
     /// <summary>The mirror file sandboxes map in place of the pool.</summary>
@@ -144,6 +263,10 @@ public sealed class PoolCache : IDisposable
 
     public void Dispose()
     {
+        _stop.Cancel();
+        _pageServer?.Dispose();
+        if (PageSocket is not null)
+            File.Delete(PageSocket);
         _channel.Dispose();
         _mirror.Dispose();
         try

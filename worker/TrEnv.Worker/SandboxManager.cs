@@ -51,8 +51,10 @@ public sealed class SandboxManager : IAsyncDisposable
         _registry = registry;
         if (settings.PoolMode == "rdma")
         {
-            _cache = new PoolCache(Path.Combine(settings.DataDirectory, "pool-cache", "pool"), settings.PoolSizeMb << 20, settings.PoolUrl, settings.PoolSecret);
-            Console.WriteLine($"worker {settings.Name}: pool mode rdma: templates come from {settings.PoolUrl} into {_cache.Path}; the pool file is never opened");
+            // On tmpfs: userfaultfd serves missing pages of shmem mappings, and the page cache is what instances share.
+            var mirror = Path.Combine("/dev/shm", $"trenv-mirror-{Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(Path.GetFullPath(settings.DataDirectory))))[..16]}", "pool");
+            _cache = new PoolCache(mirror, settings.PoolSizeMb << 20, settings.PoolUrl, settings.PoolSecret, lazy: settings.PoolFetch == "lazy");
+            Console.WriteLine($"worker {settings.Name}: pool mode rdma ({settings.PoolFetch}): templates come from {settings.PoolUrl} into {_cache.Path}; the pool file is never opened");
         }
         _poolPath = _cache?.Path ?? settings.PoolPath;
         _modules = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "modules")).FullName;
@@ -268,9 +270,19 @@ public sealed class SandboxManager : IAsyncDisposable
                 verifiedAs = $"{template.Key}/{template.SealedAt.ToUnixTimeMilliseconds()}/{TrEnv.MemoryPool.PoolDevice.Identity(_poolPath)}";
                 lock (_gate)
                     verify = _verified.Add(verifiedAs);
-                if (_cache is not null)
+                var source = LoadSource.MapTemplate;
+                if (_cache?.PageSocket is not null)
+                {
+                    // Lazy: nothing is fetched now; the sandbox's fault handler asks for pages as the guest touches them.
+                    _cache.PrepareLazy(template);
+                    source = LoadSource.LazyTemplate;
+                    verify = false; // pages arrive later; the pool serves only regions it has checked against their durable copy
+                }
+                else if (_cache is not null)
+                {
                     await _cache.EnsureAsync(template, ct);
-                await Load(cold with { Source = LoadSource.MapTemplate, TemplatePath = header, PoolPath = _poolPath, VerifyTemplateData = verify });
+                }
+                await Load(cold with { Source = source, TemplatePath = header, PoolPath = _poolPath, VerifyTemplateData = verify, PageSocket = _cache?.PageSocket });
                 slot.MappedTemplate = key;
                 return ("template", null);
             }
@@ -521,7 +533,7 @@ public sealed class SandboxManager : IAsyncDisposable
                 // Exactly what the protocol names, at the same paths: nothing else of the node is visible inside.
                 hasPool = File.Exists(_poolPath);
                 boundPool = hasPool ? TrEnv.MemoryPool.PoolDevice.Identity(_poolPath) : null;
-                List<string> readWrite = [_modules, _templates, .. hasPool ? [_poolPath] : Array.Empty<string>()];
+                List<string> readWrite = [_modules, _templates, .. hasPool ? [_poolPath] : Array.Empty<string>(), .. _cache?.PageSocket is { } pages ? [pages] : Array.Empty<string>()];
                 root = new SandboxRootfs(_rootBase, readWrite, [Path.GetDirectoryName(_host.FileName)!, _layers]);
             }
             host = Namespaces.Wrap(_host, root, network) ?? _host;
