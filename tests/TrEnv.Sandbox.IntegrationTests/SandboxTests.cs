@@ -470,12 +470,24 @@ public sealed class SandboxTests(SandboxFixture fx) : IClassFixture<SandboxFixtu
                     }
                     _ = Task.Run(async () =>
                     {
+                        using var connection = client;
                         using var pool = File.OpenHandle(fx.PoolPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
                         using var into = File.OpenHandle(mirror, FileMode.Open, FileAccess.Write, FileShare.ReadWrite);
                         var request = new byte[16];
+                        async Task<bool> Next()
+                        {
+                            for (var done = 0; done < 16;)
+                            {
+                                var n = await client.ReceiveAsync(request.AsMemory(done));
+                                if (n == 0)
+                                    return false;
+                                done += n;
+                            }
+                            return true;
+                        }
                         try
                         {
-                            while (await client.ReceiveAsync(request) == 16)
+                            while (await Next())
                             {
                                 var (offset, length) = (BitConverter.ToInt64(request, 0), BitConverter.ToInt64(request, 8));
                                 Interlocked.Add(ref requested, length);
@@ -488,7 +500,7 @@ public sealed class SandboxTests(SandboxFixture fx) : IClassFixture<SandboxFixtu
                                 await client.SendAsync(BitConverter.GetBytes(Volatile.Read(ref refuse) ? -1L : 0L));
                             }
                         }
-                        catch (System.Net.Sockets.SocketException)
+                        catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException)
                         {
                         }
                     });

@@ -39,9 +39,14 @@ static void die(const char *what) {
   kill(getpid(), SIGKILL);
 }
 
+/* Reads or writes all of buf; a page server silent for 30 s counts as gone (the guest must not wait forever). */
 static int full_io(int fd, void *buf, size_t n, int writing) {
   char *p = buf;
   while (n > 0) {
+    struct pollfd w = {fd, writing ? POLLOUT : POLLIN, 0};
+    int ready = poll(&w, 1, 30000);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) { errno = ETIMEDOUT; return -1; }
     ssize_t r = writing ? write(fd, p, n) : read(fd, p, n);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return -1;
