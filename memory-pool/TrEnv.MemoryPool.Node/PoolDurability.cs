@@ -77,6 +77,36 @@ public sealed class PoolDurability(PoolDevice device, string directory)
     {
         File.Delete(SumPath(owner));
         File.Delete(DataPath(owner));
+        File.Delete(WorkingSetPath(owner));
+    }
+
+    private string WorkingSetPath(string owner) => Path.Combine(Directory, owner + ".ws");
+
+    /// <summary>Keeps the first working set recorded for an owner (pairs of region-relative offset and length); false if one is kept already.</summary>
+    public bool SetWorkingSet(string owner, IReadOnlyList<(long Offset, long Length)> ranges)
+    {
+        var path = WorkingSetPath(owner);
+        if (File.Exists(path))
+            return false;
+        var bytes = new byte[ranges.Count * 16];
+        for (var i = 0; i < ranges.Count; i++)
+        {
+            BitConverter.TryWriteBytes(bytes.AsSpan(i * 16), ranges[i].Offset);
+            BitConverter.TryWriteBytes(bytes.AsSpan(i * 16 + 8), ranges[i].Length);
+        }
+        var temp = path + ".tmp";
+        File.WriteAllBytes(temp, bytes);
+        File.Move(temp, path, overwrite: false);
+        return true;
+    }
+
+    public IReadOnlyList<(long Offset, long Length)> GetWorkingSet(string owner)
+    {
+        var path = WorkingSetPath(owner);
+        if (!File.Exists(path))
+            return [];
+        var bytes = File.ReadAllBytes(path);
+        return Enumerable.Range(0, bytes.Length / 16).Select(i => (BitConverter.ToInt64(bytes, i * 16), BitConverter.ToInt64(bytes, i * 16 + 8))).ToList();
     }
 
     /// <summary>Marks every region that has a copy unreadable until <see cref="Rebuild"/> has checked it.</summary>

@@ -107,6 +107,31 @@ public sealed class PoolService(PoolDevice device, PoolDurability durability, IR
         };
     }
 
+    public override async Task<WorkingSetReply> SetWorkingSet(WorkingSet request, ServerCallContext context)
+    {
+        CheckOwner(request.Owner);
+        var region = (await FindAsync(request.Owner, context.CancellationToken)).Region
+            ?? throw new RpcException(new Status(StatusCode.NotFound, $"{request.Owner} has no region."));
+        foreach (var r in request.Ranges)
+            CheckRange(region, r.Offset, r.Length);
+        try
+        {
+            return new WorkingSetReply { Stored = durability.SetWorkingSet(request.Owner, request.Ranges.Select(r => (r.Offset, r.Length)).ToList()) };
+        }
+        catch (IOException)
+        {
+            return new WorkingSetReply { Stored = false }; // another worker's arrived first
+        }
+    }
+
+    public override Task<WorkingSet> GetWorkingSet(OwnerRequest request, ServerCallContext context)
+    {
+        CheckOwner(request.Owner);
+        var set = new WorkingSet { Owner = request.Owner };
+        set.Ranges.AddRange(durability.GetWorkingSet(request.Owner).Select(r => new PageRange { Offset = r.Offset, Length = r.Length }));
+        return Task.FromResult(set);
+    }
+
     private Task<PoolReplies.Found> FindAsync(string owner, CancellationToken ct)
         => pool.ActorRef.Ask<PoolReplies.Found>(new PoolCommands.Find(PoolCommands.DefaultPool, owner), AskTimeout, ct);
 

@@ -61,7 +61,10 @@ public sealed record NodeSettings
     /// <summary>TRENV_POOL_MODE: how workers reach templates: "cxl" (map the shared pool file) or "rdma" (through the pool service). Default cxl.</summary>
     public string PoolMode { get; init; } = "cxl";
 
-    /// <summary>TRENV_POOL_FETCH: in rdma mode, "eager" (fetch a template whole before its first restore here) or "lazy" (pages on first touch). Default lazy.</summary>
+    /// <summary>
+    /// TRENV_POOL_FETCH: in rdma mode, "eager" (fetch a template whole before its first restore here), "lazy"
+    /// (pages on first touch) or "prefetch" (the template's recorded working set first, the rest lazily). Default lazy.
+    /// </summary>
     public string PoolFetch { get; init; } = "lazy";
 
     /// <summary>TRENV_POOL_GRPC_HOST, TRENV_POOL_GRPC_PORT: where a memory-pool node serves the pool over gRPC (port 0: not at all). Default TRENV_HOSTNAME, 4070.</summary>
@@ -161,8 +164,8 @@ public sealed record NodeSettings
             throw new ArgumentException("TRENV_PORT and TRENV_HTTP_PORT must be between 0 and 65535.");
         if (PoolMode is not ("cxl" or "rdma"))
             throw new ArgumentException($"TRENV_POOL_MODE must be cxl or rdma, not \"{PoolMode}\".");
-        if (PoolFetch is not ("eager" or "lazy"))
-            throw new ArgumentException($"TRENV_POOL_FETCH must be eager or lazy, not \"{PoolFetch}\".");
+        if (PoolFetch is not ("eager" or "lazy" or "prefetch"))
+            throw new ArgumentException($"TRENV_POOL_FETCH must be eager, lazy or prefetch, not \"{PoolFetch}\".");
         if (PoolGrpcPort is < 0 or > 65535 || !Uri.TryCreate(PoolUrl, UriKind.Absolute, out _))
             throw new ArgumentException("TRENV_POOL_GRPC_PORT must be between 0 and 65535 and TRENV_POOL_URL an absolute URL such as http://10.0.0.1:4070.");
         if (SandboxIsolation is not ("auto" or "process"))

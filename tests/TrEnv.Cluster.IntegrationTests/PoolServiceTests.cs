@@ -182,7 +182,28 @@ public sealed class PoolServiceTests
             Assert.Equal(("template", "rdma-2", cold.Body), fetched);
             var moved = (await client.StatsAsync(new StatsRequest())).BytesRead - before;
             var template = JsonDocument.Parse(await c.Http.GetStringAsync("/v1/templates")).RootElement.GetProperty("templates")[0];
-            Assert.Equal(template.GetProperty("nonZeroPages").GetInt64() * 4096, moved);
+            var size = template.GetProperty("nonZeroPages").GetInt64() * 4096;
+            Assert.Equal(size, moved);
+
+            // Lazy on a third rdma worker: its first invocation records the template's working set with the pool.
+            c.StartWorker("rdma-lazy", env: [("TRENV_POOL_MODE", "rdma"), ("TRENV_POOL_FETCH", "lazy"), ("TRENV_POOL_PATH", "/nonexistent/trenv/pool")]);
+            await c.WaitReadyAsync("rdma-lazy");
+            c.KillOnly("rdma-2");
+            Assert.Equal(("template", "rdma-lazy", cold.Body), await Invoke());
+            WorkingSet set = new();
+            await Poll.UntilAsync(async () => (set = await client.GetWorkingSetAsync(new OwnerRequest { Owner = "heavy@1" })).Ranges.Count > 0,
+                TimeSpan.FromSeconds(10), () => "the lazy worker to record the working set");
+            var setBytes = set.Ranges.Sum(r => r.Length);
+            Assert.True(setBytes < size / 3, $"a working set of {setBytes} bytes for a {size}-byte template");
+
+            // Prefetch on a fourth: the working set in one read before the restore, and nothing else for that invocation.
+            before = (await client.StatsAsync(new StatsRequest())).BytesRead;
+            c.StartWorker("rdma-prefetch", env: [("TRENV_POOL_MODE", "rdma"), ("TRENV_POOL_FETCH", "prefetch"), ("TRENV_POOL_PATH", "/nonexistent/trenv/pool")]);
+            await c.WaitReadyAsync("rdma-prefetch");
+            c.KillOnly("rdma-lazy");
+            Assert.Equal(("template", "rdma-prefetch", cold.Body), await Invoke());
+            moved = (await client.StatsAsync(new StatsRequest())).BytesRead - before;
+            Assert.True(moved >= setBytes && moved < size / 3, $"prefetch moved {moved} bytes; the working set is {setBytes}, the template {size}");
         }
     }
 

@@ -28,6 +28,8 @@ public sealed class PoolCache : IDisposable
     private readonly Dictionary<string, (string Stamp, long Offset, long Length)> _present = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Task> _fetching = new(StringComparer.Ordinal);
     private readonly Dictionary<string, (string Owner, long Offset, long Length)> _lazy = new(StringComparer.Ordinal); // stamp -> region
+    private readonly Dictionary<string, List<(long Offset, long Length)>> _served = new(StringComparer.Ordinal); // owner -> windows, region-relative
+    private readonly HashSet<string> _published = new(StringComparer.Ordinal);
     private readonly Socket? _pageServer;
     private readonly CancellationTokenSource _stop = new();
     private long _bytesFetched;
@@ -65,7 +67,7 @@ public sealed class PoolCache : IDisposable
     /// Lazy mode: makes the template's region fault into the page server instead of fetching it. The first
     /// time a template is seen, its region in the mirror is emptied, so only its own pages ever fill it.
     /// </summary>
-    public void PrepareLazy(TemplateInfo template)
+    public async Task PrepareLazyAsync(TemplateInfo template, bool prefetch, CancellationToken ct)
     {
         var stamp = Stamp(template);
         lock (_gate)
@@ -79,6 +81,45 @@ public sealed class PoolCache : IDisposable
             _lazy[stamp] = (template.Key, template.Region.Offset, template.Region.Length);
             // Present from now on: pages arrive as they are touched, and stay for every later instance.
             _present[template.Key] = (stamp, template.Region.Offset, template.Region.Length);
+            _served[template.Key] = [];
+        }
+        if (!prefetch)
+            return;
+        // Working-set prefetch (REAP): the pages an earlier first invocation touched, in one read, before the load.
+        var set = await _client.GetWorkingSetAsync(new OwnerRequest { Owner = template.Key }, _auth, cancellationToken: ct);
+        if (set.Ranges.Count == 0)
+            return;
+        var request = new ReadRequest { Owner = template.Key };
+        request.Ranges.AddRange(set.Ranges);
+        using var call = _client.Read(request, _auth, cancellationToken: ct);
+        await foreach (var chunk in call.ResponseStream.ReadAllAsync(ct))
+        {
+            RandomAccess.Write(_mirror, chunk.Data.Span, template.Region.Offset + chunk.Offset);
+            Interlocked.Add(ref _bytesFetched, chunk.Data.Length);
+        }
+    }
+
+    /// <summary>
+    /// After the first invocation of a lazily restored template on this node: offers the windows it needed
+    /// (restore and invocation) to the pool as the template's working set; the pool keeps the first one.
+    /// </summary>
+    public async Task PublishWorkingSetAsync(TemplateInfo template, CancellationToken ct)
+    {
+        WorkingSet set;
+        lock (_gate)
+        {
+            if (!_published.Add(Stamp(template)) || !_served.TryGetValue(template.Key, out var windows) || windows.Count == 0)
+                return;
+            set = new WorkingSet { Owner = template.Key };
+            set.Ranges.AddRange(windows.Order().Select(w => new PageRange { Offset = w.Offset, Length = w.Length }));
+        }
+        try
+        {
+            await _client.SetWorkingSetAsync(set, _auth, cancellationToken: ct);
+        }
+        catch (RpcException e)
+        {
+            Console.Error.WriteLine($"worker: could not record the working set of {template.Key}: {e.Status.Detail}");
         }
     }
 
@@ -141,6 +182,11 @@ public sealed class PoolCache : IDisposable
             region = _lazy.Values.FirstOrDefault(r => offset >= r.Offset && offset + length <= r.Offset + r.Length);
         if (region.Owner is null)
             throw new InvalidOperationException("no template registered for lazy restore holds that range");
+        lock (_gate)
+        {
+            if (_served.TryGetValue(region.Owner, out var windows))
+                windows.Add((offset - region.Offset, length));
+        }
         using var call = _client.Read(new ReadRequest { Owner = region.Owner, Ranges = { new PageRange { Offset = offset - region.Offset, Length = length } } }, _auth, cancellationToken: ct);
         await foreach (var chunk in call.ResponseStream.ReadAllAsync(ct))
         {

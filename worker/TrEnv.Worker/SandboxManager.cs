@@ -53,7 +53,7 @@ public sealed class SandboxManager : IAsyncDisposable
         {
             // On tmpfs: userfaultfd serves missing pages of shmem mappings, and the page cache is what instances share.
             var mirror = Path.Combine("/dev/shm", $"trenv-mirror-{Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(Path.GetFullPath(settings.DataDirectory))))[..16]}", "pool");
-            _cache = new PoolCache(mirror, settings.PoolSizeMb << 20, settings.PoolUrl, settings.PoolSecret, lazy: settings.PoolFetch == "lazy");
+            _cache = new PoolCache(mirror, settings.PoolSizeMb << 20, settings.PoolUrl, settings.PoolSecret, lazy: settings.PoolFetch != "eager");
             Console.WriteLine($"worker {settings.Name}: pool mode rdma ({settings.PoolFetch}): templates come from {settings.PoolUrl} into {_cache.Path}; the pool file is never opened");
         }
         _poolPath = _cache?.Path ?? settings.PoolPath;
@@ -195,6 +195,8 @@ public sealed class SandboxManager : IAsyncDisposable
             var startupMicros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
             var result = await slot.Process.InvokeAsync(request.Input, TimeSpan.FromMilliseconds(request.Version.Limits.TimeoutMs), ct);
             Release(slot, key);
+            if (start == "template" && _cache?.PageSocket is not null && (request.Template ?? LocalTemplate(key)) is { } used)
+                _ = _cache.PublishWorkingSetAsync(used, CancellationToken.None); // the first invocation's pages, for prefetching elsewhere
             if (start != "warm")
                 _ = EnforceMemoryBoundAsync(CancellationToken.None); // a new instance may have pushed the worker over its bound
             return new WorkerInvokeResult(request.InvocationId, true, result.Output, start, sandbox, _settings.Name, startupMicros, result.ExecMicros, null, null, captured);
@@ -274,7 +276,7 @@ public sealed class SandboxManager : IAsyncDisposable
                 if (_cache?.PageSocket is not null)
                 {
                     // Lazy: nothing is fetched now; the sandbox's fault handler asks for pages as the guest touches them.
-                    _cache.PrepareLazy(template);
+                    await _cache.PrepareLazyAsync(template, _settings.PoolFetch == "prefetch", ct);
                     source = LoadSource.LazyTemplate;
                     verify = false; // pages arrive later; the pool serves only regions it has checked against their durable copy
                 }
@@ -375,6 +377,12 @@ public sealed class SandboxManager : IAsyncDisposable
             File.Move(temp, path, overwrite: true);
         }
         return path;
+    }
+
+    private TemplateInfo? LocalTemplate(string key)
+    {
+        lock (_gate)
+            return _localTemplates.GetValueOrDefault(key);
     }
 
     private async Task EnsureModuleAsync(string sha256, CancellationToken ct)
