@@ -4,13 +4,15 @@
 # `./bench.sh e2e [--samples N]` measures heavy's starts and hello's throughput over HTTP (bench/results/e2e.json).
 # `./bench.sh sandbox [--samples N]` measures sandbox create vs repurpose, SWITCH vs NEW starts over HTTP,
 # idle sandbox memory and how many fit in 4 GiB (bench/results/sandbox.json).
+# `./bench.sh pool [--samples N]` restores heavy on a node that never saw it: CXL map, rdma eager, lazy,
+# prefetch and copy, through a memory-pool node it starts (bench/results/pool.json).
 set -euo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
 cd "$root"
 what=${1:-}
 case "$what" in
-  startup|e2e|sandbox) shift ;;
-  *) echo "usage: ./bench.sh startup [--samples N] [--pss-instances N] [--out FILE] | e2e [--samples N] | sandbox [--samples N]" >&2; exit 2 ;;
+  startup|e2e|sandbox|pool) shift ;;
+  *) echo "usage: ./bench.sh startup [--samples N] [--pss-instances N] [--out FILE] | e2e [--samples N] | sandbox [--samples N] | pool [--samples N]" >&2; exit 2 ;;
 esac
 scripts/bootstrap.sh
 CONFIGURATION=Release scripts/build.sh >/dev/null
@@ -18,6 +20,22 @@ export TRENV_SANDBOX_HOST="$root/artifacts/sandbox-host"
 bench=bench/TrEnv.Bench/bin/Release/net10.0/trenv-bench.dll
 if [[ $what == startup ]]; then
   exec dotnet "$bench" startup "$@"
+fi
+if [[ $what == pool ]]; then
+  # A memory-pool node of its own (it forms a one-node cluster) serving gRPC on a port apart from run.sh's.
+  dir=$(mktemp -d /tmp/trenv-pool.XXXXXX)
+  export TRENV_POOL_PATH=/dev/shm/trenv-poolbench-$$/pool TRENV_POOL_SIZE_MB=1024 TRENV_POOL_GRPC_PORT=${TRENV_POOL_GRPC_PORT:-4289}
+  export TRENV_POOL_URL="http://127.0.0.1:$TRENV_POOL_GRPC_PORT"
+  TRENV_NODE_NAME=memory-pool TRENV_PORT=4290 TRENV_DATA_DIR="$dir" \
+    dotnet memory-pool/TrEnv.MemoryPool.Node/bin/Release/net10.0/trenv-memory-pool.dll >"$dir/memory-pool.log" 2>&1 &
+  pool=$!
+  trap 'kill $pool 2>/dev/null; wait $pool 2>/dev/null; rm -rf "$dir" "$(dirname "$TRENV_POOL_PATH")"' EXIT
+  for _ in $(seq 1 120); do
+    grep -q "gRPC on" "$dir/memory-pool.log" 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/$TRENV_POOL_GRPC_PORT) 2>/dev/null && break
+    sleep 0.5
+  done
+  dotnet "$bench" pool "$@"
+  exit
 fi
 
 # e2e: wrk generates the throughput load when it can be installed (Debian package wrk).

@@ -3,6 +3,7 @@ using TrEnv.Bench;
 // ./bench.sh startup [--samples N] [--pss-instances N] [--out FILE]
 // ./bench.sh e2e (TRENV_URL, TRENV_BENCH_CONCURRENCY, TRENV_BENCH_SECONDS)
 // ./bench.sh sandbox [--samples N] (TRENV_URL: a cluster whose worker has one sandbox slot)
+// ./bench.sh pool [--samples N] (TRENV_POOL_URL, TRENV_POOL_PATH: a memory-pool node)
 // ./bench.sh demo
 var command = args.FirstOrDefault() ?? "";
 var options = BenchOptions.Parse(args.Skip(1).ToArray());
@@ -16,6 +17,9 @@ switch (command)
             TimeSpan.FromSeconds(int.Parse(Environment.GetEnvironmentVariable("TRENV_BENCH_SECONDS") ?? "5", System.Globalization.CultureInfo.InvariantCulture)));
     case "sandbox":
         return await SandboxBenchmark.RunAsync(options, Environment.GetEnvironmentVariable("TRENV_URL") ?? "http://127.0.0.1:8080");
+    case "pool":
+        return await PoolBenchmark.RunAsync(options, Environment.GetEnvironmentVariable("TRENV_POOL_URL") ?? "http://127.0.0.1:4070",
+            Environment.GetEnvironmentVariable("TRENV_POOL_PATH") ?? "/dev/shm/trenv/pool");
     case "demo":
         return await EngineDemo.RunAsync(options);
     default:
