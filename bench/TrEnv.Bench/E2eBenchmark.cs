@@ -89,7 +89,8 @@ internal static class E2eBenchmark
             throw new InvalidOperationException($"Deploying {name} failed: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
     }
 
-    private static async Task<double> TimedInvokeAsync(HttpClient http, string name, byte[] input, string? expectedStart)
+    /// <summary>One invocation timed from the client; fails the run if it is not the start (and sandbox) kind the sample measures.</summary>
+    internal static async Task<double> TimedInvokeAsync(HttpClient http, string name, byte[] input, string? expectedStart, string? expectedSandbox = null)
     {
         var watch = Stopwatch.StartNew();
         using var response = await http.PostAsync($"/v1/functions/{name}/invoke", new ByteArrayContent(input));
@@ -97,9 +98,9 @@ internal static class E2eBenchmark
         var elapsed = watch.Elapsed.TotalMilliseconds;
         if (!response.IsSuccessStatusCode)
             throw new InvalidOperationException($"{name} answered {(int)response.StatusCode}: {Encoding.UTF8.GetString(body)}");
-        var start = response.Headers.TryGetValues("X-TrEnv-Start", out var v) ? v.Single() : "?";
-        if (expectedStart is not null && start != expectedStart)
-            throw new InvalidOperationException($"{name} started {start}, but this sample measures {expectedStart} starts.");
+        string Header(string h) => response.Headers.TryGetValues(h, out var v) ? v.Single() : "?";
+        if ((expectedStart is not null && Header("X-TrEnv-Start") != expectedStart) || (expectedSandbox is not null && Header("X-TrEnv-Sandbox") != expectedSandbox))
+            throw new InvalidOperationException($"{name} started {Header("X-TrEnv-Start")} on a {Header("X-TrEnv-Sandbox")} sandbox; this sample measures {expectedStart} on {expectedSandbox ?? "any"}.");
         return elapsed;
     }
 

@@ -228,8 +228,8 @@ internal static class SandboxBenchmark
         await E2eBenchmark.DeployAsync(http, "heavy", File.ReadAllBytes(Path.Combine(o.Guests, "heavy.wasm")), "");
         await E2eBenchmark.DeployAsync(http, "hello", File.ReadAllBytes(Path.Combine(o.Guests, "hello.wasm")), "");
         Console.WriteLine($"cluster: {url} (one sandbox slot per worker, none pre-started); 30 warm-up rounds first");
-        await InvokeAsync(http, "heavy", input, null, null); // cold: captures the template
-        await InvokeAsync(http, "hello", input, null, null);
+        await E2eBenchmark.TimedInvokeAsync(http, "heavy", input, null, null); // cold: captures the template
+        await E2eBenchmark.TimedInvokeAsync(http, "hello", input, null, null);
 
         var switched = new List<double>();
         var created = new List<double>();
@@ -243,13 +243,13 @@ internal static class SandboxBenchmark
                 created.Clear();
             }
             // SWITCH: the only sandbox holds hello, idle; heavy repurposes it and maps its template.
-            await InvokeAsync(http, "hello", input, null, null);
+            await E2eBenchmark.TimedInvokeAsync(http, "hello", input, null, null);
             await Settle();
-            switched.Add(await InvokeAsync(http, "heavy", input, "template", "repurposed"));
+            switched.Add(await E2eBenchmark.TimedInvokeAsync(http, "heavy", input, "template", "repurposed"));
             // NEW: heavy's sandbox is shut down first, so the worker must create one.
             (await http.PostAsync("/v1/functions/heavy/scale-to-zero?destroy=true", null)).EnsureSuccessStatusCode();
             await Settle();
-            created.Add(await InvokeAsync(http, "heavy", input, "template", "new"));
+            created.Add(await E2eBenchmark.TimedInvokeAsync(http, "heavy", input, "template", "new"));
         }
         Print("switch start", switched);
         Print("new start", created);
@@ -262,18 +262,4 @@ internal static class SandboxBenchmark
 
     private static void Print(string name, List<double> v)
         => Console.WriteLine($"{name,-26} n={v.Count,4}  min {v.Min(),8:F3} ms  p50 {Stats.Percentile(v, 50),8:F3} ms  p99 {Stats.Percentile(v, 99),8:F3} ms");
-
-    private static async Task<double> InvokeAsync(HttpClient http, string name, byte[] input, string? start, string? sandbox)
-    {
-        var watch = Stopwatch.StartNew();
-        using var response = await http.PostAsync($"/v1/functions/{name}/invoke", new ByteArrayContent(input));
-        var body = await response.Content.ReadAsByteArrayAsync();
-        var elapsed = watch.Elapsed.TotalMilliseconds;
-        if (!response.IsSuccessStatusCode)
-            throw new InvalidOperationException($"{name} answered {(int)response.StatusCode}: {Encoding.UTF8.GetString(body)}");
-        string Header(string h) => response.Headers.TryGetValues(h, out var v) ? v.Single() : "?";
-        if ((start is not null && Header("X-TrEnv-Start") != start) || (sandbox is not null && Header("X-TrEnv-Sandbox") != sandbox))
-            throw new InvalidOperationException($"{name} started {Header("X-TrEnv-Start")} on a {Header("X-TrEnv-Sandbox")} sandbox; this sample measures {start} on {sandbox}.");
-        return elapsed;
-    }
 }

@@ -140,7 +140,8 @@ public sealed class SandboxManager : IAsyncDisposable
         // The pool file bound into its root (device:inode): a pool created again later is not visible inside.
         public string? BoundPool { get; } = boundPool;
 
-        public bool SeesPool(string path) => HasPool && (BoundPool is null || BoundPool == TrEnv.MemoryPool.PoolDevice.Identity(path));
+        /// <param name="poolIdentity">The pool file's identity now (<see cref="TrEnv.MemoryPool.PoolDevice.Identity"/>).</param>
+        public bool SeesPool(string? poolIdentity) => HasPool && (BoundPool is null || BoundPool == poolIdentity);
         public string? Key;
         public string? Serving; // the function version of the invocation in progress, shown while busy
         public string? MappedTemplate;
@@ -255,7 +256,8 @@ public sealed class SandboxManager : IAsyncDisposable
         }
 
         TemplateInfo? template = null;
-        var seesPool = slot.SeesPool(_poolPath);
+        var poolIdentity = TrEnv.MemoryPool.PoolDevice.Identity(_poolPath); // one stat serves both checks below
+        var seesPool = slot.SeesPool(poolIdentity);
         if (seesPool)
         {
             lock (_gate)
@@ -269,7 +271,7 @@ public sealed class SandboxManager : IAsyncDisposable
                 var header = TemplateFile(template);
                 bool verify;
                 // Verified once per template and pool file: a pool lost and created again is checked afresh.
-                verifiedAs = $"{template.Key}/{template.SealedAt.ToUnixTimeMilliseconds()}/{TrEnv.MemoryPool.PoolDevice.Identity(_poolPath)}";
+                verifiedAs = $"{template.Key}/{template.SealedAt.ToUnixTimeMilliseconds()}/{poolIdentity}";
                 lock (_gate)
                     verify = _verified.Add(verifiedAs);
                 var source = LoadSource.MapTemplate;
@@ -686,8 +688,8 @@ public sealed class SandboxManager : IAsyncDisposable
                 Take(s);
             // Crashed or killed while idle, or blind to the pool as it is now (started before it existed, or
             // bound to one that was since lost and created again): replace them.
-            var poolNow = File.Exists(_poolPath);
-            foreach (var dead in _all.Where(s => !s.Busy && (!s.Process.IsAlive || (poolNow && !s.SeesPool(_poolPath)))).ToList())
+            var poolNow = TrEnv.MemoryPool.PoolDevice.Identity(_poolPath);
+            foreach (var dead in _all.Where(s => !s.Busy && (!s.Process.IsAlive || (poolNow is not null && !s.SeesPool(poolNow)))).ToList())
             {
                 _all.Remove(dead);
                 Take(dead);
