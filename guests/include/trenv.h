@@ -12,6 +12,14 @@ static inline int64_t trenv_result(const void *ptr, uint32_t len) {
   return (int64_t)(((uint64_t)(uintptr_t)ptr << 32) | (uint64_t)len);
 }
 
+/* A 64-bit finaliser (MurmurHash3's fmix64): the sample guests' deterministic state and answers. */
+static inline uint64_t trenv_mix64(uint64_t x) {
+  x ^= x >> 33; x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ull;
+  x ^= x >> 33;
+  return x;
+}
+
 /* The default input allocator: one reusable buffer grown on demand. */
 #define TRENV_DEFAULT_ALLOC                                                    \
   static uint8_t *trenv_in_buf;                                                \

@@ -25,12 +25,7 @@ static uint64_t calls;
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static char out[4096];
 
-static uint64_t mix(uint64_t x) {
-  x ^= x >> 33; x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ull;
-  x ^= x >> 33;
-  return x;
-}
+#define mix trenv_mix64
 
 TRENV_EXPORT("trenv_init") void trenv_init(void) {
   table = malloc(TABLE_WORDS * sizeof(uint32_t));

@@ -1,4 +1,5 @@
 using Akka.Hosting;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
@@ -40,6 +41,11 @@ builder.Services.AddGrpc(o =>
 builder.Services.AddTrEnvNode(settings, (akka, _) => akka.AddPoolAllocator(device, durability));
 var app = builder.Build();
 app.MapGrpcService<PoolService>();
+// For the compose health check (HTTP/2 without TLS, as the port serves gRPC): healthy once this node is an Up member.
+app.MapGet("/healthz", (Akka.Actor.ActorSystem system) =>
+    Akka.Cluster.Cluster.Get(system).SelfMember.Status == Akka.Cluster.MemberStatus.Up
+        ? Results.Text("ok")
+        : Results.Text("not yet a member of the cluster", statusCode: 503));
 app.Lifetime.ApplicationStarted.Register(() =>
 {
     // Start the allocator entity now, so a lost pool is rebuilt from the durable copies before anyone asks.

@@ -101,6 +101,20 @@ public sealed record NodeSettings
 
     public const string SystemName = "trenv";
 
+    /// <summary>
+    /// Every key <see cref="From"/> reads, as the environment variable a node sees. The one configuration
+    /// schema of local processes (scripts/cluster.sh), docker compose and the chaos runner; a test checks
+    /// it against what <see cref="From"/> actually reads.
+    /// </summary>
+    public static IReadOnlyList<string> Variables { get; } = new[]
+    {
+        "ROLES", "NODE_NAME", "HOSTNAME_BIND", "HOSTNAME", "PUBLIC_HOSTNAME", "PORT", "SEEDS", "DATA_DIR", "DB",
+        "HTTP_HOST", "HTTP_PORT", "ADMIN_TOKEN", "INVOKE_TOKEN", "MAX_MODULE_MB", "MAX_INPUT_MB", "MAX_LAYER_MB",
+        "WORKER_MEMORY_MB", "POOL_PATH", "POOL_SIZE_MB", "SANDBOX_HOST", "POOL_MODE", "POOL_FETCH", "POOL_GRPC_HOST",
+        "POOL_GRPC_PORT", "POOL_URL", "POOL_SECRET", "PRESTART_SANDBOXES", "MAX_SANDBOXES", "KEEP_ALIVE_S",
+        "SANDBOX_ISOLATION",
+    }.Select(k => "TRENV_" + k).ToArray();
+
     public bool HasRole(string role) => Roles.Contains(role, StringComparer.Ordinal);
 
     public string Name => NodeName ?? $"{string.Join('+', Roles)}-{Port}";

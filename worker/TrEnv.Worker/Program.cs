@@ -17,7 +17,7 @@ builder.Logging.SetMinimumLevel(LogLevel.Warning);
 SandboxManager? manager = null;
 builder.Services.AddTrEnvNode(settings, (akka, _) => akka
     .AddRegistryProxies()
-    .AddWorker((registry, _) => manager = new SandboxManager(settings, host,
+    .AddWorker(Path.Combine(settings.DataDirectory, "healthy"), (registry, _) => manager = new SandboxManager(settings, host,
         new RegistryClient(registry.Get<ModuleProxy>(), registry.Get<TemplateProxy>()))));
 var app = builder.Build();
 app.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStarted

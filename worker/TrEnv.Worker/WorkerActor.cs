@@ -16,10 +16,12 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
     private readonly SandboxManager _manager;
     private readonly IActorRef _mediator;
     private readonly string _address;
+    private readonly string _healthFile;
     private bool _maintaining;
 
-    public WorkerActor(SandboxManager manager)
+    public WorkerActor(SandboxManager manager, string healthFile)
     {
+        _healthFile = healthFile;
         _manager = manager;
         _mediator = DistributedPubSub.Get(Context.System).Mediator;
         _address = Akka.Cluster.Cluster.Get(Context.System).SelfAddress.ToString();
@@ -56,6 +58,12 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             var self = Self;
             _manager.MaintainAsync(CancellationToken.None).ContinueWith(_ => self.Tell(Maintained.Instance), TaskScheduler.Default);
         });
+        Receive<Health>(_ =>
+        {
+            // The compose health check reads this file's age: fresh only while this worker is an Up member.
+            if (Akka.Cluster.Cluster.Get(Context.System).SelfMember.Status == Akka.Cluster.MemberStatus.Up)
+                File.WriteAllText(_healthFile, DateTimeOffset.UtcNow.ToString("O"));
+        });
         Receive<Maintained>(_ =>
         {
             _maintaining = false;
@@ -69,6 +77,12 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
     {
         Timers.StartPeriodicTimer("status", Publish.Instance, TimeSpan.Zero, StatusEvery);
         Timers.StartPeriodicTimer("maintain", Maintain.Instance, TimeSpan.Zero, TimeSpan.FromSeconds(1));
+        Timers.StartPeriodicTimer("health", Health.Instance, TimeSpan.Zero, TimeSpan.FromSeconds(1));
+    }
+
+    private sealed class Health
+    {
+        public static readonly Health Instance = new();
     }
 
     private sealed class Publish
@@ -89,7 +103,8 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
 
 public static class WorkerActorRegistration
 {
-    public static AkkaConfigurationBuilder AddWorker(this AkkaConfigurationBuilder builder, Func<IActorRegistry, ActorSystem, SandboxManager> manager)
+    /// <summary>Starts /user/invoker; it keeps <paramref name="healthFile"/> fresh while the worker is an Up member.</summary>
+    public static AkkaConfigurationBuilder AddWorker(this AkkaConfigurationBuilder builder, string healthFile, Func<IActorRegistry, ActorSystem, SandboxManager> manager)
         => builder.WithActors((system, registry) =>
-            registry.Register<WorkerActor>(system.ActorOf(Props.Create(() => new WorkerActor(manager(registry, system))), "invoker")));
+            registry.Register<WorkerActor>(system.ActorOf(Props.Create(() => new WorkerActor(manager(registry, system), healthFile)), "invoker")));
 }

@@ -15,13 +15,18 @@ public static class ClusterApi
     public static void MapClusterApi(this WebApplication app)
     {
         app.MapGet("/healthz", () => Results.Json(new { status = "ok" }));
-        app.MapGet("/readyz", (ActorSystem system, FunctionCatalog catalog) =>
+        app.MapGet("/readyz", (ActorSystem system, FunctionCatalog catalog, WorkerDirectory workers) =>
         {
-            var self = Akka.Cluster.Cluster.Get(system).SelfMember;
-            var ready = self.Status == MemberStatus.Up && catalog.Loaded;
+            var cluster = Akka.Cluster.Cluster.Get(system);
+            var self = cluster.SelfMember;
+            // A coordinator that has not yet heard from any of the cluster's workers could only answer 503.
+            var workerMembers = cluster.State.Members.Count(m => m.Status == MemberStatus.Up && m.HasRole(Roles.Worker));
+            var workersKnown = workerMembers == 0 || workers.Workers.Count > 0;
+            var ready = self.Status == MemberStatus.Up && catalog.Loaded && workersKnown;
             return ready
                 ? Results.Json(new { status = "ready" })
-                : ApiErrors.Error(503, ApiErrors.Unavailable, $"Not ready: member {self.Status}, catalog {(catalog.Loaded ? "loaded" : "loading")}.", 1);
+                : ApiErrors.Error(503, ApiErrors.Unavailable,
+                    $"Not ready: member {self.Status}, catalog {(catalog.Loaded ? "loaded" : "loading")}, {(workersKnown ? "workers known" : "no worker status received yet")}.", 1);
         });
         app.MapGet("/v1/cluster", async (ActorSystem system, NodeSettings settings, WorkerDirectory workers, IRequiredActor<PoolProxy> pool, CancellationToken ct) =>
         {

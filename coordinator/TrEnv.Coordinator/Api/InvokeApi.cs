@@ -72,6 +72,8 @@ public static class InvokeApi
         if (worker is null)
             return Error(503, Unavailable, "No worker has room for this invocation right now.", 1);
 
+        // Named on failures too, so a client can tell which node an error came from.
+        response.Headers["X-TrEnv-Node"] = worker.Status.Node;
         var message = new WorkerInvoke(Guid.NewGuid().ToString("N"), name, version, templates.Find(key), input);
         WorkerInvokeResult result;
         Interlocked.Increment(ref worker.InFlight);

@@ -22,8 +22,16 @@ public sealed class WorkerDirectory
     public void Update(WorkerStatus status, IActorRef invoker)
     {
         var entry = _workers.GetOrAdd(status.Address, _ => new WorkerEntry(status, invoker));
+        if (!entry.Invoker.Equals(invoker))
+        {
+            // A new incarnation at the same address (restarted before the old one was downed): nothing the
+            // old one was running will ever answer.
+            var fresh = new WorkerEntry(status, invoker);
+            _workers[status.Address] = fresh;
+            entry.Gone.Cancel();
+            return;
+        }
         entry.Status = status;
-        entry.Invoker = invoker;
     }
 
     /// <summary>Forgets a worker and fails every invocation still waiting on it (answered 503, never left hanging).</summary>
@@ -76,9 +84,18 @@ public sealed class WorkerDirectoryActor : ReceiveActor
     {
         DistributedPubSub.Get(Context.System).Mediator.Tell(new Subscribe(Sharding.WorkersTopic, Self));
         Akka.Cluster.Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
-            typeof(ClusterEvent.UnreachableMember), typeof(ClusterEvent.MemberRemoved));
-        Receive<WorkerStatus>(s => directory.Update(s, Sender));
+            typeof(ClusterEvent.UnreachableMember), typeof(ClusterEvent.MemberDowned), typeof(ClusterEvent.MemberRemoved));
+        var cluster = Akka.Cluster.Cluster.Get(Context.System);
+        Receive<WorkerStatus>(s =>
+        {
+            // A broadcast that was under way when its worker was downed must not bring it back.
+            var state = cluster.State;
+            var member = state.Members.FirstOrDefault(m => m.UniqueAddress.Address.Equals(Sender.Path.Address));
+            if (member is { Status: MemberStatus.Up } && !state.Unreachable.Contains(member))
+                directory.Update(s, Sender);
+        });
         Receive<ClusterEvent.UnreachableMember>(m => directory.Remove(m.Member.Address.ToString()));
+        Receive<ClusterEvent.MemberDowned>(m => directory.Remove(m.Member.Address.ToString()));
         Receive<ClusterEvent.MemberRemoved>(m => directory.Remove(m.Member.Address.ToString()));
         Receive<SubscribeAck>(_ => { });
         ReceiveAny(_ => { });

@@ -67,6 +67,21 @@ public sealed partial class Cgroups : IDisposable
         return null;
     }
 
+    /// <summary>Kills what is left in the groups of workers that are gone and removes them (what a starting worker does).</summary>
+    public static void RemoveStale(string root = "/sys/fs/cgroup")
+    {
+        foreach (var tree in new[] { Path.Combine(root, "memory", "trenv"), Path.Combine(root, "cpu", "trenv"), Path.Combine(root, "trenv") })
+        {
+            try
+            {
+                PruneStale(tree);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+            }
+        }
+    }
+
     private static void PruneStale(string tree)
     {
         if (!Directory.Exists(tree))
