@@ -101,7 +101,8 @@ public sealed class ChaosRunner(ChaosOptions o, Action<string> log)
             {
                 var round = await RoundAsync(r, network, ct);
                 rounds.Add(round);
-                log($"round {r}: {round.Fault} {round.Target}: recovered in {round.RecoverySeconds:0.00} s, {round.Failed} failed, {round.Succeeded} ok, " +
+                log($"round {r}: {round.Fault} {round.Target}: recovered in {round.RecoverySeconds:0.00} s, {round.Failed} failed, {round.Succeeded} ok " +
+                    $"(p99 {(round.OkLatencyMs.Length > 1 ? round.OkLatencyMs[1] : 0):0.0} ms, max {(round.OkLatencyMs.Length > 2 ? round.OkLatencyMs[2] : 0):0} ms), " +
                     $"{round.Rerouted} rerouted, membership {(round.MembershipConvergedSeconds is { } m ? $"{m:0.0} s" : "NOT converged")}, " +
                     $"{round.Violations.Count} violation(s){(round.Violations.Count > 0 ? ": " + string.Join(" | ", round.Violations.Take(3)) : "")}");
             }
@@ -189,6 +190,10 @@ public sealed class ChaosRunner(ChaosOptions o, Action<string> log)
         }
         if (unexpected > 10)
             violations.Add($"... and {unexpected - 10} more failures not on the faulted node");
+        var ok = records.Where(r => r.Outcome == "ok").Select(r => r.Seconds * 1000).Order().ToList();
+        // A service that answers nothing fails no request, so a stalled load is a violation of its own.
+        if (ok.Count < 10)
+            violations.Add($"the load stalled: {ok.Count} invocations completed in the round");
         var recovery = failed.Where(r => r.End >= at).Select(r => (r.End - at).TotalSeconds).DefaultIfEmpty(0).Max();
         if (recovery > o.RecoveryBoundSeconds)
             violations.Add($"recovery took {recovery:0.00} s, over the {o.RecoveryBoundSeconds} s bound");
@@ -217,6 +222,7 @@ public sealed class ChaosRunner(ChaosOptions o, Action<string> log)
             Succeeded = records.Count - failed.Count,
             Failed = failed.Count,
             Rerouted = records.Sum(r => r.Reroutes),
+            OkLatencyMs = ok.Count == 0 ? [] : [Math.Round(Percentile(ok, 0.50), 2), Math.Round(Percentile(ok, 0.99), 2), Math.Round(ok[^1], 2)],
             FailedBy = failed.GroupBy(r => r.Status == 0 ? r.Outcome : $"{r.Outcome} {r.Status}").ToDictionary(g => g.Key, g => g.Count()),
             MaxFailedRequestSeconds = Math.Round(failed.Select(r => r.Seconds).DefaultIfEmpty(0).Max(), 3),
             FailureSamples = failed.GroupBy(r => (r.Outcome, r.Status, r.Node, r.Endpoint)).Select(g => g.First())
@@ -225,6 +231,7 @@ public sealed class ChaosRunner(ChaosOptions o, Action<string> log)
             MembershipConvergedSeconds = converged is { } c ? Math.Round(c, 2) : null,
             DeploysAcknowledged = deploys.Count(d => d.Acknowledged),
             DeploysFailed = deploys.Count(d => !d.Acknowledged),
+            DeployFailures = deploys.Where(d => !d.Acknowledged).Take(5).Select(d => $"{d.Name} after {(d.End - d.Start).TotalSeconds:0.0} s: {d.Status} {d.Error}").ToList(),
             MaxDeploySeconds = Math.Round(deploys.Select(d => (d.End - d.Start).TotalSeconds).DefaultIfEmpty(0).Max(), 3),
             TemplatesKnown = _templates.Count,
             UnplannedExits = exits,
@@ -604,6 +611,8 @@ public sealed class ChaosRunner(ChaosOptions o, Action<string> log)
 
     public static string ToJson(ChaosSummary s)
         => JsonSerializer.Serialize(s, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase, DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull });
+
+    private static double Percentile(List<double> sorted, double q) => sorted[Math.Min(sorted.Count - 1, (int)Math.Floor(q * sorted.Count))];
 
     public static string Seconds(double s) => s.ToString("0.00", CultureInfo.InvariantCulture);
 }

@@ -16,6 +16,8 @@ public sealed record RoundSummary
     /// <summary>Requests sent to another coordinator because the first refused the connection (they never reached it).</summary>
     public int Rerouted { get; init; }
     public Dictionary<string, int> FailedBy { get; init; } = [];
+    /// <summary>Latency of the successful invocations of the round as the client saw it: p50, p99, max (ms).</summary>
+    public double[] OkLatencyMs { get; init; } = [];
     public double MaxFailedRequestSeconds { get; init; }
     /// <summary>A few failed requests as the client saw them: when (seconds after the fault), where, and the answer.</summary>
     public List<string> FailureSamples { get; init; } = [];
@@ -24,6 +26,7 @@ public sealed record RoundSummary
     public int DeploysAcknowledged { get; init; }
     public int DeploysFailed { get; init; }
     public double MaxDeploySeconds { get; init; }
+    public List<string> DeployFailures { get; init; } = [];
     public int TemplatesKnown { get; init; }
     public List<string> UnplannedExits { get; init; } = [];
     public List<string> Violations { get; init; } = [];

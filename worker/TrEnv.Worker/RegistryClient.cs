@@ -11,14 +11,18 @@ public sealed class RegistryClient(IActorRef modules, IActorRef templates) : IRe
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
 
+    // A capture sits on the path of the invocation that triggered it, which is served cold anyway if the
+    // registry (a shard mid hand-over, the pool service down) cannot answer quickly: the next cold start retries.
+    private static readonly TimeSpan CaptureTimeout = TimeSpan.FromSeconds(5);
+
     public async Task<byte[]?> FetchModuleAsync(string sha256, CancellationToken ct)
         => (await modules.Ask<ModuleReplies.Content>(new ModuleCommands.Fetch(sha256), Timeout, ct)).Wasm;
 
     public Task<IProtocolMessage> BeginCaptureAsync(TemplateCommands.BeginCapture begin, CancellationToken ct)
-        => templates.Ask<IProtocolMessage>(begin, Timeout, ct);
+        => templates.Ask<IProtocolMessage>(begin, CaptureTimeout, ct);
 
     public Task<IProtocolMessage> SealAsync(TemplateCommands.Seal seal, CancellationToken ct)
-        => templates.Ask<IProtocolMessage>(seal, Timeout, ct);
+        => templates.Ask<IProtocolMessage>(seal, CaptureTimeout, ct);
 
     public void AbortCapture(TemplateCommands.AbortCapture abort) => templates.Tell(abort);
 

@@ -358,7 +358,9 @@ public sealed class SandboxManager : IAsyncDisposable
         }
         catch (Exception e) when (e is IOException or Akka.Actor.AskTimeoutException or TimeoutException)
         {
-            // The function still runs cold; the next cold start tries to capture again.
+            // The function still runs cold; the next cold start tries to capture again. A lease granted after
+            // we stopped waiting is handed back, so another worker need not wait for it to expire.
+            _registry.AbortCapture(new TemplateCommands.AbortCapture(key, _settings.Name, e.Message));
             Console.Error.WriteLine($"worker {_settings.Name}: capture of {key} failed: {e.Message}");
             return null;
         }

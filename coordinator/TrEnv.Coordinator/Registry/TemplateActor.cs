@@ -15,7 +15,8 @@ namespace TrEnv.Coordinator.Registry;
 /// </summary>
 public sealed class TemplateActor : ReceivePersistentActor
 {
-    private static readonly TimeSpan PoolTimeout = TimeSpan.FromSeconds(10);
+    // Under the worker's 5 s wait for a capture lease, so a pool that is down is answered as a refusal, not a timeout.
+    private static readonly TimeSpan PoolTimeout = TimeSpan.FromSeconds(3);
     private readonly IActorRef _pool;
     private TemplateState _state;
 
