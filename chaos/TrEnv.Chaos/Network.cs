@@ -40,6 +40,7 @@ public sealed class Network : IDisposable
             {
                 var i = n.NamespaceIndex;
                 Run(true, "ip", "netns", "del", n.Namespace!); // left over from a run that was killed
+                Run(true, "ip", "link", "del", HostSide(i));
                 Run("ip", "netns", "add", n.Namespace!);
                 Run("ip", "link", "add", HostSide(i), "type", "veth", "peer", "name", $"tcv{i}g");
                 Run("ip", "link", "set", $"tcv{i}g", "netns", n.Namespace!);

@@ -10,7 +10,8 @@ namespace TrEnv.Chaos;
 public sealed class NodeProcess(LocalNode node, string logDirectory, Action<string> log)
 {
     private Process? _process;
-    private bool _stoppedByUs;
+    // True from the runner's Start until its SignalAsync: the supervisor restarts only nodes that are wanted.
+    private volatile bool _wanted;
 
     public LocalNode Node { get; } = node;
     public int? Pid => _process is { HasExited: false } p ? p.Id : null;
@@ -22,6 +23,12 @@ public sealed class NodeProcess(LocalNode node, string logDirectory, Action<stri
     public List<string> UnplannedExits { get; } = [];
 
     public void Start()
+    {
+        _wanted = true;
+        Launch();
+    }
+
+    private void Launch()
     {
         if (Running)
             throw new InvalidOperationException($"{Node.Service} is already running.");
@@ -46,21 +53,20 @@ public sealed class NodeProcess(LocalNode node, string logDirectory, Action<stri
         foreach (var (key, value) in Node.Environment)
             info.Environment[key] = value;
         info.Environment["TRENV_CHAOS_LOG"] = logFile;
-        _stoppedByUs = false;
         _process = Process.Start(info) ?? throw new InvalidOperationException($"Could not start {Node.Service}.");
         _process.EnableRaisingEvents = true;
         var started = _process;
         _process.Exited += (_, _) =>
         {
-            if (!_stoppedByUs && ReferenceEquals(started, _process))
+            if (_wanted && ReferenceEquals(started, _process))
             {
                 var code = started.ExitCode;
                 UnplannedExits.Add($"{DateTimeOffset.UtcNow:O} exit {code}");
                 log($"{Node.Service} exited by itself (code {code}); restarting it as compose would");
                 _ = Task.Delay(1000).ContinueWith(_ =>
                 {
-                    if (!_stoppedByUs && ReferenceEquals(started, _process))
-                        Start();
+                    if (_wanted && ReferenceEquals(started, _process))
+                        Launch();
                 }, TaskScheduler.Default);
             }
         };
@@ -71,10 +77,10 @@ public sealed class NodeProcess(LocalNode node, string logDirectory, Action<stri
     /// <summary>Sends a signal (9 or 15) and waits for the process to end; it stays down until <see cref="Start"/>.</summary>
     public async Task SignalAsync(int signal, TimeSpan wait)
     {
+        _wanted = false;
         var p = _process;
         if (p is null || p.HasExited)
             return;
-        _stoppedByUs = true;
         _ = Tmds.Linux.LibC.kill(p.Id, signal);
         using var timeout = new CancellationTokenSource(wait);
         try

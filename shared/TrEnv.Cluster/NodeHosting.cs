@@ -58,6 +58,9 @@ public static class NodeHosting
           loglevel = INFO
           # Worker status broadcasts reach no one until coordinators subscribe; that is expected at start-up.
           log-dead-letters = off
+          # SIGTERM stops the host, which stops its services in order (a coordinator's HTTP server drains its
+          # requests first) and then runs coordinated shutdown; Akka's own hook would leave the cluster at once.
+          coordinated-shutdown.run-by-clr-shutdown-hook = off
           # A node restarted at the same address, or started before its seeds, reconnects within a second
           # instead of waiting out a 5 s gate after each refused attempt.
           remote.retry-gate-closed-for = 1s

@@ -21,7 +21,8 @@ public sealed record WorkerInvokeResult(
     string? ErrorKind,
     string? ErrorMessage,
     TemplateInfo? CapturedTemplate,
-    int BusyAfter = -1) : IProtocolMessage; // the worker's busy sandboxes once this one was released; -1 unknown
+    int BusyAfter = -1, // the worker's busy sandboxes once this one was released; -1 unknown
+    long Sequence = 0) : IProtocolMessage; // the worker's state sequence at BusyAfter, ordered with WorkerStatus.Sequence
 
 /// <summary>
 /// A sandbox as a worker reports it: idle (generic), warm (idle with a function loaded) or busy, and the
@@ -42,7 +43,8 @@ public sealed record WorkerStatus(
     DateTimeOffset At,
     long MemoryBytes = 0,
     int MemoryBoundMb = 0,
-    long Evicted = 0) : IProtocolMessage;
+    long Evicted = 0,
+    long Sequence = 0) : IProtocolMessage; // orders snapshots and results of one worker: an older snapshot never overrides a newer result
 
 /// <summary>
 /// Reclaims a worker's idle warm instances (of one function, or all when null) back to generic sandboxes: scale to zero now.

@@ -75,7 +75,7 @@ public sealed partial class ComposeFileTests
         {
             var s = Compose.Service(w);
             Assert.Equal(["SYS_ADMIN", "SYS_PTRACE"], s.CapAdd);
-            Assert.Equal(["apparmor=unconfined"], s.SecurityOpt);
+            Assert.Equal(["apparmor=unconfined", "seccomp=worker-seccomp.json"], s.SecurityOpt);
             Assert.Equal("worker", s.BuildTarget);
         }
         foreach (var w in new[] { "worker-1", "worker-2", "worker-3", "memory-pool" })
@@ -93,6 +93,18 @@ public sealed partial class ComposeFileTests
             Assert.Equal("http://memory-pool:4070", s.Environment["TRENV_POOL_URL"]);
         }
         Assert.DoesNotMatch(new Regex("(?m)^\\s*privileged:"), File.ReadAllText(ComposePath));
+
+        // The seccomp profile (relative to the compose file's directory, as compose resolves it) admits what
+        // sandboxes need and still refuses what no worker needs.
+        using var profile = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(Root, "compose", "worker-seccomp.json")));
+        Assert.Equal("SCMP_ACT_ALLOW", profile.RootElement.GetProperty("defaultAction").GetString());
+        var denied = profile.RootElement.GetProperty("syscalls").EnumerateArray()
+            .Where(r => r.GetProperty("action").GetString() != "SCMP_ACT_ALLOW")
+            .SelectMany(r => r.GetProperty("names").EnumerateArray().Select(n => n.GetString())).ToHashSet();
+        foreach (var needed in new[] { "pivot_root", "userfaultfd", "mount", "umount2", "unshare", "setns", "clone", "clone3" })
+            Assert.DoesNotContain(needed, denied);
+        foreach (var refused in new[] { "kexec_load", "init_module", "finit_module", "reboot", "bpf", "ptrace", "swapon" })
+            Assert.Contains(refused, denied);
     }
 
     [Fact]

@@ -30,6 +30,27 @@ public sealed class ClusterTests
     }
 
     [Fact]
+    public async Task A_worker_started_before_its_seed_keeps_asking_and_joins_once_the_seed_is_up()
+    {
+        await using var c = new LocalCluster();
+        c.StartWorker("early");
+        // The worker is refused by its seed (nothing listens yet) and must keep asking, not give up or form a cluster of its own.
+        var log = Path.Combine(c.Directory, "early.log");
+        await Poll.UntilAsync(() => Task.FromResult(File.Exists(log) && File.ReadAllText(log).Contains("unreachable remote address", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(60), () => "the early worker to try its absent seed");
+        var seedUp = System.Diagnostics.Stopwatch.StartNew();
+        c.StartCoordinator();
+        c.StartMemoryPool();
+        await c.WaitReadyAsync("early");
+        Assert.True(seedUp.Elapsed < TimeSpan.FromSeconds(30), $"joined {seedUp.Elapsed.TotalSeconds:0.0} s after its seed started");
+        await Deploy(c, "hello", "hello");
+        var (status, body, response) = await Invoke(c, "hello", "early");
+        Assert.Equal((HttpStatusCode.OK, "hello: early", "early"), (status, body, Header(response, "X-TrEnv-Node")));
+        var nodes = JsonDocument.Parse(await c.Http.GetStringAsync("/v1/cluster")).RootElement.GetProperty("nodes");
+        Assert.Equal(3, nodes.GetArrayLength()); // one cluster: the worker never formed its own
+    }
+
+    [Fact]
     public async Task Template_captured_on_one_worker_is_restored_on_a_worker_that_joined_after_the_deploy()
     {
         await using var c = new LocalCluster();

@@ -63,7 +63,7 @@ public sealed class SerializerTests : IDisposable
         new WorkerInvoke("id", "f", Sandboxed, null, [9]),
         new FunctionEvents.VersionAdded("f", Sandboxed),
         new WorkerInvokeResult("id", true, [4], "template", "repurposed", "w1", 10, 20, null, null, Template),
-        new WorkerInvokeResult("id", false, [], "cold", "new", "w1", 0, 0, ErrorKinds.NoCapacity, "full", null, 3),
+        new WorkerInvokeResult("id", false, [], "cold", "new", "w1", 0, 0, ErrorKinds.NoCapacity, "full", null, 3, 41),
         new WorkerStatus("w1", "akka.tcp://trenv@h:1", 64, 1, 2, new Dictionary<string, int> { ["f@3"] = 1 }, [new SandboxStatus(7, "warm", "f", 3, 0)], "process", DateTimeOffset.UnixEpoch),
         new WorkerStatus("w1", "akka.tcp://trenv@h:1", 64, 1, 2, new Dictionary<string, int>(), [new SandboxStatus(7, "idle", null, null, 1 << 20)], "namespaces+rootfs+cgroup-v1", DateTimeOffset.UnixEpoch, 5 << 20, 4096, 2),
         new WorkerReclaim("f"),

@@ -152,13 +152,20 @@ public sealed class SandboxManager : IAsyncDisposable
         public LinkedListNode<Slot>? WarmNode;
     }
 
+    // Orders status snapshots and invocation results (both read under _gate), so a coordinator can tell which is newer.
+    private long _sequence;
+
     public async Task<WorkerInvokeResult> InvokeAsync(WorkerInvoke request, CancellationToken ct)
     {
         var result = await InvokeCoreAsync(request, ct);
         int busy;
+        long sequence;
         lock (_gate)
+        {
             busy = _all.Count(s => s.Busy) + _starting;
-        return result with { BusyAfter = busy };
+            sequence = ++_sequence;
+        }
+        return result with { BusyAfter = busy, Sequence = sequence };
     }
 
     private async Task<WorkerInvokeResult> InvokeCoreAsync(WorkerInvoke request, CancellationToken ct)
@@ -783,7 +790,7 @@ public sealed class SandboxManager : IAsyncDisposable
                     at < 0 ? null : key![..at], at < 0 ? null : int.Parse(key![(at + 1)..], System.Globalization.CultureInfo.InvariantCulture), memory.GetValueOrDefault(s));
             }).ToList();
             return new WorkerStatus(_settings.Name, address, _settings.MaxSandboxes, _all.Count(s => s.Busy), _generic.Count + _genericNetwork.Count, warm, sandboxes, Isolation,
-                DateTimeOffset.UtcNow, memory.Values.Sum(), _settings.WorkerMemoryMb, Evicted);
+                DateTimeOffset.UtcNow, memory.Values.Sum(), _settings.WorkerMemoryMb, Evicted, ++_sequence);
         }
     }
 

@@ -15,8 +15,11 @@ public static class ClusterApi
     public static void MapClusterApi(this WebApplication app)
     {
         app.MapGet("/healthz", () => Results.Json(new { status = "ok" }));
-        app.MapGet("/readyz", (ActorSystem system, FunctionCatalog catalog, WorkerDirectory workers) =>
+        app.MapGet("/readyz", (ActorSystem system, FunctionCatalog catalog, WorkerDirectory workers, IHostApplicationLifetime lifetime) =>
         {
+            // A draining coordinator finishes what it has but tells load balancers to send nothing new.
+            if (lifetime.ApplicationStopping.IsCancellationRequested)
+                return ApiErrors.Error(503, ApiErrors.Unavailable, "Not ready: shutting down.", 1);
             var cluster = Akka.Cluster.Cluster.Get(system);
             var self = cluster.SelfMember;
             // A coordinator that has not yet heard from any of the cluster's workers could only answer 503.

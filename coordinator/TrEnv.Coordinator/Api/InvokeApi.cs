@@ -97,7 +97,7 @@ public static class InvokeApi
 
         // The worker's last broadcast may still count this invocation as busy: correct it now, not in 500 ms.
         if (result.BusyAfter >= 0)
-            worker.Status = worker.Status with { Busy = result.BusyAfter };
+            worker.ApplyBusy(result.BusyAfter, result.Sequence);
         if (result.CapturedTemplate is { } captured)
             templates.Add(captured);
         metrics.RecordInvocation(name, result.Start, result.Ok ? "ok" : result.ErrorKind ?? ErrorKinds.Internal, result.StartupMicros, result.ExecMicros,

@@ -31,7 +31,8 @@ public sealed class WorkerDirectory
             entry.Gone.Cancel();
             return;
         }
-        entry.Status = status;
+        Volatile.Write(ref entry.LastSeen, Environment.TickCount64);
+        entry.Apply(status);
     }
 
     /// <summary>Forgets a worker and fails every invocation still waiting on it (answered 503, never left hanging).</summary>
@@ -41,18 +42,39 @@ public sealed class WorkerDirectory
             entry.Gone.Cancel();
     }
 
+    /// <summary>A worker that is leaving gets no new invocations; those it is running finish (or fail when it is gone).</summary>
+    public void SetLeaving(string address)
+    {
+        if (_workers.TryGetValue(address, out var entry))
+            entry.Leaving = true;
+    }
+
     /// <summary>Live instances of a function per worker node, as last reported.</summary>
     public Dictionary<string, int> InstancesOf(string function)
         => _workers.Values.ToDictionary(w => w.Status.Node, w => w.Status.Sandboxes.Count(s => s.Function == function), StringComparer.Ordinal)
             .Where(kv => kv.Value > 0).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
 
-    /// <summary>REUSE first (a worker with a warm idle instance of this version), then the worker with the most free room.</summary>
+    /// <summary>A worker this coordinator has not heard from for this long gets new invocations only when no other can.</summary>
+    public static readonly TimeSpan Stale = TimeSpan.FromMilliseconds(1500);
+
+    /// <summary>
+    /// REUSE first (a worker with a warm idle instance of this version), then the worker with the most free room,
+    /// among workers whose status broadcast (every 500 ms) reached this coordinator lately. Freshness is this
+    /// coordinator's own view of its link to the worker; cluster-wide unreachability is not, because after a
+    /// partition heals the cut-off node's stale observations make every member look unreachable for a while.
+    /// </summary>
     public WorkerEntry? Choose(string functionKey)
+        => Choose(functionKey, freshOnly: true) ?? Choose(functionKey, freshOnly: false);
+
+    private WorkerEntry? Choose(string functionKey, bool freshOnly)
     {
         WorkerEntry? best = null;
         var bestScore = int.MinValue;
+        var now = Environment.TickCount64;
         foreach (var w in _workers.Values)
         {
+            if (w.Leaving || (freshOnly && now - Volatile.Read(ref w.LastSeen) > (long)Stale.TotalMilliseconds))
+                continue;
             var inFlight = Volatile.Read(ref w.InFlight);
             var warm = w.Status.WarmIdle.TryGetValue(functionKey, out var n) ? n : 0;
             var free = w.Status.MaxSandboxes - w.Status.Busy - inFlight;
@@ -73,7 +95,35 @@ public sealed class WorkerEntry(WorkerStatus status, IActorRef invoker)
 {
     public WorkerStatus Status { get; set; } = status;
     public IActorRef Invoker { get; set; } = invoker;
+    private long _sequence = status.Sequence;
+
     public CancellationTokenSource Gone { get; } = new();
+    public long LastSeen = Environment.TickCount64;
+
+    /// <summary>Takes a status snapshot unless an invocation result newer than it already corrected the entry.</summary>
+    public void Apply(WorkerStatus status)
+    {
+        lock (this)
+        {
+            if (status.Sequence != 0 && status.Sequence < _sequence)
+                return;
+            Status = status;
+            _sequence = status.Sequence;
+        }
+    }
+
+    /// <summary>The busy count an invocation result reported, when it is newer than the last snapshot.</summary>
+    public void ApplyBusy(int busy, long sequence)
+    {
+        lock (this)
+        {
+            if (sequence != 0 && sequence < _sequence)
+                return;
+            Status = Status with { Busy = busy };
+            _sequence = sequence;
+        }
+    }
+    public volatile bool Leaving;
     public int InFlight;
 }
 
@@ -84,17 +134,17 @@ public sealed class WorkerDirectoryActor : ReceiveActor
     {
         DistributedPubSub.Get(Context.System).Mediator.Tell(new Subscribe(Sharding.WorkersTopic, Self));
         Akka.Cluster.Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
-            typeof(ClusterEvent.UnreachableMember), typeof(ClusterEvent.MemberDowned), typeof(ClusterEvent.MemberRemoved));
+            typeof(ClusterEvent.MemberLeft), typeof(ClusterEvent.MemberExited), typeof(ClusterEvent.MemberDowned), typeof(ClusterEvent.MemberRemoved));
         var cluster = Akka.Cluster.Cluster.Get(Context.System);
         Receive<WorkerStatus>(s =>
         {
-            // A broadcast that was under way when its worker was downed must not bring it back.
-            var state = cluster.State;
-            var member = state.Members.FirstOrDefault(m => m.UniqueAddress.Address.Equals(Sender.Path.Address));
-            if (member is { Status: MemberStatus.Up } && !state.Unreachable.Contains(member))
+            // A broadcast that was under way when its worker was downed or began to leave must not bring it back.
+            var member = cluster.State.Members.FirstOrDefault(m => m.UniqueAddress.Address.Equals(Sender.Path.Address));
+            if (member is { Status: MemberStatus.Up })
                 directory.Update(s, Sender);
         });
-        Receive<ClusterEvent.UnreachableMember>(m => directory.Remove(m.Member.Address.ToString()));
+        Receive<ClusterEvent.MemberLeft>(m => directory.SetLeaving(m.Member.Address.ToString()));
+        Receive<ClusterEvent.MemberExited>(m => directory.SetLeaving(m.Member.Address.ToString()));
         Receive<ClusterEvent.MemberDowned>(m => directory.Remove(m.Member.Address.ToString()));
         Receive<ClusterEvent.MemberRemoved>(m => directory.Remove(m.Member.Address.ToString()));
         Receive<SubscribeAck>(_ => { });

@@ -9,7 +9,8 @@ namespace TrEnv.Cluster.Serialization;
 /// </summary>
 internal static class HotPathCodec
 {
-    private const byte Version1 = 2; // 2: limits carry cpu, network and layer
+    private const byte Version1 = 3; // 2: limits carry cpu, network and layer; 3: results carry the worker's state sequence
+    private const byte Version2Limits = 2;
 
     public static byte[] Encode(WorkerInvoke m)
     {
@@ -48,6 +49,7 @@ internal static class HotPathCodec
         Nullable(w, m.ErrorMessage);
         Write(w, m.CapturedTemplate);
         w.Write(m.BusyAfter);
+        w.Write(m.Sequence);
         w.Flush();
         return stream.ToArray();
     }
@@ -55,15 +57,16 @@ internal static class HotPathCodec
     public static WorkerInvokeResult DecodeResult(byte[] bytes)
     {
         using var r = Reader(bytes);
-        return new WorkerInvokeResult(r.ReadString(), r.ReadBoolean(), Bytes(r), r.ReadString(), r.ReadString(), r.ReadString(),
+        var result = new WorkerInvokeResult(r.ReadString(), r.ReadBoolean(), Bytes(r), r.ReadString(), r.ReadString(), r.ReadString(),
             r.ReadInt64(), r.ReadInt64(), Nullable(r), Nullable(r), ReadTemplate(r), r.ReadInt32());
+        return bytes[0] >= Version1 ? result with { Sequence = r.ReadInt64() } : result;
     }
 
     private static BinaryReader Reader(byte[] bytes)
     {
         var r = new BinaryReader(new MemoryStream(bytes), Encoding.UTF8);
         var version = r.ReadByte();
-        return version == Version1 ? r : throw new System.Runtime.Serialization.SerializationException($"Unknown hot-path encoding version {version}.");
+        return version is Version1 or Version2Limits ? r : throw new System.Runtime.Serialization.SerializationException($"Unknown hot-path encoding version {version}.");
     }
 
     private static void Write(BinaryWriter w, FunctionVersion v)
