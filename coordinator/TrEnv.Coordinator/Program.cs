@@ -30,6 +30,7 @@ builder.Services.AddTrEnvNode(settings, (akka, _) => akka
     .AddWorkerDirectory(workers));
 
 var app = builder.Build();
+app.UseJsonErrors();
 app.MapClusterApi();
 app.MapFunctionsApi();
 app.MapLayersApi();

@@ -20,6 +20,29 @@ public static class ApiErrors
 
     public sealed record ErrorBody(string Error, string Message);
 
+    /// <summary>
+    /// Turns what an endpoint did not handle into a JSON error: an entity that did not answer in time (a shard
+    /// mid hand-over after a coordinator died) is 503 with Retry-After, anything else 500 `internal`.
+    /// </summary>
+    public static void UseJsonErrors(this WebApplication app)
+        => app.Use(async (context, next) =>
+        {
+            try
+            {
+                await next(context);
+            }
+            catch (Akka.Actor.AskTimeoutException) when (!context.Response.HasStarted)
+            {
+                await Error(503, Unavailable, "The registry did not answer in time (a coordinator may have just failed and its entities are moving); retry shortly.", 2)
+                    .ExecuteAsync(context);
+            }
+            catch (Exception e) when (!context.Response.HasStarted && e is not OperationCanceledException)
+            {
+                await Error(500, ErrorKinds.Internal, $"The coordinator failed to handle this request: {e.GetBaseException().Message}")
+                    .ExecuteAsync(context);
+            }
+        });
+
     private sealed class WithRetryAfter(IResult inner, int seconds) : IResult
     {
         public Task ExecuteAsync(HttpContext httpContext)

@@ -35,11 +35,23 @@ public static class InvokeApi
             // Slow path: a deploy through another coordinator that the journal poll has not shown us yet.
             if (FunctionsApi.CheckName(name) is { } bad)
                 return bad;
-            var view = await registry.ActorRef.Ask<FunctionReplies.View>(new FunctionCommands.Get(name), TimeSpan.FromSeconds(5), ct);
-            functions.Set(view);
-            if (view.Current is null)
-                return Error(404, NotFound, $"There is no function named \"{name}\".");
-            version = view.Current;
+            try
+            {
+                var view = await registry.ActorRef.Ask<FunctionReplies.View>(new FunctionCommands.Get(name), TimeSpan.FromSeconds(5), ct);
+                functions.Set(view);
+                if (view.Current is null)
+                    return Error(404, NotFound, $"There is no function named \"{name}\".");
+                version = view.Current;
+            }
+            catch (AskTimeoutException) when (functions.TryGet(name, out var caughtUp))
+            {
+                // Its entity is moving (a coordinator died), but the journal poll has shown us the deploy meanwhile.
+                version = caughtUp;
+            }
+            catch (AskTimeoutException)
+            {
+                return Error(503, Unavailable, $"The registry did not answer for \"{name}\" in time (a coordinator may have just failed); if it was just deployed, retry shortly.", 2);
+            }
         }
         var input = await BodyReader.ReadAsync(request, settings.MaxInputMb * 1024L * 1024L, ct);
         if (input is null)
