@@ -52,3 +52,11 @@ public sealed record WorkerStatus(
 public sealed record WorkerReclaim(string? Function, bool Destroy = false) : IProtocolMessage;
 
 public sealed record WorkerReclaimed(string Node, int Count) : IProtocolMessage;
+
+/// <summary>Asks a worker for a function's recent log lines (its guests' stdout and stderr), newest last.</summary>
+public sealed record WorkerLogsQuery(string Function, int MaxLines) : IProtocolMessage;
+
+/// <summary>One line a guest wrote to stdout or stderr, as its worker kept it.</summary>
+public sealed record LogLine(DateTimeOffset At, string Node, int Version, string Stream, string Text);
+
+public sealed record WorkerLogs(string Node, IReadOnlyList<LogLine> Lines) : IProtocolMessage;

@@ -45,6 +45,7 @@ public sealed class SandboxManager : IAsyncDisposable
     public SandboxManager(NodeSettings settings, SandboxHostCommand host, IRegistryClient registry)
     {
         _settings = settings;
+        Logs = new FunctionLogs(settings.Name);
         _host = host;
         var isolate = settings.SandboxIsolation == "auto";
         _namespaces = isolate && Namespaces.Available;
@@ -152,6 +153,9 @@ public sealed class SandboxManager : IAsyncDisposable
         public LinkedListNode<Slot>? WarmNode;
     }
 
+    /// <summary>The guests' stdout and stderr per function (GET /v1/functions/NAME/logs gathers them).</summary>
+    public FunctionLogs Logs { get; }
+
     // Orders status snapshots and invocation results (both read under _gate), so a coordinator can tell which is newer.
     private long _sequence;
 
@@ -202,6 +206,7 @@ public sealed class SandboxManager : IAsyncDisposable
             }
             var startupMicros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
             var result = await slot.Process.InvokeAsync(request.Input, TimeSpan.FromMilliseconds(request.Version.Limits.TimeoutMs), ct);
+            Logs.Append(request.Function, request.Version.Version, result.Stdout, result.Stderr);
             Release(slot, key);
             if (start == "template" && _cache?.PageSocket is not null && (request.Template ?? LocalTemplate(key)) is { } used)
                 _ = _cache.PublishWorkingSetAsync(used, CancellationToken.None); // the first invocation's pages, for prefetching elsewhere

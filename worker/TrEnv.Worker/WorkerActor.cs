@@ -49,6 +49,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
                 self.Tell(Publish.Instance);
             }, TaskScheduler.Default);
         });
+        Receive<WorkerLogsQuery>(q => Sender.Tell(new WorkerLogs(_address, _manager.Logs.Tail(q.Function, q.MaxLines))));
         Receive<Publish>(_ => _mediator.Tell(new Akka.Cluster.Tools.PublishSubscribe.Publish(Sharding.WorkersTopic, _manager.Snapshot(_address))));
         Receive<Maintain>(_ =>
         {

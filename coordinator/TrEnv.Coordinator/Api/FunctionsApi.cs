@@ -33,6 +33,7 @@ public static partial class FunctionsApi
         admin.MapPost("/{name}/scale-to-zero", ScaleToZero);
         app.MapGet("/v1/functions", List);
         app.MapGet("/v1/functions/{name}", Get);
+        app.MapGet("/v1/functions/{name}/logs", Logs);
     }
 
     private static async Task<IResult> Deploy(string name, HttpRequest request, NodeSettings settings,
@@ -99,6 +100,33 @@ public static partial class FunctionsApi
             return Error(404, NotFound, $"There is no function named \"{name}\".");
         var reclaimed = await ReclaimEverywhere(workers, name, ct, destroy ?? false);
         return Results.Json(new { name, reclaimed, destroyed = destroy ?? false });
+    }
+
+    /// <summary>
+    /// The function's recent stdout and stderr lines from every worker (each keeps a bounded ring per function),
+    /// oldest first. A worker that does not answer within 3 s is left out and named.
+    /// </summary>
+    private static async Task<IResult> Logs(string name, int? tail, WorkerDirectory workers, FunctionCatalog catalog, CancellationToken ct)
+    {
+        if (!catalog.TryGet(name, out _))
+            return Error(404, NotFound, $"There is no function named \"{name}\".");
+        var wanted = Math.Clamp(tail ?? 100, 1, 10_000);
+        var silent = new System.Collections.Concurrent.ConcurrentBag<string>();
+        var replies = await Task.WhenAll(workers.Workers.Select(async w =>
+        {
+            try
+            {
+                return (await w.Invoker.Ask<WorkerLogs>(new WorkerLogsQuery(name, wanted), TimeSpan.FromSeconds(3), ct)).Lines;
+            }
+            catch (AskTimeoutException)
+            {
+                silent.Add(w.Status.Node);
+                return [];
+            }
+        }));
+        var lines = replies.SelectMany(l => l).OrderBy(l => l.At).TakeLast(wanted)
+            .Select(l => new { at = l.At, node = l.Node, version = l.Version, stream = l.Stream, text = l.Text });
+        return Results.Json(new { name, lines, unanswered = silent.Order(StringComparer.Ordinal) });
     }
 
     private static async Task<int> ReclaimEverywhere(WorkerDirectory workers, string name, CancellationToken ct, bool destroy = false)

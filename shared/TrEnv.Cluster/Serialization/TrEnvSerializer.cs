@@ -64,6 +64,8 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
         [typeof(WorkerStatus)] = "wk.status",
         [typeof(WorkerReclaim)] = "wk.reclaim",
         [typeof(WorkerReclaimed)] = "wk.reclaimed",
+        [typeof(WorkerLogsQuery)] = "wk.logs-query",
+        [typeof(WorkerLogs)] = "wk.logs",
     };
 
     private static readonly Dictionary<string, Type> Types = Manifests.ToDictionary(kv => kv.Value, kv => kv.Key);
@@ -164,4 +166,6 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
 [JsonSerializable(typeof(WorkerStatus))]
 [JsonSerializable(typeof(WorkerReclaim))]
 [JsonSerializable(typeof(WorkerReclaimed))]
+[JsonSerializable(typeof(WorkerLogsQuery))]
+[JsonSerializable(typeof(WorkerLogs))]
 internal sealed partial class ProtocolJson : JsonSerializerContext;

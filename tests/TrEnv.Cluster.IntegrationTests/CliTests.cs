@@ -1,0 +1,99 @@
+using System.Diagnostics;
+using System.Text;
+using TrEnv.Cli;
+
+namespace TrEnv.Tests;
+
+/// <summary>The trenv CLI against a running local cluster: every command, and exit codes by error kind.</summary>
+public sealed class CliTests
+{
+    private static async Task<(int Code, string Out, string Err)> Trenv(LocalCluster c, string? stdin, params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        using var input = new MemoryStream(Encoding.UTF8.GetBytes(stdin ?? ""));
+        var code = await new CliApp(output, error, input).RunAsync(args.Contains("--url") ? args : [.. args, "--url", $"http://127.0.0.1:{c.HttpPort}"]);
+        return (code, output.ToString(), error.ToString());
+    }
+
+    [Fact]
+    public async Task Each_command_works_against_a_running_cluster_and_errors_exit_by_kind()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync("worker-1");
+
+        var (code, output, error) = await Trenv(c, null, "deploy", "chaos", TestGuests.PathOf("chaos"), "--memory-mb", "64", "--timeout-ms", "5000", "--env", "SALT=7");
+        Assert.True(code == 0, error);
+        Assert.StartsWith("deployed chaos version 1 (sha256 ", output, StringComparison.Ordinal);
+
+        (code, output, error) = await Trenv(c, null, "invoke", "chaos", "--data", "abc", "-v");
+        Assert.Equal((0, true), (code, output.StartsWith("7:", StringComparison.Ordinal) && output.EndsWith(":abc", StringComparison.Ordinal)));
+        Assert.Contains("start=cold", error, StringComparison.Ordinal);
+        Assert.Contains("node=worker-1", error, StringComparison.Ordinal);
+        var file = Path.Combine(c.Directory, "input.txt");
+        await File.WriteAllTextAsync(file, "abc");
+        Assert.Equal((0, output, ""), await Trenv(c, null, "invoke", "chaos", "--data", "@" + file));
+        Assert.Equal((0, output, ""), await Trenv(c, "abc", "invoke", "chaos", "-d", "-"));
+
+        (code, output, _) = await Trenv(c, null, "ls");
+        Assert.Equal(0, code);
+        Assert.Matches(@"chaos\s*│\s*1\s*│\s*64\s*│\s*5000\s*│\s*sealed", output);
+        (code, output, _) = await Trenv(c, null, "templates");
+        Assert.Equal(0, code);
+        Assert.Contains("chaos@1", output, StringComparison.Ordinal);
+        Assert.Contains("worker-1", output, StringComparison.Ordinal);
+        (code, output, _) = await Trenv(c, null, "cluster");
+        Assert.Equal(0, code);
+        Assert.Contains("worker-1", output, StringComparison.Ordinal);
+        Assert.Contains("coordinator", output, StringComparison.Ordinal);
+        Assert.Contains("MiB allocated", output, StringComparison.Ordinal);
+
+        // The guests' stdout and stderr are kept per function and gathered from the workers.
+        Assert.Equal(0, (await Trenv(c, null, "deploy", "hello", TestGuests.PathOf("hello"))).Code);
+        Assert.Equal((0, "hello: !one", ""), await Trenv(c, null, "invoke", "hello", "-d", "!one"));
+        (code, output, _) = await Trenv(c, null, "logs", "hello");
+        Assert.Equal(0, code);
+        Assert.Matches(@"worker-1 v1 stdout: log line for input of 4 bytes", output);
+        Assert.Matches(@"worker-1 v1 stderr: stderr line", output);
+        (code, output, _) = await Trenv(c, null, "logs", "hello", "--tail", "1");
+        Assert.Equal((0, 1), (code, output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length));
+        Assert.Equal(ExitCodes.NotFound, (await Trenv(c, null, "logs", "nosuch")).Code);
+
+        // Errors are sentences on stderr, and the exit code says which kind.
+        (code, _, error) = await Trenv(c, null, "invoke", "nosuch");
+        Assert.Equal((ExitCodes.NotFound, true), (code, error.Contains("no function named \"nosuch\"", StringComparison.Ordinal)));
+        var junk = Path.Combine(c.Directory, "junk.wasm");
+        await File.WriteAllTextAsync(junk, "not a module");
+        (code, _, error) = await Trenv(c, null, "deploy", "junk", junk);
+        Assert.Equal((ExitCodes.Invalid, true), (code, error.Contains("invalid_module", StringComparison.Ordinal)));
+        Assert.Equal(0, (await Trenv(c, null, "deploy", "trap", TestGuests.PathOf("trap"))).Code);
+        Assert.Equal(ExitCodes.Trap, (await Trenv(c, null, "invoke", "trap", "-d", "trap")).Code);
+        (code, _, error) = await Trenv(c, null, "ls", "--url", "http://127.0.0.1:1");
+        Assert.Equal((ExitCodes.Unreachable, true), (code, error.Contains("Cannot reach the coordinator", StringComparison.Ordinal)));
+        Assert.Equal(ExitCodes.Usage, (await Trenv(c, null, "deploy", "x", Path.Combine(c.Directory, "missing.wasm"))).Code);
+
+        Assert.Equal(0, (await Trenv(c, null, "rm", "trap")).Code);
+        Assert.Equal(ExitCodes.NotFound, (await Trenv(c, null, "invoke", "trap")).Code);
+    }
+
+    [Fact]
+    public async Task A_scaffolded_guest_builds_deploys_and_answers()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync("worker-1");
+        {
+            var (code, output, error) = await Trenv(c, null, "new", "my-tool", "--dir", c.Directory);
+            Assert.True(code == 0, error);
+            Assert.Contains("my-tool.c, trenv.h, build.sh", output, StringComparison.Ordinal);
+            Assert.Equal(ExitCodes.Usage, (await Trenv(c, null, "new", "my-tool", "--dir", c.Directory)).Code); // never overwrites
+            using (var build = Process.Start(new ProcessStartInfo(Path.Combine(c.Directory, "my-tool", "build.sh")) { RedirectStandardError = true, RedirectStandardOutput = true })!)
+            {
+                var stderr = await build.StandardError.ReadToEndAsync();
+                await build.WaitForExitAsync();
+                Assert.True(build.ExitCode == 0, stderr);
+            }
+            Assert.Equal(0, (await Trenv(c, null, "deploy", "my-tool", Path.Combine(c.Directory, "my-tool", "my-tool.wasm"))).Code);
+            Assert.Equal((0, "my_tool says: hi", ""), await Trenv(c, null, "invoke", "my-tool", "-d", "hi"));
+        }
+    }
+}
