@@ -47,6 +47,9 @@ public sealed class CliApp(TextWriter stdout, TextWriter stderr, Stream? stdin =
         root.Subcommands.Add(Templates());
         root.Subcommands.Add(Cluster());
         root.Subcommands.Add(New());
+        var local = new LocalClusterCommands(stdout, stderr);
+        root.Subcommands.Add(local.Up(_token));
+        root.Subcommands.Add(local.Down());
         var parsed = root.Parse(args);
         return parsed.InvokeAsync(new InvocationConfiguration { Output = stdout, Error = stderr });
     }

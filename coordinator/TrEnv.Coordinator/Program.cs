@@ -20,6 +20,7 @@ var functions = new FunctionCatalog();
 var templates = new TemplateCatalog();
 var workers = new WorkerDirectory();
 builder.Services.AddSingleton(functions).AddSingleton(templates).AddSingleton(workers).AddSingleton<CoordinatorMetrics>();
+builder.Services.AddTrEnvOpenApi();
 // Validates deployed modules (no compiling, so no epoch ticker or cache needed here).
 builder.Services.AddSingleton(_ => new Wasmtime.Engine());
 builder.Services.AddTrEnvNode(settings, (akka, _) => akka
@@ -37,5 +38,6 @@ app.MapLayersApi();
 app.MapInvokeApi();
 app.MapTemplatesApi();
 app.MapMetricsApi();
+app.MapOpenApiDocs();
 app.Lifetime.ApplicationStarted.Register(() => Console.WriteLine($"TrEnv coordinator {settings.Name} serving http://{settings.HttpHost}:{settings.HttpPort}"));
 app.Run();

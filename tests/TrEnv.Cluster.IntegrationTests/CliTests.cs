@@ -96,4 +96,66 @@ public sealed class CliTests
             Assert.Equal((0, "my_tool says: hi", ""), await Trenv(c, null, "invoke", "my-tool", "-d", "hi"));
         }
     }
+
+    [Fact]
+    public async Task Up_starts_a_local_cluster_with_the_samples_deployed_and_down_stops_it()
+    {
+        using var dir = new TempDir("trenv-cli-up");
+        var http = FreePort();
+        var basePort = 20000 + Random.Shared.Next(0, 2000) * 8; // the pool's gRPC port is basePort - 1, the nodes the next three
+        var pool = Path.Combine("/dev/shm", Path.GetFileName(dir.Path), "pool");
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var code = await new CliApp(output, error).RunAsync(["up", "--no-build", "--detach", "--http-port", http.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--workers", "1", "--base-port", basePort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--dir", dir.Path, "--pool-path", pool]);
+        var pids = File.Exists(Path.Combine(dir.Path, "pids")) ? File.ReadAllLines(Path.Combine(dir.Path, "pids")).Select(int.Parse).ToList() : [];
+        try
+        {
+            Assert.True(code == 0, $"{output}\n{error}");
+            Assert.Contains("nodes joined 3/3, workers reporting 1/1, pool answering", output.ToString(), StringComparison.Ordinal);
+            Assert.Contains($"TrEnv ready: http://127.0.0.1:{http}", output.ToString(), StringComparison.Ordinal);
+            var url = $"http://127.0.0.1:{http}";
+            var ls = new StringWriter();
+            Assert.Equal(0, await new CliApp(ls, TextWriter.Null).RunAsync(["ls", "--url", url]));
+            foreach (var sample in new[] { "hello", "heavy", "trap", "loop", "membomb", "escape" })
+                Assert.Contains(sample, ls.ToString(), StringComparison.Ordinal);
+            var answer = new StringWriter();
+            Assert.Equal(0, await new CliApp(answer, TextWriter.Null).RunAsync(["invoke", "hello", "-d", "up", "--url", url]));
+            Assert.Equal("hello: up", answer.ToString());
+            // A second up on the same port is refused rather than starting a second cluster.
+            Assert.Equal(ExitCodes.Usage, await new CliApp(TextWriter.Null, TextWriter.Null).RunAsync(["up", "--no-build", "--http-port", http.ToString(System.Globalization.CultureInfo.InvariantCulture)]));
+        }
+        finally
+        {
+            var down = new StringWriter();
+            Assert.Equal(0, await new CliApp(down, TextWriter.Null).RunAsync(["down", "--dir", dir.Path]));
+            Assert.Contains("stopped 3 node(s)", down.ToString(), StringComparison.Ordinal);
+            if (Directory.Exists(Path.GetDirectoryName(pool)))
+                Directory.Delete(Path.GetDirectoryName(pool)!, true);
+        }
+        Assert.Equal(3, pids.Count);
+        // Gone, or a zombie waiting for whichever process inherited it to reap it: either way not running.
+        Assert.All(pids, pid => Assert.False(Running(pid), $"node {pid} still runs"));
+    }
+
+    private static bool Running(int pid)
+    {
+        try
+        {
+            return !File.ReadAllText($"/proc/{pid}/stat").Contains(") Z ", StringComparison.Ordinal);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or IOException)
+        {
+            return false;
+        }
+    }
+
+    private static int FreePort()
+    {
+        var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        l.Start();
+        var port = ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
 }

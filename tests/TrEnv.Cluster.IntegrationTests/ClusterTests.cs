@@ -30,6 +30,25 @@ public sealed class ClusterTests
     }
 
     [Fact]
+    public async Task The_api_is_described_by_an_openapi_document_and_a_page_to_browse_it()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync();
+        using var doc = JsonDocument.Parse(await c.Http.GetStringAsync("/openapi/v1.json"));
+        Assert.Equal("TrEnv HTTP API", doc.RootElement.GetProperty("info").GetProperty("title").GetString());
+        var paths = doc.RootElement.GetProperty("paths");
+        var invoke = paths.GetProperty("/v1/functions/{name}/invoke").GetProperty("post");
+        Assert.Contains("X-TrEnv-Start", invoke.GetProperty("summary").GetString(), StringComparison.Ordinal);
+        Assert.True(paths.GetProperty("/v1/functions/{name}").TryGetProperty("put", out var deploy));
+        Assert.True(deploy.GetProperty("requestBody").GetProperty("content").TryGetProperty("application/wasm", out _));
+        foreach (var path in new[] { "/v1/functions", "/v1/functions/{name}/logs", "/v1/templates", "/v1/cluster", "/v1/layers", "/metrics", "/readyz" })
+            Assert.True(paths.TryGetProperty(path, out _), $"{path} is not in the document");
+        var page = await c.Http.GetAsync("/openapi");
+        Assert.Equal("text/html", page.Content.Headers.ContentType?.MediaType);
+        Assert.Contains("/openapi/v1.json", await page.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_worker_started_before_its_seed_keeps_asking_and_joins_once_the_seed_is_up()
     {
         await using var c = new LocalCluster();

@@ -28,12 +28,12 @@ public static partial class FunctionsApi
     public static void MapFunctionsApi(this WebApplication app)
     {
         var admin = app.MapGroup("/v1/functions").AddEndpointFilter<AdminTokenFilter>();
-        admin.MapPut("/{name}", Deploy);
-        admin.MapDelete("/{name}", Delete);
-        admin.MapPost("/{name}/scale-to-zero", ScaleToZero);
-        app.MapGet("/v1/functions", List);
-        app.MapGet("/v1/functions/{name}", Get);
-        app.MapGet("/v1/functions/{name}/logs", Logs);
+        admin.MapPut("/{name}", Deploy).WithTags("functions").WithSummary("Deploy a module (body: application/wasm); query: memoryMb, timeoutMs, concurrency, cpuMillicores, network, layer, env.KEY=VALUE");
+        admin.MapDelete("/{name}", Delete).WithTags("functions").WithSummary("Delete a function; its templates are released once no sandbox maps them");
+        admin.MapPost("/{name}/scale-to-zero", ScaleToZero).WithTags("functions").WithSummary("Reclaim the function's idle warm instances now (destroy=true shuts their sandboxes down)");
+        app.MapGet("/v1/functions", List).WithTags("functions").WithSummary("List functions: current version, limits, template state, live instances per node");
+        app.MapGet("/v1/functions/{name}", Get).WithTags("functions").WithSummary("One function with all its versions");
+        app.MapGet("/v1/functions/{name}/logs", Logs).WithTags("functions").WithSummary("Recent stdout and stderr lines of the function's guests from every worker (tail: lines, default 100)");
     }
 
     private static async Task<IResult> Deploy(string name, HttpRequest request, NodeSettings settings,

@@ -21,7 +21,8 @@ public static class InvokeApi
     private static readonly TimeSpan StartAllowance = TimeSpan.FromSeconds(90);
 
     public static void MapInvokeApi(this WebApplication app)
-        => app.MapPost("/v1/functions/{name}/invoke", Invoke);
+        => app.MapPost("/v1/functions/{name}/invoke", Invoke).WithTags("invoke")
+            .WithSummary("Invoke a function: the body is the input, the answer the output; headers X-TrEnv-Start, -Sandbox, -Node, -Startup-Us, -Exec-Us");
 
     private static async Task<IResult> Invoke(string name, HttpRequest request, HttpResponse response, NodeSettings settings,
         FunctionCatalog functions, TemplateCatalog templates, WorkerDirectory workers, IRequiredActor<FunctionRegion> registry,
