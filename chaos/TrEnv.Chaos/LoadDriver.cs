@@ -89,15 +89,6 @@ public sealed class LoadDriver(HttpClient http, Coordinators coordinators, TimeS
             _functions.Add(f);
     }
 
-    public IReadOnlyList<ChaosFunction> Functions
-    {
-        get
-        {
-            lock (_lock)
-                return _functions.ToList();
-        }
-    }
-
     public Task RunAsync(int clients, CancellationToken stop)
         => Task.WhenAll(Enumerable.Range(0, clients).Select(c => Task.Run(() => ClientAsync(c, stop), CancellationToken.None)));
 

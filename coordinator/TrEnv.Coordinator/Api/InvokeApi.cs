@@ -85,8 +85,6 @@ public static class InvokeApi
         if (worker is null)
             return Error(503, Unavailable, "No worker has room for this invocation right now.", 1);
 
-        // Named on failures too, so a client can tell which node an error came from.
-        response.Headers["X-TrEnv-Node"] = worker.Status.Node;
         var message = new WorkerInvoke(Guid.NewGuid().ToString("N"), name, version, templates.Find(key), input);
         WorkerInvokeResult result;
         Interlocked.Increment(ref worker.InFlight);
@@ -95,12 +93,15 @@ public static class InvokeApi
         {
             result = await worker.Invoker.Ask<WorkerInvokeResult>(message, TimeSpan.FromMilliseconds(version.Limits.TimeoutMs) + StartAllowance, gone.Token);
         }
+        // A failure names its worker too, so a client can tell which node an error came from.
         catch (AskTimeoutException)
         {
+            response.Headers["X-TrEnv-Node"] = worker.Status.Node;
             return Error(503, Unavailable, $"Worker {worker.Status.Node} did not answer in time; the invocation may not have run.", 1);
         }
         catch (OperationCanceledException) when (worker.Gone.IsCancellationRequested && !ct.IsCancellationRequested)
         {
+            response.Headers["X-TrEnv-Node"] = worker.Status.Node;
             return Error(503, Unavailable, $"Worker {worker.Status.Node} left the cluster while running this invocation; it may not have completed.", 1);
         }
         finally

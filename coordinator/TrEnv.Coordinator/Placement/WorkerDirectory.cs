@@ -54,8 +54,8 @@ public sealed class WorkerDirectory
         => _workers.Values.ToDictionary(w => w.Status.Node, w => w.Status.Sandboxes.Count(s => s.Function == function), StringComparer.Ordinal)
             .Where(kv => kv.Value > 0).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
 
-    /// <summary>A worker this coordinator has not heard from for this long gets new invocations only when no other can.</summary>
-    public static readonly TimeSpan Stale = TimeSpan.FromMilliseconds(1500);
+    /// <summary>A worker this coordinator has not heard from for this long (ms) gets new invocations only when no other can.</summary>
+    public const long StaleMs = 1500;
 
     /// <summary>
     /// REUSE first (a worker with a warm idle instance of this version), then the worker with the most free room,
@@ -73,7 +73,7 @@ public sealed class WorkerDirectory
         var now = Environment.TickCount64;
         foreach (var w in _workers.Values)
         {
-            if (w.Leaving || (freshOnly && now - Volatile.Read(ref w.LastSeen) > (long)Stale.TotalMilliseconds))
+            if (w.Leaving || (freshOnly && now - Volatile.Read(ref w.LastSeen) > StaleMs))
                 continue;
             var inFlight = Volatile.Read(ref w.InFlight);
             var warm = w.Status.WarmIdle.TryGetValue(functionKey, out var n) ? n : 0;
@@ -93,17 +93,24 @@ public sealed class WorkerDirectory
 
 public sealed class WorkerEntry(WorkerStatus status, IActorRef invoker)
 {
-    public WorkerStatus Status { get; set; } = status;
-    public IActorRef Invoker { get; set; } = invoker;
+    private readonly Lock _gate = new();
     private long _sequence = status.Sequence;
+
+    /// <summary>The latest status, with the busy count of any newer invocation result applied.</summary>
+    public WorkerStatus Status { get; private set; } = status;
+
+    /// <summary>Fixed per incarnation: a restarted worker gets a new entry.</summary>
+    public IActorRef Invoker { get; } = invoker;
 
     public CancellationTokenSource Gone { get; } = new();
     public long LastSeen = Environment.TickCount64;
+    public volatile bool Leaving;
+    public int InFlight;
 
     /// <summary>Takes a status snapshot unless an invocation result newer than it already corrected the entry.</summary>
     public void Apply(WorkerStatus status)
     {
-        lock (this)
+        lock (_gate)
         {
             if (status.Sequence != 0 && status.Sequence < _sequence)
                 return;
@@ -115,7 +122,7 @@ public sealed class WorkerEntry(WorkerStatus status, IActorRef invoker)
     /// <summary>The busy count an invocation result reported, when it is newer than the last snapshot.</summary>
     public void ApplyBusy(int busy, long sequence)
     {
-        lock (this)
+        lock (_gate)
         {
             if (sequence != 0 && sequence < _sequence)
                 return;
@@ -123,8 +130,6 @@ public sealed class WorkerEntry(WorkerStatus status, IActorRef invoker)
             _sequence = sequence;
         }
     }
-    public volatile bool Leaving;
-    public int InFlight;
 }
 
 /// <summary>Subscribes to worker broadcasts and cluster membership to keep the <see cref="WorkerDirectory"/> current.</summary>
