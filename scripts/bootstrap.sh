@@ -3,12 +3,15 @@
 # Idempotent and quiet when everything is present; needs root only to install.
 set -euo pipefail
 
-apt_packages=(clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 zlib1g-dev iproute2)
-missing=()
-for p in "${apt_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
+# install_missing [apt-get options] -- packages...: installs those not yet installed (root only).
+install_missing() {
+  local opts=() missing=() p
+  while [[ $1 != -- ]]; do opts+=("$1"); shift; done
+  shift
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
   if [[ $(id -u) -ne 0 ]]; then
     echo "bootstrap: missing packages ${missing[*]}; run as root or install them with apt-get." >&2
     exit 1
@@ -16,8 +19,12 @@ if ((${#missing[@]})); then
   echo "bootstrap: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+  apt-get install -y -qq "${opts[@]}" "${missing[@]}" >/dev/null
+}
+
+install_missing -- clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 zlib1g-dev iproute2
+# Headless Chromium for the dashboard test, and fonts for its screenshots and the benchmark plots.
+install_missing --no-install-recommends -- chromium fonts-liberation fonts-dejavu-core
 
 if ! command -v dotnet >/dev/null; then
   echo "bootstrap: the .NET 10 SDK is required (dotnet not on PATH)." >&2

@@ -10,7 +10,7 @@ namespace TrEnv.Cli;
 /// The <c>trenv</c> commands. Every command takes <c>--url</c> and <c>--token</c> (or TRENV_URL, TRENV_TOKEN),
 /// prints errors as sentences on stderr and exits with the code of the error's kind (<see cref="ExitCodes"/>).
 /// </summary>
-public sealed class CliApp(TextWriter stdout, TextWriter stderr, Stream? stdin = null, HttpMessageHandler? handler = null)
+public sealed partial class CliApp(TextWriter stdout, TextWriter stderr, Stream? stdin = null, HttpMessageHandler? handler = null)
 {
     private readonly IAnsiConsole _console = AnsiConsole.Create(new AnsiConsoleSettings
     {
@@ -47,6 +47,7 @@ public sealed class CliApp(TextWriter stdout, TextWriter stderr, Stream? stdin =
         root.Subcommands.Add(Templates());
         root.Subcommands.Add(Cluster());
         root.Subcommands.Add(New());
+        root.Subcommands.Add(Bench());
         var local = new LocalClusterCommands(stdout, stderr);
         root.Subcommands.Add(local.Up(_token));
         root.Subcommands.Add(local.Down());
@@ -121,29 +122,14 @@ public sealed class CliApp(TextWriter stdout, TextWriter stderr, Stream? stdin =
         var command = new Command("invoke", "Invoke a function and print its output") { name, data, verbose };
         command.SetAction(async (p, ct) =>
         {
-            byte[] input;
-            var d = p.GetValue(data);
-            if (d is null)
-                input = [];
-            else if (d == "-")
-            {
-                using var buffer = new MemoryStream();
-                await (stdin ?? Console.OpenStandardInput()).CopyToAsync(buffer, ct);
-                input = buffer.ToArray();
-            }
-            else if (d.StartsWith('@'))
-            {
-                if (!File.Exists(d[1..]))
-                    return Usage($"{d[1..]} does not exist.");
-                input = await File.ReadAllBytesAsync(d[1..], ct);
-            }
-            else
-                input = System.Text.Encoding.UTF8.GetBytes(d);
+            var (input, missing) = await ReadInputAsync(p.GetValue(data), ct);
+            if (input is null)
+                return Usage($"{missing} does not exist.");
             using var client = Client(p);
             using var content = new ByteArrayContent(input);
             var answer = await client.SendAsync(HttpMethod.Post, $"v1/functions/{Uri.EscapeDataString(p.GetValue(name)!)}/invoke", content, ct);
             if (p.GetValue(verbose) && answer.Headers is not null)
-                stderr.WriteLine($"start={answer.Header("X-TrEnv-Start") ?? "-"} sandbox={answer.Header("X-TrEnv-Sandbox") ?? "-"} node={answer.Header("X-TrEnv-Node") ?? "-"} " +
+                stderr.WriteLine($"id={answer.Header("X-TrEnv-Invocation-Id") ?? "-"} start={answer.Header("X-TrEnv-Start") ?? "-"} sandbox={answer.Header("X-TrEnv-Sandbox") ?? "-"} node={answer.Header("X-TrEnv-Node") ?? "-"} " +
                                  $"startup_us={answer.Header("X-TrEnv-Startup-Us") ?? "-"} exec_us={answer.Header("X-TrEnv-Exec-Us") ?? "-"} version={answer.Header("X-TrEnv-Version") ?? "-"}");
             if (!answer.Ok)
                 return Fail(answer);
@@ -152,6 +138,22 @@ public sealed class CliApp(TextWriter stdout, TextWriter stderr, Stream? stdin =
             return ExitCodes.Ok;
         });
         return command;
+    }
+
+    // --data: text, @FILE or - (standard input); null and the missing file's name when @FILE does not exist.
+    private async Task<(byte[]? Input, string? Missing)> ReadInputAsync(string? d, CancellationToken ct)
+    {
+        if (d is null)
+            return ([], null);
+        if (d == "-")
+        {
+            using var buffer = new MemoryStream();
+            await (stdin ?? Console.OpenStandardInput()).CopyToAsync(buffer, ct);
+            return (buffer.ToArray(), null);
+        }
+        if (d.StartsWith('@'))
+            return File.Exists(d[1..]) ? (await File.ReadAllBytesAsync(d[1..], ct), null) : (null, d[1..]);
+        return (System.Text.Encoding.UTF8.GetBytes(d), null);
     }
 
     private Command List()

@@ -2,7 +2,6 @@ using TrEnv.Cluster;
 using TrEnv.Contracts;
 using TrEnv.Coordinator.Api;
 using TrEnv.Coordinator.Catalog;
-using TrEnv.Coordinator.Observability;
 using TrEnv.Coordinator.Placement;
 using TrEnv.Coordinator.Registry;
 
@@ -12,14 +11,14 @@ var settings = NodeSettings.FromEnvironment(new Dictionary<string, string?>
     ["ROLES"] = Environment.GetEnvironmentVariable("TRENV_ROLES") ?? Roles.Coordinator,
 });
 var builder = WebApplication.CreateBuilder(args);
-builder.Logging.SetMinimumLevel(LogLevel.Warning);
+builder.Logging.AddTrEnvLogging(settings);
 builder.WebHost.UseUrls($"http://{settings.HttpHost}:{settings.HttpPort}");
 builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = (Math.Max(Math.Max(settings.MaxModuleMb, settings.MaxInputMb), settings.MaxLayerMb) + 1) * 1024L * 1024L);
 
 var functions = new FunctionCatalog();
 var templates = new TemplateCatalog();
 var workers = new WorkerDirectory();
-builder.Services.AddSingleton(functions).AddSingleton(templates).AddSingleton(workers).AddSingleton<CoordinatorMetrics>();
+builder.Services.AddSingleton(functions).AddSingleton(templates).AddSingleton(workers);
 builder.Services.AddTrEnvOpenApi();
 // Validates deployed modules (no compiling, so no epoch ticker or cache needed here).
 builder.Services.AddSingleton(_ => new Wasmtime.Engine());
@@ -29,6 +28,7 @@ builder.Services.AddTrEnvNode(settings, (akka, _) => akka
     .AddTemplateRegistry()
     .AddCatalogProjection(functions, templates)
     .AddWorkerDirectory(workers));
+builder.Services.AddTrEnvMetrics(settings.Name);
 
 var app = builder.Build();
 app.UseJsonErrors();
@@ -39,5 +39,6 @@ app.MapInvokeApi();
 app.MapTemplatesApi();
 app.MapMetricsApi();
 app.MapOpenApiDocs();
+app.MapDashboard();
 app.Lifetime.ApplicationStarted.Register(() => Console.WriteLine($"TrEnv coordinator {settings.Name} serving http://{settings.HttpHost}:{settings.HttpPort}"));
 app.Run();

@@ -3,7 +3,6 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using TrEnv.Cluster;
 using TrEnv.Contracts;
@@ -19,7 +18,7 @@ var settings = NodeSettings.FromEnvironment(new Dictionary<string, string?>
 using var device = PoolDevice.OpenOrCreate(settings.PoolPath, settings.PoolSizeMb * 1024 * 1024);
 var durability = new PoolDurability(device, Path.Combine(settings.DataDirectory, "durable"));
 var builder = WebApplication.CreateSlimBuilder(args);
-builder.Logging.SetMinimumLevel(LogLevel.Warning);
+builder.Logging.AddTrEnvLogging(settings);
 builder.WebHost.ConfigureKestrel(k =>
 {
     if (settings.PoolGrpcPort > 0)

@@ -99,6 +99,12 @@ public sealed record NodeSettings
     /// <summary>TRENV_KEEP_ALIVE_S: idle time after which a warm instance is reclaimed (scale to zero). Default 600.</summary>
     public int KeepAliveSeconds { get; init; } = 600;
 
+    /// <summary>TRENV_LOG_LEVEL: the level of TrEnv's own log categories (trace, debug, information, warning, error). Default information.</summary>
+    public string LogLevel { get; init; } = "information";
+
+    /// <summary>TRENV_LOG_FORMAT: json (one object per line, for jq and log shippers) or text. Default json.</summary>
+    public string LogFormat { get; init; } = "json";
+
     public const string SystemName = "trenv";
 
     /// <summary>
@@ -112,7 +118,7 @@ public sealed record NodeSettings
         "HTTP_HOST", "HTTP_PORT", "ADMIN_TOKEN", "INVOKE_TOKEN", "MAX_MODULE_MB", "MAX_INPUT_MB", "MAX_LAYER_MB",
         "WORKER_MEMORY_MB", "POOL_PATH", "POOL_SIZE_MB", "SANDBOX_HOST", "POOL_MODE", "POOL_FETCH", "POOL_GRPC_HOST",
         "POOL_GRPC_PORT", "POOL_URL", "POOL_SECRET", "PRESTART_SANDBOXES", "MAX_SANDBOXES", "KEEP_ALIVE_S",
-        "SANDBOX_ISOLATION",
+        "SANDBOX_ISOLATION", "LOG_LEVEL", "LOG_FORMAT",
     }.Select(k => "TRENV_" + k).ToArray();
 
     public bool HasRole(string role) => Roles.Contains(role, StringComparer.Ordinal);
@@ -157,6 +163,8 @@ public sealed record NodeSettings
             MaxSandboxes = Int(c, "MAX_SANDBOXES", d.MaxSandboxes),
             KeepAliveSeconds = Int(c, "KEEP_ALIVE_S", d.KeepAliveSeconds),
             SandboxIsolation = Text(c["SANDBOX_ISOLATION"]) ?? d.SandboxIsolation,
+            LogLevel = Text(c["LOG_LEVEL"])?.ToLowerInvariant() ?? d.LogLevel,
+            LogFormat = Text(c["LOG_FORMAT"])?.ToLowerInvariant() ?? d.LogFormat,
         }.Validate();
     }
 
@@ -186,6 +194,10 @@ public sealed record NodeSettings
             throw new ArgumentException($"TRENV_SANDBOX_ISOLATION must be auto or process, not \"{SandboxIsolation}\".");
         if (MaxModuleMb <= 0 || MaxInputMb <= 0 || PoolSizeMb <= 0 || MaxLayerMb <= 0)
             throw new ArgumentException("TRENV_MAX_MODULE_MB, TRENV_MAX_INPUT_MB, TRENV_MAX_LAYER_MB and TRENV_POOL_SIZE_MB must be positive.");
+        if (LogLevel is not ("trace" or "debug" or "information" or "warning" or "error"))
+            throw new ArgumentException($"TRENV_LOG_LEVEL must be trace, debug, information, warning or error, not \"{LogLevel}\".");
+        if (LogFormat is not ("json" or "text"))
+            throw new ArgumentException($"TRENV_LOG_FORMAT must be json or text, not \"{LogFormat}\".");
         if (WorkerMemoryMb < 0)
             throw new ArgumentException("TRENV_WORKER_MEMORY_MB must be 0 (no bound) or positive.");
         return this;

@@ -26,9 +26,10 @@ public sealed record WorkerInvokeResult(
 
 /// <summary>
 /// A sandbox as a worker reports it: idle (generic), warm (idle with a function loaded) or busy, and the
-/// memory charged to it (its cgroup's charge, or its PSS without cgroups).
+/// memory charged to it (its cgroup's charge, or its PSS without cgroups). <paramref name="Template"/> is the
+/// template key its instance maps from the pool, when it was restored rather than initialised.
 /// </summary>
-public sealed record SandboxStatus(int Pid, string State, string? Function, int? Version, long MemoryBytes);
+public sealed record SandboxStatus(int Pid, string State, string? Function, int? Version, long MemoryBytes, string? Template = null);
 
 /// <summary>Published by every worker to the coordinators; their placement reads it locally.</summary>
 public sealed record WorkerStatus(
@@ -44,7 +45,8 @@ public sealed record WorkerStatus(
     long MemoryBytes = 0,
     int MemoryBoundMb = 0,
     long Evicted = 0,
-    long Sequence = 0) : IProtocolMessage; // orders snapshots and results of one worker: an older snapshot never overrides a newer result
+    long Sequence = 0, // orders snapshots and results of one worker: an older snapshot never overrides a newer result
+    long PoolMappedBytes = 0) : IProtocolMessage; // pool bytes its instances map (each template region once per instance)
 
 /// <summary>
 /// Reclaims a worker's idle warm instances (of one function, or all when null) back to generic sandboxes: scale to zero now.

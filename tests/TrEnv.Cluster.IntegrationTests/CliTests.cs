@@ -72,6 +72,28 @@ public sealed class CliTests
         Assert.Equal((ExitCodes.Unreachable, true), (code, error.Contains("Cannot reach the coordinator", StringComparison.Ordinal)));
         Assert.Equal(ExitCodes.Usage, (await Trenv(c, null, "deploy", "x", Path.Combine(c.Directory, "missing.wasm"))).Code);
 
+        // bench: every request counted by the start kind the platform reported; scaled to zero first and every 10
+        // requests, so template starts show up next to warm ones.
+        (code, output, error) = await Trenv(c, null, "bench", "hello", "-d", "x", "-n", "30", "-c", "3", "--fresh", "--scale-to-zero-every", "10", "--json");
+        Assert.True(code == 0, error + output);
+        using (var bench = System.Text.Json.JsonDocument.Parse(output))
+        {
+            var r = bench.RootElement;
+            Assert.Equal((30, 30, 3), (r.GetProperty("requests").GetInt32(), r.GetProperty("ok").GetInt32(), r.GetProperty("concurrency").GetInt32()));
+            var byStart = r.GetProperty("byStart").EnumerateArray().ToDictionary(k => k.GetProperty("start").GetString()!, k => k.GetProperty("count").GetInt32());
+            Assert.Equal(30, byStart.Values.Sum());
+            Assert.True(byStart.GetValueOrDefault("template") >= 3 && byStart.GetValueOrDefault("warm") >= 1, string.Join(", ", byStart));
+            Assert.All(r.GetProperty("byStart").EnumerateArray(), k => Assert.True(k.GetProperty("p50Ms").GetDouble() <= k.GetProperty("p99Ms").GetDouble()));
+        }
+        (code, output, _) = await Trenv(c, null, "bench", "hello", "-n", "5");
+        Assert.Equal(0, code);
+        Assert.Contains("hello: 5 requests, 4 at a time", output, StringComparison.Ordinal);
+        Assert.Contains("warm", output, StringComparison.Ordinal);
+        Assert.Equal(ExitCodes.NotFound, (await Trenv(c, null, "bench", "nosuch", "-n", "5")).Code);
+        (code, output, _) = await Trenv(c, null, "bench", "trap", "-d", "trap", "-n", "4", "-c", "2");
+        Assert.Equal((ExitCodes.Trap, true), (code, output.Contains("4 failed: trap", StringComparison.Ordinal)));
+        Assert.Equal(ExitCodes.Usage, (await Trenv(c, null, "bench", "hello", "-n", "0")).Code);
+
         Assert.Equal(0, (await Trenv(c, null, "rm", "trap")).Code);
         Assert.Equal(ExitCodes.NotFound, (await Trenv(c, null, "invoke", "trap")).Code);
     }

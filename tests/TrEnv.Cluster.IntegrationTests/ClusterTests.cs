@@ -155,7 +155,7 @@ public sealed class ClusterTests
         var spinning = Invoke(c, "single", "spin");
         await Poll.UntilAsync(async () => spinning.IsCompleted
                 ? throw new InvalidOperationException($"The first invocation of single ended early: {(await spinning).Status} {(await spinning).Body}")
-                : (await c.Http.GetStringAsync("/metrics")).Contains("trenv_invocations_in_flight{function=\"single\"} 1", StringComparison.Ordinal),
+                : new Prometheus(await c.Http.GetStringAsync("/metrics")).Sum("trenv_invocations_in_flight", ("function", "single")) == 1,
             TimeSpan.FromSeconds(15), () => "the first invocation of single to run");
         var throttled = await c.Http.PostAsync("/v1/functions/single/invoke", new StringContent("spin"));
         Assert.True(throttled.StatusCode == HttpStatusCode.ServiceUnavailable,
@@ -215,12 +215,110 @@ public sealed class ClusterTests
         var pool = JsonDocument.Parse(await c.Http.GetStringAsync("/v1/cluster")).RootElement.GetProperty("pool");
         Assert.Equal(1, pool.GetProperty("regions").GetInt32());
 
-        var metrics = await c.Http.GetStringAsync("/metrics");
-        var counted = metrics.Split('\n').Where(l => l.StartsWith("trenv_invocations_total{function=\"heavy\"", StringComparison.Ordinal))
-            .Sum(l => long.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
-        Assert.Equal(6, counted);
-        Assert.Contains("trenv_pool_bytes{kind=\"allocated\"}", metrics, StringComparison.Ordinal);
-        Assert.Contains("trenv_invocation_startup_seconds_bucket", metrics, StringComparison.Ordinal);
+        var metrics = new Prometheus(await c.Http.GetStringAsync("/metrics"));
+        Assert.Equal(6, metrics.Sum("trenv_invocations_total", ("function", "heavy")));
+        Assert.Equal(1, metrics.Sum("trenv_template_captures_total", ("function", "heavy")));
+        Assert.Equal(6, metrics.Sum("trenv_invocation_startup_seconds_count"));
+    }
+
+    [Fact]
+    public async Task One_invocation_id_labels_its_json_log_lines_on_the_coordinator_the_worker_and_the_sandbox()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync("worker-1");
+        await Deploy(c, "hello", "hello");
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/functions/hello/invoke") { Content = new StringContent("x") };
+        request.Headers.Add("X-TrEnv-Invocation-Id", "trace-me-42");
+        var r = await c.Http.SendAsync(request);
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        Assert.Equal("trace-me-42", Header(r, "X-TrEnv-Invocation-Id"));
+        // Without one the coordinator makes one up and says which.
+        var generated = Header((await Invoke(c, "hello", "x")).Response, "X-TrEnv-Invocation-Id");
+        Assert.Matches("^[0-9a-f]{32}$", generated);
+
+        List<(string Category, JsonElement State)> Lines(string node, string id) => File.ReadAllLines(Path.Combine(c.Directory, node + ".log"))
+            .Where(l => l.StartsWith('{') && l.Contains(id, StringComparison.Ordinal))
+            .Select(l => JsonDocument.Parse(l).RootElement)
+            .Where(e => e.TryGetProperty("State", out var s) && s.TryGetProperty("InvocationId", out var i) && i.GetString() == id)
+            .Select(e => (e.GetProperty("Category").GetString()!, e.GetProperty("State").Clone())).ToList();
+        await Poll.UntilAsync(() => Task.FromResult(
+                Lines("coordinator-1", "trace-me-42").Any(l => l.Category == "TrEnv.Coordinator.Invoke")
+                && Lines("worker-1", "trace-me-42").Any(l => l.Category == "TrEnv.Worker")
+                && Lines("worker-1", "trace-me-42").Count(l => l.Category == "TrEnv.Sandbox") >= 2),
+            TimeSpan.FromSeconds(10), () => "log lines of trace-me-42 from the coordinator, the worker and its sandbox");
+        var coordinator = Lines("coordinator-1", "trace-me-42").Single().State;
+        Assert.Equal(("hello", "ok", "cold", "worker-1"), (coordinator.GetProperty("Function").GetString(), coordinator.GetProperty("Outcome").GetString(),
+            coordinator.GetProperty("Start").GetString(), coordinator.GetProperty("Worker").GetString()));
+        // The sandbox's lines: the load (cold, from init) and the invocation, with the sandbox's pid and node.
+        var sandbox = Lines("worker-1", "trace-me-42").Where(l => l.Category == "TrEnv.Sandbox").Select(l => l.State).ToList();
+        Assert.Contains(sandbox, s => s.GetProperty("Event").GetString() == "load" && s.GetProperty("Source").GetString() == "init");
+        Assert.Contains(sandbox, s => s.GetProperty("Event").GetString() == "invoke" && s.GetProperty("Node").GetString() == "worker-1");
+        var worker = Lines("worker-1", "trace-me-42").Single(l => l.Category == "TrEnv.Worker").State;
+        Assert.Equal(sandbox[0].GetProperty("Sandbox").GetInt32(), worker.GetProperty("Pid").GetInt32());
+        await Poll.UntilAsync(() => Task.FromResult(Lines("worker-1", generated).Count >= 2), TimeSpan.FromSeconds(10), () => "the generated id in the worker's log");
+    }
+
+    [Fact]
+    public async Task Metrics_count_a_scripted_sequence_of_invocations_and_agree_with_the_cluster_view()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync("worker-1");
+        await Deploy(c, "hello", "hello");
+        await Deploy(c, "trap", "trap");
+        // hello: cold (and captured), warm, warm; then scaled to zero and restored from its template, warm again.
+        var starts = new List<string>();
+        for (var i = 0; i < 3; i++)
+            starts.Add(Header((await Invoke(c, "hello", "x")).Response, "X-TrEnv-Start"));
+        Assert.Equal(HttpStatusCode.OK, (await c.Http.PostAsync("/v1/functions/hello/scale-to-zero", null)).StatusCode);
+        for (var i = 0; i < 2; i++)
+            starts.Add(Header((await Invoke(c, "hello", "x")).Response, "X-TrEnv-Start"));
+        Assert.Equal(["cold", "warm", "warm", "template", "warm"], starts);
+        // Two traps, then a refusal by the coordinator itself.
+        for (var i = 0; i < 2; i++)
+            Assert.Equal(HttpStatusCode.InternalServerError, (await Invoke(c, "trap", "trap")).Status);
+        Assert.Equal(HttpStatusCode.NotFound, (await Invoke(c, "no-such-function", "")).Status);
+
+        var m = new Prometheus(await c.Http.GetStringAsync("/metrics"));
+        Assert.Equal(1, m.Sum("trenv_invocations_total", ("function", "hello"), ("start", "cold"), ("outcome", "ok")));
+        Assert.Equal(3, m.Sum("trenv_invocations_total", ("function", "hello"), ("start", "warm"), ("outcome", "ok")));
+        Assert.Equal(1, m.Sum("trenv_invocations_total", ("function", "hello"), ("start", "template"), ("outcome", "ok")));
+        Assert.Equal(2, m.Sum("trenv_invocations_total", ("function", "trap"), ("outcome", "trap")));
+        Assert.Equal(2, m.Sum("trenv_invocation_failures_total", ("kind", "trap"), ("function", "trap")));
+        Assert.Equal(1, m.Sum("trenv_invocation_failures_total", ("kind", "not_found")));
+        Assert.Equal(3, m.Sum("trenv_invocation_failures_total"));
+        Assert.Equal(1, m.Sum("trenv_template_captures_total", ("function", "hello")));
+        Assert.Equal(1, m.Sum("trenv_template_restores_total", ("function", "hello")));
+        // Histograms: one observation per answered invocation, in the start kind's series; +Inf holds them all.
+        Assert.Equal(7, m.Sum("trenv_invocation_startup_seconds_count"));
+        Assert.Equal(3, m.Sum("trenv_invocation_exec_seconds_count", ("start", "warm")));
+        Assert.Equal(3, m.Sum("trenv_invocation_duration_seconds_bucket", ("start", "warm"), ("le", "+Inf")));
+        Assert.True(m.Sum("trenv_invocation_startup_seconds_sum", ("start", "cold")) > m.Sum("trenv_invocation_startup_seconds_sum", ("start", "warm")));
+
+        // Gauges agree with /v1/cluster once both read the same worker report (reports arrive twice a second).
+        using var templates = JsonDocument.Parse(await c.Http.GetStringAsync("/v1/templates"));
+        Assert.Equal(templates.RootElement.GetProperty("templates").GetArrayLength(), m.Sum("trenv_templates"));
+        var helloRegion = templates.RootElement.GetProperty("templates").EnumerateArray().Single(t => t.GetProperty("function").GetString() == "hello")
+            .GetProperty("regions")[0].GetProperty("length").GetInt64();
+        string last = "";
+        await Poll.UntilAsync(async () =>
+        {
+            var metrics = new Prometheus(await c.Http.GetStringAsync("/metrics"));
+            using var cluster = JsonDocument.Parse(await c.Http.GetStringAsync("/v1/cluster"));
+            var worker = cluster.RootElement.GetProperty("workers").EnumerateArray().Single();
+            var sandboxes = worker.GetProperty("sandboxes").EnumerateArray().ToList();
+            var pool = cluster.RootElement.GetProperty("pool");
+            last = $"metrics warm={metrics.Sum("trenv_sandboxes", ("state", "warm"))} idle={metrics.Sum("trenv_sandboxes", ("state", "idle"))} "
+                + $"mapped={metrics.Sum("trenv_pool_mapped_bytes", ("worker", "worker-1"))} allocated={metrics.Sum("trenv_pool_allocated_bytes")}; "
+                + $"cluster {sandboxes.Count} sandboxes, allocated={pool.GetProperty("allocatedBytes").GetInt64()}, hello region {helloRegion}";
+            return metrics.Sum("trenv_sandboxes", ("worker", "worker-1")) == sandboxes.Count
+                && metrics.Sum("trenv_sandboxes", ("worker", "worker-1"), ("state", "warm")) == sandboxes.Count(s => s.GetProperty("state").GetString() == "warm")
+                && metrics.Sum("trenv_sandboxes", ("state", "busy")) == 0
+                && metrics.Sum("trenv_pool_allocated_bytes") == pool.GetProperty("allocatedBytes").GetInt64()
+                && metrics.Sum("trenv_pool_capacity_bytes") == pool.GetProperty("capacityBytes").GetInt64()
+                // hello's one restored instance maps its template's region; trap's instances were initialised or restored too.
+                && metrics.Sum("trenv_pool_mapped_bytes", ("worker", "worker-1")) >= helloRegion
+                && metrics.Sum("trenv_workers") == 1 && metrics.Sum("trenv_functions") == 2;
+        }, TimeSpan.FromSeconds(15), () => "the gauges to agree with /v1/cluster: " + last);
     }
 
     [Fact]

@@ -9,9 +9,9 @@ public sealed class ProtocolTests
     public static TheoryData<ISandboxRequest> Requests() =>
     [
         new Load("f", new string('a', 64), "/m", LoadSource.MapTemplate, "/t/x.tpl", "/dev/shm/pool", true, 1L << 30, 1500, 60_000,
-            [new("K", "V"), new("EMPTY", ""), new("ÜNICODE", "✓")], "/layers/f"),
+            [new("K", "V"), new("EMPTY", ""), new("ÜNICODE", "✓")], "/layers/f", null, "inv-1"),
         new Load("g", new string('b', 64), "/m", LoadSource.Init, null, null, false, 0, 0, 0, []),
-        new Invoke([1, 2, 3, 0, 255], 250),
+        new Invoke([1, 2, 3, 0, 255], 250, "0123456789abcdef"),
         new Invoke([], 0),
         new Capture("/dev/shm/pool", 4096, 8192, "/t/h.tpl", "node-1"),
         new Reset(),
@@ -46,6 +46,17 @@ public sealed class ProtocolTests
         var (type, payload) = RoundTrip(reply.Type, reply.Write);
         var back = ReadReply(type, payload);
         Assert.Equal(Normalize(reply), Normalize(back));
+    }
+
+    [Fact]
+    public void Sandbox_log_lines_parse_back_to_their_fields_and_other_lines_do_not()
+    {
+        var line = SandboxLog.Format("invoke", "id-1", "f\"n", ("micros", 42L), ("ok", true), ("skipped", null), ("kind", "trap"));
+        Assert.StartsWith(SandboxLog.Prefix, line, StringComparison.Ordinal);
+        var fields = SandboxLog.Parse(line)!.ToDictionary(kv => kv.Key, kv => kv.Value);
+        Assert.Equal(new Dictionary<string, object?> { ["event"] = "invoke", ["invocationId"] = "id-1", ["function"] = "f\"n", ["micros"] = 42L, ["ok"] = true, ["kind"] = "trap" }, fields);
+        Assert.Null(SandboxLog.Parse("sandbox: protocol error, exiting"));
+        Assert.Null(SandboxLog.Parse(SandboxLog.Prefix + ",broken"));
     }
 
     [Fact]

@@ -51,7 +51,8 @@ public static class SandboxMessages
         int InitTimeoutMs,
         IReadOnlyList<KeyValuePair<string, string>> Environment,
         string? LayerPath = null,
-        string? PageSocket = null) : ISandboxRequest
+        string? PageSocket = null,
+        string? InvocationId = null) : ISandboxRequest
     {
         public byte Type => LoadType;
 
@@ -61,7 +62,7 @@ public static class SandboxMessages
              .Bool(VerifyTemplateData).I64(MemoryLimitBytes).I32(TimeoutMs).I32(InitTimeoutMs).I32(Environment.Count);
             foreach (var (k, v) in Environment)
                 w.Str(k).Str(v);
-            w.Str(LayerPath).Str(PageSocket);
+            w.Str(LayerPath).Str(PageSocket).Str(InvocationId);
         }
 
         public static Load Read(ref FrameReader r)
@@ -71,7 +72,7 @@ public static class SandboxMessages
             var env = new List<KeyValuePair<string, string>>(Math.Clamp(count, 0, 4096));
             for (var i = 0; i < count; i++)
                 env.Add(new(r.Required(), r.Required()));
-            return load with { Environment = env, LayerPath = r.Str(), PageSocket = r.Str() };
+            return load with { Environment = env, LayerPath = r.Str(), PageSocket = r.Str(), InvocationId = r.Str() };
         }
     }
 
@@ -83,12 +84,15 @@ public static class SandboxMessages
         public static Loaded Read(ref FrameReader r) => new((StartKind)r.U8(), r.Bool(), r.I64(), r.I64(), r.Bytes(), r.Bytes(), r.I64());
     }
 
-    /// <summary>Runs one invocation on the loaded instance. A zero timeout keeps the one given at load.</summary>
-    public sealed record Invoke(byte[] Input, int TimeoutMs) : ISandboxRequest
+    /// <summary>
+    /// Runs one invocation on the loaded instance. A zero timeout keeps the one given at load.
+    /// <paramref name="InvocationId"/> only labels the host's log lines.
+    /// </summary>
+    public sealed record Invoke(byte[] Input, int TimeoutMs, string? InvocationId = null) : ISandboxRequest
     {
         public byte Type => InvokeType;
-        public void Write(FrameWriter w) => w.Bytes(Input).I32(TimeoutMs);
-        public static Invoke Read(ref FrameReader r) => new(r.Bytes(), r.I32());
+        public void Write(FrameWriter w) => w.Bytes(Input).I32(TimeoutMs).Str(InvocationId);
+        public static Invoke Read(ref FrameReader r) => new(r.Bytes(), r.I32(), r.Str());
     }
 
     public sealed record Invoked(byte[] Output, long ExecMicros, byte[] Stdout, byte[] Stderr) : ISandboxReply

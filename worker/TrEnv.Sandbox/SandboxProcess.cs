@@ -41,6 +41,12 @@ public sealed class SandboxProcess : IAsyncDisposable
         {
             if (e.Data is null)
                 return;
+            // The host's structured lines (one JSON object each) go to the worker's log, not the crash tail.
+            if (e.Data.StartsWith(SandboxLog.Prefix, StringComparison.Ordinal))
+            {
+                LogLine?.Invoke(this, e.Data);
+                return;
+            }
             lock (_stderrTail)
             {
                 _stderrTail.AppendLine(e.Data);
@@ -52,6 +58,9 @@ public sealed class SandboxProcess : IAsyncDisposable
     }
 
     public int Pid => _process.Id;
+
+    /// <summary>Raised (on a thread-pool thread) for each structured log line the host writes; see <see cref="SandboxLog"/>.</summary>
+    public event Action<SandboxProcess, string>? LogLine;
 
     /// <summary>
     /// Memory this sandbox holds: its cgroup's charge when it has one, else the proportional set size of the
@@ -116,8 +125,8 @@ public sealed class SandboxProcess : IAsyncDisposable
     public async Task<Loaded> LoadAsync(Load load, CancellationToken ct = default)
         => Expect<Loaded>(await CallAsync(load, TimeSpan.FromMilliseconds(load.InitTimeoutMs) + TimeSpan.FromSeconds(30), ct).ConfigureAwait(false));
 
-    public async Task<Invoked> InvokeAsync(byte[] input, TimeSpan timeout, CancellationToken ct = default)
-        => Expect<Invoked>(await CallAsync(new Invoke(input, (int)timeout.TotalMilliseconds), timeout, ct).ConfigureAwait(false));
+    public async Task<Invoked> InvokeAsync(byte[] input, TimeSpan timeout, CancellationToken ct = default, string? invocationId = null)
+        => Expect<Invoked>(await CallAsync(new Invoke(input, (int)timeout.TotalMilliseconds, invocationId), timeout, ct).ConfigureAwait(false));
 
     public async Task<Captured> CaptureAsync(Capture capture, CancellationToken ct = default)
         => Expect<Captured>(await CallAsync(capture, TimeSpan.FromMinutes(2), ct).ConfigureAwait(false));

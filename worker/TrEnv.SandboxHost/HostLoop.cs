@@ -92,7 +92,21 @@ internal sealed class HostLoop : IDisposable
         }
     }
 
-    private ISandboxReply Handle(ISandboxRequest request) => request switch
+    // The request being served, for the log line of its failure.
+    private (string Event, string? InvocationId, string? Function) _current;
+
+    private ISandboxReply Handle(ISandboxRequest request)
+    {
+        _current = request switch
+        {
+            Load l => ("load", l.InvocationId, l.Function),
+            Invoke i => ("invoke", i.InvocationId, _loaded?.Function),
+            _ => (request.GetType().Name.ToLowerInvariant(), null, _loaded?.Function),
+        };
+        return Dispatch(request);
+    }
+
+    private ISandboxReply Dispatch(ISandboxRequest request) => request switch
     {
         Load load => DoLoad(load),
         Invoke invoke => DoInvoke(invoke),
@@ -178,6 +192,8 @@ internal sealed class HostLoop : IDisposable
         }
         _loaded = load;
         var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
+        SandboxLog.Write(Console.Error, "load", load.InvocationId, load.Function, ("source", load.Source.ToString().ToLowerInvariant()),
+            ("origin", _instance.Origin.ToString().ToLowerInvariant()), ("moduleCached", wasCached), ("micros", micros), ("memoryBytes", _instance.MemoryBytes));
         return new Loaded(_instance.Origin, wasCached, micros, _instance.MemoryBytes, ReadLog(_stdoutLog, ref _stdoutOffset), ReadLog(_stderrLog, ref _stderrOffset), filesMicros);
     }
 
@@ -188,6 +204,7 @@ internal sealed class HostLoop : IDisposable
         var started = Stopwatch.GetTimestamp();
         var output = _instance.Invoke(invoke.Input, invoke.TimeoutMs > 0 ? TimeSpan.FromMilliseconds(invoke.TimeoutMs) : null);
         var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
+        SandboxLog.Write(Console.Error, "invoke", invoke.InvocationId, _loaded?.Function, ("micros", micros), ("inputBytes", invoke.Input.Length), ("outputBytes", output.Length));
         return new Invoked(output, micros, ReadLog(_stdoutLog, ref _stdoutOffset), ReadLog(_stderrLog, ref _stderrOffset));
     }
 
@@ -238,6 +255,7 @@ internal sealed class HostLoop : IDisposable
     private Failure Fail(string kind, string message)
     {
         var discarded = _instance is { Poisoned: true } || _instance is { Initialized: false };
+        SandboxLog.Write(Console.Error, _current.Event + "-failed", _current.InvocationId, _current.Function, ("kind", kind), ("message", message), ("discarded", discarded));
         if (discarded)
             DropInstance();
         return new Failure(kind, message, discarded || _instance is null);

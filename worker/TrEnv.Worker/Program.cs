@@ -13,12 +13,12 @@ var settings = NodeSettings.FromEnvironment(new Dictionary<string, string?>
 });
 var host = SandboxHostCommand.Resolve(settings.SandboxHost);
 var builder = Host.CreateApplicationBuilder(args);
-builder.Logging.SetMinimumLevel(LogLevel.Warning);
+builder.Logging.AddTrEnvLogging(settings);
 SandboxManager? manager = null;
-builder.Services.AddTrEnvNode(settings, (akka, _) => akka
+builder.Services.AddTrEnvNode(settings, (akka, provider) => akka
     .AddRegistryProxies()
     .AddWorker(Path.Combine(settings.DataDirectory, "healthy"), (registry, _) => manager = new SandboxManager(settings, host,
-        new RegistryClient(registry.Get<ModuleProxy>(), registry.Get<TemplateProxy>()))));
+        new RegistryClient(registry.Get<ModuleProxy>(), registry.Get<TemplateProxy>()), provider.GetRequiredService<ILoggerFactory>())));
 var app = builder.Build();
 app.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStarted
     .Register(() => Console.WriteLine($"TrEnv worker {settings.Name}: sandbox host {host.FileName} ({host.Kind})"));

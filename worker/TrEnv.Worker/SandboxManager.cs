@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using TrEnv.Cluster;
 using TrEnv.Contracts;
 using TrEnv.Engine;
@@ -13,7 +15,7 @@ namespace TrEnv.Worker;
 /// function version, else SWITCH (repurpose) an idle sandbox, else start a NEW one; restore from the
 /// template when one exists, else run init and capture the template for every later start.
 /// </summary>
-public sealed class SandboxManager : IAsyncDisposable
+public sealed partial class SandboxManager : IAsyncDisposable
 {
     private readonly NodeSettings _settings;
     private readonly SandboxHostCommand _host;
@@ -42,9 +44,14 @@ public sealed class SandboxManager : IAsyncDisposable
     /// <summary>Memory a sandbox may use beyond twice its function's linear memory: the host process and the page cache a capture charges.</summary>
     private const long HostOverheadBytes = 128L << 20;
 
-    public SandboxManager(NodeSettings settings, SandboxHostCommand host, IRegistryClient registry)
+    private readonly ILogger _log;
+    private readonly ILogger _sandboxLog;
+
+    public SandboxManager(NodeSettings settings, SandboxHostCommand host, IRegistryClient registry, ILoggerFactory? logging = null)
     {
         _settings = settings;
+        _log = logging?.CreateLogger("TrEnv.Worker") ?? NullLogger.Instance;
+        _sandboxLog = logging?.CreateLogger("TrEnv.Sandbox") ?? NullLogger.Instance;
         Logs = new FunctionLogs(settings.Name);
         _host = host;
         var isolate = settings.SandboxIsolation == "auto";
@@ -146,6 +153,7 @@ public sealed class SandboxManager : IAsyncDisposable
         public string? Key;
         public string? Serving; // the function version of the invocation in progress, shown while busy
         public string? MappedTemplate;
+        public long MappedBytes; // the pool region its instance maps, while MappedTemplate is set
         public bool Busy;
         public bool EverLoaded;
         public bool Clean = true; // reset since its last load: a repurpose needs no second reset
@@ -205,13 +213,14 @@ public sealed class SandboxManager : IAsyncDisposable
                 (start, captured) = await LoadAsync(slot, request, key, layer, ct);
             }
             var startupMicros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
-            var result = await slot.Process.InvokeAsync(request.Input, TimeSpan.FromMilliseconds(request.Version.Limits.TimeoutMs), ct);
+            var result = await slot.Process.InvokeAsync(request.Input, TimeSpan.FromMilliseconds(request.Version.Limits.TimeoutMs), ct, request.InvocationId);
             Logs.Append(request.Function, request.Version.Version, result.Stdout, result.Stderr);
             Release(slot, key);
             if (start == "template" && _cache?.PageSocket is not null && (request.Template ?? LocalTemplate(key)) is { } used)
                 _ = _cache.PublishWorkingSetAsync(used, CancellationToken.None); // the first invocation's pages, for prefetching elsewhere
             if (start != "warm")
                 _ = EnforceMemoryBoundAsync(CancellationToken.None); // a new instance may have pushed the worker over its bound
+            LogInvoked(_log, request.InvocationId, request.Function, request.Version.Version, start, sandbox, slot.Process.Pid, startupMicros, result.ExecMicros);
             return new WorkerInvokeResult(request.InvocationId, true, result.Output, start, sandbox, _settings.Name, startupMicros, result.ExecMicros, null, null, captured);
         }
         catch (SandboxException e)
@@ -250,7 +259,7 @@ public sealed class SandboxManager : IAsyncDisposable
         var cutAfter = cgroup?.MemoryLimit is { } current && current > memoryLimit;
         cgroup?.SetLimits(cutAfter ? cgroup.MemoryLimit!.Value : memoryLimit, limits.CpuMillicores / 1000.0);
         var cold = new Load(request.Function, request.Version.Sha256, _modules, LoadSource.Init, null, null, false,
-            (long)limits.MemoryMb << 20, limits.TimeoutMs, 120_000, limits.Env.ToList()) { LayerPath = layer };
+            (long)limits.MemoryMb << 20, limits.TimeoutMs, 120_000, limits.Env.ToList()) { LayerPath = layer, InvocationId = request.InvocationId };
 
         async Task Load(Load load)
         {
@@ -300,6 +309,7 @@ public sealed class SandboxManager : IAsyncDisposable
                 }
                 await Load(cold with { Source = source, TemplatePath = header, PoolPath = _poolPath, VerifyTemplateData = verify, PageSocket = _cache?.PageSocket });
                 slot.MappedTemplate = key;
+                slot.MappedBytes = template.Region.Length;
                 return ("template", null);
             }
             catch (Grpc.Core.RpcException e)
@@ -563,6 +573,7 @@ public sealed class SandboxManager : IAsyncDisposable
             host = Namespaces.Wrap(_host, root, network) ?? _host;
         }
         var process = SandboxProcess.Start(host, Path.Combine(_sandboxes, name), cgroup: cgroup);
+        process.LogLine += OnSandboxLog;
         try
         {
             await process.StatsAsync(); // answers once the host is up and warmed
@@ -792,15 +803,47 @@ public sealed class SandboxManager : IAsyncDisposable
                 var key = s.Busy ? s.Serving : s.Key;
                 var at = key?.LastIndexOf('@') ?? -1;
                 return new SandboxStatus(s.Process.Pid, s.Busy ? "busy" : s.Key is null ? "idle" : "warm",
-                    at < 0 ? null : key![..at], at < 0 ? null : int.Parse(key![(at + 1)..], System.Globalization.CultureInfo.InvariantCulture), memory.GetValueOrDefault(s));
+                    at < 0 ? null : key![..at], at < 0 ? null : int.Parse(key![(at + 1)..], System.Globalization.CultureInfo.InvariantCulture), memory.GetValueOrDefault(s),
+                    s.MappedTemplate);
             }).ToList();
+            // Pool bytes this node's instances map: each mapping of a template's region counts, shared or not.
+            var mapped = _all.Sum(s => s.MappedTemplate is null ? 0 : s.MappedBytes);
             return new WorkerStatus(_settings.Name, address, _settings.MaxSandboxes, _all.Count(s => s.Busy), _generic.Count + _genericNetwork.Count, warm, sandboxes, Isolation,
-                DateTimeOffset.UtcNow, memory.Values.Sum(), _settings.WorkerMemoryMb, Evicted, ++_sequence);
+                DateTimeOffset.UtcNow, memory.Values.Sum(), _settings.WorkerMemoryMb, Evicted, ++_sequence, mapped);
         }
     }
 
     private WorkerInvokeResult Failed(WorkerInvoke request, string kind, string message, string start = "cold", string sandbox = "new", TemplateInfo? captured = null)
-        => new(request.InvocationId, false, [], start, sandbox, _settings.Name, 0, 0, kind, message, captured);
+    {
+        LogFailed(_log, request.InvocationId, request.Function, request.Version.Version, kind, start, message);
+        return new(request.InvocationId, false, [], start, sandbox, _settings.Name, 0, 0, kind, message, captured);
+    }
+
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information,
+        Message = "Invocation {InvocationId} of {Function} v{Version}: {Start} start ({SandboxKind} sandbox {Pid}), startup {StartupUs} µs, exec {ExecUs} µs")]
+    private static partial void LogInvoked(ILogger log, string invocationId, string function, int version, string start, string sandboxKind, int pid, long startupUs, long execUs);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "Invocation {InvocationId} of {Function} v{Version} failed ({Kind}, {Start} start): {Error}")]
+    private static partial void LogFailed(ILogger log, string invocationId, string function, int version, string kind, string start, string error);
+
+    // A sandbox host's structured line, re-logged with the node and the sandbox's pid so one invocation id
+    // finds the coordinator's, the worker's and the sandbox's lines alike.
+    private void OnSandboxLog(SandboxProcess process, string line)
+    {
+        if (SandboxLog.Parse(line) is not { } fields || !_sandboxLog.IsEnabled(LogLevel.Information))
+            return;
+        var state = new SandboxLogState { new("Node", _settings.Name), new("Sandbox", process.Pid) };
+        foreach (var (k, v) in fields)
+            state.Add(new(char.ToUpperInvariant(k[0]) + k[1..], v));
+        var failed = fields.Any(f => f.Key == "event" && f.Value is string e && e.EndsWith("-failed", StringComparison.Ordinal));
+        _sandboxLog.Log(failed ? LogLevel.Warning : LogLevel.Information, new EventId(10, "sandbox"), state, null, static (s, _) => s.ToString());
+    }
+
+    // The fields become the JSON line's State; the message reads them as key=value.
+    private sealed class SandboxLogState : List<KeyValuePair<string, object?>>
+    {
+        public override string ToString() => "Sandbox " + string.Join(' ', this.Select(kv => $"{kv.Key}={kv.Value}"));
+    }
 
     public async ValueTask DisposeAsync()
     {

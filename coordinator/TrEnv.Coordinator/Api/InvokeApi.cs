@@ -15,7 +15,7 @@ namespace TrEnv.Coordinator.Api;
 /// POST /v1/functions/{name}/invoke: the hot path. Function and template come from the local catalogs,
 /// the worker from the local directory; the one network hop is coordinator to worker.
 /// </summary>
-public static class InvokeApi
+public static partial class InvokeApi
 {
     /// <summary>Allowance beyond the function's own deadline for a cold start (init and capture).</summary>
     private static readonly TimeSpan StartAllowance = TimeSpan.FromSeconds(90);
@@ -26,11 +26,18 @@ public static class InvokeApi
 
     private static async Task<IResult> Invoke(string name, HttpRequest request, HttpResponse response, NodeSettings settings,
         FunctionCatalog functions, TemplateCatalog templates, WorkerDirectory workers, IRequiredActor<FunctionRegion> registry,
-        CoordinatorMetrics metrics, CancellationToken ct)
+        CoordinatorMetrics metrics, ILoggerFactory logging, CancellationToken ct)
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        // The id that labels this invocation's log lines on every node; a caller may bring its own to correlate.
+        var invocationId = request.Headers["X-TrEnv-Invocation-Id"].ToString() is { Length: > 0 } given && ValidInvocationId(given)
+            ? given : Guid.NewGuid().ToString("N");
+        response.Headers["X-TrEnv-Invocation-Id"] = invocationId;
         if (!BearerToken.Matches(request, settings.InvokeToken))
+        {
+            metrics.RecordRefused(null, Unauthorized);
             return Error(401, Unauthorized, "This call needs the invoke token: send \"Authorization: Bearer <TRENV_INVOKE_TOKEN>\".");
+        }
         if (!functions.TryGet(name, out var version))
         {
             // Slow path: a deploy through another coordinator that the journal poll has not shown us yet.
@@ -41,7 +48,10 @@ public static class InvokeApi
                 var view = await registry.ActorRef.Ask<FunctionReplies.View>(new FunctionCommands.Get(name), TimeSpan.FromSeconds(5), ct);
                 functions.Set(view);
                 if (view.Current is null)
+                {
+                    metrics.RecordRefused(null, NotFound);
                     return Error(404, NotFound, $"There is no function named \"{name}\".");
+                }
                 version = view.Current;
             }
             catch (AskTimeoutException) when (functions.TryGet(name, out var caughtUp))
@@ -51,20 +61,27 @@ public static class InvokeApi
             }
             catch (AskTimeoutException)
             {
+                metrics.RecordRefused(name, Unavailable);
                 return Error(503, Unavailable, $"The registry did not answer for \"{name}\" in time (a coordinator may have just failed); if it was just deployed, retry shortly.", 2);
             }
         }
         var input = await BodyReader.ReadAsync(request, settings.MaxInputMb * 1024L * 1024L, ct);
         if (input is null)
+        {
+            metrics.RecordRefused(name, ErrorKinds.InputTooLarge);
             return Error(413, ErrorKinds.InputTooLarge, $"The input is larger than the limit of {settings.MaxInputMb} MiB (TRENV_MAX_INPUT_MB).");
+        }
 
         // The function's concurrency limit, counted per coordinator: over it the caller is told to retry.
         var running = InFlightByFunction.AddOrUpdate(name, 1, (_, n) => n + 1);
         try
         {
             if (running > version.Limits.Concurrency)
+            {
+                metrics.RecordRefused(name, Unavailable);
                 return Error(503, Unavailable, $"{name} is already running {version.Limits.Concurrency} invocations, its concurrency limit.", 1);
-            return await DispatchAsync(name, version, input, response, templates, workers, metrics, started, ct);
+            }
+            return await DispatchAsync(invocationId, name, version, input, response, templates, workers, metrics, logging.CreateLogger("TrEnv.Coordinator.Invoke"), started, ct);
         }
         finally
         {
@@ -74,18 +91,28 @@ public static class InvokeApi
 
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> InFlightByFunction = new(StringComparer.Ordinal);
 
-    /// <summary>Invocations this coordinator is running, per function (the /metrics gauge).</summary>
-    public static IEnumerable<(string Function, int Count)> InFlight => InFlightByFunction.Where(kv => kv.Value > 0).Select(kv => (kv.Key, kv.Value));
+    /// <summary>
+    /// Invocations this coordinator is running, per function invoked since it started (the /metrics gauge): zeros
+    /// too, so a series falls back to 0 instead of keeping its last value.
+    /// </summary>
+    public static IEnumerable<(string Function, int Count)> InFlight => InFlightByFunction.Select(kv => (kv.Key, kv.Value));
 
-    private static async Task<IResult> DispatchAsync(string name, FunctionVersion version, byte[] input, HttpResponse response,
-        TemplateCatalog templates, WorkerDirectory workers, CoordinatorMetrics metrics, long started, CancellationToken ct)
+    private static bool ValidInvocationId(string id)
+        => id.Length <= 64 && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.');
+
+    private static async Task<IResult> DispatchAsync(string invocationId, string name, FunctionVersion version, byte[] input, HttpResponse response,
+        TemplateCatalog templates, WorkerDirectory workers, CoordinatorMetrics metrics, ILogger log, long started, CancellationToken ct)
     {
         var key = TemplateCommands.KeyOf(name, version.Version);
         var worker = workers.Choose(key);
         if (worker is null)
+        {
+            metrics.RecordRefused(name, Unavailable);
+            LogRefused(log, invocationId, name, "no worker has room");
             return Error(503, Unavailable, "No worker has room for this invocation right now.", 1);
+        }
 
-        var message = new WorkerInvoke(Guid.NewGuid().ToString("N"), name, version, templates.Find(key), input);
+        var message = new WorkerInvoke(invocationId, name, version, templates.Find(key), input);
         WorkerInvokeResult result;
         Interlocked.Increment(ref worker.InFlight);
         using var gone = CancellationTokenSource.CreateLinkedTokenSource(ct, worker.Gone.Token);
@@ -97,11 +124,15 @@ public static class InvokeApi
         catch (AskTimeoutException)
         {
             response.Headers["X-TrEnv-Node"] = worker.Status.Node;
+            metrics.RecordRefused(name, Unavailable);
+            LogRefused(log, invocationId, name, $"worker {worker.Status.Node} did not answer in time");
             return Error(503, Unavailable, $"Worker {worker.Status.Node} did not answer in time; the invocation may not have run.", 1);
         }
         catch (OperationCanceledException) when (worker.Gone.IsCancellationRequested && !ct.IsCancellationRequested)
         {
             response.Headers["X-TrEnv-Node"] = worker.Status.Node;
+            metrics.RecordRefused(name, Unavailable);
+            LogRefused(log, invocationId, name, $"worker {worker.Status.Node} left the cluster");
             return Error(503, Unavailable, $"Worker {worker.Status.Node} left the cluster while running this invocation; it may not have completed.", 1);
         }
         finally
@@ -114,8 +145,11 @@ public static class InvokeApi
             worker.ApplyBusy(result.BusyAfter, result.Sequence);
         if (result.CapturedTemplate is { } captured)
             templates.Add(captured);
-        metrics.RecordInvocation(name, result.Start, result.Ok ? "ok" : result.ErrorKind ?? ErrorKinds.Internal, result.StartupMicros, result.ExecMicros,
-            System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
+        var outcome = result.Ok ? "ok" : result.ErrorKind ?? ErrorKinds.Internal;
+        var elapsed = System.Diagnostics.Stopwatch.GetElapsedTime(started);
+        metrics.RecordInvocation(invocationId, name, version.Version, result.Start, outcome, result.Node, result.Sandbox, result.StartupMicros, result.ExecMicros, elapsed.TotalSeconds,
+            result.CapturedTemplate is not null);
+        LogDone(log, invocationId, name, version.Version, outcome, result.Start, result.Node, result.StartupMicros, result.ExecMicros, elapsed.TotalMilliseconds);
         var headers = response.Headers;
         headers["X-TrEnv-Node"] = result.Node;
         headers["X-TrEnv-Start"] = result.Start;
@@ -132,4 +166,12 @@ public static class InvokeApi
         }
         return Results.Bytes(result.Output, "application/octet-stream");
     }
+
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information,
+        Message = "Invocation {InvocationId} of {Function} v{Version}: {Outcome}, {Start} start on {Worker}, startup {StartupUs} µs, exec {ExecUs} µs, {DurationMs:F2} ms in all")]
+    private static partial void LogDone(ILogger log, string invocationId, string function, int version, string outcome, string start, string worker,
+        long startupUs, long execUs, double durationMs);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "Invocation {InvocationId} of {Function} not run: {Reason}")]
+    private static partial void LogRefused(ILogger log, string invocationId, string function, string reason);
 }

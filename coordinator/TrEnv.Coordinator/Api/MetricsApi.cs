@@ -1,42 +1,29 @@
-using Akka.Actor;
-using Akka.Hosting;
-using TrEnv.Contracts;
-using TrEnv.Coordinator.Catalog;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
 using TrEnv.Coordinator.Observability;
-using TrEnv.Coordinator.Placement;
-using TrEnv.Coordinator.Registry;
 
 namespace TrEnv.Coordinator.Api;
 
-/// <summary>GET /metrics in the Prometheus text format.</summary>
+/// <summary>GET /metrics: OpenTelemetry's Prometheus exporter over the meter <see cref="CoordinatorMetrics.MeterName"/>.</summary>
 public static class MetricsApi
 {
+    public static IServiceCollection AddTrEnvMetrics(this IServiceCollection services, string node)
+    {
+        services.AddSingleton<PoolUsageSampler>().AddHostedService(p => p.GetRequiredService<PoolUsageSampler>());
+        services.AddSingleton<CoordinatorMetrics>();
+        services.AddOpenTelemetry()
+            .ConfigureResource(r => r.AddService("trenv-coordinator", serviceInstanceId: node))
+            .WithMetrics(m => m
+            .AddMeter(CoordinatorMetrics.MeterName)
+            // Every scrape sees the invocations answered before it: no response cache.
+            .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0));
+        return services;
+    }
+
     public static void MapMetricsApi(this WebApplication app)
-        => app.MapGet("/metrics", async (CoordinatorMetrics metrics, WorkerDirectory workers, FunctionCatalog functions, TemplateCatalog templates,
-            IRequiredActor<PoolProxy> pool, CancellationToken ct) =>
-        {
-            PoolReplies.Usage? usage = null;
-            try
-            {
-                usage = await pool.ActorRef.Ask<PoolReplies.Usage>(new PoolCommands.Stats(PoolCommands.DefaultPool), TimeSpan.FromSeconds(2), ct);
-            }
-            catch (AskTimeoutException)
-            {
-            }
-            var sandboxes = workers.Workers.SelectMany(w => w.Status.Sandboxes.GroupBy(s => s.State)
-                .Select(g => ($"worker=\"{CoordinatorMetrics.Escape(w.Status.Node)}\",state=\"{g.Key}\"", (double)g.Count())));
-            var gauges = new List<(string, string, IEnumerable<(string, double)>)>
-            {
-                ("trenv_sandboxes", "Sandboxes per worker by state (idle, warm, busy), as last reported.", sandboxes),
-                ("trenv_workers", "Workers in this coordinator's directory.", [("", workers.Workers.Count)]),
-                ("trenv_invocations_in_flight", "Invocations this coordinator is running, per function.",
-                    InvokeApi.InFlight.Select(f => ($"function=\"{CoordinatorMetrics.Escape(f.Function)}\"", (double)f.Count))),
-                ("trenv_functions", "Deployed functions.", [("", functions.Names.Count)]),
-                ("trenv_templates", "Sealed templates.", [("", templates.All.Count)]),
-                ("trenv_template_bytes", "Bytes of non-zero pages held by sealed templates.", [("", templates.All.Sum(t => t.NonZeroPages * 4096.0))]),
-            };
-            if (usage is not null)
-                gauges.Add(("trenv_pool_bytes", "Memory pool capacity and allocated bytes.", [("kind=\"capacity\"", usage.Capacity), ("kind=\"allocated\"", usage.AllocatedBytes)]));
-            return Results.Text(metrics.Render(gauges), "text/plain; version=0.0.4");
-        });
+    {
+        // The meter's instruments exist once the metrics object does; create it before the first scrape.
+        _ = app.Services.GetRequiredService<CoordinatorMetrics>();
+        app.MapPrometheusScrapingEndpoint("/metrics").WithTags("cluster").WithSummary("Prometheus metrics (OpenTelemetry exporter)");
+    }
 }

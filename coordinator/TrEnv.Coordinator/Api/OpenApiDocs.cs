@@ -13,6 +13,22 @@ public static class OpenApiDocs
             document.Info.Description = "Deploy WebAssembly functions, invoke them (X-TrEnv-Start says warm, template or cold), and inspect templates, "
                 + "workers and the memory pool. Errors are JSON {\"error\": kind, \"message\": sentence}. Deploy, delete, layers and scale-to-zero take "
                 + "the admin bearer token when TRENV_ADMIN_TOKEN is set; invocations the invoke token when TRENV_INVOKE_TOKEN is.";
+            // The exporter's endpoint is middleware, not a route handler, so the generator does not see it.
+            document.Paths["/metrics"] = new OpenApiPathItem
+            {
+                Operations = new Dictionary<HttpMethod, OpenApiOperation>
+                {
+                    [HttpMethod.Get] = new OpenApiOperation
+                    {
+                        Summary = "Prometheus metrics (OpenTelemetry exporter): invocations by function, start kind and outcome; startup, exec and duration "
+                            + "histograms; failures by kind; sandboxes by worker and state; pool bytes; template captures and restores",
+                        Responses = new OpenApiResponses
+                        {
+                            ["200"] = new OpenApiResponse { Description = "The Prometheus text exposition format", Content = new Dictionary<string, OpenApiMediaType> { ["text/plain"] = new() } },
+                        },
+                    },
+                },
+            };
             return Task.CompletedTask;
         }).AddOperationTransformer((operation, context, _) =>
         {
