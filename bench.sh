@@ -6,18 +6,33 @@
 # idle sandbox memory and how many fit in 4 GiB (bench/results/sandbox.json).
 # `./bench.sh pool [--samples N]` restores heavy on a node that never saw it: CXL map, rdma eager, lazy,
 # prefetch and copy, through a memory-pool node it starts (bench/results/pool.json).
+# `./bench.sh report` runs all four with quick settings into bench/results/report-data/ and writes
+# bench/results/report.md with PNG plots in bench/results/plots/ (latency CDF per start kind, PSS against
+# live instances, restore time against template size).
 set -euo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
 cd "$root"
 what=${1:-}
 case "$what" in
-  startup|e2e|sandbox|pool) shift ;;
-  *) echo "usage: ./bench.sh startup [--samples N] [--pss-instances N] [--out FILE] | e2e [--samples N] | sandbox [--samples N] | pool [--samples N]" >&2; exit 2 ;;
+  startup|e2e|sandbox|pool|report) shift ;;
+  *) echo "usage: ./bench.sh startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e [--samples N] | sandbox [--samples N] | pool [--samples N] | report" >&2; exit 2 ;;
 esac
-scripts/bootstrap.sh
-CONFIGURATION=Release scripts/build.sh >/dev/null
+if [[ -z ${TRENV_BENCH_NO_BUILD:-} ]]; then
+  scripts/bootstrap.sh
+  CONFIGURATION=Release scripts/build.sh >/dev/null
+fi
 export TRENV_SANDBOX_HOST="$root/artifacts/sandbox-host"
 bench=bench/TrEnv.Bench/bin/Release/net10.0/trenv-bench.dll
+if [[ $what == report ]]; then
+  data=bench/results/report-data
+  mkdir -p "$data"
+  export TRENV_BENCH_NO_BUILD=1
+  ./bench.sh startup --samples 10 --pss-instances 64 --sizes 1,4,16,64,256 --out "$data/startup.json"
+  TRENV_BENCH_SECONDS=3 ./bench.sh e2e --samples 15 --out "$data/e2e.json"
+  ./bench.sh sandbox --samples 10 --out "$data/sandbox.json"
+  ./bench.sh pool --samples 10 --out "$data/pool.json"
+  exec dotnet "$bench" report "$data" bench/results/report.md
+fi
 if [[ $what == startup ]]; then
   exec dotnet "$bench" startup "$@"
 fi

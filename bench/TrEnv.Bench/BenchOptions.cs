@@ -2,6 +2,9 @@ namespace TrEnv.Bench;
 
 internal sealed record BenchOptions(int Samples, int PssInstances, string Output, string Guests, string WorkRoot)
 {
+    /// <summary>--sizes 1,4,16: template sizes in MiB for the restore-time-against-size sweep (none: skipped).</summary>
+    public IReadOnlyList<int> Sizes { get; init; } = [];
+
     public static BenchOptions Parse(string[] args)
     {
         var root = FindRepoRoot();
@@ -16,6 +19,7 @@ internal sealed record BenchOptions(int Samples, int PssInstances, string Output
                 "--pss-instances" => options with { PssInstances = int.Parse(value, System.Globalization.CultureInfo.InvariantCulture) },
                 "--out" => options with { Output = Path.GetFullPath(value) },
                 "--work" => options with { WorkRoot = Path.GetFullPath(value) },
+                "--sizes" => options with { Sizes = value.Split(',').Select(v => int.Parse(v, System.Globalization.CultureInfo.InvariantCulture)).ToArray() },
                 _ => throw new ArgumentException($"Unknown option {args[i]}."),
             };
             i++;

@@ -54,7 +54,7 @@ internal static class E2eBenchmark
 
         var result = new JsonObject
         {
-            ["heavy"] = new JsonObject { ["warm"] = Summary(warm), ["template"] = Summary(template), ["cold"] = Summary(cold) },
+            ["heavy"] = new JsonObject { ["warm"] = Stats.Summary(warm), ["template"] = Stats.Summary(template), ["cold"] = Stats.Summary(cold) },
             ["ratios"] = new JsonObject { ["cold_over_template_p50"] = Math.Round(Stats.Percentile(cold, 50) / Stats.Percentile(template, 50), 1) },
             ["hello_warm_rps"] = Math.Round(rps, 0),
             ["hello_concurrency"] = concurrency,
@@ -71,14 +71,6 @@ internal static class E2eBenchmark
         Console.WriteLine($"wrote {output}");
         return 0;
     }
-
-    private static JsonObject Summary(List<double> v) => new()
-    {
-        ["n"] = v.Count,
-        ["min_ms"] = Math.Round(v.Min(), 3),
-        ["p50_ms"] = Math.Round(Stats.Percentile(v, 50), 3),
-        ["p99_ms"] = Math.Round(Stats.Percentile(v, 99), 3),
-    };
 
     internal static async Task DeployAsync(HttpClient http, string name, byte[] wasm, string query)
     {

@@ -6,7 +6,7 @@ using TrEnv.Bench;
 // ./bench.sh pool [--samples N] (TRENV_POOL_URL, TRENV_POOL_PATH: a memory-pool node)
 // ./bench.sh demo
 var command = args.FirstOrDefault() ?? "";
-var options = BenchOptions.Parse(args.Skip(1).ToArray());
+var options = command == "report" ? BenchOptions.Parse([]) : BenchOptions.Parse(args.Skip(1).ToArray());
 switch (command)
 {
     case "startup":
@@ -22,7 +22,15 @@ switch (command)
             Environment.GetEnvironmentVariable("TRENV_POOL_PATH") ?? "/dev/shm/trenv/pool");
     case "demo":
         return await EngineDemo.RunAsync(options);
+    case "report":
+        // trenv-bench report DATA_DIR REPORT.md: plots and tables from the JSON the other benchmarks wrote into DATA_DIR.
+        return args.Length == 3 ? ReportCommand.Run(args[1], args[2]) : Usage();
     default:
-        Console.Error.WriteLine("usage: trenv-bench startup [--samples N] [--pss-instances N] [--out FILE] | e2e | sandbox [--samples N] | demo");
-        return 2;
+        return Usage();
+}
+
+static int Usage()
+{
+    Console.Error.WriteLine("usage: trenv-bench startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e | sandbox [--samples N] | pool | demo | report DATA_DIR REPORT.md");
+    return 2;
 }

@@ -107,8 +107,12 @@ internal static class StartupBenchmark
                     pss = await MeasurePssAsync(o, Spawn, Cold, FromTemplate(LoadSource.MapTemplate));
             }
 
+            var bySize = o.Sizes.Count > 0 ? await MeasureRestoreBySizeAsync(o, Spawn, modules, templates, poolPath, allocator) : null;
+
             PrintTable(cases);
             var json = BuildJson(cases, pss!);
+            if (bySize is not null)
+                json["restore_by_size"] = bySize;
             Directory.CreateDirectory(Path.GetDirectoryName(o.Output)!);
             await File.WriteAllTextAsync(o.Output, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
             Console.WriteLine($"wrote {o.Output}");
@@ -128,27 +132,34 @@ internal static class StartupBenchmark
         }
     }
 
-    // N live instances each restored from the template (and every page read by "scan"), against N that each ran init.
+    // Live instances restored from the template (each reading every page with "scan") against instances that each
+    // ran init: total PSS at 1, 2, 4, ... up to --pss-instances, adding instances one at a time.
     private static async Task<JsonObject> MeasurePssAsync(BenchOptions o, Func<SandboxProcess> spawn, Func<Load> cold, Load map)
     {
-        var totals = new Dictionary<string, double>();
+        var steps = new List<int>();
+        for (var n = 1; n < o.PssInstances; n *= 2)
+            steps.Add(n);
+        steps.Add(o.PssInstances);
+        var sweep = steps.ToDictionary(n => n, _ => new Dictionary<string, double>());
         foreach (var (label, load) in new[] { ("map", map), ("init", cold()) })
         {
             var live = new List<SandboxProcess>();
             try
             {
-                for (var i = 0; i < o.PssInstances; i++)
+                for (var i = 1; i <= o.PssInstances; i++)
                 {
                     var sb = spawn();
                     live.Add(sb);
                     await sb.LoadAsync(load);
                     await sb.InvokeAsync("scan"u8.ToArray(), TimeSpan.FromSeconds(30));
+                    if (!sweep.TryGetValue(i, out var at))
+                        continue;
+                    long total = 0;
+                    foreach (var each in live)
+                        total += (await each.StatsAsync()).PssBytes;
+                    at[label] = total / 1048576.0;
+                    Console.WriteLine($"heavy: {i} live instances ({label}): total PSS {at[label]:F1} MiB");
                 }
-                long total = 0;
-                foreach (var sb in live)
-                    total += (await sb.StatsAsync()).PssBytes;
-                totals[label] = total / 1048576.0;
-                Console.WriteLine($"heavy: {o.PssInstances} live instances ({label}): total PSS {totals[label]:F1} MiB");
             }
             finally
             {
@@ -156,13 +167,71 @@ internal static class StartupBenchmark
                     await sb.DisposeAsync();
             }
         }
+        var last = sweep[o.PssInstances];
         return new JsonObject
         {
             ["instances"] = o.PssInstances,
-            ["map_total_mib"] = Math.Round(totals["map"], 1),
-            ["init_total_mib"] = Math.Round(totals["init"], 1),
-            ["map_over_init"] = Math.Round(totals["map"] / totals["init"], 3),
+            ["map_total_mib"] = Math.Round(last["map"], 1),
+            ["init_total_mib"] = Math.Round(last["init"], 1),
+            ["map_over_init"] = Math.Round(last["map"] / last["init"], 3),
+            ["sweep"] = new JsonArray(steps.Select(n => (JsonNode?)new JsonObject
+            {
+                ["instances"] = n,
+                ["map_total_mib"] = Math.Round(sweep[n]["map"], 1),
+                ["init_total_mib"] = Math.Round(sweep[n]["init"], 1),
+            }).ToArray()),
         };
+    }
+
+    // Restore (map and copy) plus the first response of the sized guest, at each --sizes template size.
+    private static async Task<JsonArray> MeasureRestoreBySizeAsync(BenchOptions o, Func<SandboxProcess> spawn, string modules, string templates,
+        string poolPath, RegionAllocator allocator)
+    {
+        var results = new JsonArray();
+        var hash = ModuleCache.Put(modules, File.ReadAllBytes(Path.Combine(o.Guests, "sized.wasm"))).Hex;
+        foreach (var mb in o.Sizes)
+        {
+            Load Cold() => new("sized", hash, modules, LoadSource.Init, null, null, false, (mb + 64L) << 20, 30_000, 120_000,
+                [new("SIZE_MB", mb.ToString(CultureInfo.InvariantCulture))]);
+            var header = Path.Combine(templates, $"sized-{mb}.tpl");
+            long nonZeroPages;
+            Region region;
+            await using (var first = spawn())
+            {
+                await first.LoadAsync(Cold());
+                var size = (await first.CaptureAsync(new Capture(poolPath, 0, 0, header, "bench"))).RequiredBytes;
+                region = allocator.Allocate(size);
+                nonZeroPages = (await first.CaptureAsync(new Capture(poolPath, region.Offset, region.Length, header, "bench"))).NonZeroPages;
+            }
+            var byMode = new Dictionary<string, List<double>> { ["map"] = [], ["copy"] = [] };
+            string? expected = null;
+            for (var i = 0; i < o.Samples; i++)
+            {
+                foreach (var (mode, source) in new[] { ("map", LoadSource.MapTemplate), ("copy", LoadSource.CopyTemplate) })
+                {
+                    await using var sb = spawn();
+                    await sb.StatsAsync();
+                    var watch = Stopwatch.StartNew();
+                    await sb.LoadAsync(Cold() with { Source = source, TemplatePath = header, PoolPath = poolPath });
+                    var output = Encoding.UTF8.GetString((await sb.InvokeAsync([], TimeSpan.FromSeconds(30))).Output);
+                    byMode[mode].Add(watch.Elapsed.TotalMilliseconds);
+                    expected ??= output;
+                    if (output != expected)
+                        throw new InvalidOperationException($"sized {mb} MiB {mode} answered \"{output}\" but the first answer was \"{expected}\".");
+                }
+            }
+            allocator.Free(region);
+            var templateMib = nonZeroPages * 4096 / 1048576.0;
+            Console.WriteLine($"sized {mb} MiB: template {templateMib:F1} MiB; restore + first response p50: map {Stats.Percentile(byMode["map"], 50):F2} ms, copy {Stats.Percentile(byMode["copy"], 50):F2} ms");
+            results.Add(new JsonObject
+            {
+                ["size_mib"] = mb,
+                ["template_mib"] = Math.Round(templateMib, 1),
+                ["map"] = Stats.Summary(byMode["map"]),
+                ["copy"] = Stats.Summary(byMode["copy"]),
+            });
+        }
+        return results;
     }
 
     private static JsonObject BuildJson(List<Case> cases, JsonObject pss)
@@ -178,6 +247,7 @@ internal static class StartupBenchmark
                 ["min_ms"] = Math.Round(c.Millis.Min(), 3),
                 ["p50_ms"] = Math.Round(Stats.Percentile(c.Millis, 50), 3),
                 ["p99_ms"] = Math.Round(Stats.Percentile(c.Millis, 99), 3),
+                ["samples_ms"] = Stats.Samples(c.Millis),
             });
         }
         double P50(string f, string m) => Stats.Percentile(cases.Single(c => c.Function == f && c.Mode == m).Millis, 50);

@@ -12,12 +12,15 @@ internal static class Stats
         return sorted[Math.Clamp(rank - 1, 0, sorted.Length - 1)];
     }
 
-    /// <summary>n, min, p50 and p99 in milliseconds.</summary>
+    /// <summary>n, min, p50 and p99 in milliseconds, and every sample (for the report's distributions).</summary>
     public static JsonObject Summary(IReadOnlyList<double> v) => new()
     {
         ["n"] = v.Count,
         ["min_ms"] = Math.Round(v.Min(), 3),
         ["p50_ms"] = Math.Round(Percentile(v, 50), 3),
         ["p99_ms"] = Math.Round(Percentile(v, 99), 3),
+        ["samples_ms"] = Samples(v),
     };
+
+    public static JsonArray Samples(IReadOnlyList<double> v) => new(v.Select(x => (JsonNode?)JsonValue.Create(Math.Round(x, 4))).ToArray());
 }
