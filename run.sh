@@ -8,6 +8,7 @@ root=$(cd "$(dirname "$0")" && pwd)
 cd "$root"
 scripts/bootstrap.sh
 CONFIGURATION=Release scripts/build.sh
+scripts/build-python.sh  # the Python runtime, once (cached under TRENV_RUNTIMES_DIR, outside the repo)
 export TRENV_CLUSTER_DIR=${TRENV_CLUSTER_DIR:-$root/.trenv}
 http=${TRENV_HTTP_PORT:-8080}
 url="http://127.0.0.1:$http"
@@ -54,8 +55,15 @@ for f in hello heavy trap loop membomb escape; do
   curl -sf "${auth[@]}" -X PUT -H 'Content-Type: application/wasm' --data-binary "@guests/build/$f.wasm" "$url/v1/functions/$f$q" >/dev/null \
     || { echo "deploying $f failed" >&2; exit 1; }
 done
+# The Python sample tools, deployed from source (calc.py is the function "calc", and so on).
+for f in guests/python/*.py; do
+  name=$(basename "$f" .py)
+  curl -sf "${auth[@]}" -X PUT --data-binary "@$f" "$url/v1/functions/${name//_/-}?runtime=python" >/dev/null \
+    || { echo "deploying $f failed" >&2; exit 1; }
+done
 echo "TrEnv ready: $url"
 echo "  curl -X POST --data 'world' $url/v1/functions/hello/invoke"
+echo "  curl -X POST --data '(19.99 * 3) / 7' $url/v1/functions/calc/invoke"
 # The nodes are not this shell's children (scripts/cluster.sh started them): watch them instead.
 while sleep 1; do
   for pid in $(cat "$TRENV_CLUSTER_DIR/pids"); do

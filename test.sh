@@ -6,6 +6,7 @@ cd "$root"
 scripts/bootstrap.sh
 mkdir -p artifacts
 CONFIGURATION=Release scripts/build.sh
+scripts/build-python.sh  # the Python runtime the runtime tests deploy scripts on (cached outside the repo)
 export TRENV_SANDBOX_HOST="$root/artifacts/sandbox-host"
 # One cluster test keeps its registry in PostgreSQL 15.
 TRENV_TEST_POSTGRES=$(scripts/postgres.sh trenv_test)

@@ -77,9 +77,13 @@ public sealed partial class CliApp(TextWriter stdout, TextWriter stderr, Stream?
         var timeout = new Option<int?>("--timeout-ms") { Description = "Deadline of one invocation" };
         var concurrency = new Option<int?>("--concurrency") { Description = "Invocations at once" };
         var env = new Option<string[]>("--env") { Description = "KEY=VALUE for the guest's environment (repeatable)", AllowMultipleArgumentsPerToken = false };
-        var command = new Command("deploy", "Deploy a module as a function (the same bytes and limits again change nothing)")
+        var runtime = new Option<string?>("--runtime")
         {
-            name, file, memory, timeout, concurrency, env,
+            Description = "Deploy a script instead of a module: python (FILE is the script, or a .tar with main.py; implied by a .py file)",
+        };
+        var command = new Command("deploy", "Deploy a module (or a script, with --runtime) as a function (the same bytes and limits again change nothing)")
+        {
+            name, file, memory, timeout, concurrency, env, runtime,
         };
         command.SetAction(async (p, ct) =>
         {
@@ -93,6 +97,9 @@ public sealed partial class CliApp(TextWriter stdout, TextWriter stderr, Stream?
                 query.Add($"timeoutMs={t}");
             if (p.GetValue(concurrency) is { } c)
                 query.Add($"concurrency={c}");
+            var script = p.GetValue(runtime) ?? (f.Extension == ".py" ? "python" : null);
+            if (script is not null)
+                query.Add($"runtime={Uri.EscapeDataString(script)}");
             foreach (var pair in p.GetValue(env) ?? [])
             {
                 var eq = pair.IndexOf('=');
@@ -102,7 +109,7 @@ public sealed partial class CliApp(TextWriter stdout, TextWriter stderr, Stream?
             }
             using var client = Client(p);
             using var content = new ByteArrayContent(await File.ReadAllBytesAsync(f.FullName, ct));
-            content.Headers.ContentType = new MediaTypeHeaderValue("application/wasm");
+            content.Headers.ContentType = new MediaTypeHeaderValue(script is null ? "application/wasm" : "application/octet-stream");
             var fn = p.GetValue(name)!;
             var answer = await client.SendAsync(HttpMethod.Put, $"v1/functions/{Uri.EscapeDataString(fn)}" + (query.Count > 0 ? "?" + string.Join('&', query) : ""), content, ct);
             if (!answer.Ok)

@@ -23,7 +23,7 @@ public static class ExitCodes
     {
         "not_found" => NotFound,
         ErrorKinds.InvalidModule or "invalid_layer" or "bad_request" => Invalid,
-        ErrorKinds.Trap => Trap,
+        ErrorKinds.Trap or ErrorKinds.Exception => Trap,
         ErrorKinds.Timeout => Timeout,
         ErrorKinds.Memory => Memory,
         ErrorKinds.NoCapacity or ErrorKinds.SandboxCrashed or "unavailable" => Unavailable,

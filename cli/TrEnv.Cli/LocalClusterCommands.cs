@@ -38,8 +38,9 @@ internal sealed class LocalClusterCommands(TextWriter stdout, TextWriter stderr)
                 return Usage($"Something already serves {url}; stop it (trenv down) or pick --http-port.");
             if (!p.GetValue(noBuild))
             {
-                stdout.WriteLine("building (scripts/bootstrap.sh, scripts/build.sh)…");
-                if (await Run(root, "scripts/bootstrap.sh", [], ct) is not 0 || await Run(root, "scripts/build.sh", [("CONFIGURATION", "Release")], ct) is not 0)
+                stdout.WriteLine("building (scripts/bootstrap.sh, scripts/build.sh, scripts/build-python.sh)…");
+                if (await Run(root, "scripts/bootstrap.sh", [], ct) is not 0 || await Run(root, "scripts/build.sh", [("CONFIGURATION", "Release")], ct) is not 0
+                    || await Run(root, "scripts/build-python.sh", [], ct) is not 0)
                     return Fail("the build failed; its output is above.");
             }
             var env = new List<(string, string)>
@@ -85,6 +86,25 @@ internal sealed class LocalClusterCommands(TextWriter stdout, TextWriter stderr)
                 if (!response.IsSuccessStatusCode)
                     return await StopAndFail(pids, $"deploying the sample {name} failed: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync(ct)}");
                 stdout.WriteLine($"deployed {name}");
+            }
+            // The Python sample tools, from source, when the runtime is installed (scripts/build-python.sh).
+            var scripts = Path.Combine(root, "guests", "python");
+            foreach (var file in Directory.Exists(scripts) ? Directory.GetFiles(scripts, "*.py").Order(StringComparer.Ordinal).ToArray() : [])
+            {
+                var name = Path.GetFileNameWithoutExtension(file).Replace('_', '-');
+                using var content = new ByteArrayContent(await File.ReadAllBytesAsync(file, ct));
+                using var request = new HttpRequestMessage(HttpMethod.Put, $"{url}/v1/functions/{name}?runtime=python") { Content = content };
+                if (p.GetValue(token) is { Length: > 0 } t)
+                    request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", t);
+                using var response = await http.SendAsync(request, ct);
+                if (response.StatusCode == System.Net.HttpStatusCode.ServiceUnavailable)
+                {
+                    stdout.WriteLine($"skipped the Python samples: {await response.Content.ReadAsStringAsync(ct)}");
+                    break;
+                }
+                if (!response.IsSuccessStatusCode)
+                    return await StopAndFail(pids, $"deploying the sample {name} failed: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync(ct)}");
+                stdout.WriteLine($"deployed {name} (python)");
             }
             stdout.WriteLine($"TrEnv ready: {url}");
             stdout.WriteLine($"  trenv invoke hello -d world --url {url}");

@@ -99,6 +99,13 @@ public sealed record NodeSettings
     /// <summary>TRENV_KEEP_ALIVE_S: idle time after which a warm instance is reclaimed (scale to zero). Default 600.</summary>
     public int KeepAliveSeconds { get; init; } = 600;
 
+    /// <summary>
+    /// TRENV_RUNTIMES_DIR: where the script runtimes are installed (python/python.wasm and python/lib/...), as
+    /// scripts/build-python.sh leaves them. Coordinators read the modules from it, workers the read-only libraries.
+    /// Default /var/cache/trenv/runtimes.
+    /// </summary>
+    public string RuntimesDirectory { get; init; } = "/var/cache/trenv/runtimes";
+
     /// <summary>TRENV_LOG_LEVEL: the level of TrEnv's own log categories (trace, debug, information, warning, error). Default information.</summary>
     public string LogLevel { get; init; } = "information";
 
@@ -118,7 +125,7 @@ public sealed record NodeSettings
         "HTTP_HOST", "HTTP_PORT", "ADMIN_TOKEN", "INVOKE_TOKEN", "MAX_MODULE_MB", "MAX_INPUT_MB", "MAX_LAYER_MB",
         "WORKER_MEMORY_MB", "POOL_PATH", "POOL_SIZE_MB", "SANDBOX_HOST", "POOL_MODE", "POOL_FETCH", "POOL_GRPC_HOST",
         "POOL_GRPC_PORT", "POOL_URL", "POOL_SECRET", "PRESTART_SANDBOXES", "MAX_SANDBOXES", "KEEP_ALIVE_S",
-        "SANDBOX_ISOLATION", "LOG_LEVEL", "LOG_FORMAT",
+        "SANDBOX_ISOLATION", "LOG_LEVEL", "LOG_FORMAT", "RUNTIMES_DIR",
     }.Select(k => "TRENV_" + k).ToArray();
 
     public bool HasRole(string role) => Roles.Contains(role, StringComparer.Ordinal);
@@ -164,6 +171,7 @@ public sealed record NodeSettings
             KeepAliveSeconds = Int(c, "KEEP_ALIVE_S", d.KeepAliveSeconds),
             SandboxIsolation = Text(c["SANDBOX_ISOLATION"]) ?? d.SandboxIsolation,
             LogLevel = Text(c["LOG_LEVEL"])?.ToLowerInvariant() ?? d.LogLevel,
+            RuntimesDirectory = Text(c["RUNTIMES_DIR"]) ?? d.RuntimesDirectory,
             LogFormat = Text(c["LOG_FORMAT"])?.ToLowerInvariant() ?? d.LogFormat,
         }.Validate();
     }

@@ -4,6 +4,8 @@ namespace TrEnv.Contracts;
 public static class ErrorKinds
 {
     public const string Trap = "trap";
+    /// <summary>The guest reported a failure through trenv.error (a script's uncaught exception); its instance is intact.</summary>
+    public const string Exception = "exception";
     public const string Timeout = "timeout";
     public const string Memory = "memory";
     public const string InvalidModule = "invalid_module";

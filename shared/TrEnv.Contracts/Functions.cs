@@ -4,8 +4,9 @@ namespace TrEnv.Contracts;
 /// <param name="CpuMillicores">CPU quota of each sandbox in thousandths of a core; 0 is no quota.</param>
 /// <param name="Network">True when the function's sandboxes keep the node's network; otherwise they have none.</param>
 /// <param name="Layer">SHA-256 of the file layer (a stored tar) the guest sees under /tmp, or null.</param>
+/// <param name="Runtime">A script runtime ("python"): the module is the runtime's and the layer holds the script; null for a module.</param>
 public sealed record FunctionLimits(int MemoryMb, int TimeoutMs, int Concurrency, IReadOnlyDictionary<string, string> Env,
-    int CpuMillicores = 0, bool Network = false, string? Layer = null)
+    int CpuMillicores = 0, bool Network = false, string? Layer = null, string? Runtime = null)
 {
     public const int DefaultMemoryMb = 256;
     public const int DefaultTimeoutMs = 10_000;
@@ -18,7 +19,7 @@ public sealed record FunctionLimits(int MemoryMb, int TimeoutMs, int Concurrency
 
     public bool SameAs(FunctionLimits other)
         => MemoryMb == other.MemoryMb && TimeoutMs == other.TimeoutMs && Concurrency == other.Concurrency
-           && CpuMillicores == other.CpuMillicores && Network == other.Network && Layer == other.Layer
+           && CpuMillicores == other.CpuMillicores && Network == other.Network && Layer == other.Layer && Runtime == other.Runtime
            && Env.Count == other.Env.Count && Env.All(kv => other.Env.TryGetValue(kv.Key, out var v) && v == kv.Value);
 }
 

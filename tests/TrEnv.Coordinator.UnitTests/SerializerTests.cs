@@ -14,7 +14,7 @@ public sealed class SerializerTests : IDisposable
 
     private static readonly FunctionLimits Limits = new(128, 500, 4, new Dictionary<string, string> { ["A"] = "b" });
     private static readonly FunctionVersion Version = new(3, new string('c', 64), 1234, Limits, DateTimeOffset.UnixEpoch.AddDays(1));
-    private static readonly FunctionVersion Sandboxed = Version with { Limits = Limits with { CpuMillicores = 500, Network = true, Layer = new string('d', 64) } };
+    private static readonly FunctionVersion Sandboxed = Version with { Limits = Limits with { CpuMillicores = 500, Network = true, Layer = new string('d', 64), Runtime = "python" } };
     private static readonly TemplateInfo Template = new("f@3", "f", 3, new string('c', 64), new PoolRegion(4096, 8192), 2, 65536, "w1", DateTimeOffset.UnixEpoch, [1, 2, 3]);
 
     public static TheoryData<object> Messages() =>

@@ -9,8 +9,8 @@ public sealed class ProtocolTests
     public static TheoryData<ISandboxRequest> Requests() =>
     [
         new Load("f", new string('a', 64), "/m", LoadSource.MapTemplate, "/t/x.tpl", "/dev/shm/pool", true, 1L << 30, 1500, 60_000,
-            [new("K", "V"), new("EMPTY", ""), new("ÜNICODE", "✓")], "/layers/f", null, "inv-1"),
-        new Load("g", new string('b', 64), "/m", LoadSource.Init, null, null, false, 0, 0, 0, []),
+            [new("K", "V"), new("EMPTY", ""), new("ÜNICODE", "✓")], "/layers/f", null, "inv-1", [new("/runtimes/python/lib", "/usr/local/lib")]),
+        new Load("g", new string('b', 64), "/m", LoadSource.Init, null, null, false, 0, 0, 0, []) { ReadOnlyDirectories = [] },
         new Invoke([1, 2, 3, 0, 255], 250, "0123456789abcdef"),
         new Invoke([], 0),
         new Capture("/dev/shm/pool", 4096, 8192, "/t/h.tpl", "node-1"),
@@ -26,7 +26,8 @@ public sealed class ProtocolTests
         new Captured(4096, true, 1, 65536, 77),
         new ResetDone(5),
         new StatsReply(1234, 10 << 20, 3 << 20, 65536, null, 7, "aot"),
-        new Failure(ErrorKinds.Trap, "The guest trapped.", true),
+        new Failure(ErrorKinds.Trap, "The guest trapped.", true, [], []),
+        new Failure(ErrorKinds.Exception, "KeyError: 'k'", false, [(byte)'o'], "Traceback (most recent call last):\n"u8.ToArray()),
     ];
 
     [Theory]

@@ -26,6 +26,29 @@ public sealed partial class FunctionInstance : IDisposable
         _memory = instance.GetMemory(GuestAbi.Memory)!;
         _alloc = instance.GetFunction<int, int>(GuestAbi.Alloc)!;
         _handle = instance.GetFunction<int, int, long>(GuestAbi.Handle)!;
+        store.SetData(this);
+    }
+
+    // What the guest reported through trenv.error during the call in progress.
+    private string? _guestError;
+
+    internal void RecordGuestError(Memory? memory, int ptr, int len)
+    {
+        if (memory is null || ptr < 0 || len < 0 || (long)ptr + len > memory.GetLength())
+        {
+            _guestError = "The guest reported an error whose message lies outside its memory.";
+            return;
+        }
+        var text = memory.ReadString(ptr, Math.Min(len, GuestAbi.MaxErrorBytes), System.Text.Encoding.UTF8);
+        _guestError = len > GuestAbi.MaxErrorBytes ? text + " …" : text;
+    }
+
+    private EngineException? TakeGuestError(string during)
+    {
+        if (_guestError is not { } message)
+            return null;
+        _guestError = null;
+        return new EngineException(ErrorKinds.Exception, during + message.TrimEnd());
     }
 
     public GuestModule Module { get; }
@@ -69,6 +92,8 @@ public sealed partial class FunctionInstance : IDisposable
         wasi.WithStandardError(options.StderrPath ?? "/dev/null");
         if (options.TmpDirectory is { } tmp)
             wasi.WithPreopenedDirectory(tmp, "/tmp", mutable: true);
+        foreach (var (host, guest) in options.ReadOnlyDirectories)
+            wasi.WithPreopenedDirectory(host, guest, mutable: false);
         return wasi;
     }
 
@@ -85,6 +110,8 @@ public sealed partial class FunctionInstance : IDisposable
                 _instance.GetAction(GuestAbi.Init)!();
             return 0;
         });
+        if (TakeGuestError("The function's initialisation failed: ") is { } failed)
+            throw failed;
         Initialized = true;
         Origin = StartKind.Cold;
     }
@@ -112,6 +139,7 @@ public sealed partial class FunctionInstance : IDisposable
         {
             try
             {
+                _guestError = null;
                 var ptr = _alloc(input.Length);
                 input.CopyTo(GuestSpan(ptr, input.Length, GuestAbi.Alloc));
                 result = _handle(ptr, input.Length);
@@ -122,6 +150,8 @@ public sealed partial class FunctionInstance : IDisposable
             }
         }
         Invocations++;
+        if (TakeGuestError("") is { } reported)
+            throw reported;
 
         var outLen = (uint)result;
         if (outLen > (uint)Options.MaxOutputBytes)

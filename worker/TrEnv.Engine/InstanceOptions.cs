@@ -18,6 +18,12 @@ public sealed record InstanceOptions
     /// <summary>Host directory the guest sees as /tmp; null gives the guest no filesystem at all.</summary>
     public string? TmpDirectory { get; init; }
 
+    /// <summary>
+    /// Read-only host directories the guest also sees, at the given guest paths (a script runtime's standard
+    /// library). Preopened after /tmp in this order, so a restored instance finds them at the same descriptors.
+    /// </summary>
+    public IReadOnlyList<KeyValuePair<string, string>> ReadOnlyDirectories { get; init; } = [];
+
     /// <summary>Files that receive the guest's stdout and stderr (truncated per instance); null discards them.</summary>
     public string? StdoutPath { get; init; }
     public string? StderrPath { get; init; }

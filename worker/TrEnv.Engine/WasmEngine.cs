@@ -18,6 +18,12 @@ public sealed class WasmEngine : IDisposable
         Engine = new Wasmtime.Engine(config);
         Linker = new Linker(Engine);
         Linker.DefineWasi();
+        // trenv.error: the instance that called it is the Store's data.
+        Linker.DefineFunction(Contracts.GuestAbi.ImportModule, Contracts.GuestAbi.ErrorImport, (Caller caller, int ptr, int len) =>
+        {
+            if (caller.GetData() is FunctionInstance instance)
+                instance.RecordGuestError(caller.GetMemory(Contracts.GuestAbi.Memory), ptr, len);
+        });
         _ticker = new EpochTicker(Engine);
     }
 

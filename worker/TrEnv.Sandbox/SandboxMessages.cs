@@ -36,7 +36,8 @@ public static class SandboxMessages
     /// Replaces the current instance with one of <paramref name="ModuleHash"/>, cold or from a template.
     /// <paramref name="LayerPath"/> is the function's read-only file layer, seen by the guest under its /tmp
     /// (through an overlay when the host owns its mount namespace). <paramref name="PageSocket"/> is the
-    /// worker's page server for <see cref="LoadSource.LazyTemplate"/>.
+    /// worker's page server for <see cref="LoadSource.LazyTemplate"/>. <paramref name="ReadOnlyDirectories"/>
+    /// (host path, guest path) are a script runtime's libraries, preopened read-only after /tmp.
     /// </summary>
     public sealed record Load(
         string Function,
@@ -52,7 +53,8 @@ public static class SandboxMessages
         IReadOnlyList<KeyValuePair<string, string>> Environment,
         string? LayerPath = null,
         string? PageSocket = null,
-        string? InvocationId = null) : ISandboxRequest
+        string? InvocationId = null,
+        IReadOnlyList<KeyValuePair<string, string>>? ReadOnlyDirectories = null) : ISandboxRequest
     {
         public byte Type => LoadType;
 
@@ -63,6 +65,10 @@ public static class SandboxMessages
             foreach (var (k, v) in Environment)
                 w.Str(k).Str(v);
             w.Str(LayerPath).Str(PageSocket).Str(InvocationId);
+            var readOnly = ReadOnlyDirectories ?? [];
+            w.I32(readOnly.Count);
+            foreach (var (host, guest) in readOnly)
+                w.Str(host).Str(guest);
         }
 
         public static Load Read(ref FrameReader r)
@@ -72,7 +78,12 @@ public static class SandboxMessages
             var env = new List<KeyValuePair<string, string>>(Math.Clamp(count, 0, 4096));
             for (var i = 0; i < count; i++)
                 env.Add(new(r.Required(), r.Required()));
-            return load with { Environment = env, LayerPath = r.Str(), PageSocket = r.Str(), InvocationId = r.Str() };
+            load = load with { Environment = env, LayerPath = r.Str(), PageSocket = r.Str(), InvocationId = r.Str() };
+            var dirs = r.I32();
+            var readOnly = new List<KeyValuePair<string, string>>(Math.Clamp(dirs, 0, 64));
+            for (var i = 0; i < dirs; i++)
+                readOnly.Add(new(r.Required(), r.Required()));
+            return load with { ReadOnlyDirectories = readOnly };
         }
     }
 
@@ -154,12 +165,15 @@ public static class SandboxMessages
         public void Write(FrameWriter w) { }
     }
 
-    /// <summary>The request failed. <paramref name="InstanceDiscarded"/> says the instance was dropped and the sandbox is empty.</summary>
-    public sealed record Failure(string Kind, string Message, bool InstanceDiscarded) : ISandboxReply
+    /// <summary>
+    /// The request failed. <paramref name="InstanceDiscarded"/> says the instance was dropped and the sandbox is empty;
+    /// <paramref name="Stdout"/> and <paramref name="Stderr"/> are what the guest wrote before it failed (a traceback, say).
+    /// </summary>
+    public sealed record Failure(string Kind, string Message, bool InstanceDiscarded, byte[]? Stdout = null, byte[]? Stderr = null) : ISandboxReply
     {
         public byte Type => FailureType;
-        public void Write(FrameWriter w) => w.Str(Kind).Str(Message).Bool(InstanceDiscarded);
-        public static Failure Read(ref FrameReader r) => new(r.Required(), r.Required(), r.Bool());
+        public void Write(FrameWriter w) => w.Str(Kind).Str(Message).Bool(InstanceDiscarded).Bytes(Stdout ?? []).Bytes(Stderr ?? []);
+        public static Failure Read(ref FrameReader r) => new(r.Required(), r.Required(), r.Bool(), r.Bytes(), r.Bytes());
     }
 
     public static ISandboxRequest ReadRequest(byte type, ReadOnlySpan<byte> payload)

@@ -7,10 +7,14 @@ using static TrEnv.Sandbox.SandboxMessages;
 namespace TrEnv.Sandbox;
 
 /// <summary>A request to a sandbox failed; <see cref="Kind"/> is an <see cref="ErrorKinds"/> value.</summary>
-public sealed class SandboxException(string kind, string message, bool instanceDiscarded) : Exception(message)
+public sealed class SandboxException(string kind, string message, bool instanceDiscarded, byte[]? stdout = null, byte[]? stderr = null) : Exception(message)
 {
     public string Kind { get; } = kind;
     public bool InstanceDiscarded { get; } = instanceDiscarded;
+
+    /// <summary>What the guest wrote before it failed, for the function's log.</summary>
+    public byte[] Stdout { get; } = stdout ?? [];
+    public byte[] Stderr { get; } = stderr ?? [];
 }
 
 /// <summary>
@@ -140,7 +144,7 @@ public sealed class SandboxProcess : IAsyncDisposable
     private static T Expect<T>(ISandboxReply reply) where T : ISandboxReply => reply switch
     {
         T ok => ok,
-        Failure f => throw new SandboxException(f.Kind, f.Message, f.InstanceDiscarded),
+        Failure f => throw new SandboxException(f.Kind, f.Message, f.InstanceDiscarded, f.Stdout, f.Stderr),
         _ => throw new SandboxException(ErrorKinds.Internal, $"The sandbox answered {reply.GetType().Name} where {typeof(T).Name} was expected.", true),
     };
 

@@ -150,6 +150,7 @@ internal sealed class HostLoop : IDisposable
             TmpDirectory = _tmpDirectory,
             StdoutPath = _stdoutPath,
             StderrPath = _stderrPath,
+            ReadOnlyDirectories = load.ReadOnlyDirectories ?? [],
         };
         _stdoutOffset = _stderrOffset = 0;
         var files = Stopwatch.GetTimestamp();
@@ -256,9 +257,12 @@ internal sealed class HostLoop : IDisposable
     {
         var discarded = _instance is { Poisoned: true } || _instance is { Initialized: false };
         SandboxLog.Write(Console.Error, _current.Event + "-failed", _current.InvocationId, _current.Function, ("kind", kind), ("message", message), ("discarded", discarded));
+        // What the guest wrote before failing (a script's traceback) still reaches the function's log.
+        var stdout = ReadLog(_stdoutLog, ref _stdoutOffset);
+        var stderr = ReadLog(_stderrLog, ref _stderrOffset);
         if (discarded)
             DropInstance();
-        return new Failure(kind, message, discarded || _instance is null);
+        return new Failure(kind, message, discarded || _instance is null, stdout, stderr);
     }
 
     private void DropInstance()

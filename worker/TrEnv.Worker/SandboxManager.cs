@@ -185,14 +185,16 @@ public sealed partial class SandboxManager : IAsyncDisposable
         var key = TemplateCommands.KeyOf(request.Function, request.Version.Version);
         var started = Stopwatch.GetTimestamp();
         string? layer;
+        IReadOnlyList<KeyValuePair<string, string>> runtime;
         try
         {
+            runtime = RuntimeDirectories(request.Version.Limits.Runtime);
             await EnsureModuleAsync(request.Version.Sha256, ct);
             layer = request.Version.Limits.Layer is { } sha ? await EnsureLayerAsync(sha, ct) : null;
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            return Failed(request, ErrorKinds.Internal, $"The module or file layer of {request.Function} could not be fetched: {e.Message}");
+            return Failed(request, ErrorKinds.Internal, $"The module, file layer or runtime of {request.Function} could not be prepared: {e.Message}");
         }
 
         var (slot, sandbox) = await AcquireAsync(key, request.Version.Limits.Network);
@@ -210,7 +212,7 @@ public sealed partial class SandboxManager : IAsyncDisposable
         {
             if (slot.Key != key)
             {
-                (start, captured) = await LoadAsync(slot, request, key, layer, ct);
+                (start, captured) = await LoadAsync(slot, request, key, layer, runtime, ct);
             }
             var startupMicros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
             var result = await slot.Process.InvokeAsync(request.Input, TimeSpan.FromMilliseconds(request.Version.Limits.TimeoutMs), ct, request.InvocationId);
@@ -225,7 +227,11 @@ public sealed partial class SandboxManager : IAsyncDisposable
         }
         catch (SandboxException e)
         {
-            Discard(slot, e);
+            Logs.Append(request.Function, request.Version.Version, e.Stdout, e.Stderr);
+            if (e.Kind == ErrorKinds.Exception && !e.InstanceDiscarded)
+                Release(slot, key); // the guest reported a failure and returned: its instance is intact and stays warm
+            else
+                Discard(slot, e);
             return Failed(request, e.Kind, e.Message, start, sandbox, captured);
         }
         catch (EngineException e)
@@ -243,7 +249,8 @@ public sealed partial class SandboxManager : IAsyncDisposable
     }
 
     // Cold or template load into a slot that does not hold this function version.
-    private async Task<(string Start, TemplateInfo? Captured)> LoadAsync(Slot slot, WorkerInvoke request, string key, string? layer, CancellationToken ct)
+    private async Task<(string Start, TemplateInfo? Captured)> LoadAsync(Slot slot, WorkerInvoke request, string key, string? layer,
+        IReadOnlyList<KeyValuePair<string, string>> runtime, CancellationToken ct)
     {
         // Repurpose: the previous function's /tmp, layer, logs and instance go in the same round trip as the load.
         var needsReset = !slot.Clean;
@@ -259,7 +266,12 @@ public sealed partial class SandboxManager : IAsyncDisposable
         var cutAfter = cgroup?.MemoryLimit is { } current && current > memoryLimit;
         cgroup?.SetLimits(cutAfter ? cgroup.MemoryLimit!.Value : memoryLimit, limits.CpuMillicores / 1000.0);
         var cold = new Load(request.Function, request.Version.Sha256, _modules, LoadSource.Init, null, null, false,
-            (long)limits.MemoryMb << 20, limits.TimeoutMs, 120_000, limits.Env.ToList()) { LayerPath = layer, InvocationId = request.InvocationId };
+            (long)limits.MemoryMb << 20, limits.TimeoutMs, 120_000, limits.Env.ToList())
+        {
+            LayerPath = layer,
+            InvocationId = request.InvocationId,
+            ReadOnlyDirectories = runtime,
+        };
 
         async Task Load(Load load)
         {
@@ -331,6 +343,22 @@ public sealed partial class SandboxManager : IAsyncDisposable
 
         await Load(cold);
         return ("cold", seesPool ? await TryCaptureAsync(slot, request, key, ct) : null);
+    }
+
+    // A script runtime's libraries, which must be installed on this node as on the coordinator that took the deploy.
+    private IReadOnlyList<KeyValuePair<string, string>> RuntimeDirectories(string? runtime)
+    {
+        if (runtime is null)
+            return [];
+        var known = TrEnv.Cluster.Runtimes.ScriptRuntimes.Find(runtime)
+            ?? throw new InvalidOperationException($"worker {_settings.Name} does not know the runtime \"{runtime}\"");
+        var directories = known.Directories(_settings);
+        foreach (var (host, _) in directories)
+        {
+            if (!Directory.Exists(host))
+                throw new InvalidOperationException($"the {runtime} runtime is not installed on worker {_settings.Name} ({host} is missing; TRENV_RUNTIMES_DIR)");
+        }
+        return directories;
     }
 
     // Capture the post-init state before the first invocation changes it; only one capture per key cluster-wide.
@@ -568,7 +596,9 @@ public sealed partial class SandboxManager : IAsyncDisposable
                 hasPool = File.Exists(_poolPath);
                 boundPool = hasPool ? TrEnv.MemoryPool.PoolDevice.Identity(_poolPath) : null;
                 List<string> readWrite = [_modules, _templates, .. hasPool ? [_poolPath] : Array.Empty<string>(), .. _cache?.PageSocket is { } pages ? [pages] : Array.Empty<string>()];
-                root = new SandboxRootfs(_rootBase, readWrite, [Path.GetDirectoryName(_host.FileName)!, _layers]);
+                // Script runtimes' libraries, read-only at the same paths, when this node has any installed.
+                List<string> readOnly = [Path.GetDirectoryName(_host.FileName)!, _layers, .. Directory.Exists(_settings.RuntimesDirectory) ? [_settings.RuntimesDirectory] : Array.Empty<string>()];
+                root = new SandboxRootfs(_rootBase, readWrite, readOnly);
             }
             host = Namespaces.Wrap(_host, root, network) ?? _host;
         }

@@ -3,6 +3,8 @@ using System.Text.RegularExpressions;
 using Akka.Actor;
 using Akka.Hosting;
 using TrEnv.Cluster;
+using TrEnv.Cluster.Layers;
+using TrEnv.Cluster.Runtimes;
 using TrEnv.Contracts;
 using TrEnv.Coordinator.Catalog;
 using TrEnv.Coordinator.Placement;
@@ -46,6 +48,14 @@ public static partial class FunctionsApi
         var body = await BodyReader.ReadAsync(request, settings.MaxModuleMb * 1024L * 1024L, ct);
         if (body is null)
             return Error(413, ErrorKinds.InputTooLarge, $"The module is larger than the deploy limit of {settings.MaxModuleMb} MiB (TRENV_MAX_MODULE_MB).");
+        if (limits.Runtime is not null)
+        {
+            // A script: the runtime's module runs it, and the script (or the archive of it and its modules) is the layer.
+            var prepared = await PrepareScriptAsync(limits, body, settings, modules.ActorRef, ct);
+            if (prepared.Error is { } refused)
+                return refused;
+            (body, limits) = (prepared.Module!, prepared.Limits!);
+        }
 
         // Validate before storing anything: malformed bytes and ABI problems are 422 with every problem named.
         try
@@ -195,7 +205,56 @@ public static partial class FunctionsApi
     };
 
     private const string LimitsHelp = "Query parameters: memoryMb (1-4096), timeoutMs (1-900000), concurrency (1-1024), cpuMillicores (1-64000), "
-        + "network (true|false), layer (the sha256 PUT /v1/layers answered), env.KEY=VALUE.";
+        + "network (true|false), layer (the sha256 PUT /v1/layers answered), runtime (python: the body is a script, or a tar with main.py), env.KEY=VALUE.";
+
+    private sealed record PreparedScript(byte[]? Module, FunctionLimits? Limits, IResult? Error);
+
+    private static async Task<PreparedScript> PrepareScriptAsync(FunctionLimits limits, byte[] body, NodeSettings settings, IActorRef blobs, CancellationToken ct)
+    {
+        static PreparedScript Refuse(int status, string kind, string message) => new(null, null, Error(status, kind, message));
+        if (ScriptRuntimes.Find(limits.Runtime) is not { } runtime)
+            return Refuse(422, InvalidRuntime, $"There is no runtime \"{limits.Runtime}\"; the runtimes are {string.Join(", ", ScriptRuntimes.All.Select(r => r.Name))}.");
+        if (limits.Layer is not null)
+            return Refuse(400, BadRequest, "A script deploy makes its own layer from the body; send the script and its modules as one tar instead of ?layer=.");
+        if (runtime.ModulePath(settings) is not { } modulePath)
+            return Refuse(503, Unavailable, $"The {runtime.Name} runtime is not installed on this coordinator ({Path.Combine(settings.RuntimesDirectory, runtime.ModuleFile)} is missing; "
+                + $"scripts/build-{runtime.Name}.sh builds it, TRENV_RUNTIMES_DIR says where).");
+        byte[] tar;
+        if (ScriptRuntimes.LooksLikeArchive(body))
+        {
+            try
+            {
+                var summary = LayerArchive.Check(body, settings.MaxLayerMb * 1024L * 1024L);
+                if (!LayerArchive.Contains(summary.Tar, runtime.ScriptFile))
+                    return Refuse(422, InvalidScript, $"The archive has no {runtime.ScriptFile} at its top: the runtime runs that file.");
+                tar = summary.Tar;
+            }
+            catch (InvalidDataException e)
+            {
+                return Refuse(422, LayersApi.InvalidLayer, e.Message);
+            }
+        }
+        else
+        {
+            try
+            {
+                new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true).GetString(body);
+            }
+            catch (System.Text.DecoderFallbackException)
+            {
+                return Refuse(422, InvalidScript, $"A {runtime.Name} script must be UTF-8 text (or a tar of the script and its modules).");
+            }
+            if (body.Length == 0)
+                return Refuse(422, InvalidScript, $"The script is empty; it must define handle(request).");
+            tar = ScriptRuntimes.ScriptLayer(runtime.ScriptFile, body);
+        }
+        var layer = ModuleHash.Of(tar).Hex;
+        await blobs.Ask<ModuleReplies.Stored>(new ModuleCommands.Store(layer, tar), TimeSpan.FromSeconds(30), ct);
+        return new(await File.ReadAllBytesAsync(modulePath, ct), limits with { Layer = layer }, null);
+    }
+
+    public const string InvalidRuntime = "invalid_runtime";
+    public const string InvalidScript = "invalid_script";
 
     internal static FunctionLimits? ParseLimits(IQueryCollection query)
     {
@@ -215,16 +274,19 @@ public static partial class FunctionsApi
         var layer = query.TryGetValue("layer", out var l) ? l.ToString().ToLowerInvariant() : null;
         if (network is null || (layer is not null && !ModuleHash.IsValid(layer)))
             return null;
+        var runtime = query.TryGetValue("runtime", out var rt) ? rt.ToString() : null;
+        if (runtime is { Length: 0 or > 32 })
+            return null;
         var env = new SortedDictionary<string, string>(StringComparer.Ordinal);
         foreach (var (key, value) in query)
         {
             if (key.StartsWith("env.", StringComparison.Ordinal) && key.Length > 4)
                 env[key[4..]] = value.ToString();
-            else if (key is not ("memoryMb" or "timeoutMs" or "concurrency" or "cpuMillicores" or "network" or "layer"))
+            else if (key is not ("memoryMb" or "timeoutMs" or "concurrency" or "cpuMillicores" or "network" or "layer" or "runtime"))
                 return null;
         }
         return new FunctionLimits(memory ?? FunctionLimits.DefaultMemoryMb, timeout ?? FunctionLimits.DefaultTimeoutMs,
-            concurrency ?? FunctionLimits.DefaultConcurrency, new Dictionary<string, string>(env, StringComparer.Ordinal), cpu ?? 0, network.Value, layer);
+            concurrency ?? FunctionLimits.DefaultConcurrency, new Dictionary<string, string>(env, StringComparer.Ordinal), cpu ?? 0, network.Value, layer, runtime);
     }
 }
 

@@ -56,6 +56,18 @@ public static class LayerArchive
         return new Summary(tar, files, directories, bytes);
     }
 
+    /// <summary>Whether a checked layer holds a regular file at <paramref name="path"/> (relative to its top).</summary>
+    public static bool Contains(byte[] tar, string path)
+    {
+        using var reader = new TarReader(new MemoryStream(tar, writable: false));
+        while (reader.GetNextEntry() is { } entry)
+        {
+            if (entry.EntryType is TarEntryType.RegularFile or TarEntryType.V7RegularFile && RelativeName(entry.Name) == path)
+                return true;
+        }
+        return false;
+    }
+
     /// <summary>Unpacks a checked layer into <paramref name="directory"/> atomically: a half-unpacked layer is never visible.</summary>
     public static void Unpack(byte[] tar, string directory)
     {

@@ -9,14 +9,15 @@ namespace TrEnv.Cluster.Serialization;
 /// </summary>
 internal static class HotPathCodec
 {
-    private const byte Version1 = 3; // 2: limits carry cpu, network and layer; 3: results carry the worker's state sequence
-    private const byte Version2Limits = 2;
+    // 2: limits carry cpu, network and layer; 3: results carry the worker's state sequence; 4: limits carry the runtime.
+    private const byte Current = 4;
+    private const byte Oldest = 2;
 
     public static byte[] Encode(WorkerInvoke m)
     {
         using var stream = new MemoryStream(128 + m.Input.Length);
         using var w = new BinaryWriter(stream, Encoding.UTF8);
-        w.Write(Version1);
+        w.Write(Current);
         w.Write(m.InvocationId);
         w.Write(m.Function);
         Write(w, m.Version);
@@ -29,14 +30,14 @@ internal static class HotPathCodec
     public static WorkerInvoke DecodeInvoke(byte[] bytes)
     {
         using var r = Reader(bytes);
-        return new WorkerInvoke(r.ReadString(), r.ReadString(), ReadVersion(r), ReadTemplate(r), Bytes(r));
+        return new WorkerInvoke(r.ReadString(), r.ReadString(), ReadVersion(r, bytes[0]), ReadTemplate(r), Bytes(r));
     }
 
     public static byte[] Encode(WorkerInvokeResult m)
     {
         using var stream = new MemoryStream(128 + m.Output.Length);
         using var w = new BinaryWriter(stream, Encoding.UTF8);
-        w.Write(Version1);
+        w.Write(Current);
         w.Write(m.InvocationId);
         w.Write(m.Ok);
         Bytes(w, m.Output);
@@ -59,14 +60,14 @@ internal static class HotPathCodec
         using var r = Reader(bytes);
         var result = new WorkerInvokeResult(r.ReadString(), r.ReadBoolean(), Bytes(r), r.ReadString(), r.ReadString(), r.ReadString(),
             r.ReadInt64(), r.ReadInt64(), Nullable(r), Nullable(r), ReadTemplate(r), r.ReadInt32());
-        return bytes[0] >= Version1 ? result with { Sequence = r.ReadInt64() } : result;
+        return bytes[0] >= 3 ? result with { Sequence = r.ReadInt64() } : result;
     }
 
     private static BinaryReader Reader(byte[] bytes)
     {
         var r = new BinaryReader(new MemoryStream(bytes), Encoding.UTF8);
         var version = r.ReadByte();
-        return version is Version1 or Version2Limits ? r : throw new System.Runtime.Serialization.SerializationException($"Unknown hot-path encoding version {version}.");
+        return version is >= Oldest and <= Current ? r : throw new System.Runtime.Serialization.SerializationException($"Unknown hot-path encoding version {version}.");
     }
 
     private static void Write(BinaryWriter w, FunctionVersion v)
@@ -87,9 +88,10 @@ internal static class HotPathCodec
         w.Write(v.Limits.CpuMillicores);
         w.Write(v.Limits.Network);
         w.Write(v.Limits.Layer ?? "");
+        w.Write(v.Limits.Runtime ?? "");
     }
 
-    private static FunctionVersion ReadVersion(BinaryReader r)
+    private static FunctionVersion ReadVersion(BinaryReader r, byte encoding)
     {
         var version = r.ReadInt32();
         var sha = r.ReadString();
@@ -102,7 +104,9 @@ internal static class HotPathCodec
         int cpu = r.ReadInt32();
         var network = r.ReadBoolean();
         var layer = r.ReadString();
-        return new FunctionVersion(version, sha, size, new FunctionLimits(memory, timeout, concurrency, env, cpu, network, layer.Length == 0 ? null : layer), deployedAt);
+        var runtime = encoding >= 4 ? r.ReadString() : "";
+        return new FunctionVersion(version, sha, size,
+            new FunctionLimits(memory, timeout, concurrency, env, cpu, network, layer.Length == 0 ? null : layer, runtime.Length == 0 ? null : runtime), deployedAt);
     }
 
     private static void Write(BinaryWriter w, TemplateInfo? t)

@@ -39,8 +39,9 @@ public static class GuestAbiCheck
             problems.Add("it exports \"_start\", so it is a WASI command; build it as a reactor (-mexec-model=reactor)");
         foreach (var import in info.Imports)
         {
-            if (import.Module != GuestAbi.WasiModule || import.Kind != WasmModuleInfo.KindFunc)
-                problems.Add($"it imports \"{import.Module}\".\"{import.Name}\", but only {GuestAbi.WasiModule} functions are provided");
+            var provided = import.Module == GuestAbi.WasiModule || (import.Module == GuestAbi.ImportModule && import.Name == GuestAbi.ErrorImport);
+            if (!provided || import.Kind != WasmModuleInfo.KindFunc)
+                problems.Add($"it imports \"{import.Module}\".\"{import.Name}\", but only {GuestAbi.WasiModule} functions and {GuestAbi.ImportModule}.{GuestAbi.ErrorImport} are provided");
         }
         return problems;
 

@@ -1,0 +1,170 @@
+using System.Formats.Tar;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+
+namespace TrEnv.Tests;
+
+/// <summary>
+/// The Python runtime (scripts/build-python.sh) on a real cluster: scripts deployed from source answer the same on
+/// cold, template and warm starts; restored instances are reseeded; exceptions are clean 500s.
+/// </summary>
+public sealed class PythonRuntimeTests
+{
+    private const string Tool = """
+        import hashlib
+        import json
+        import random
+
+        # Init work the template keeps: 4096 digests.
+        TABLE = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(4096)]
+        CALLS = 0
+
+        def handle(request):
+            global CALLS
+            CALLS += 1
+            if request == b"random":
+                return str(random.getrandbits(64))
+            if request == b"boom":
+                print("about to fail")
+                raise KeyError("no such key")
+            if request == b"type":
+                return 42
+            text = request.decode()
+            return json.dumps({"len": len(text), "digest": TABLE[sum(request) % 4096][:16], "upper": text.upper()})
+        """;
+
+    private static async Task<HttpResponseMessage> Deploy(LocalCluster c, string name, byte[] body, string query = "runtime=python")
+        => await c.Http.PutAsync($"/v1/functions/{name}?{query}", new ByteArrayContent(body));
+
+    private static async Task<(HttpStatusCode Status, string Body, string Start)> Invoke(LocalCluster c, string name, string input)
+    {
+        var r = await c.Http.PostAsync($"/v1/functions/{name}/invoke", new StringContent(input));
+        return (r.StatusCode, await r.Content.ReadAsStringAsync(), r.Headers.TryGetValues("X-TrEnv-Start", out var s) ? s.Single() : "");
+    }
+
+    private static async Task ScaleToZero(LocalCluster c, string name)
+        => Assert.Equal(HttpStatusCode.OK, (await c.Http.PostAsync($"/v1/functions/{name}/scale-to-zero", null)).StatusCode);
+
+    [Fact]
+    public async Task A_script_answers_the_same_cold_from_its_template_and_warm_and_restored_instances_draw_different_random_numbers()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync("worker-1");
+        Assert.Equal(HttpStatusCode.Created, (await Deploy(c, "tool", Encoding.UTF8.GetBytes(Tool))).StatusCode);
+        var inputs = new[] { "a", "hello world", "ünïcödé", "{\"json\": true}", new string('x', 5000), "123", " spaced ", "last" };
+
+        var cold = await Invoke(c, "tool", inputs[0]);
+        Assert.Equal((HttpStatusCode.OK, "cold"), (cold.Status, cold.Start));
+        var expected = new Dictionary<string, string> { [inputs[0]] = cold.Body };
+        foreach (var input in inputs.Skip(1))
+        {
+            var warm = await Invoke(c, "tool", input);
+            Assert.Equal((HttpStatusCode.OK, "warm"), (warm.Status, warm.Start));
+            expected[input] = warm.Body;
+        }
+        using (var doc = JsonDocument.Parse(expected["hello world"]))
+            Assert.Equal("HELLO WORLD", doc.RootElement.GetProperty("upper").GetString());
+        foreach (var input in inputs)
+        {
+            await ScaleToZero(c, "tool");
+            var restored = await Invoke(c, "tool", input);
+            Assert.Equal((HttpStatusCode.OK, "template", expected[input]), (restored.Status, restored.Start, restored.Body));
+            var again = await Invoke(c, "tool", input);
+            Assert.Equal(("warm", expected[input]), (again.Start, again.Body));
+        }
+
+        // Every restored instance is reseeded, so two template starts draw different numbers.
+        var draws = new List<string>();
+        for (var i = 0; i < 2; i++)
+        {
+            await ScaleToZero(c, "tool");
+            var draw = await Invoke(c, "tool", "random");
+            Assert.Equal((HttpStatusCode.OK, "template"), (draw.Status, draw.Start));
+            draws.Add(draw.Body);
+        }
+        Assert.NotEqual(draws[0], draws[1]);
+    }
+
+    [Fact]
+    public async Task Exceptions_are_clean_500s_with_the_traceback_in_the_log_and_the_instance_keeps_serving()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync("worker-1");
+        Assert.Equal(HttpStatusCode.Created, (await Deploy(c, "tool", Encoding.UTF8.GetBytes(Tool))).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await Invoke(c, "tool", "warm me")).Status);
+
+        var boom = await Invoke(c, "tool", "boom");
+        Assert.Equal(HttpStatusCode.InternalServerError, boom.Status);
+        using (var error = JsonDocument.Parse(boom.Body))
+        {
+            Assert.Equal("exception", error.RootElement.GetProperty("error").GetString());
+            Assert.Equal("KeyError: 'no such key'", error.RootElement.GetProperty("message").GetString());
+        }
+        var typed = await Invoke(c, "tool", "type");
+        Assert.Contains("handle() must return bytes or str, not int", typed.Body, StringComparison.Ordinal);
+        // The same instance answers next: still warm, and its state (CALLS) survived the exceptions.
+        var after = await Invoke(c, "tool", "after");
+        Assert.Equal((HttpStatusCode.OK, "warm"), (after.Status, after.Start));
+
+        string logs = "";
+        await Poll.UntilAsync(async () =>
+        {
+            logs = await c.Http.GetStringAsync("/v1/functions/tool/logs?tail=50");
+            return logs.Contains("Traceback (most recent call last)", StringComparison.Ordinal) && logs.Contains("about to fail", StringComparison.Ordinal);
+        }, TimeSpan.FromSeconds(10), () => "the traceback in the function's log: " + logs);
+        Assert.Contains("KeyError", logs, StringComparison.Ordinal);
+
+        // A script that fails at its top level, or has no handle, fails its start with the reason; a fixed deploy recovers.
+        Assert.Equal(HttpStatusCode.Created, (await Deploy(c, "broken", "import json\ndef broken(:\n"u8.ToArray())).StatusCode);
+        var broken = await Invoke(c, "broken", "x");
+        Assert.Equal(HttpStatusCode.InternalServerError, broken.Status);
+        Assert.Contains("SyntaxError", broken.Body, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.Created, (await Deploy(c, "broken", "X = 1\n"u8.ToArray())).StatusCode);
+        Assert.Contains("defines no handle(request) function", (await Invoke(c, "broken", "x")).Body, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.Created, (await Deploy(c, "broken", "def handle(r):\n    return b'fixed'\n"u8.ToArray())).StatusCode);
+        Assert.Equal((HttpStatusCode.OK, "fixed"), ((await Invoke(c, "broken", "x")).Status, (await Invoke(c, "broken", "x")).Body));
+
+        // Bad deploys are refused before anything is stored.
+        var unknown = await Deploy(c, "x", "def handle(r): return r"u8.ToArray(), "runtime=cobol");
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, unknown.StatusCode);
+        Assert.Contains("invalid_runtime", await unknown.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, (await Deploy(c, "x", [0xff, 0xfe, 0x00, 0x80])).StatusCode);
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, (await Deploy(c, "x", [])).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await Invoke(c, "tool", "still here")).Status);
+    }
+
+    [Fact]
+    public async Task A_tar_deploy_brings_its_own_modules_and_the_sample_tools_answer_as_the_readme_says()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync("worker-1");
+        using (var tar = new MemoryStream())
+        {
+            await using (var writer = new TarWriter(tar, leaveOpen: true))
+            {
+                foreach (var (path, text) in new[] { ("main.py", "from helpers import shout\n\ndef handle(r):\n    return shout(r.decode())\n"), ("helpers.py", "def shout(s):\n    return s.upper() + '!'\n") })
+                    await writer.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, path) { DataStream = new MemoryStream(Encoding.UTF8.GetBytes(text)) });
+            }
+            Assert.Equal(HttpStatusCode.Created, (await Deploy(c, "packaged", tar.ToArray())).StatusCode);
+        }
+        Assert.Equal("HEY!", (await Invoke(c, "packaged", "hey")).Body);
+
+        var samples = Path.Combine(TestGuests.RepoRoot, "guests", "python");
+        async Task<string> Sample(string file, string input)
+        {
+            Assert.Equal(HttpStatusCode.Created, (await Deploy(c, Path.GetFileNameWithoutExtension(file).Replace('_', '-'), await File.ReadAllBytesAsync(Path.Combine(samples, file)))).StatusCode);
+            var r = await Invoke(c, Path.GetFileNameWithoutExtension(file).Replace('_', '-'), input);
+            Assert.True(r.Status == HttpStatusCode.OK, $"{file}: {r.Status} {r.Body}");
+            return r.Body;
+        }
+        Assert.Equal("8.567142857142857142857142857", await Sample("calc.py", "(19.99 * 3) / 7"));
+        Assert.Equal("0.3", await Sample("calc.py", "0.1 + 0.2"));
+        Assert.Equal("""{"count": 2, "records": [{"b": "y"}, {"b": "x"}]}""",
+            await Sample("json_transform.py", """{"records":[{"a":2,"b":"x"},{"a":1,"b":"y"}],"sort":"a","select":["b"]}"""));
+        Assert.Equal("""{"emails": ["bob@example.com"], "urls": ["https://x.org/a"], "dates": ["2026-11-27"], "amounts": ["$12.50"]}""",
+            await Sample("regex_extract.py", "mail bob@example.com at https://x.org/a on 2026-11-27 for $12.50"));
+        using var report = JsonDocument.Parse(await Sample("text_report.py", "compare: the quick fox\nThe quick brown fox jumps over the lazy dog"));
+        Assert.Equal((9, 0.4286), (report.RootElement.GetProperty("words").GetInt32(), report.RootElement.GetProperty("similarity").GetDouble()));
+    }
+}
