@@ -6,6 +6,8 @@
 # idle sandbox memory and how many fit in 4 GiB (bench/results/sandbox.json).
 # `./bench.sh pool [--samples N]` restores heavy on a node that never saw it: CXL map, rdma eager, lazy,
 # prefetch and copy, through a memory-pool node it starts (bench/results/pool.json).
+# `./bench.sh runtimes [--samples N]` measures the Python sample tools end to end (cold, template on a
+# repurposed sandbox, warm) and the PSS of 16 live instances with and without a template (bench/results/runtimes.json).
 # `./bench.sh report` runs all four with quick settings into bench/results/report-data/ and writes
 # bench/results/report.md with PNG plots in bench/results/plots/ (latency CDF per start kind, PSS against
 # live instances, restore time against template size).
@@ -14,12 +16,13 @@ root=$(cd "$(dirname "$0")" && pwd)
 cd "$root"
 what=${1:-}
 case "$what" in
-  startup|e2e|sandbox|pool|report) shift ;;
-  *) echo "usage: ./bench.sh startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e [--samples N] | sandbox [--samples N] | pool [--samples N] | report" >&2; exit 2 ;;
+  startup|e2e|sandbox|pool|runtimes|report) shift ;;
+  *) echo "usage: ./bench.sh startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e [--samples N] | sandbox [--samples N] | pool [--samples N] | runtimes [--samples N] | report" >&2; exit 2 ;;
 esac
 if [[ -z ${TRENV_BENCH_NO_BUILD:-} ]]; then
   scripts/bootstrap.sh
   CONFIGURATION=Release scripts/build.sh >/dev/null
+  if [[ $what == runtimes ]]; then scripts/build-python.sh; fi
 fi
 export TRENV_SANDBOX_HOST="$root/artifacts/sandbox-host"
 bench=bench/TrEnv.Bench/bin/Release/net10.0/trenv-bench.dll

@@ -16,11 +16,12 @@ fi
 echo "build-python: building the Python runtime into $out (about 3 minutes)"
 
 missing=()
-for p in clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 llvm-14 python3.11 dpkg-dev; do
+for p in clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 llvm-14 python3.11 dpkg-dev make bzip2 xz-utils; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
   [[ $(id -u) -eq 0 ]] || { echo "build-python: missing packages ${missing[*]}; install them as root." >&2; exit 1; }
+  apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 host_python=/usr/bin/python3.11  # Debian's 3.11.2: the same bytecode magic as the source we build

@@ -20,6 +20,9 @@ switch (command)
     case "pool":
         return await PoolBenchmark.RunAsync(options, Environment.GetEnvironmentVariable("TRENV_POOL_URL") ?? "http://127.0.0.1:4070",
             Environment.GetEnvironmentVariable("TRENV_POOL_PATH") ?? "/dev/shm/trenv/pool");
+    case "runtimes":
+        return await RuntimesBenchmark.RunAsync(options, Environment.GetEnvironmentVariable("TRENV_URL") ?? "http://127.0.0.1:8080",
+            Environment.GetEnvironmentVariable("TRENV_RUNTIMES_DIR") is { Length: > 0 } dir ? dir : "/var/cache/trenv/runtimes");
     case "demo":
         return await EngineDemo.RunAsync(options);
     case "report":
@@ -31,6 +34,6 @@ switch (command)
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: trenv-bench startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e | sandbox [--samples N] | pool | demo | report DATA_DIR REPORT.md");
+    Console.Error.WriteLine("usage: trenv-bench startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e | sandbox [--samples N] | pool | runtimes [--samples N] | demo | report DATA_DIR REPORT.md");
     return 2;
 }
