@@ -9,6 +9,7 @@ cd "$root"
 scripts/bootstrap.sh
 CONFIGURATION=Release scripts/build.sh
 scripts/build-python.sh  # the Python runtime, once (cached under TRENV_RUNTIMES_DIR, outside the repo)
+scripts/fetch-ruby.sh    # the Ruby runtime, once
 export TRENV_CLUSTER_DIR=${TRENV_CLUSTER_DIR:-$root/.trenv}
 http=${TRENV_HTTP_PORT:-8080}
 url="http://127.0.0.1:$http"
@@ -59,6 +60,11 @@ done
 for f in guests/python/*.py; do
   name=$(basename "$f" .py)
   curl -sf "${auth[@]}" -X PUT --data-binary "@$f" "$url/v1/functions/${name//_/-}?runtime=python" >/dev/null \
+    || { echo "deploying $f failed" >&2; exit 1; }
+done
+for f in guests/ruby/*.rb; do
+  name=$(basename "$f" .rb)
+  curl -sf "${auth[@]}" -X PUT --data-binary "@$f" "$url/v1/functions/${name//_/-}?runtime=ruby" >/dev/null \
     || { echo "deploying $f failed" >&2; exit 1; }
 done
 echo "TrEnv ready: $url"

@@ -7,6 +7,7 @@ scripts/bootstrap.sh
 mkdir -p artifacts
 CONFIGURATION=Release scripts/build.sh
 scripts/build-python.sh  # the Python runtime the runtime tests deploy scripts on (cached outside the repo)
+scripts/fetch-ruby.sh    # and the Ruby runtime (npm @ruby/3.4-wasm-wasi)
 export TRENV_SANDBOX_HOST="$root/artifacts/sandbox-host"
 # One cluster test keeps its registry in PostgreSQL 15.
 TRENV_TEST_POSTGRES=$(scripts/postgres.sh trenv_test)

@@ -80,8 +80,11 @@ var() { make -s -C "$py" -f Makefile -f - "print-$1" <<<'print-%: ; @echo $($*)'
 "${cc[@]}" -O2 -I"$py/Include" -I"$py" -c "$shim" -o "$work/shim.o"
 mkdir -p "$out.new"
 # shellcheck disable=SC2046
-(cd "$py" && "${cc[@]}" -mexec-model=reactor -O2 $(var LDFLAGS_NODIST) -o "$out.new/python.wasm" "$work/shim.o" libpython3.11.a \
+# CONFIGURE_LDFLAGS_NODIST carries WASI's 512 KiB stack placed first (an overflow traps instead of
+# overwriting data) and the initial memory; --strip-debug drops 14 MB of DWARF but keeps names for traps.
+(cd "$py" && "${cc[@]}" -mexec-model=reactor -O2 $(var CONFIGURE_LDFLAGS_NODIST) -Wl,--strip-debug -o "$out.new/python.wasm" "$work/shim.o" libpython3.11.a \
   $(var MODLIBS) $(var LIBS) $(var SYSLIBS))
+grep -q -- "--stack-first" <<<"$(var CONFIGURE_LDFLAGS_NODIST)" || { echo "build-python: CPython's WASI stack flags are missing" >&2; exit 1; }
 
 # The stdlib, compiled to .pyc (unchecked: the files never change under a function), without what a
 # sandboxed tool cannot use.

@@ -79,7 +79,7 @@ public sealed partial class CliApp(TextWriter stdout, TextWriter stderr, Stream?
         var env = new Option<string[]>("--env") { Description = "KEY=VALUE for the guest's environment (repeatable)", AllowMultipleArgumentsPerToken = false };
         var runtime = new Option<string?>("--runtime")
         {
-            Description = "Deploy a script instead of a module: python (FILE is the script, or a .tar with main.py; implied by a .py file)",
+            Description = "Deploy a script instead of a module: python or ruby (FILE is the script, or a .tar with main.py / main.rb; implied by .py and .rb)",
         };
         var command = new Command("deploy", "Deploy a module (or a script, with --runtime) as a function (the same bytes and limits again change nothing)")
         {
@@ -97,7 +97,7 @@ public sealed partial class CliApp(TextWriter stdout, TextWriter stderr, Stream?
                 query.Add($"timeoutMs={t}");
             if (p.GetValue(concurrency) is { } c)
                 query.Add($"concurrency={c}");
-            var script = p.GetValue(runtime) ?? (f.Extension == ".py" ? "python" : null);
+            var script = p.GetValue(runtime) ?? f.Extension switch { ".py" => "python", ".rb" => "ruby", _ => null };
             if (script is not null)
                 query.Add($"runtime={Uri.EscapeDataString(script)}");
             foreach (var pair in p.GetValue(env) ?? [])

@@ -40,7 +40,7 @@ internal sealed class LocalClusterCommands(TextWriter stdout, TextWriter stderr)
             {
                 stdout.WriteLine("building (scripts/bootstrap.sh, scripts/build.sh, scripts/build-python.sh)…");
                 if (await Run(root, "scripts/bootstrap.sh", [], ct) is not 0 || await Run(root, "scripts/build.sh", [("CONFIGURATION", "Release")], ct) is not 0
-                    || await Run(root, "scripts/build-python.sh", [], ct) is not 0)
+                    || await Run(root, "scripts/build-python.sh", [], ct) is not 0 || await Run(root, "scripts/fetch-ruby.sh", [], ct) is not 0)
                     return Fail("the build failed; its output is above.");
             }
             var env = new List<(string, string)>
@@ -87,24 +87,27 @@ internal sealed class LocalClusterCommands(TextWriter stdout, TextWriter stderr)
                     return await StopAndFail(pids, $"deploying the sample {name} failed: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync(ct)}");
                 stdout.WriteLine($"deployed {name}");
             }
-            // The Python sample tools, from source, when the runtime is installed (scripts/build-python.sh).
-            var scripts = Path.Combine(root, "guests", "python");
-            foreach (var file in Directory.Exists(scripts) ? Directory.GetFiles(scripts, "*.py").Order(StringComparer.Ordinal).ToArray() : [])
+            // The Python and Ruby sample tools, from source, when their runtimes are installed (scripts/build-python.sh, fetch-ruby.sh).
+            var scripts = new[] { ("python", "*.py"), ("ruby", "*.rb") }
+                .SelectMany(r => Directory.Exists(Path.Combine(root, "guests", r.Item1))
+                    ? Directory.GetFiles(Path.Combine(root, "guests", r.Item1), r.Item2).Order(StringComparer.Ordinal).Select(f => (Runtime: r.Item1, File: f))
+                    : []).ToArray();
+            foreach (var (runtime, file) in scripts)
             {
                 var name = Path.GetFileNameWithoutExtension(file).Replace('_', '-');
                 using var content = new ByteArrayContent(await File.ReadAllBytesAsync(file, ct));
-                using var request = new HttpRequestMessage(HttpMethod.Put, $"{url}/v1/functions/{name}?runtime=python") { Content = content };
+                using var request = new HttpRequestMessage(HttpMethod.Put, $"{url}/v1/functions/{name}?runtime={runtime}") { Content = content };
                 if (p.GetValue(token) is { Length: > 0 } t)
                     request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", t);
                 using var response = await http.SendAsync(request, ct);
                 if (response.StatusCode == System.Net.HttpStatusCode.ServiceUnavailable)
                 {
-                    stdout.WriteLine($"skipped the Python samples: {await response.Content.ReadAsStringAsync(ct)}");
-                    break;
+                    stdout.WriteLine($"skipped {name}: {await response.Content.ReadAsStringAsync(ct)}");
+                    continue;
                 }
                 if (!response.IsSuccessStatusCode)
                     return await StopAndFail(pids, $"deploying the sample {name} failed: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync(ct)}");
-                stdout.WriteLine($"deployed {name} (python)");
+                stdout.WriteLine($"deployed {name} ({runtime})");
             }
             stdout.WriteLine($"TrEnv ready: {url}");
             stdout.WriteLine($"  trenv invoke hello -d world --url {url}");

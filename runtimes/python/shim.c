@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 __attribute__((import_module("trenv"), import_name("error"))) void trenv_error(const char *message, int32_t length);
 
@@ -95,6 +96,8 @@ __attribute__((export_name("trenv_init"))) void trenv_init(void) {
     fail(message);
     return;
   }
+  /* Relative paths in the script mean its own files. */
+  (void)chdir("/tmp");
   PyObject *main = PyImport_ImportModule("main");
   if (main == NULL) {
     report_exception("main.py failed at its top level: ");

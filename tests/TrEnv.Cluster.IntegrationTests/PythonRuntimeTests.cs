@@ -30,6 +30,10 @@ public sealed class PythonRuntimeTests
                 raise KeyError("no such key")
             if request == b"type":
                 return 42
+            if request == b"deep":
+                def down(n):
+                    return down(n + 1) + 1
+                return str(down(0))
             text = request.decode()
             return json.dumps({"len": len(text), "digest": TABLE[sum(request) % 4096][:16], "upper": text.upper()})
         """;
@@ -106,6 +110,12 @@ public sealed class PythonRuntimeTests
         // The same instance answers next: still warm, and its state (CALLS) survived the exceptions.
         var after = await Invoke(c, "tool", "after");
         Assert.Equal((HttpStatusCode.OK, "warm"), (after.Status, after.Start));
+        // Unbounded recursion ends in a clean failure (RecursionError, or a stack-overflow trap), never corrupt state.
+        var deep = await Invoke(c, "tool", "deep");
+        Assert.Equal(HttpStatusCode.InternalServerError, deep.Status);
+        var recovered = await Invoke(c, "tool", "hello world");
+        Assert.Equal(HttpStatusCode.OK, recovered.Status);
+        Assert.Contains("HELLO WORLD", recovered.Body, StringComparison.Ordinal);
 
         string logs = "";
         await Poll.UntilAsync(async () =>

@@ -169,6 +169,8 @@ public sealed partial class FunctionInstance
         Origin = mode == RestoreMode.Copy ? StartKind.CopyTemplate : StartKind.Template;
         if (Module.HasReseed)
             Guard("reseed", Options.InitTimeout, () => { _instance.GetAction(GuestAbi.Reseed)!(); return 0; });
+        else if (_ruby is not null)
+            Guard("reseed", Options.InitTimeout, () => { _ruby.Reseed(); return 0; });
     }
 
     /// <summary>Reads every run back from the pool and checks its hash; done once per template per node, not per restore.</summary>

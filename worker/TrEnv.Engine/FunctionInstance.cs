@@ -13,8 +13,9 @@ public sealed partial class FunctionInstance : IDisposable
     private readonly Store _store;
     private readonly Instance _instance;
     private readonly Memory _memory;
-    private readonly Func<int, int> _alloc;
-    private readonly Func<int, int, long> _handle;
+    private readonly Func<int, int>? _alloc;
+    private readonly Func<int, int, long>? _handle;
+    private readonly RubyGuest? _ruby;
 
     private FunctionInstance(WasmEngine engine, GuestModule module, InstanceOptions options, Store store, Instance instance)
     {
@@ -24,8 +25,15 @@ public sealed partial class FunctionInstance : IDisposable
         _store = store;
         _instance = instance;
         _memory = instance.GetMemory(GuestAbi.Memory)!;
-        _alloc = instance.GetFunction<int, int>(GuestAbi.Alloc)!;
-        _handle = instance.GetFunction<int, int, long>(GuestAbi.Handle)!;
+        if (module.IsRuby)
+        {
+            _ruby = new RubyGuest(instance, _memory, module.Module.Exports.Select(e => e.Name));
+        }
+        else
+        {
+            _alloc = instance.GetFunction<int, int>(GuestAbi.Alloc)!;
+            _handle = instance.GetFunction<int, int, long>(GuestAbi.Handle)!;
+        }
         store.SetData(this);
     }
 
@@ -73,6 +81,8 @@ public sealed partial class FunctionInstance : IDisposable
             store.SetLimits(memorySize: options.MemoryLimitBytes);
             store.SetWasiConfiguration(BuildWasi(options));
             store.SetEpochDeadline(ulong.MaxValue / 2);
+            if (module.IsRuby)
+                RubyGuest.DefineImports(engine.Linker, module.Module, engine.DefinedImports);
             var instance = engine.Linker.Instantiate(store, module.Module);
             return new FunctionInstance(engine, module, options, store, instance);
         }
@@ -108,6 +118,7 @@ public sealed partial class FunctionInstance : IDisposable
                 _instance.GetAction(GuestAbi.Initialize)!();
             if (Module.HasInit)
                 _instance.GetAction(GuestAbi.Init)!();
+            _ruby?.Initialize(Options.TmpDirectory);
             return 0;
         });
         if (TakeGuestError("The function's initialisation failed: ") is { } failed)
@@ -140,9 +151,19 @@ public sealed partial class FunctionInstance : IDisposable
             try
             {
                 _guestError = null;
-                var ptr = _alloc(input.Length);
+                if (_ruby is not null)
+                {
+                    // The adapter answers bytes directly; pack them as a handle result would be.
+                    var answer = _ruby.Invoke(input);
+                    Invocations++;
+                    if (answer.Length > Options.MaxOutputBytes)
+                        throw new EngineException(ErrorKinds.Trap, $"handle returned {answer.Length} bytes of output; the limit is {Options.MaxOutputBytes} bytes.");
+                    ThrowIfPoolFaulted(faultsBefore);
+                    return answer;
+                }
+                var ptr = _alloc!(input.Length);
                 input.CopyTo(GuestSpan(ptr, input.Length, GuestAbi.Alloc));
-                result = _handle(ptr, input.Length);
+                result = _handle!(ptr, input.Length);
             }
             catch (WasmtimeException e)
             {

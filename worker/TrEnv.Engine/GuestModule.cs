@@ -6,8 +6,9 @@ namespace TrEnv.Engine;
 /// <summary>A compiled module that satisfies guest ABI v1, with the exports the engine drives.</summary>
 public sealed class GuestModule : IDisposable
 {
-    internal GuestModule(ModuleHash hash, Module module, IReadOnlyList<string> mutableGlobals, bool hasInitialize, bool hasInit, bool hasReseed)
+    internal GuestModule(ModuleHash hash, Module module, IReadOnlyList<string> mutableGlobals, bool hasInitialize, bool hasInit, bool hasReseed, bool isRuby = false)
     {
+        IsRuby = isRuby;
         Hash = hash;
         Module = module;
         MutableGlobals = mutableGlobals;
@@ -24,6 +25,9 @@ public sealed class GuestModule : IDisposable
     public bool HasInitialize { get; }
     public bool HasInit { get; }
     public bool HasReseed { get; }
+
+    /// <summary>ruby.wasm: driven through <see cref="RubyGuest"/> instead of the trenv_* exports.</summary>
+    public bool IsRuby { get; }
 
     /// <summary>
     /// Wraps a compiled module. The ABI itself was checked from the bytes before compiling
@@ -44,14 +48,15 @@ public sealed class GuestModule : IDisposable
                     globals.Add(g.Name);
             }
         }
-        if (!exports.Contains(GuestAbi.Memory) || !exports.Contains(GuestAbi.Alloc) || !exports.Contains(GuestAbi.Handle))
+        var isRuby = RubyGuest.Is(exports);
+        if (!exports.Contains(GuestAbi.Memory) || (!isRuby && (!exports.Contains(GuestAbi.Alloc) || !exports.Contains(GuestAbi.Handle))))
             problems.Add($"it lacks one of the required exports {GuestAbi.Memory}, {GuestAbi.Alloc}, {GuestAbi.Handle}");
         if (problems.Count > 0)
         {
             module.Dispose();
             throw new InvalidModuleException($"The module does not satisfy guest ABI v{GuestAbi.Version}: {string.Join("; ", problems)}.");
         }
-        return new GuestModule(hash, module, globals, exports.Contains(GuestAbi.Initialize), exports.Contains(GuestAbi.Init), exports.Contains(GuestAbi.Reseed));
+        return new GuestModule(hash, module, globals, exports.Contains(GuestAbi.Initialize), exports.Contains(GuestAbi.Init), exports.Contains(GuestAbi.Reseed), isRuby);
     }
 
     public void Dispose() => Module.Dispose();

@@ -30,6 +30,9 @@ public sealed class WasmEngine : IDisposable
     public Wasmtime.Engine Engine { get; }
     internal Linker Linker { get; }
 
+    /// <summary>Adapter imports already defined on <see cref="Linker"/> (module and name), so each is defined once.</summary>
+    internal HashSet<string> DefinedImports { get; } = new(StringComparer.Ordinal);
+
     /// <summary>Milliseconds per epoch tick; deadlines are expressed in ticks.</summary>
     public const int TickMilliseconds = 1;
 

@@ -190,6 +190,8 @@ public sealed partial class SandboxManager : IAsyncDisposable
         {
             runtime = RuntimeDirectories(request.Version.Limits.Runtime);
             await EnsureModuleAsync(request.Version.Sha256, ct);
+            if (request.Version.Limits.Runtime is not null)
+                await PrecompileAsync(request.Version.Sha256);
             layer = request.Version.Limits.Layer is { } sha ? await EnsureLayerAsync(sha, ct) : null;
         }
         catch (Exception e) when (e is not OperationCanceledException)
@@ -446,6 +448,32 @@ public sealed partial class SandboxManager : IAsyncDisposable
         var bytes = await _registry.FetchModuleAsync(sha256, ct) ?? throw new InvalidOperationException($"no module with hash {sha256} is stored");
         if (ModuleCache.Put(_modules, bytes).Hex != sha256)
             throw new InvalidOperationException($"the module fetched for {sha256} has another hash");
+    }
+
+    private readonly SemaphoreSlim _compiling = new(1, 1);
+
+    // A runtime's interpreter module (tens of MB) needs far more memory to compile than to run: compile it here,
+    // once per node and outside any sandbox's cgroup, into the module cache the sandboxes then load from.
+    private async Task PrecompileAsync(string sha256)
+    {
+        var hash = new ModuleHash(sha256);
+        if (File.Exists(Path.Combine(_modules, sha256 + ".cwasm")))
+            return;
+        await _compiling.WaitAsync();
+        try
+        {
+            if (File.Exists(Path.Combine(_modules, sha256 + ".cwasm")))
+                return;
+            await Task.Run(() =>
+            {
+                using var engine = new WasmEngine();
+                new ModuleCache(engine, _modules).Load(hash).Dispose();
+            });
+        }
+        finally
+        {
+            _compiling.Release();
+        }
     }
 
     private async Task<string> EnsureLayerAsync(string sha256, CancellationToken ct)

@@ -24,7 +24,10 @@ public static class ScriptRuntimes
     /// <summary>CPython 3.11 for WASI with the stdlib (precompiled) at /usr/local/lib/python3.11; the script is /tmp/main.py.</summary>
     public static readonly ScriptRuntime Python = new("python", "python/python.wasm", "main.py", [new("python/lib", "/usr/local/lib")]);
 
-    public static IReadOnlyList<ScriptRuntime> All { get; } = [Python];
+    /// <summary>Ruby 3.4 (npm @ruby/3.4-wasm-wasi, stdlib embedded), driven by the engine's adapter; the script is /tmp/main.rb.</summary>
+    public static readonly ScriptRuntime Ruby = new("ruby", "ruby/ruby.wasm", "main.rb", []);
+
+    public static IReadOnlyList<ScriptRuntime> All { get; } = [Python, Ruby];
 
     public static ScriptRuntime? Find(string? name) => All.FirstOrDefault(r => r.Name == name);
 

@@ -24,6 +24,9 @@ public static class GuestAbiCheck
     {
         var problems = new List<string>();
         var exports = info.Exports.GroupBy(e => e.Name, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First(), StringComparer.Ordinal);
+        // ruby.wasm (the Ruby runtime) speaks its own wit ABI; the engine adapts it (RubyGuest).
+        if (RubyGuest.Is(exports.Keys))
+            return [.. info.Imports.Where(i => !RubyGuest.Provides(i.Module)).Select(i => $"it imports \"{i.Module}\".\"{i.Name}\", which the Ruby adapter does not provide")];
 
         if (!exports.TryGetValue(GuestAbi.Memory, out var memory) || memory.Kind != WasmModuleInfo.KindMemory)
             problems.Add($"it does not export its linear memory as \"{GuestAbi.Memory}\"");
