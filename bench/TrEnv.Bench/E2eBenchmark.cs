@@ -84,6 +84,15 @@ internal static class E2eBenchmark
     /// <summary>One invocation timed from the client; fails the run if it is not the start (and sandbox) kind the sample measures.</summary>
     internal static async Task<double> TimedInvokeAsync(HttpClient http, string name, byte[] input, string? expectedStart, string? expectedSandbox = null)
     {
+        var (elapsed, start, sandbox) = await TimedAsync(http, name, input);
+        if ((expectedStart is not null && start != expectedStart) || (expectedSandbox is not null && sandbox != expectedSandbox))
+            throw new InvalidOperationException($"{name} started {start} on a {sandbox} sandbox; this sample measures {expectedStart} on {expectedSandbox ?? "any"}.");
+        return elapsed;
+    }
+
+    /// <summary>One invocation timed from the client, with the start and sandbox kinds it reported; an error answer fails the run.</summary>
+    internal static async Task<(double Millis, string Start, string Sandbox)> TimedAsync(HttpClient http, string name, byte[] input)
+    {
         var watch = Stopwatch.StartNew();
         using var response = await http.PostAsync($"/v1/functions/{name}/invoke", new ByteArrayContent(input));
         var body = await response.Content.ReadAsByteArrayAsync();
@@ -91,9 +100,7 @@ internal static class E2eBenchmark
         if (!response.IsSuccessStatusCode)
             throw new InvalidOperationException($"{name} answered {(int)response.StatusCode}: {Encoding.UTF8.GetString(body)}");
         string Header(string h) => response.Headers.TryGetValues(h, out var v) ? v.Single() : "?";
-        if ((expectedStart is not null && Header("X-TrEnv-Start") != expectedStart) || (expectedSandbox is not null && Header("X-TrEnv-Sandbox") != expectedSandbox))
-            throw new InvalidOperationException($"{name} started {Header("X-TrEnv-Start")} on a {Header("X-TrEnv-Sandbox")} sandbox; this sample measures {expectedStart} on {expectedSandbox ?? "any"}.");
-        return elapsed;
+        return (elapsed, Header("X-TrEnv-Start"), Header("X-TrEnv-Sandbox"));
     }
 
     private static async Task<double> ThroughputAsync(HttpClient http, string name, int concurrency, TimeSpan duration)

@@ -72,7 +72,7 @@ internal static class RuntimesBenchmark
             for (var attempt = 0; template.Count < o.Samples && attempt < 3 * o.Samples; attempt++)
             {
                 (await http.PostAsync($"/v1/functions/{name}/scale-to-zero", null)).EnsureSuccessStatusCode();
-                var (ms, start, sandbox) = await TimedAsync(http, name, input);
+                var (ms, start, sandbox) = await E2eBenchmark.TimedAsync(http, name, input);
                 if (start != "template")
                     throw new InvalidOperationException($"{name} started {start} after scale-to-zero; this sample measures template starts.");
                 if (sandbox == "repurposed")
@@ -103,18 +103,6 @@ internal static class RuntimesBenchmark
         await File.WriteAllTextAsync(output, result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         Console.WriteLine($"wrote {output}");
         return 0;
-    }
-
-    private static async Task<(double Millis, string Start, string Sandbox)> TimedAsync(HttpClient http, string name, byte[] input)
-    {
-        var watch = System.Diagnostics.Stopwatch.StartNew();
-        using var response = await http.PostAsync($"/v1/functions/{name}/invoke", new ByteArrayContent(input));
-        var body = await response.Content.ReadAsByteArrayAsync();
-        var elapsed = watch.Elapsed.TotalMilliseconds;
-        if (!response.IsSuccessStatusCode)
-            throw new InvalidOperationException($"{name} answered {(int)response.StatusCode}: {Encoding.UTF8.GetString(body)}");
-        string Header(string h) => response.Headers.TryGetValues(h, out var v) ? v.Single() : "?";
-        return (elapsed, Header("X-TrEnv-Start"), Header("X-TrEnv-Sandbox"));
     }
 
     private static async Task DeployAsync(HttpClient http, string name, ScriptRuntime runtime, string source, string query)

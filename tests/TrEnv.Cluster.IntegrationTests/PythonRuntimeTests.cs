@@ -41,14 +41,7 @@ public sealed class PythonRuntimeTests
     private static async Task<HttpResponseMessage> Deploy(LocalCluster c, string name, byte[] body, string query = "runtime=python")
         => await c.Http.PutAsync($"/v1/functions/{name}?{query}", new ByteArrayContent(body));
 
-    private static async Task<(HttpStatusCode Status, string Body, string Start)> Invoke(LocalCluster c, string name, string input)
-    {
-        var r = await c.Http.PostAsync($"/v1/functions/{name}/invoke", new StringContent(input));
-        return (r.StatusCode, await r.Content.ReadAsStringAsync(), r.Headers.TryGetValues("X-TrEnv-Start", out var s) ? s.Single() : "");
-    }
-
-    private static async Task ScaleToZero(LocalCluster c, string name)
-        => Assert.Equal(HttpStatusCode.OK, (await c.Http.PostAsync($"/v1/functions/{name}/scale-to-zero", null)).StatusCode);
+    private static Task<(HttpStatusCode Status, string Body, string Start)> Invoke(LocalCluster c, string name, string input) => ScriptChecks.Invoke(c, name, input);
 
     [Fact]
     public async Task A_script_answers_the_same_cold_from_its_template_and_warm_and_restored_instances_draw_different_random_numbers()
@@ -58,36 +51,11 @@ public sealed class PythonRuntimeTests
         Assert.Equal(HttpStatusCode.Created, (await Deploy(c, "tool", Encoding.UTF8.GetBytes(Tool))).StatusCode);
         var inputs = new[] { "a", "hello world", "ünïcödé", "{\"json\": true}", new string('x', 5000), "123", " spaced ", "last" };
 
-        var cold = await Invoke(c, "tool", inputs[0]);
-        Assert.Equal((HttpStatusCode.OK, "cold"), (cold.Status, cold.Start));
-        var expected = new Dictionary<string, string> { [inputs[0]] = cold.Body };
-        foreach (var input in inputs.Skip(1))
-        {
-            var warm = await Invoke(c, "tool", input);
-            Assert.Equal((HttpStatusCode.OK, "warm"), (warm.Status, warm.Start));
-            expected[input] = warm.Body;
-        }
+        var expected = await ScriptChecks.AnswersTheSameOnEveryStart(c, "tool", inputs);
         using (var doc = JsonDocument.Parse(expected["hello world"]))
             Assert.Equal("HELLO WORLD", doc.RootElement.GetProperty("upper").GetString());
-        foreach (var input in inputs)
-        {
-            await ScaleToZero(c, "tool");
-            var restored = await Invoke(c, "tool", input);
-            Assert.Equal((HttpStatusCode.OK, "template", expected[input]), (restored.Status, restored.Start, restored.Body));
-            var again = await Invoke(c, "tool", input);
-            Assert.Equal(("warm", expected[input]), (again.Start, again.Body));
-        }
-
         // Every restored instance is reseeded, so two template starts draw different numbers.
-        var draws = new List<string>();
-        for (var i = 0; i < 2; i++)
-        {
-            await ScaleToZero(c, "tool");
-            var draw = await Invoke(c, "tool", "random");
-            Assert.Equal((HttpStatusCode.OK, "template"), (draw.Status, draw.Start));
-            draws.Add(draw.Body);
-        }
-        Assert.NotEqual(draws[0], draws[1]);
+        await ScriptChecks.RestoredInstancesDrawDifferently(c, "tool", "random");
     }
 
     [Fact]

@@ -23,14 +23,7 @@ public sealed class RubyRuntimeTests
         end
         """;
 
-    private static async Task<(HttpStatusCode Status, string Body, string Start)> Invoke(LocalCluster c, string name, string input)
-    {
-        var r = await c.Http.PostAsync($"/v1/functions/{name}/invoke", new ByteArrayContent(Encoding.UTF8.GetBytes(input)));
-        return (r.StatusCode, await r.Content.ReadAsStringAsync(), r.Headers.TryGetValues("X-TrEnv-Start", out var s) ? s.Single() : "");
-    }
-
-    private static async Task ScaleToZero(LocalCluster c, string name)
-        => Assert.Equal(HttpStatusCode.OK, (await c.Http.PostAsync($"/v1/functions/{name}/scale-to-zero", null)).StatusCode);
+    private static Task<(HttpStatusCode Status, string Body, string Start)> Invoke(LocalCluster c, string name, string input) => ScriptChecks.Invoke(c, name, input);
 
     [Fact]
     public async Task A_ruby_script_answers_the_same_on_every_start_is_reseeded_on_restore_and_fails_cleanly()
@@ -41,33 +34,10 @@ public sealed class RubyRuntimeTests
         // Quotes, interpolation, backslashes, newlines and non-ASCII reach handle as the exact bytes sent.
         var inputs = new[] { "plain", "quote \" and #{interpolation} and \\ backslash", "line\r\nbreaks\n", "ünïcödé", new string('z', 3000) };
 
-        var cold = await Invoke(c, "tool", inputs[0]);
-        Assert.Equal((HttpStatusCode.OK, "cold"), (cold.Status, cold.Start));
-        var expected = new Dictionary<string, string> { [inputs[0]] = cold.Body };
-        foreach (var input in inputs.Skip(1))
-        {
-            var warm = await Invoke(c, "tool", input);
-            Assert.Equal((HttpStatusCode.OK, "warm"), (warm.Status, warm.Start));
-            expected[input] = warm.Body;
-        }
+        var expected = await ScriptChecks.AnswersTheSameOnEveryStart(c, "tool", inputs);
         using (var doc = JsonDocument.Parse(expected[inputs[1]]))
             Assert.Equal(Encoding.UTF8.GetByteCount(inputs[1]), doc.RootElement.GetProperty("len").GetInt32());
-        foreach (var input in inputs)
-        {
-            await ScaleToZero(c, "tool");
-            var restored = await Invoke(c, "tool", input);
-            Assert.Equal((HttpStatusCode.OK, "template", expected[input]), (restored.Status, restored.Start, restored.Body));
-        }
-
-        var draws = new List<string>();
-        for (var i = 0; i < 2; i++)
-        {
-            await ScaleToZero(c, "tool");
-            var draw = await Invoke(c, "tool", "random");
-            Assert.Equal((HttpStatusCode.OK, "template"), (draw.Status, draw.Start));
-            draws.Add(draw.Body);
-        }
-        Assert.NotEqual(draws[0], draws[1]);
+        await ScriptChecks.RestoredInstancesDrawDifferently(c, "tool", "random");
 
         var boom = await Invoke(c, "tool", "boom");
         Assert.Equal(HttpStatusCode.InternalServerError, boom.Status);

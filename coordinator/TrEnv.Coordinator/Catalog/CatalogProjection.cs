@@ -13,37 +13,72 @@ namespace TrEnv.Coordinator.Catalog;
 /// history at start-up, then live, so writes made through other coordinators appear here too. This
 /// coordinator's own writes arrive at once through the event stream.
 /// </summary>
-public sealed class CatalogProjection : ReceiveActor
+public sealed class CatalogProjection : ReceiveActor, IWithTimers
 {
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    private static readonly TimeSpan RetryAfter = TimeSpan.FromSeconds(1);
+    private readonly FunctionCatalog _functions;
+    private readonly TemplateCatalog _templates;
+
     public CatalogProjection(FunctionCatalog functions, TemplateCatalog templates)
     {
-        var journal = PersistenceQuery.Get(Context.System).ReadJournalFor<SqlReadJournal>(SqlReadJournal.Identifier);
-        var materializer = Context.Materializer();
-        var self = Self;
-        void Apply(IEvent e)
-        {
-            functions.Apply(e);
-            templates.Apply(e);
-        }
-
-        var history = Task.WhenAll(
-            journal.CurrentEventsByTag(FunctionEvents.Tag, Offset.NoOffset()).RunForeach(env => { if (env.Event is IEvent e) Apply(e); }, materializer),
-            journal.CurrentEventsByTag(TemplateEvents.Tag, Offset.NoOffset()).RunForeach(env => { if (env.Event is IEvent e) Apply(e); }, materializer));
-        history.ContinueWith(t => self.Tell(new Live(t.IsCompletedSuccessfully ? null : t.Exception)), TaskScheduler.Default);
-
+        _functions = functions;
+        _templates = templates;
+        Context.System.EventStream.Subscribe(Self, typeof(IEvent));
+        Receive<IEvent>(Apply);
+        Receive<Start>(_ => ReadHistory());
         Receive<Live>(live =>
         {
             if (live.Failure is not null)
-                Context.GetLogger().Error(live.Failure, "Reading the catalog history failed; serving from live updates only.");
-            functions.Loaded = true;
+            {
+                // Never "loaded" without the history: /readyz stays 503 and the read is tried again.
+                Context.GetLogger().Warning("Reading the catalog history failed ({0}); retrying in {1}.", live.Failure.GetBaseException().Message, RetryAfter);
+                Timers.StartSingleTimer("retry", Start.Instance, RetryAfter);
+                return;
+            }
+            _functions.Loaded = true;
             foreach (var tag in new[] { FunctionEvents.Tag, TemplateEvents.Tag })
-                journal.EventsByTag(tag, Offset.NoOffset()).RunForeach(env => { if (env.Event is IEvent e) Apply(e); }, materializer);
+                live.Journal!.EventsByTag(tag, Offset.NoOffset()).RunForeach(env => { if (env.Event is IEvent e) Apply(e); }, live.Materializer!);
         });
-        Context.System.EventStream.Subscribe(Self, typeof(IEvent));
-        Receive<IEvent>(Apply);
+        // Off the constructor: a journal that is not reachable yet (a database restarting with the cluster) would
+        // otherwise fail the actor's creation and stop it for good, leaving this coordinator unready forever.
+        Self.Tell(Start.Instance);
     }
 
-    private sealed record Live(Exception? Failure);
+    private void Apply(IEvent e)
+    {
+        _functions.Apply(e);
+        _templates.Apply(e);
+    }
+
+    private void ReadHistory()
+    {
+        SqlReadJournal journal;
+        IMaterializer materializer;
+        try
+        {
+            journal = PersistenceQuery.Get(Context.System).ReadJournalFor<SqlReadJournal>(SqlReadJournal.Identifier);
+            materializer = Context.Materializer();
+        }
+        catch (Exception e)
+        {
+            Self.Tell(new Live(e, null, null));
+            return;
+        }
+        var self = Self;
+        var history = Task.WhenAll(
+            journal.CurrentEventsByTag(FunctionEvents.Tag, Offset.NoOffset()).RunForeach(env => { if (env.Event is IEvent e) Apply(e); }, materializer),
+            journal.CurrentEventsByTag(TemplateEvents.Tag, Offset.NoOffset()).RunForeach(env => { if (env.Event is IEvent e) Apply(e); }, materializer));
+        history.ContinueWith(t => self.Tell(t.IsCompletedSuccessfully ? new Live(null, journal, materializer) : new Live(t.Exception, null, null)), TaskScheduler.Default);
+    }
+
+    private sealed record Start
+    {
+        public static readonly Start Instance = new();
+    }
+
+    private sealed record Live(Exception? Failure, SqlReadJournal? Journal, IMaterializer? Materializer);
 }
 
 public static class CatalogProjectionRegistration
