@@ -18,7 +18,7 @@ builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = (Math.Max(Ma
 var functions = new FunctionCatalog();
 var templates = new TemplateCatalog();
 var workers = new WorkerDirectory();
-builder.Services.AddSingleton(functions).AddSingleton(templates).AddSingleton(workers);
+builder.Services.AddSingleton(functions).AddSingleton(templates).AddSingleton(workers).AddSingleton<InvokeLog>();
 builder.Services.AddTrEnvOpenApi();
 // Validates deployed modules (no compiling, so no epoch ticker or cache needed here).
 builder.Services.AddSingleton(_ => new Wasmtime.Engine());

@@ -26,7 +26,7 @@ public static partial class InvokeApi
 
     private static async Task<IResult> Invoke(string name, HttpRequest request, HttpResponse response, NodeSettings settings,
         FunctionCatalog functions, TemplateCatalog templates, WorkerDirectory workers, IRequiredActor<FunctionRegion> registry,
-        CoordinatorMetrics metrics, ILoggerFactory logging, CancellationToken ct)
+        CoordinatorMetrics metrics, InvokeLog log, CancellationToken ct)
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         // The id that labels this invocation's log lines on every node; a caller may bring its own to correlate.
@@ -81,7 +81,7 @@ public static partial class InvokeApi
                 metrics.RecordRefused(name, Unavailable);
                 return Error(503, Unavailable, $"{name} is already running {version.Limits.Concurrency} invocations, its concurrency limit.", 1);
             }
-            return await DispatchAsync(invocationId, name, version, input, response, templates, workers, metrics, logging.CreateLogger("TrEnv.Coordinator.Invoke"), started, ct);
+            return await DispatchAsync(invocationId, name, version, input, response, templates, workers, metrics, log.Logger, started, ct);
         }
         finally
         {
@@ -174,4 +174,10 @@ public static partial class InvokeApi
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "Invocation {InvocationId} of {Function} not run: {Reason}")]
     private static partial void LogRefused(ILogger log, string invocationId, string function, string reason);
+}
+
+/// <summary>The invoke path's logger, created once: LoggerFactory.CreateLogger takes a lock on every call.</summary>
+public sealed class InvokeLog(ILoggerFactory factory)
+{
+    public ILogger Logger { get; } = factory.CreateLogger("TrEnv.Coordinator.Invoke");
 }
