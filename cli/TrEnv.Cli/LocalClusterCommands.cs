@@ -69,7 +69,8 @@ internal sealed class LocalClusterCommands(TextWriter stdout, TextWriter stderr)
                 if (line != last)
                     stdout.WriteLine(line);
                 last = line;
-                if (ready && workersUp >= p.GetValue(workers) && poolUp)
+                // Every node up as a member too: readiness alone can precede the last member's Up.
+                if (ready && joined >= p.GetValue(workers) + 2 && workersUp >= p.GetValue(workers) && poolUp)
                     break;
                 if (DateTimeOffset.UtcNow > deadline)
                     return await StopAndFail(pids, $"the cluster was not ready within 4 minutes; see {clusterDir}/*.log");
