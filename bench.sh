@@ -8,6 +8,8 @@
 # prefetch and copy, through a memory-pool node it starts (bench/results/pool.json).
 # `./bench.sh runtimes [--samples N]` measures the Python sample tools end to end (cold, template on a
 # repurposed sandbox, warm) and the PSS of 16 live instances with and without a template (bench/results/runtimes.json).
+# `./bench.sh agent [--samples N]` runs a synthetic agent trace against sessions of the Python analyst tool and of
+# heavy on a two-worker cluster: calls, pauses, resumes, stored bytes and live PSS (bench/results/agent.json).
 # `./bench.sh report` runs all four with quick settings into bench/results/report-data/ and writes
 # bench/results/report.md with PNG plots in bench/results/plots/ (latency CDF per start kind, PSS against
 # live instances, restore time against template size).
@@ -16,13 +18,13 @@ root=$(cd "$(dirname "$0")" && pwd)
 cd "$root"
 what=${1:-}
 case "$what" in
-  startup|e2e|sandbox|pool|runtimes|report) shift ;;
-  *) echo "usage: ./bench.sh startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e [--samples N] | sandbox [--samples N] | pool [--samples N] | runtimes [--samples N] | report" >&2; exit 2 ;;
+  startup|e2e|sandbox|pool|runtimes|agent|report) shift ;;
+  *) echo "usage: ./bench.sh startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e [--samples N] | sandbox [--samples N] | pool [--samples N] | runtimes [--samples N] | agent [--samples N] | report" >&2; exit 2 ;;
 esac
 if [[ -z ${TRENV_BENCH_NO_BUILD:-} ]]; then
   scripts/bootstrap.sh
   CONFIGURATION=Release scripts/build.sh >/dev/null
-  if [[ $what == runtimes ]]; then scripts/build-python.sh; fi
+  if [[ $what == runtimes || $what == agent ]]; then scripts/build-python.sh; fi
 fi
 export TRENV_SANDBOX_HOST="$root/artifacts/sandbox-host"
 bench=bench/TrEnv.Bench/bin/Release/net10.0/trenv-bench.dll
@@ -64,6 +66,10 @@ export TRENV_CLUSTER_DIR=$(mktemp -d /tmp/trenv-$what.XXXXXX)
 if [[ $what == sandbox ]]; then
   # One sandbox slot and none pre-started: heavy's starts are a SWITCH or a NEW, as each sample asks.
   export TRENV_MAX_SANDBOXES=1 TRENV_PRESTART_SANDBOXES=0
+fi
+if [[ $what == agent ]]; then
+  # Two workers, so sessions resume wherever placement puts them; sessions pause explicitly, never by the clock.
+  export TRENV_WORKERS=${TRENV_WORKERS:-2}
 fi
 export TRENV_HTTP_PORT=${TRENV_HTTP_PORT:-8190} TRENV_BASE_PORT=${TRENV_BASE_PORT:-4190} TRENV_WORKERS=${TRENV_WORKERS:-1}
 export TRENV_POOL_PATH=/dev/shm/trenv-e2e-$$/pool TRENV_POOL_SIZE_MB=8192

@@ -49,7 +49,7 @@ curl -sf "$url/readyz" >/dev/null || { echo "the cluster did not become ready; s
 
 auth=()
 [[ -n ${TRENV_ADMIN_TOKEN:-} ]] && auth=(-H "Authorization: Bearer $TRENV_ADMIN_TOKEN")
-for f in hello heavy trap loop membomb escape; do
+for f in hello heavy trap loop membomb escape notebook; do
   q=""
   [[ $f == loop ]] && q="?timeoutMs=1000"
   [[ $f == membomb ]] && q="?memoryMb=64"

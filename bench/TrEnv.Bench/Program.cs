@@ -23,6 +23,8 @@ switch (command)
     case "runtimes":
         return await RuntimesBenchmark.RunAsync(options, Environment.GetEnvironmentVariable("TRENV_URL") ?? "http://127.0.0.1:8080",
             Environment.GetEnvironmentVariable("TRENV_RUNTIMES_DIR") is { Length: > 0 } dir ? dir : "/var/cache/trenv/runtimes");
+    case "agent":
+        return await AgentBenchmark.RunAsync(options, Environment.GetEnvironmentVariable("TRENV_URL") ?? "http://127.0.0.1:8080");
     case "demo":
         return await EngineDemo.RunAsync(options);
     case "report":
@@ -34,6 +36,6 @@ switch (command)
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: trenv-bench startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e | sandbox [--samples N] | pool | runtimes [--samples N] | demo | report DATA_DIR REPORT.md");
+    Console.Error.WriteLine("usage: trenv-bench startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e | sandbox [--samples N] | pool | runtimes [--samples N] | agent [--samples N] | demo | report DATA_DIR REPORT.md");
     return 2;
 }

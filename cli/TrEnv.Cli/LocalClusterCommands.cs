@@ -12,7 +12,7 @@ namespace TrEnv.Cli;
 internal sealed class LocalClusterCommands(TextWriter stdout, TextWriter stderr)
 {
     private static readonly (string Name, string Query)[] Samples =
-        [("hello", ""), ("heavy", ""), ("trap", ""), ("loop", "?timeoutMs=1000"), ("membomb", "?memoryMb=64"), ("escape", "")];
+        [("hello", ""), ("heavy", ""), ("trap", ""), ("loop", "?timeoutMs=1000"), ("membomb", "?memoryMb=64"), ("escape", ""), ("notebook", "")];
 
     public Command Up(Option<string?> token)
     {

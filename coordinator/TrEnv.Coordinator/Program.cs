@@ -4,6 +4,7 @@ using TrEnv.Coordinator.Api;
 using TrEnv.Coordinator.Catalog;
 using TrEnv.Coordinator.Placement;
 using TrEnv.Coordinator.Registry;
+using TrEnv.Coordinator.Sessions;
 
 // A coordinator node: the HTTP API v1, the function and module registries, and invocation placement.
 var settings = NodeSettings.FromEnvironment(new Dictionary<string, string?>
@@ -26,6 +27,7 @@ builder.Services.AddTrEnvNode(settings, (akka, _) => akka
     .AddFunctionRegistry()
     .AddModuleStore()
     .AddTemplateRegistry()
+    .AddSessionRegistry(functions, templates, workers)
     .AddCatalogProjection(functions, templates)
     .AddWorkerDirectory(workers));
 builder.Services.AddTrEnvMetrics(settings.Name);
@@ -36,6 +38,7 @@ app.MapClusterApi();
 app.MapFunctionsApi();
 app.MapLayersApi();
 app.MapInvokeApi();
+app.MapSessionsApi();
 app.MapTemplatesApi();
 app.MapMetricsApi();
 app.MapOpenApiDocs();

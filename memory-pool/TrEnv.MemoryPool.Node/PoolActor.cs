@@ -31,6 +31,18 @@ public sealed class PoolActor : ReceivePersistentActor
             if (_state.Owners.TryGetValue(s.Owner, out var region))
                 durability.Enqueue(() => durability.Save(s.Owner, region));
         });
+        Command<PoolCommands.SaveDurable>(s =>
+        {
+            if (!_state.Owners.TryGetValue(s.Owner, out var region))
+            {
+                Sender.Tell(new PoolReplies.Durable(s.Owner, false, $"The pool holds no region for {s.Owner}."));
+                return;
+            }
+            var sender = Sender;
+            durability.Enqueue(() => durability.Save(s.Owner, region)).ContinueWith(_ => sender.Tell(durability.HasCopy(s.Owner)
+                ? new PoolReplies.Durable(s.Owner, true, null)
+                : new PoolReplies.Durable(s.Owner, false, $"The durable copy of {s.Owner} could not be written (see the memory pool's log).")), TaskScheduler.Default);
+        });
         Command<PoolCommands.Find>(f => Sender.Tell(new PoolReplies.Found(f.Owner,
             _state.Owners.TryGetValue(f.Owner, out var region) ? PoolState.ToWire(region) : null, durability.IsReadable(f.Owner))));
         Command<PoolCommands.IPoolCommand>(command =>

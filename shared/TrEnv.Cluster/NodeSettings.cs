@@ -99,6 +99,9 @@ public sealed record NodeSettings
     /// <summary>TRENV_KEEP_ALIVE_S: idle time after which a warm instance is reclaimed (scale to zero). Default 600.</summary>
     public int KeepAliveSeconds { get; init; } = 600;
 
+    /// <summary>TRENV_SESSION_IDLE_S: the default idle time after which an agent session is paused (a create may set its own). Default 300.</summary>
+    public int SessionIdleSeconds { get; init; } = 300;
+
     /// <summary>
     /// TRENV_RUNTIMES_DIR: where the script runtimes are installed (python/python.wasm and python/lib/...), as
     /// scripts/build-python.sh leaves them. Coordinators read the modules from it, workers the read-only libraries.
@@ -124,7 +127,7 @@ public sealed record NodeSettings
         "ROLES", "NODE_NAME", "HOSTNAME_BIND", "HOSTNAME", "PUBLIC_HOSTNAME", "PORT", "SEEDS", "DATA_DIR", "DB",
         "HTTP_HOST", "HTTP_PORT", "ADMIN_TOKEN", "INVOKE_TOKEN", "MAX_MODULE_MB", "MAX_INPUT_MB", "MAX_LAYER_MB",
         "WORKER_MEMORY_MB", "POOL_PATH", "POOL_SIZE_MB", "SANDBOX_HOST", "POOL_MODE", "POOL_FETCH", "POOL_GRPC_HOST",
-        "POOL_GRPC_PORT", "POOL_URL", "POOL_SECRET", "PRESTART_SANDBOXES", "MAX_SANDBOXES", "KEEP_ALIVE_S",
+        "POOL_GRPC_PORT", "POOL_URL", "POOL_SECRET", "PRESTART_SANDBOXES", "MAX_SANDBOXES", "KEEP_ALIVE_S", "SESSION_IDLE_S",
         "SANDBOX_ISOLATION", "LOG_LEVEL", "LOG_FORMAT", "RUNTIMES_DIR",
     }.Select(k => "TRENV_" + k).ToArray();
 
@@ -169,6 +172,7 @@ public sealed record NodeSettings
             PrestartSandboxes = Int(c, "PRESTART_SANDBOXES", d.PrestartSandboxes),
             MaxSandboxes = Int(c, "MAX_SANDBOXES", d.MaxSandboxes),
             KeepAliveSeconds = Int(c, "KEEP_ALIVE_S", d.KeepAliveSeconds),
+            SessionIdleSeconds = Int(c, "SESSION_IDLE_S", d.SessionIdleSeconds),
             SandboxIsolation = Text(c["SANDBOX_ISOLATION"]) ?? d.SandboxIsolation,
             LogLevel = Text(c["LOG_LEVEL"])?.ToLowerInvariant() ?? d.LogLevel,
             RuntimesDirectory = Text(c["RUNTIMES_DIR"]) ?? d.RuntimesDirectory,

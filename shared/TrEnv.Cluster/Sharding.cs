@@ -10,6 +10,7 @@ public static class Sharding
     public const string Modules = "modules";
     public const string Templates = "templates";
     public const string Pool = "pool";
+    public const string Sessions = "sessions";
     public const string WorkersTopic = "trenv-workers";
     public const int ShardCount = 64;
 
@@ -26,6 +27,11 @@ public static class Sharding
     public sealed class PoolExtractor() : HashCodeMessageExtractor(ShardCount)
     {
         public override string? EntityId(object message) => message is PoolCommands.IPoolCommand p ? p.Pool : null;
+    }
+
+    public sealed class SessionExtractor() : HashCodeMessageExtractor(ShardCount)
+    {
+        public override string? EntityId(object message) => message is IWithSessionId s ? s.SessionId : null;
     }
 
     public sealed class ModuleExtractor() : HashCodeMessageExtractor(ShardCount)

@@ -16,6 +16,8 @@ public static class ErrorKinds
     public const string Internal = "internal";
     /// <summary>The worker is at its sandbox or memory bound with nothing idle to give up; retry shortly.</summary>
     public const string NoCapacity = "no_capacity";
+    /// <summary>A session's instance is gone with everything since its last pause (its worker died, or the guest trapped).</summary>
+    public const string SessionLost = "session_lost";
 
     public static int HttpStatus(string kind) => kind switch
     {
@@ -25,6 +27,7 @@ public static class ErrorKinds
         InvalidModule => 422,
         InputTooLarge => 413,
         SandboxCrashed or NoCapacity => 503,
+        SessionLost => 410,
         _ => 500,
     };
 }

@@ -41,6 +41,11 @@ public static class TemplateCommands
     public sealed record Mappings(string Key, string Worker, int Count) : ITemplateCommand;
 
     public sealed record Get(string Key) : ITemplateCommand;
+
+    /// <summary>A session depends on this template (its delta applies over it): never free the region while held.</summary>
+    public sealed record Hold(string Key, string Holder) : ITemplateCommand;
+
+    public sealed record Unhold(string Key, string Holder) : ITemplateCommand;
 }
 
 public static class TemplateReplies
@@ -71,6 +76,10 @@ public static class TemplateEvents
     public sealed record Retired(string Key, DateTimeOffset At) : IEvent;
 
     public sealed record Freed(string Key, PoolRegion Region) : IEvent;
+
+    public sealed record Held(string Key, string Holder) : IEvent;
+
+    public sealed record Unheld(string Key, string Holder) : IEvent;
 }
 
 /// <summary>The pool allocator: a single persistent entity per pool owning every region's allocation.</summary>
@@ -95,6 +104,9 @@ public static class PoolCommands
 
     /// <summary>The owner's region, if it has one; answered with <see cref="PoolReplies.Found"/>.</summary>
     public sealed record Find(string Pool, string Owner) : IPoolCommand;
+
+    /// <summary>Copy the owner's region to durable storage now and answer <see cref="PoolReplies.Durable"/> once it is on disk (a paused session).</summary>
+    public sealed record SaveDurable(string Pool, string Owner) : IPoolCommand;
 }
 
 public static class PoolReplies
@@ -109,6 +121,8 @@ public static class PoolReplies
 
     /// <summary>The owner's region, or null; <paramref name="Readable"/> is false while it is being rebuilt from its durable copy.</summary>
     public sealed record Found(string Owner, PoolRegion? Region, bool Readable) : IProtocolMessage;
+
+    public sealed record Durable(string Owner, bool Ok, string? Error) : IProtocolMessage;
 }
 
 public static class PoolEvents

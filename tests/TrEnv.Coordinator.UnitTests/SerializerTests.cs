@@ -69,7 +69,41 @@ public sealed class SerializerTests : IDisposable
         new WorkerReclaim("f"),
         new WorkerReclaim("f", Destroy: true),
         new WorkerReclaimed("w1", 2),
+        new TemplateCommands.Hold("f@3", "s-1"),
+        new TemplateCommands.Unhold("f@3", "s-1"),
+        new TemplateEvents.Held("f@3", "s-1"),
+        new TemplateEvents.Unheld("f@3", "s-1"),
+        new PoolCommands.SaveDurable("default", "session-s-1-1"),
+        new PoolReplies.Durable("session-s-1-1", false, "why"),
+        new SessionCommands.Create("s-1", "f", 300, "inv"),
+        new SessionCommands.Invoke("s-1", "inv", [1, 2]),
+        new SessionCommands.Pause("s-1", "idle"),
+        new SessionCommands.Resume("s-1", "inv", "w2"),
+        new SessionCommands.Get("s-1"),
+        new SessionCommands.Delete("s-1"),
+        new SessionCommands.IdleExpired("s-1", "w1", "akka.tcp://trenv@h:1"),
+        new SessionReplies.View(Info),
+        new SessionReplies.Refused("s-1", ErrorKinds.SessionLost, "gone", Info),
+        new SessionEvents.Created("s-1", "f", Version, 300, DateTimeOffset.UnixEpoch),
+        new SessionEvents.Activated("s-1", "w1", "akka.tcp://trenv@h:1", Template, 65536, 1.5, DateTimeOffset.UnixEpoch),
+        new SessionEvents.Paused("s-1", Delta, "api", 2.5),
+        new SessionEvents.Lost("s-1", "why", DateTimeOffset.UnixEpoch),
+        new SessionEvents.Deleted("s-1", DateTimeOffset.UnixEpoch),
+        new WorkerSessionCommands.Start("s-1", "inv", "f", Version, Template, Delta, 300),
+        new WorkerSessionCommands.Pause("s-1", "session-s-1-1", Template),
+        new WorkerSessionCommands.Release("s-1"),
+        new WorkerSessionReplies.Started("s-1", true, "w1", "template", 10, 65536, Template, null, null, null),
+        new WorkerSessionReplies.Paused("s-1", true, Delta, 10, null, null, false),
+        new WorkerSessionReplies.Released("s-1", true),
+        new WorkerSessionCommands.Invoke("s-1", "inv", [1, 2]),
+        new WorkerSessionReplies.Invoked(new WorkerInvokeResult("inv", false, [], "warm", "session", "w1", 0, 5, ErrorKinds.Trap, "trap", null), true),
+        new SessionReplies.Invoked(Info, new WorkerInvokeResult("inv", true, [4, 5], "warm", "session", "w1", 0, 5, null, null, null), true),
     ];
+
+    private static readonly SessionInfo Info = new("s-1", "f", 3, "paused", "w1", DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch,
+        4, 1, 0, 65536, 8192, 12288, 1 << 20, 1.5, null, 300, null);
+
+    private static readonly SessionDelta Delta = new("session-s-1-1", new PoolRegion(8192, 4096), [7, 8], Template, 4096, 65536, DateTimeOffset.UnixEpoch, 8192);
 
     [Theory]
     [MemberData(nameof(Messages))]
@@ -98,6 +132,8 @@ public sealed class SerializerTests : IDisposable
         Assert.Equal("tpl.ev.sealed", _serializer.Manifest(new TemplateEvents.Sealed(Template)));
         Assert.Equal("pool.ev.allocated", _serializer.Manifest(new PoolEvents.Allocated("o", new PoolRegion(0, 4096))));
         Assert.Equal("mod.ev.added", _serializer.Manifest(new ModuleEvents.Added(new string('c', 64), [])));
+        Assert.Equal("ses.ev.paused", _serializer.Manifest(new SessionEvents.Paused("s-1", Delta, "api", 1)));
+        Assert.Equal("tpl.ev.held", _serializer.Manifest(new TemplateEvents.Held("f@3", "s-1")));
     }
 
     public void Dispose() => _system.Dispose();

@@ -67,4 +67,23 @@ public sealed class TemplateStateTests
         Assert.Equal(TemplateStatus.None, s.Status);
         Assert.Null(s.Decide(Begin("w2"), T0));
     }
+
+    [Fact]
+    public void A_template_held_by_a_session_is_not_freed_until_released()
+    {
+        var s = Capturing();
+        var (_, sealedEvent) = s.Process(new Seal("f@1", "w1", 2, 65536, [1]), T0);
+        s = s.Apply(sealedEvent!);
+        var (ack, held) = s.Process(new Hold("f@1", "s-1"), T0);
+        Assert.IsType<Ack>(ack);
+        s = s.Apply(held!);
+        Assert.Null(s.Process(new Hold("f@1", "s-1"), T0).Event); // holding twice changes nothing
+        s = s.Apply(s.Process(new Retire("f@1"), T0).Event!);
+        Assert.False(s.ShouldFree);
+        var (_, unheld) = s.Process(new Unhold("f@1", "s-1"), T0);
+        s = s.Apply(unheld!);
+        Assert.True(s.ShouldFree);
+        s = s.Apply(new TemplateEvents.Freed("f@1", Region));
+        Assert.IsType<CaptureRefused>(s.Process(new Hold("f@1", "s-2"), T0).Reply);
+    }
 }

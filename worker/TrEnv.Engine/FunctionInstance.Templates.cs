@@ -87,23 +87,31 @@ public sealed partial class FunctionInstance
             packed += length;
         }
 
-        var globals = new List<GlobalValue>(Module.MutableGlobals.Count);
-        foreach (var name in Module.MutableGlobals)
-        {
-            var global = _instance.GetGlobal(name)!;
-            globals.Add(new GlobalValue(name, (byte)global.Kind, ToBits(global.Kind, global.GetValue())));
-        }
-        return new TemplateHeader(Module.Hash, _memory.GetLength(), globals, runs, region.Offset, region.Length, DateTimeOffset.UtcNow, capturedBy);
+        return new TemplateHeader(Module.Hash, _memory.GetLength(), CaptureGlobals(), runs, region.Offset, region.Length, DateTimeOffset.UtcNow, capturedBy);
     }
 
     /// <summary>
     /// Brings a fresh, never-initialised instance to the template's post-init state. With
     /// <see cref="RestoreMode.Map"/> the pool pages are mapped copy-on-write and nothing is copied.
     /// </summary>
-    public unsafe void Restore(TemplateHeader template, SafeFileHandle pool, RestoreMode mode)
+    /// <param name="reseed">False for a paused session's full image (a function without a template).</param>
+    /// <param name="delta">A paused session's pages over this template (its pages in <paramref name="deltaPool"/>):
+    /// copied over the mapped template, its globals replace the template's, and nothing is reseeded.</param>
+    public unsafe void Restore(TemplateHeader template, SafeFileHandle pool, RestoreMode mode, TemplateHeader? delta = null, SafeFileHandle? deltaPool = null, bool reseed = true)
     {
         if (Initialized)
             throw new InvalidOperationException("Only a fresh instance can be restored from a template.");
+        if (delta is not null)
+        {
+            if (delta.Module != Module.Hash)
+                throw new TemplateInvalidException($"The session was captured from module {delta.Module}, not {Module.Hash}; refusing to resume it.");
+            if (delta.BaseChecksum != template.Checksum)
+                throw new TemplateInvalidException("The session was paused over another template than the one given; refusing to resume it.");
+            if (delta.MemoryBytes < template.MemoryBytes || delta.MemoryBytes > Options.MemoryLimitBytes)
+                throw new TemplateInvalidException($"The session's memory ({delta.MemoryBytes >> 20} MiB) is smaller than its template's or over the memory limit.");
+            if (deltaPool is not null && RandomAccess.GetLength(deltaPool) < delta.RegionOffset + delta.RegionLength)
+                throw new TemplateInvalidException("The pool file is shorter than the session's region; the pool was truncated.");
+        }
         if (template.Module != Module.Hash)
             throw new TemplateInvalidException($"The template was captured from module {template.Module}, not {Module.Hash}; refusing to restore it.");
         var poolLength = RandomAccess.GetLength(pool);
@@ -118,17 +126,18 @@ public sealed partial class FunctionInstance
         }
 
         var current = _memory.GetLength();
+        var target = delta?.MemoryBytes ?? template.MemoryBytes;
         if (current > template.MemoryBytes)
             throw new TemplateInvalidException($"The template's memory ({template.MemoryBytes} bytes) is smaller than the module's minimum ({current} bytes).");
-        if (template.MemoryBytes > current)
+        if (target > current)
         {
             try
             {
-                _memory.Grow((template.MemoryBytes - current) / 65536);
+                _memory.Grow((target - current) / 65536);
             }
             catch (WasmtimeException e)
             {
-                throw new EngineException(ErrorKinds.Memory, $"Growing memory to the template's {template.MemoryBytes >> 20} MiB failed: {e.Message}", e);
+                throw new EngineException(ErrorKinds.Memory, $"Growing memory to the template's {target >> 20} MiB failed: {e.Message}", e);
             }
         }
 
@@ -145,7 +154,7 @@ public sealed partial class FunctionInstance
                 CopyIn(basePtr + run.MemoryOffset, run.Length, pool, template.RegionOffset + run.RegionOffset);
             cursor = run.MemoryOffset + run.Length;
         }
-        MapZero(basePtr + cursor, template.MemoryBytes - cursor);
+        MapZero(basePtr + cursor, target - cursor);
         if (mode == RestoreMode.Lazy)
         {
             // Pages the mirror already holds map at once; the rest fault into the native handler.
@@ -154,19 +163,32 @@ public sealed partial class FunctionInstance
                 LazyPages.Register((nint)(basePtr + run.MemoryOffset), run.Length, template.RegionOffset + run.RegionOffset);
         }
 
-        foreach (var g in template.Globals)
+        if (delta is not null)
+        {
+            foreach (var g in delta.Globals)
+            {
+                if (_instance.GetGlobal(g.ExportName) is not { } global || global.Mutability != Mutability.Mutable || (byte)global.Kind != g.Kind)
+                    throw new TemplateInvalidException($"The session records global \"{g.ExportName}\" that the module does not have as a mutable {(ValueKind)g.Kind}.");
+            }
+            ApplyDelta(delta, deltaPool ?? pool, basePtr);
+        }
+
+        foreach (var g in delta?.Globals ?? template.Globals)
         {
             var global = _instance.GetGlobal(g.ExportName)!;
             global.SetValue(FromBits(global.Kind, g.Bits));
         }
         if (mode is RestoreMode.Map or RestoreMode.Lazy)
         {
-            _guardSlot = SigbusGuard.Add((nint)basePtr, (nint)(basePtr + template.MemoryBytes));
+            _guardSlot = SigbusGuard.Add((nint)basePtr, (nint)(basePtr + target));
             _mappedPool = pool;
             _mappedPoolEnd = template.RegionOffset + template.RegionLength;
+            _mappedFrom = template.Checksum;
         }
         Initialized = true;
         Origin = mode == RestoreMode.Copy ? StartKind.CopyTemplate : StartKind.Template;
+        if (delta is not null || !reseed)
+            return; // a session continues: its random state is its own, already distinct
         if (Module.HasReseed)
             Guard("reseed", Options.InitTimeout, () => { _instance.GetAction(GuestAbi.Reseed)!(); return 0; });
         else if (_ruby is not null)

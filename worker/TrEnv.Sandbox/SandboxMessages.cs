@@ -38,6 +38,8 @@ public static class SandboxMessages
     /// (through an overlay when the host owns its mount namespace). <paramref name="PageSocket"/> is the
     /// worker's page server for <see cref="LoadSource.LazyTemplate"/>. <paramref name="ReadOnlyDirectories"/>
     /// (host path, guest path) are a script runtime's libraries, preopened read-only after /tmp.
+    /// <paramref name="DeltaPath"/> resumes a paused session: its delta header (pages in the same pool) is
+    /// overlaid on the template; with no template path it is a full image restored by copying.
     /// </summary>
     public sealed record Load(
         string Function,
@@ -54,7 +56,8 @@ public static class SandboxMessages
         string? LayerPath = null,
         string? PageSocket = null,
         string? InvocationId = null,
-        IReadOnlyList<KeyValuePair<string, string>>? ReadOnlyDirectories = null) : ISandboxRequest
+        IReadOnlyList<KeyValuePair<string, string>>? ReadOnlyDirectories = null,
+        string? DeltaPath = null) : ISandboxRequest
     {
         public byte Type => LoadType;
 
@@ -69,6 +72,7 @@ public static class SandboxMessages
             w.I32(readOnly.Count);
             foreach (var (host, guest) in readOnly)
                 w.Str(host).Str(guest);
+            w.Str(DeltaPath);
         }
 
         public static Load Read(ref FrameReader r)
@@ -83,7 +87,7 @@ public static class SandboxMessages
             var readOnly = new List<KeyValuePair<string, string>>(Math.Clamp(dirs, 0, 64));
             for (var i = 0; i < dirs; i++)
                 readOnly.Add(new(r.Required(), r.Required()));
-            return load with { ReadOnlyDirectories = readOnly };
+            return load with { ReadOnlyDirectories = readOnly, DeltaPath = r.Str() };
         }
     }
 
@@ -118,18 +122,22 @@ public static class SandboxMessages
     /// header to <paramref name="HeaderPath"/>. When the region is too small nothing is written and the
     /// reply says how many bytes are required, so the caller can allocate first (send length 0 to ask).
     /// </summary>
-    public sealed record Capture(string PoolPath, long RegionOffset, long RegionLength, string HeaderPath, string CapturedBy) : ISandboxRequest
+    /// <remarks>With <paramref name="BaseTemplatePath"/> it captures a session delta: only the pages that differ from that template.
+    /// <paramref name="Delta"/> without a base captures a full image of a session (every non-zero page) in the delta format.</remarks>
+    public sealed record Capture(string PoolPath, long RegionOffset, long RegionLength, string HeaderPath, string CapturedBy,
+        string? BaseTemplatePath = null, bool Delta = false) : ISandboxRequest
     {
         public byte Type => CaptureType;
-        public void Write(FrameWriter w) => w.Str(PoolPath).I64(RegionOffset).I64(RegionLength).Str(HeaderPath).Str(CapturedBy);
-        public static Capture Read(ref FrameReader r) => new(r.Required(), r.I64(), r.I64(), r.Required(), r.Required());
+        public void Write(FrameWriter w) => w.Str(PoolPath).I64(RegionOffset).I64(RegionLength).Str(HeaderPath).Str(CapturedBy).Str(BaseTemplatePath).Bool(Delta);
+        public static Capture Read(ref FrameReader r) => new(r.Required(), r.I64(), r.I64(), r.Required(), r.Required(), r.Str(), r.Bool());
     }
 
-    public sealed record Captured(long RequiredBytes, bool Written, long NonZeroPages, long MemoryBytes, long CaptureMicros) : ISandboxReply
+    /// <summary><paramref name="DirtyPages"/>: for a delta, the pages the guest wrote since its template was mapped (the delta's upper bound).</summary>
+    public sealed record Captured(long RequiredBytes, bool Written, long NonZeroPages, long MemoryBytes, long CaptureMicros, long DirtyPages = 0) : ISandboxReply
     {
         public byte Type => CapturedType;
-        public void Write(FrameWriter w) => w.I64(RequiredBytes).Bool(Written).I64(NonZeroPages).I64(MemoryBytes).I64(CaptureMicros);
-        public static Captured Read(ref FrameReader r) => new(r.I64(), r.Bool(), r.I64(), r.I64(), r.I64());
+        public void Write(FrameWriter w) => w.I64(RequiredBytes).Bool(Written).I64(NonZeroPages).I64(MemoryBytes).I64(CaptureMicros).I64(DirtyPages);
+        public static Captured Read(ref FrameReader r) => new(r.I64(), r.Bool(), r.I64(), r.I64(), r.I64(), r.I64());
     }
 
     /// <summary>Drops the instance and everything the guest left behind (its /tmp, its logs), ready for any function.</summary>

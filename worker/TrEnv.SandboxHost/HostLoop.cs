@@ -162,6 +162,10 @@ internal sealed class HostLoop : IDisposable
             case LoadSource.Init:
                 _instance.Initialize();
                 break;
+            case LoadSource.CopyTemplate when load.TemplatePath is null && load.DeltaPath is not null && load.PoolPath is not null:
+                // A session of a function without a template: its full image, copied in, not reseeded.
+                _instance.Restore(TemplateHeader.Read(load.DeltaPath), PoolFor(load.PoolPath), RestoreMode.Copy, reseed: false);
+                break;
             case LoadSource.MapTemplate or LoadSource.CopyTemplate or LoadSource.LazyTemplate:
                 if (load.TemplatePath is null || load.PoolPath is null)
                     throw new TemplateInvalidException("A template load needs both a template path and a pool path.");
@@ -181,12 +185,14 @@ internal sealed class HostLoop : IDisposable
                 }
                 if (load.Source == LoadSource.LazyTemplate)
                     LazyPages.Start(load.PageSocket ?? throw new TemplateInvalidException("A lazy template load needs the page server's socket."));
+                // A session's delta is read afresh every time: it is written once per pause and used once.
+                var delta = load.DeltaPath is null ? null : TemplateHeader.Read(load.DeltaPath);
                 _instance.Restore(header, pool, load.Source switch
                 {
                     LoadSource.MapTemplate => RestoreMode.Map,
                     LoadSource.LazyTemplate => RestoreMode.Lazy,
                     _ => RestoreMode.Copy,
-                });
+                }, delta, delta is null ? null : pool);
                 break;
             default:
                 throw new InvalidDataException($"Unknown load source {load.Source}.");
@@ -209,11 +215,16 @@ internal sealed class HostLoop : IDisposable
         return new Invoked(output, micros, ReadLog(_stdoutLog, ref _stdoutOffset), ReadLog(_stderrLog, ref _stderrOffset));
     }
 
+    // The last delta scan, reused by the write that follows its size probe when nothing ran in between.
+    private (FunctionInstance Instance, long Invocations, string? Base, IReadOnlyList<FunctionInstance.DeltaRun> Runs, long Dirty)? _deltaScan;
+
     private Captured DoCapture(Capture capture)
     {
         if (_instance is null)
             throw new EngineException(ErrorKinds.NotLoaded, "No function is loaded in this sandbox.");
         var started = Stopwatch.GetTimestamp();
+        if (capture.Delta || capture.BaseTemplatePath is not null)
+            return DoCaptureDelta(capture, started);
         var required = _instance.CaptureSize();
         if (capture.RegionLength < required)
             return new Captured(required, false, required / TemplateHeader.PageSize, _instance.MemoryBytes, 0);
@@ -222,6 +233,32 @@ internal sealed class HostLoop : IDisposable
         header.Write(capture.HeaderPath);
         var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
         return new Captured(required, true, header.NonZeroPages, header.MemoryBytes, micros);
+    }
+
+    private Captured DoCaptureDelta(Capture capture, long started)
+    {
+        var instance = _instance!;
+        var baseHeader = capture.BaseTemplatePath is null ? null : TemplateFor(capture.BaseTemplatePath);
+        var basePool = baseHeader is null ? null : PoolFor(capture.PoolPath);
+        IReadOnlyList<FunctionInstance.DeltaRun> runs;
+        long dirty;
+        if (_deltaScan is { } scan && scan.Instance == instance && scan.Invocations == instance.Invocations && scan.Base == capture.BaseTemplatePath)
+            (runs, dirty) = (scan.Runs, scan.Dirty);
+        else
+            runs = instance.ScanDelta(baseHeader, basePool, out dirty);
+        _deltaScan = (instance, instance.Invocations, capture.BaseTemplatePath, runs, dirty);
+        var required = runs.Where(r => !r.Zero).Sum(r => r.Length);
+        var dataPages = required / TemplateHeader.PageSize;
+        if (capture.RegionLength < required) // nothing changed (0 bytes) is written at once, with no region
+            return new Captured(required, false, dataPages, instance.MemoryBytes, 0, dirty);
+        using var pool = File.OpenHandle(capture.PoolPath, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
+        var header = instance.CaptureDelta(runs, baseHeader, pool, new Region(capture.RegionOffset, capture.RegionLength), capture.CapturedBy);
+        header.Write(capture.HeaderPath);
+        _deltaScan = null;
+        var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
+        SandboxLog.Write(Console.Error, "pause", null, _loaded?.Function, ("micros", micros), ("storedBytes", required), ("zeroPages", runs.Where(r => r.Zero).Sum(r => r.Length) / TemplateHeader.PageSize),
+            ("memoryBytes", instance.MemoryBytes), ("dirtyPages", dirty));
+        return new Captured(required, true, dataPages, instance.MemoryBytes, micros, dirty);
     }
 
     private ResetDone DoReset()

@@ -14,4 +14,15 @@ public interface IRegistryClient
     void AbortCapture(TemplateCommands.AbortCapture abort);
 
     void ReportMappings(TemplateCommands.Mappings mappings);
+
+    /// <summary>A region of the pool for a session's delta, from the allocator on the memory-pool node.</summary>
+    Task<IProtocolMessage> AllocateAsync(string owner, long bytes, CancellationToken ct);
+
+    /// <summary>Waits until the pool has a durable copy of the owner's region.</summary>
+    Task<PoolReplies.Durable> SaveDurableAsync(string owner, CancellationToken ct);
+
+    void FreeRegion(string owner);
+
+    /// <summary>Tells the session's entity that its sandbox here has been idle past its timeout.</summary>
+    void SessionIdle(SessionCommands.IdleExpired idle);
 }

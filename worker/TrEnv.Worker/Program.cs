@@ -18,7 +18,7 @@ SandboxManager? manager = null;
 builder.Services.AddTrEnvNode(settings, (akka, provider) => akka
     .AddRegistryProxies()
     .AddWorker(Path.Combine(settings.DataDirectory, "healthy"), (registry, _) => manager = new SandboxManager(settings, host,
-        new RegistryClient(registry.Get<ModuleProxy>(), registry.Get<TemplateProxy>()), provider.GetRequiredService<ILoggerFactory>())));
+        new RegistryClient(registry.Get<ModuleProxy>(), registry.Get<TemplateProxy>(), registry.Get<PoolAllocatorProxy>(), registry.Get<SessionProxy>()), provider.GetRequiredService<ILoggerFactory>())));
 var app = builder.Build();
 app.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStarted
     .Register(() => Console.WriteLine($"TrEnv worker {settings.Name}: sandbox host {host.FileName} ({host.Kind})"));

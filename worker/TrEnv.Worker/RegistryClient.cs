@@ -7,7 +7,7 @@ using TrEnv.Contracts;
 namespace TrEnv.Worker;
 
 /// <summary>Reaches the coordinator-hosted module store and template registry through shard region proxies.</summary>
-public sealed class RegistryClient(IActorRef modules, IActorRef templates) : IRegistryClient
+public sealed class RegistryClient(IActorRef modules, IActorRef templates, IActorRef pool, IActorRef sessions) : IRegistryClient
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
 
@@ -27,15 +27,32 @@ public sealed class RegistryClient(IActorRef modules, IActorRef templates) : IRe
     public void AbortCapture(TemplateCommands.AbortCapture abort) => templates.Tell(abort);
 
     public void ReportMappings(TemplateCommands.Mappings mappings) => templates.Tell(mappings);
+
+    // A pause waits for these: the session's state is only safe once its delta is durable.
+    private static readonly TimeSpan PoolTimeout = TimeSpan.FromSeconds(20);
+
+    public Task<IProtocolMessage> AllocateAsync(string owner, long bytes, CancellationToken ct)
+        => pool.Ask<IProtocolMessage>(new PoolCommands.Allocate(PoolCommands.DefaultPool, owner, bytes), PoolTimeout, ct);
+
+    public Task<PoolReplies.Durable> SaveDurableAsync(string owner, CancellationToken ct)
+        => pool.Ask<PoolReplies.Durable>(new PoolCommands.SaveDurable(PoolCommands.DefaultPool, owner), PoolTimeout, ct);
+
+    public void FreeRegion(string owner) => pool.Tell(new PoolCommands.Free(PoolCommands.DefaultPool, owner));
+
+    public void SessionIdle(SessionCommands.IdleExpired idle) => sessions.Tell(idle);
 }
 
 public sealed class ModuleProxy;
 public sealed class TemplateProxy;
+public sealed class PoolAllocatorProxy;
+public sealed class SessionProxy;
 
 public static class RegistryProxies
 {
     public static AkkaConfigurationBuilder AddRegistryProxies(this AkkaConfigurationBuilder builder)
         => builder
             .WithShardRegionProxy<ModuleProxy>(Sharding.Modules, Roles.Coordinator, new Sharding.ModuleExtractor())
-            .WithShardRegionProxy<TemplateProxy>(Sharding.Templates, Roles.Coordinator, new Sharding.TemplateExtractor());
+            .WithShardRegionProxy<TemplateProxy>(Sharding.Templates, Roles.Coordinator, new Sharding.TemplateExtractor())
+            .WithShardRegionProxy<PoolAllocatorProxy>(Sharding.Pool, Roles.MemoryPool, new Sharding.PoolExtractor())
+            .WithShardRegionProxy<SessionProxy>(Sharding.Sessions, Roles.Coordinator, new Sharding.SessionExtractor());
 }

@@ -152,6 +152,7 @@ public sealed partial class SandboxManager : IAsyncDisposable
         public bool SeesPool(string? poolIdentity) => HasPool && (BoundPool is null || BoundPool == poolIdentity);
         public string? Key;
         public string? Serving; // the function version of the invocation in progress, shown while busy
+        public string? Session; // bound to this agent session: never reused, repurposed or evicted until it pauses or ends
         public string? MappedTemplate;
         public long MappedBytes; // the pool region its instance maps, while MappedTemplate is set
         public bool Busy;
@@ -184,28 +185,13 @@ public sealed partial class SandboxManager : IAsyncDisposable
     {
         var key = TemplateCommands.KeyOf(request.Function, request.Version.Version);
         var started = Stopwatch.GetTimestamp();
-        string? layer;
-        IReadOnlyList<KeyValuePair<string, string>> runtime;
-        try
-        {
-            runtime = RuntimeDirectories(request.Version.Limits.Runtime);
-            await EnsureModuleAsync(request.Version.Sha256, ct);
-            if (request.Version.Limits.Runtime is not null)
-                await PrecompileAsync(request.Version.Sha256);
-            layer = request.Version.Limits.Layer is { } sha ? await EnsureLayerAsync(sha, ct) : null;
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            return Failed(request, ErrorKinds.Internal, $"The module, file layer or runtime of {request.Function} could not be prepared: {e.Message}");
-        }
+        var (layer, runtime, unprepared) = await PrepareAsync(request.Function, request.Version, ct);
+        if (unprepared is not null)
+            return Failed(request, ErrorKinds.Internal, unprepared);
 
         var (slot, sandbox) = await AcquireAsync(key, request.Version.Limits.Network);
         if (slot is null)
-        {
-            return Failed(request, ErrorKinds.NoCapacity, sandbox == "memory"
-                ? $"Worker {_settings.Name} is at its memory bound (TRENV_WORKER_MEMORY_MB={_settings.WorkerMemoryMb}) with no idle instance to evict."
-                : $"Worker {_settings.Name} has no free sandbox (all {_settings.MaxSandboxes} busy).");
-        }
+            return Failed(request, ErrorKinds.NoCapacity, NoRoom(sandbox));
 
         slot.Serving = key;
         TemplateInfo? captured = null;
@@ -250,9 +236,30 @@ public sealed partial class SandboxManager : IAsyncDisposable
         }
     }
 
+    // The module, file layer and runtime libraries on this node; a sentence when they cannot be had.
+    private async Task<(string? Layer, IReadOnlyList<KeyValuePair<string, string>> Runtime, string? Error)> PrepareAsync(string function, FunctionVersion version, CancellationToken ct)
+    {
+        try
+        {
+            var runtime = RuntimeDirectories(version.Limits.Runtime);
+            await EnsureModuleAsync(version.Sha256, ct);
+            if (version.Limits.Runtime is not null)
+                await PrecompileAsync(version.Sha256);
+            return (version.Limits.Layer is { } sha ? await EnsureLayerAsync(sha, ct) : null, runtime, null);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            return (null, [], $"The module, file layer or runtime of {function} could not be prepared: {e.Message}");
+        }
+    }
+
+    private string NoRoom(string why) => why == "memory"
+        ? $"Worker {_settings.Name} is at its memory bound (TRENV_WORKER_MEMORY_MB={_settings.WorkerMemoryMb}) with no idle instance to evict."
+        : $"Worker {_settings.Name} has no free sandbox (all {_settings.MaxSandboxes} busy).";
+
     // Cold or template load into a slot that does not hold this function version.
     private async Task<(string Start, TemplateInfo? Captured)> LoadAsync(Slot slot, WorkerInvoke request, string key, string? layer,
-        IReadOnlyList<KeyValuePair<string, string>> runtime, CancellationToken ct)
+        IReadOnlyList<KeyValuePair<string, string>> runtime, CancellationToken ct, SessionDelta? delta = null)
     {
         // Repurpose: the previous function's /tmp, layer, logs and instance go in the same round trip as the load.
         var needsReset = !slot.Clean;
@@ -293,6 +300,31 @@ public sealed partial class SandboxManager : IAsyncDisposable
         TemplateInfo? template = null;
         var poolIdentity = TrEnv.MemoryPool.PoolDevice.Identity(_poolPath); // one stat serves both checks below
         var seesPool = slot.SeesPool(poolIdentity);
+        if (delta is not null)
+        {
+            // A resume never falls back to a cold start: that would silently drop the session's state.
+            if (!seesPool)
+                throw new SandboxException(ErrorKinds.TemplateInvalid, $"Worker {_settings.Name}'s sandbox cannot see the pool {_poolPath}, which holds the session.", false);
+            var (source, templatePath, verify, deltaPath) = await PrepareResumeAsync(delta, poolIdentity, ct);
+            try
+            {
+                await Load(cold with { Source = source, TemplatePath = templatePath, PoolPath = _poolPath, VerifyTemplateData = verify, PageSocket = _cache?.PageSocket, DeltaPath = deltaPath });
+            }
+            catch (SandboxException e) when (e.Kind == ErrorKinds.TemplateInvalid && delta.Base is { } failedBase)
+            {
+                // Checked again next time (a pool being rebuilt from its durable copies is not ready yet).
+                lock (_gate)
+                    _verified.Remove($"{failedBase.Key}/{failedBase.SealedAt.ToUnixTimeMilliseconds()}/{poolIdentity}");
+                throw;
+            }
+            finally
+            {
+                File.Delete(deltaPath);
+            }
+            slot.MappedTemplate = delta.Base?.Key;
+            slot.MappedBytes = delta.Base?.Region.Length ?? 0;
+            return ("resume", null);
+        }
         if (seesPool)
         {
             lock (_gate)
@@ -488,13 +520,14 @@ public sealed partial class SandboxManager : IAsyncDisposable
         return directory;
     }
 
-    private async Task<(Slot? Slot, string Sandbox)> AcquireAsync(string key, bool network)
+    /// <param name="reuse">False for a session, which must start from the template's state, never from a used instance.</param>
+    private async Task<(Slot? Slot, string Sandbox)> AcquireAsync(string key, bool network, bool reuse = true)
     {
         Slot? victim = null;
         var overBound = OverMemoryBound();
         lock (_gate)
         {
-            if (_warm.TryGetValue(key, out var list) && list.Last is { } node)
+            if (reuse && _warm.TryGetValue(key, out var list) && list.Last is { } node)
                 return (Take(node.Value), "reused");
             if (GenericFor(network).TryPop(out var generic))
             {
@@ -785,6 +818,7 @@ public sealed partial class SandboxManager : IAsyncDisposable
                 _starting += missing;
         }
         await ResetToGenericAsync(expired, ct);
+        ReportIdleSessions();
         await EnforceMemoryBoundAsync(ct);
         if (missing > 0 && _settings.WorkerMemoryMb > 0)
         {
@@ -860,7 +894,7 @@ public sealed partial class SandboxManager : IAsyncDisposable
             {
                 var key = s.Busy ? s.Serving : s.Key;
                 var at = key?.LastIndexOf('@') ?? -1;
-                return new SandboxStatus(s.Process.Pid, s.Busy ? "busy" : s.Key is null ? "idle" : "warm",
+                return new SandboxStatus(s.Process.Pid, s.Session is not null ? "session" : s.Busy ? "busy" : s.Key is null ? "idle" : "warm",
                     at < 0 ? null : key![..at], at < 0 ? null : int.Parse(key![(at + 1)..], System.Globalization.CultureInfo.InvariantCulture), memory.GetValueOrDefault(s),
                     s.MappedTemplate);
             }).ToList();

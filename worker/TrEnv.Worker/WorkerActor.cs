@@ -49,6 +49,13 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
                 self.Tell(Publish.Instance);
             }, TaskScheduler.Default);
         });
+        _manager.Address = _address;
+        // Session operations run off the mailbox like invocations; the manager serializes each session's own.
+        ReceiveSession<WorkerSessionCommands.Start, WorkerSessionReplies.Started>((m, ct) => _manager.StartSessionAsync(m, ct), m => new WorkerSessionReplies.Started(m.SessionId, false, _address, "cold", 0, 0, null, null, ErrorKinds.Internal, "the worker failed to start the session"));
+        ReceiveSession<WorkerSessionCommands.Invoke, WorkerSessionReplies.Invoked>((m, ct) => _manager.InvokeSessionAsync(m, ct), m => new WorkerSessionReplies.Invoked(
+            new WorkerInvokeResult(m.InvocationId, false, [], "warm", "session", _address, 0, 0, ErrorKinds.Internal, "the worker failed to run the invocation", null), false));
+        ReceiveSession<WorkerSessionCommands.Pause, WorkerSessionReplies.Paused>((m, ct) => _manager.PauseSessionAsync(m, ct), m => new WorkerSessionReplies.Paused(m.SessionId, false, null, 0, ErrorKinds.Internal, "the worker failed to pause the session", false));
+        ReceiveSession<WorkerSessionCommands.Release, WorkerSessionReplies.Released>((m, ct) => _manager.ReleaseSessionAsync(m, ct), m => new WorkerSessionReplies.Released(m.SessionId, false));
         Receive<WorkerLogsQuery>(q => Sender.Tell(new WorkerLogs(_address, _manager.Logs.Tail(q.Function, q.MaxLines))));
         Receive<Publish>(_ => _mediator.Tell(new Akka.Cluster.Tools.PublishSubscribe.Publish(Sharding.WorkersTopic, _manager.Snapshot(_address))));
         Receive<Maintain>(_ =>
@@ -71,6 +78,22 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             Self.Tell(Publish.Instance);
         });
     }
+
+    private void ReceiveSession<T, TReply>(Func<T, CancellationToken, Task<TReply>> run, Func<T, TReply> failed)
+        where T : class
+        where TReply : class
+        => Receive<T>(message =>
+        {
+            var sender = Sender;
+            var self = Self;
+            run(message, CancellationToken.None).ContinueWith(t =>
+            {
+                if (!t.IsCompletedSuccessfully)
+                    Console.Error.WriteLine($"worker: session operation {typeof(T).Name} failed: {t.Exception?.GetBaseException()}");
+                sender.Tell(t.IsCompletedSuccessfully ? t.Result : failed(message), self);
+                self.Tell(Publish.Instance);
+            }, TaskScheduler.Default);
+        });
 
     public ITimerScheduler Timers { get; set; } = null!;
 

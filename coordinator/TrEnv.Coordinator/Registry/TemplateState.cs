@@ -68,6 +68,16 @@ public sealed record TemplateState(
                 return (new Ack(Key), null);
             case TemplateCommands.Get:
                 return (ToReply(), null);
+            case Hold hold when Holders.Contains(hold.Holder):
+                return (new Ack(Key), null);
+            case Hold when Status is TemplateStatus.Freed:
+                return (new CaptureRefused(Key, "the template's region was already freed", null), null);
+            case Hold hold:
+                return (new Ack(Key), new TemplateEvents.Held(Key, hold.Holder));
+            case Unhold unhold when Holders.Contains(unhold.Holder):
+                return (new Ack(Key), new TemplateEvents.Unheld(Key, unhold.Holder));
+            case Unhold:
+                return (new Ack(Key), null);
             default:
                 throw new ArgumentException($"{command.GetType().Name} is handled by the actor.");
         }
@@ -77,6 +87,9 @@ public sealed record TemplateState(
     public string? Function { get; init; }
     public int Version { get; init; }
     public string? Sha256 { get; init; }
+
+    /// <summary>Sessions whose deltas apply over this template: its region stays while any holds it.</summary>
+    public ImmutableHashSet<string> Holders { get; init; } = ImmutableHashSet<string>.Empty.WithComparer(StringComparer.Ordinal);
 
     public TemplateState Apply(IEvent e) => e switch
     {
@@ -89,6 +102,8 @@ public sealed record TemplateState(
         TemplateEvents.Sealed s => this with { Status = TemplateStatus.Sealed, Template = s.Template, CapturingWorker = null, LeaseSince = null },
         TemplateEvents.Retired => this with { Status = TemplateStatus.Retired },
         TemplateEvents.Freed => this with { Status = TemplateStatus.Freed, Region = null },
+        TemplateEvents.Held h => this with { Holders = Holders.Add(h.Holder) },
+        TemplateEvents.Unheld u => this with { Holders = Holders.Remove(u.Holder) },
         _ => this,
     };
 
@@ -96,5 +111,5 @@ public sealed record TemplateState(
         => this with { Mappings = count <= 0 ? Mappings.Remove(worker) : Mappings.SetItem(worker, count) };
 
     /// <summary>A retired template whose pages nobody maps can give its region back.</summary>
-    public bool ShouldFree => Status == TemplateStatus.Retired && Region is not null && LiveMappings == 0;
+    public bool ShouldFree => Status == TemplateStatus.Retired && Region is not null && LiveMappings == 0 && Holders.IsEmpty;
 }

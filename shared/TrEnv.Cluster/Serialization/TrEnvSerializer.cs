@@ -66,6 +66,35 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
         [typeof(WorkerReclaimed)] = "wk.reclaimed",
         [typeof(WorkerLogsQuery)] = "wk.logs-query",
         [typeof(WorkerLogs)] = "wk.logs",
+        [typeof(TemplateCommands.Hold)] = "tpl.hold",
+        [typeof(TemplateCommands.Unhold)] = "tpl.unhold",
+        [typeof(TemplateEvents.Held)] = "tpl.ev.held",
+        [typeof(TemplateEvents.Unheld)] = "tpl.ev.unheld",
+        [typeof(PoolCommands.SaveDurable)] = "pool.save-durable",
+        [typeof(PoolReplies.Durable)] = "pool.durable",
+        [typeof(SessionCommands.Create)] = "ses.create",
+        [typeof(SessionCommands.Invoke)] = "ses.invoke",
+        [typeof(SessionCommands.Pause)] = "ses.pause",
+        [typeof(SessionCommands.Resume)] = "ses.resume",
+        [typeof(SessionCommands.Get)] = "ses.get",
+        [typeof(SessionCommands.Delete)] = "ses.delete",
+        [typeof(SessionCommands.IdleExpired)] = "ses.idle-expired",
+        [typeof(SessionReplies.View)] = "ses.view",
+        [typeof(SessionReplies.Invoked)] = "ses.invoked",
+        [typeof(SessionReplies.Refused)] = "ses.refused",
+        [typeof(SessionEvents.Created)] = "ses.ev.created",
+        [typeof(SessionEvents.Activated)] = "ses.ev.activated",
+        [typeof(SessionEvents.Paused)] = "ses.ev.paused",
+        [typeof(SessionEvents.Lost)] = "ses.ev.lost",
+        [typeof(SessionEvents.Deleted)] = "ses.ev.deleted",
+        [typeof(WorkerSessionCommands.Start)] = "wk.ses.start",
+        [typeof(WorkerSessionCommands.Invoke)] = "wk.ses.invoke",
+        [typeof(WorkerSessionCommands.Pause)] = "wk.ses.pause",
+        [typeof(WorkerSessionCommands.Release)] = "wk.ses.release",
+        [typeof(WorkerSessionReplies.Started)] = "wk.ses.started",
+        [typeof(WorkerSessionReplies.Invoked)] = "wk.ses.invoked",
+        [typeof(WorkerSessionReplies.Paused)] = "wk.ses.paused",
+        [typeof(WorkerSessionReplies.Released)] = "wk.ses.released",
     };
 
     private static readonly Dictionary<string, Type> Types = Manifests.ToDictionary(kv => kv.Value, kv => kv.Key);
@@ -168,4 +197,33 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
 [JsonSerializable(typeof(WorkerReclaimed))]
 [JsonSerializable(typeof(WorkerLogsQuery))]
 [JsonSerializable(typeof(WorkerLogs))]
+[JsonSerializable(typeof(TemplateCommands.Hold))]
+[JsonSerializable(typeof(TemplateCommands.Unhold))]
+[JsonSerializable(typeof(TemplateEvents.Held))]
+[JsonSerializable(typeof(TemplateEvents.Unheld))]
+[JsonSerializable(typeof(PoolCommands.SaveDurable))]
+[JsonSerializable(typeof(PoolReplies.Durable))]
+[JsonSerializable(typeof(SessionCommands.Create), TypeInfoPropertyName = "SessionCreate")]
+[JsonSerializable(typeof(SessionCommands.Invoke), TypeInfoPropertyName = "SessionInvoke")]
+[JsonSerializable(typeof(SessionCommands.Pause), TypeInfoPropertyName = "SessionPause")]
+[JsonSerializable(typeof(SessionCommands.Resume), TypeInfoPropertyName = "SessionResume")]
+[JsonSerializable(typeof(SessionCommands.Get), TypeInfoPropertyName = "SessionGet")]
+[JsonSerializable(typeof(SessionCommands.Delete), TypeInfoPropertyName = "SessionDelete")]
+[JsonSerializable(typeof(SessionCommands.IdleExpired))]
+[JsonSerializable(typeof(SessionReplies.View), TypeInfoPropertyName = "SessionView")]
+[JsonSerializable(typeof(SessionReplies.Invoked), TypeInfoPropertyName = "SessionInvoked")]
+[JsonSerializable(typeof(SessionReplies.Refused))]
+[JsonSerializable(typeof(SessionEvents.Created), TypeInfoPropertyName = "SessionCreatedEvent")]
+[JsonSerializable(typeof(SessionEvents.Activated))]
+[JsonSerializable(typeof(SessionEvents.Paused), TypeInfoPropertyName = "SessionPausedEvent")]
+[JsonSerializable(typeof(SessionEvents.Lost))]
+[JsonSerializable(typeof(SessionEvents.Deleted), TypeInfoPropertyName = "SessionDeletedEvent")]
+[JsonSerializable(typeof(WorkerSessionCommands.Start), TypeInfoPropertyName = "WorkerSessionStart")]
+[JsonSerializable(typeof(WorkerSessionCommands.Invoke), TypeInfoPropertyName = "WorkerSessionInvoke")]
+[JsonSerializable(typeof(WorkerSessionCommands.Pause), TypeInfoPropertyName = "WorkerSessionPause")]
+[JsonSerializable(typeof(WorkerSessionCommands.Release), TypeInfoPropertyName = "WorkerSessionRelease")]
+[JsonSerializable(typeof(WorkerSessionReplies.Started), TypeInfoPropertyName = "WorkerSessionStarted")]
+[JsonSerializable(typeof(WorkerSessionReplies.Invoked), TypeInfoPropertyName = "WorkerSessionInvoked")]
+[JsonSerializable(typeof(WorkerSessionReplies.Paused), TypeInfoPropertyName = "WorkerSessionPaused")]
+[JsonSerializable(typeof(WorkerSessionReplies.Released), TypeInfoPropertyName = "WorkerSessionReleased")]
 internal sealed partial class ProtocolJson : JsonSerializerContext;

@@ -14,6 +14,8 @@ public readonly record struct PageRun(long MemoryOffset, long Length, long Regio
 /// <summary>
 /// The immutable description of a captured instance. Its bytes are versioned and checksummed; the page
 /// data lives in a pool region and each run carries an XxHash3 of its bytes for verification.
+/// A <em>delta</em> (a paused session) has a non-zero <see cref="BaseChecksum"/>: its runs are only the pages
+/// that differ from that base template, and <see cref="ZeroRuns"/> are pages the base holds but the session zeroed.
 /// </summary>
 public sealed record TemplateHeader(
     ModuleHash Module,
@@ -25,7 +27,20 @@ public sealed record TemplateHeader(
     DateTimeOffset CapturedAt,
     string CapturedBy)
 {
+    /// <summary>The version a template is written in; a delta is written as <see cref="DeltaFormatVersion"/>.</summary>
     public const int FormatVersion = 1;
+    public const int DeltaFormatVersion = 2;
+
+    /// <summary>For a delta, <see cref="Checksum"/> of the template it applies over; 0 for a template or a full image.</summary>
+    public ulong BaseChecksum { get; init; }
+
+    /// <summary>For a delta, (memory offset, length) ranges the base template holds that are zero in the session.</summary>
+    public IReadOnlyList<(long MemoryOffset, long Length)> ZeroRuns { get; init; } = [];
+
+    public bool IsDelta => BaseChecksum != 0 || ZeroRuns.Count > 0;
+
+    /// <summary>The header's identity: the XxHash3 of its bytes.</summary>
+    public ulong Checksum => XxHash3.HashToUInt64(ToBytes());
     public const int PageSize = 4096;
     private static ReadOnlySpan<byte> Magic => "TRENVTPL"u8;
 
@@ -58,11 +73,21 @@ public sealed record TemplateHeader(
                 w.Write(r.RegionOffset);
                 w.Write(r.Hash);
             }
+            if (IsDelta)
+            {
+                w.Write(BaseChecksum);
+                w.Write(ZeroRuns.Count);
+                foreach (var (offset, length) in ZeroRuns)
+                {
+                    w.Write(offset);
+                    w.Write(length);
+                }
+            }
         }
         var body = payload.ToArray();
         var bytes = new byte[Magic.Length + 8 + body.Length + 8];
         Magic.CopyTo(bytes);
-        BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(8), FormatVersion);
+        BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(8), IsDelta ? DeltaFormatVersion : FormatVersion);
         BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(12), body.Length);
         body.CopyTo(bytes, 16);
         BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(16 + body.Length), XxHash3.HashToUInt64(bytes.AsSpan(0, 16 + body.Length)));
@@ -75,8 +100,8 @@ public sealed record TemplateHeader(
         if (bytes.Length < 24 || !bytes[..8].SequenceEqual(Magic))
             throw new TemplateInvalidException($"Template {source} is not a TrEnv template (bad magic or too short: {bytes.Length} bytes).");
         var version = BinaryPrimitives.ReadInt32LittleEndian(bytes[8..]);
-        if (version != FormatVersion)
-            throw new TemplateInvalidException($"Template {source} has format version {version}; this engine reads version {FormatVersion}.");
+        if (version is not (FormatVersion or DeltaFormatVersion))
+            throw new TemplateInvalidException($"Template {source} has format version {version}; this engine reads versions {FormatVersion} and {DeltaFormatVersion}.");
         var length = BinaryPrimitives.ReadInt32LittleEndian(bytes[12..]);
         if (length < 0 || 16L + length + 8 != bytes.Length)
             throw new TemplateInvalidException($"Template {source} is truncated or has trailing bytes: the header says {length} payload bytes, the file has {bytes.Length - 24}.");
@@ -102,6 +127,16 @@ public sealed record TemplateHeader(
             for (var i = 0; i < runs.Length; i++)
                 runs[i] = new PageRun(r.ReadInt64(), r.ReadInt64(), r.ReadInt64(), r.ReadUInt64());
             var header = new TemplateHeader(new ModuleHash(module), memoryBytes, globals, runs, regionOffset, regionLength, capturedAt, capturedBy);
+            if (version == DeltaFormatVersion)
+            {
+                var baseChecksum = r.ReadUInt64();
+                var zeros = new (long, long)[CheckedCount(r.ReadInt32(), 1 << 24, source)];
+                for (var i = 0; i < zeros.Length; i++)
+                    zeros[i] = (r.ReadInt64(), r.ReadInt64());
+                header = header with { BaseChecksum = baseChecksum, ZeroRuns = zeros };
+            }
+            if (r.BaseStream.Position != r.BaseStream.Length)
+                throw new TemplateInvalidException($"Template {source} has bytes after its last field; it is corrupted.");
             header.CheckGeometry(source);
             return header;
         }
@@ -150,6 +185,11 @@ public sealed record TemplateHeader(
                 || run.RegionOffset < 0 || run.RegionOffset + run.Length > RegionLength)
                 throw new TemplateInvalidException($"Template {source} has an invalid page run at memory offset {run.MemoryOffset}.");
             lastEnd = run.MemoryOffset + run.Length;
+        }
+        foreach (var (offset, length) in ZeroRuns)
+        {
+            if (length <= 0 || offset < 0 || offset % PageSize != 0 || length % PageSize != 0 || offset + length > MemoryBytes)
+                throw new TemplateInvalidException($"Template {source} has an invalid zero run at memory offset {offset}.");
         }
     }
 }

@@ -1,0 +1,177 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.Json;
+using Akka.Actor;
+using Akka.Hosting;
+using TrEnv.Cluster;
+using TrEnv.Contracts;
+using TrEnv.Coordinator.Observability;
+using TrEnv.Coordinator.Sessions;
+using static TrEnv.Coordinator.Api.ApiErrors;
+
+namespace TrEnv.Coordinator.Api;
+
+/// <summary>
+/// /v1/sessions: agent sessions, each an instance whose memory persists across its calls, paused as a delta
+/// over its function's template and resumed on any worker. Every call goes through the session's entity.
+/// </summary>
+public static class SessionsApi
+{
+    // A call waits behind the session's earlier calls (they run one at a time), so allow for a queue.
+    private static readonly TimeSpan CallTimeout = TimeSpan.FromMinutes(16);
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromMinutes(3);
+    private static readonly TimeSpan QuickTimeout = TimeSpan.FromSeconds(30);
+
+    public static void MapSessionsApi(this WebApplication app)
+    {
+        app.MapPost("/v1/sessions", Create).WithTags("sessions")
+            .WithSummary("Start a session of a function (body: {\"function\": NAME, \"idleTimeoutS\": N}): 201 with its id; its instance keeps memory across calls");
+        app.MapGet("/v1/sessions/{id}", Get).WithTags("sessions").WithSummary("A session's state, node, sizes and times");
+        app.MapPost("/v1/sessions/{id}/invoke", Invoke).WithTags("sessions")
+            .WithSummary("Invoke the session (resumes it first when paused); answers and headers as a function invoke, plus X-TrEnv-Session");
+        app.MapPost("/v1/sessions/{id}/pause", Pause).WithTags("sessions")
+            .WithSummary("Capture the session as a delta over its template into the pool, durably, and free its sandbox");
+        app.MapPost("/v1/sessions/{id}/resume", Resume).WithTags("sessions")
+            .WithSummary("Restore a paused session on a worker (query node=NAME to choose it): the template mapped, the delta overlaid");
+        app.MapDelete("/v1/sessions/{id}", Delete).WithTags("sessions").WithSummary("End a session and free its sandbox and stored delta");
+    }
+
+    public static string NewId() => "s-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(10));
+
+    private static bool ValidId(string id) => id.Length == 22 && id.StartsWith("s-", StringComparison.Ordinal) && id[2..].All(char.IsAsciiHexDigitLower);
+
+    private sealed record CreateBody(string? Function, int? IdleTimeoutS);
+
+    private static async Task<IResult> Create(HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)
+    {
+        if (!BearerToken.Matches(request, settings.InvokeToken))
+            return Error(401, Unauthorized, "This call needs the invoke token: send \"Authorization: Bearer <TRENV_INVOKE_TOKEN>\".");
+        CreateBody? body;
+        try
+        {
+            var bytes = await BodyReader.ReadAsync(request, 64 << 10, ct);
+            if (bytes is null)
+                return Error(413, ErrorKinds.InputTooLarge, "A session request body is at most 64 KiB.");
+            body = JsonSerializer.Deserialize<CreateBody>(bytes, new JsonSerializerOptions(JsonSerializerDefaults.Web));
+        }
+        catch (JsonException e)
+        {
+            return Error(400, BadRequest, $"The body must be JSON like {{\"function\": \"NAME\"}}: {e.Message}");
+        }
+        if (body?.Function is not { Length: > 0 } function)
+            return Error(400, BadRequest, "The body must name the function: {\"function\": \"NAME\"}.");
+        if (FunctionsApi.CheckName(function) is { } bad)
+            return bad;
+        var idle = body.IdleTimeoutS ?? settings.SessionIdleSeconds;
+        if (idle is < 0 or > 7 * 24 * 3600)
+            return Error(400, BadRequest, "idleTimeoutS must be between 0 (never pause by itself) and 604800 (a week).");
+        var id = NewId();
+        var reply = await sessions.ActorRef.Ask<IProtocolMessage>(new SessionCommands.Create(id, function, idle, InvocationId(request, response)), StartTimeout, ct);
+        if (reply is SessionReplies.View view)
+        {
+            response.Headers.Location = $"/v1/sessions/{id}";
+            return Results.Json(view.Session, statusCode: 201);
+        }
+        return Answer(reply, response);
+    }
+
+    private static Task<IResult> Get(string id, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)
+        => Simple(id, request, response, settings, sessions, new SessionCommands.Get(id), QuickTimeout, ct);
+
+    private static Task<IResult> Pause(string id, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)
+        => Simple(id, request, response, settings, sessions, new SessionCommands.Pause(id, "api"), StartTimeout, ct);
+
+    private static Task<IResult> Resume(string id, string? node, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)
+        => Simple(id, request, response, settings, sessions, new SessionCommands.Resume(id, InvocationId(request, response), string.IsNullOrEmpty(node) ? null : node), StartTimeout, ct);
+
+    private static async Task<IResult> Delete(string id, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)
+    {
+        if (!BearerToken.Matches(request, settings.InvokeToken))
+            return Error(401, Unauthorized, "This call needs the invoke token: send \"Authorization: Bearer <TRENV_INVOKE_TOKEN>\".");
+        if (!ValidId(id))
+            return Error(404, NotFound, $"There is no session {id}.");
+        var reply = await sessions.ActorRef.Ask<IProtocolMessage>(new SessionCommands.Delete(id), StartTimeout, ct);
+        return reply is SessionReplies.View ? Results.NoContent() : Answer(reply, response);
+    }
+
+    private static async Task<IResult> Simple(string id, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions,
+        SessionCommands.ISessionCommand command, TimeSpan timeout, CancellationToken ct)
+    {
+        if (!BearerToken.Matches(request, settings.InvokeToken))
+            return Error(401, Unauthorized, "This call needs the invoke token: send \"Authorization: Bearer <TRENV_INVOKE_TOKEN>\".");
+        if (!ValidId(id))
+            return Error(404, NotFound, $"There is no session {id}.");
+        return Answer(await sessions.ActorRef.Ask<IProtocolMessage>(command, timeout, ct), response);
+    }
+
+    private static async Task<IResult> Invoke(string id, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions,
+        CoordinatorMetrics metrics, CancellationToken ct)
+    {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var invocationId = InvocationId(request, response);
+        response.Headers["X-TrEnv-Session"] = id;
+        if (!BearerToken.Matches(request, settings.InvokeToken))
+            return Error(401, Unauthorized, "This call needs the invoke token: send \"Authorization: Bearer <TRENV_INVOKE_TOKEN>\".");
+        if (!ValidId(id))
+            return Error(404, NotFound, $"There is no session {id}.");
+        var input = await BodyReader.ReadAsync(request, settings.MaxInputMb * 1024L * 1024L, ct);
+        if (input is null)
+            return Error(413, ErrorKinds.InputTooLarge, $"The input is larger than the limit of {settings.MaxInputMb} MiB (TRENV_MAX_INPUT_MB).");
+        var reply = await sessions.ActorRef.Ask<IProtocolMessage>(new SessionCommands.Invoke(id, invocationId, input), CallTimeout, ct);
+        if (reply is not SessionReplies.Invoked invoked)
+            return Answer(reply, response);
+        var result = invoked.Result;
+        var session = invoked.Session;
+        var start = invoked.Resumed ? "resume" : "warm";
+        metrics.RecordInvocation(invocationId, session.Function, session.Version, start, result.Ok ? "ok" : result.ErrorKind ?? ErrorKinds.Internal, result.Node, "session",
+            result.StartupMicros, result.ExecMicros, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds, false);
+        var headers = response.Headers;
+        headers["X-TrEnv-Node"] = result.Node;
+        headers["X-TrEnv-Start"] = start;
+        headers["X-TrEnv-Sandbox"] = "session";
+        headers["X-TrEnv-Startup-Us"] = result.StartupMicros.ToString(CultureInfo.InvariantCulture);
+        headers["X-TrEnv-Exec-Us"] = result.ExecMicros.ToString(CultureInfo.InvariantCulture);
+        headers["X-TrEnv-Version"] = session.Version.ToString(CultureInfo.InvariantCulture);
+        headers["X-TrEnv-Session-State"] = session.State;
+        if (!result.Ok)
+        {
+            var kind = result.ErrorKind ?? ErrorKinds.Internal;
+            var message = result.ErrorMessage ?? kind;
+            if (session.State == SessionStates.Lost)
+                message += " The session's instance is gone with it: the session is lost.";
+            return kind is ErrorKinds.SandboxCrashed or ErrorKinds.NoCapacity ? Error(503, kind, message, 1) : FromKind(kind, message);
+        }
+        return Results.Bytes(result.Output, "application/octet-stream");
+    }
+
+    private static IResult Answer(IProtocolMessage reply, HttpResponse response)
+    {
+        switch (reply)
+        {
+            case SessionReplies.View view:
+                response.Headers["X-TrEnv-Session-State"] = view.Session.State;
+                return Results.Json(view.Session);
+            case SessionReplies.Refused refused:
+                if (refused.Session is { } s)
+                    response.Headers["X-TrEnv-Session-State"] = s.State;
+                return refused.Kind switch
+                {
+                    NotFound => Error(404, NotFound, refused.Message),
+                    "conflict" => Error(409, "conflict", refused.Message),
+                    ErrorKinds.SessionLost => Error(410, ErrorKinds.SessionLost, refused.Message),
+                    Unavailable or ErrorKinds.NoCapacity => Error(503, refused.Kind, refused.Message, 1),
+                    _ => FromKind(refused.Kind, refused.Message),
+                };
+            default:
+                return Error(500, ErrorKinds.Internal, $"Unexpected answer {reply.GetType().Name} from the session registry.");
+        }
+    }
+
+    private static string InvocationId(HttpRequest request, HttpResponse response)
+    {
+        var given = request.Headers["X-TrEnv-Invocation-Id"].ToString();
+        var id = given.Length is > 0 and <= 64 && given.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.') ? given : Guid.NewGuid().ToString("N");
+        response.Headers["X-TrEnv-Invocation-Id"] = id;
+        return id;
+    }
+}

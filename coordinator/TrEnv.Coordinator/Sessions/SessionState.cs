@@ -1,0 +1,77 @@
+using TrEnv.Contracts;
+
+namespace TrEnv.Coordinator.Sessions;
+
+/// <summary>
+/// One agent session as a pure state machine over its events. Active: an instance on <see cref="Node"/> holds
+/// it. Paused: only <see cref="Delta"/> (the pages that differ from <see cref="Base"/>) and the registry hold it.
+/// Lost: the instance failed or its worker died while active; what was paused before is not brought back
+/// silently. Counters that change on every call (<see cref="Invocations"/>) are not persisted.
+/// </summary>
+public sealed record SessionState(
+    string Id,
+    string Status,
+    string? Function,
+    FunctionVersion? Version,
+    int IdleTimeoutSeconds,
+    string? Node,
+    string? Address,
+    TemplateInfo? Base,
+    SessionDelta? Delta,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset LastActiveAt,
+    int Pauses,
+    int Resumes,
+    long MemoryBytes,
+    double? LastPauseMs,
+    double? LastResumeMs,
+    string? Error)
+{
+    public const string None = "none";
+
+    public long Invocations { get; init; }
+
+    public static SessionState Empty(string id) => new(id, None, null, null, 0, null, null, null, null, default, default, 0, 0, 0, null, null, null);
+
+    public bool Exists => Status is not (None or SessionStates.Deleted);
+
+    /// <summary>The pool owner of the next pause's delta: one region per pause, so the last durable one is never overwritten.</summary>
+    public string NextDeltaOwner => $"session-{Id}-{Pauses + 1}";
+
+    public SessionState Apply(IEvent e) => e switch
+    {
+        SessionEvents.Created c => this with
+        {
+            Status = SessionStates.Active, Function = c.Function, Version = c.Version, IdleTimeoutSeconds = c.IdleTimeoutSeconds,
+            CreatedAt = c.At, LastActiveAt = c.At,
+        },
+        SessionEvents.Activated a => this with
+        {
+            Status = SessionStates.Active, Node = a.Node, Address = a.Address, Base = a.Base ?? Base, MemoryBytes = a.MemoryBytes,
+            LastActiveAt = a.At, Resumes = Delta is null ? Resumes : Resumes + 1, LastResumeMs = Delta is null ? LastResumeMs : a.StartMs,
+            Error = null, Invocations = 0,
+        },
+        SessionEvents.Paused p => this with
+        {
+            Status = SessionStates.Paused, Delta = p.Delta, Base = p.Delta.Base ?? Base, Pauses = Pauses + 1, LastPauseMs = p.PauseMs,
+            MemoryBytes = p.Delta.MemoryBytes,
+        },
+        SessionEvents.Lost l => this with { Status = SessionStates.Lost, Error = l.Reason, LastActiveAt = l.At },
+        SessionEvents.Deleted => this with { Status = SessionStates.Deleted },
+        _ => this,
+    };
+
+    public SessionInfo ToInfo() => new(Id, Function ?? "", Version?.Version ?? 0, Status, Node, CreatedAt, LastActiveAt, Delta?.PausedAt, Invocations, Pauses, Resumes,
+        MemoryBytes, Delta?.StoredBytes ?? 0, Delta?.DirtiedBytes ?? 0, Base is null ? 0 : Base.NonZeroPages * 4096, LastPauseMs, LastResumeMs, IdleTimeoutSeconds, Error);
+
+    /// <summary>Why a command cannot run in this state, as (error kind, sentence); null when it can.</summary>
+    public (string Kind, string Message)? Refusal(SessionCommands.ISessionCommand command) => (Status, command) switch
+    {
+        (_, SessionCommands.Create) when Status != None => ("conflict", $"Session {Id} already exists."),
+        (_, SessionCommands.Create) => null,
+        (None or SessionStates.Deleted, _) => ("not_found", $"There is no session {Id}."),
+        (SessionStates.Lost, SessionCommands.Invoke or SessionCommands.Pause or SessionCommands.Resume) =>
+            (ErrorKinds.SessionLost, $"Session {Id} was lost: {Error} Delete it and start a new one."),
+        _ => null,
+    };
+}

@@ -1,0 +1,265 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+
+namespace TrEnv.Tests;
+
+/// <summary>
+/// Agent sessions on a real cluster: state carries across calls and across a pause and a resume on another worker
+/// (a C guest and a Python script); a paused session survives kill -9 of its last worker; calls on one session
+/// are serialized; an idle session pauses by itself.
+/// </summary>
+public sealed class SessionTests
+{
+    private const string PythonTool = """
+        import json
+        import random
+
+        # Init work every session shares through the template.
+        TABLE = {i: str(i * i) for i in range(20000)}
+        NOTES = {}
+
+        def handle(request):
+            text = request.decode()
+            if text.startswith("set "):
+                key, value = text[4:].split(" ", 1)
+                NOTES[key] = value
+                return "ok %d" % len(NOTES)
+            if text.startswith("get "):
+                return NOTES.get(text[4:], "missing")
+            if text == "dump":
+                return json.dumps(NOTES, sort_keys=True)
+            if text == "rand":
+                return str(random.getrandbits(32))
+            return TABLE.get(len(text), "?")
+        """;
+
+    private static ByteArrayContent Wasm(string guest)
+    {
+        var content = new ByteArrayContent(TestGuests.Bytes(guest));
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/wasm");
+        return content;
+    }
+
+    private sealed record Session(string Id, string State, string? Node, long StoredBytes, long DirtiedBytes, long TemplateBytes, long MemoryBytes, int Pauses, int Resumes, string? Error);
+
+    private static async Task<Session> Create(LocalCluster c, string function, int? idle = null)
+    {
+        var r = await c.Http.PostAsJsonAsync("/v1/sessions", idle is null ? new { function } : (object)new { function, idleTimeoutS = idle });
+        var body = await r.Content.ReadAsStringAsync();
+        Assert.True(r.StatusCode == HttpStatusCode.Created, $"create answered {r.StatusCode}: {body}");
+        Assert.Equal($"/v1/sessions/{Read(body).Id}", r.Headers.Location?.ToString());
+        return Read(body);
+    }
+
+    private static Session Read(string json) => JsonSerializer.Deserialize<Session>(json, new JsonSerializerOptions(JsonSerializerDefaults.Web))!;
+
+    private static async Task<Session> Get(LocalCluster c, string id)
+    {
+        var r = await c.Http.GetAsync($"/v1/sessions/{id}");
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        return Read(await r.Content.ReadAsStringAsync());
+    }
+
+    private static async Task<Session> Post(LocalCluster c, string id, string action)
+    {
+        var r = await c.Http.PostAsync($"/v1/sessions/{id}/{action}", null);
+        var body = await r.Content.ReadAsStringAsync();
+        Assert.True(r.StatusCode == HttpStatusCode.OK, $"{action} answered {r.StatusCode}: {body}");
+        return Read(body);
+    }
+
+    private static async Task<(HttpStatusCode Status, string Body, string Start)> Call(LocalCluster c, string id, string input)
+    {
+        var r = await c.Http.PostAsync($"/v1/sessions/{id}/invoke", new ByteArrayContent(Encoding.UTF8.GetBytes(input)));
+        return (r.StatusCode, await r.Content.ReadAsStringAsync(), r.Headers.TryGetValues("X-TrEnv-Start", out var s) ? s.Single() : "");
+    }
+
+    private static async Task<string> Ok(LocalCluster c, string id, string input, string start = "warm")
+    {
+        var (status, body, kind) = await Call(c, id, input);
+        Assert.True(status == HttpStatusCode.OK, $"\"{input}\" answered {status}: {body}");
+        Assert.Equal(start, kind);
+        return body;
+    }
+
+    private static string Other(string node) => node == "worker-1" ? "worker-2" : "worker-1";
+
+    [Fact]
+    public async Task A_C_session_keeps_its_state_across_calls_and_across_a_pause_and_a_resume_on_another_worker()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync("worker-1", "worker-2");
+        Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/notebook", Wasm("notebook"))).StatusCode);
+
+        var s = await Create(c, "notebook");
+        Assert.Equal("active", s.State);
+        Assert.Equal("ok 1", await Ok(c, s.Id, "set city lisbon"));
+        Assert.Equal("total=5 calls=2", await Ok(c, s.Id, "add 5"));
+        Assert.Equal("filled 128 KiB", await Ok(c, s.Id, "fill 128"));
+        // A second session of the same function has its own memory.
+        var other = await Create(c, "notebook");
+        Assert.Equal("missing", await Ok(c, other.Id, "get city"));
+
+        var paused = await Post(c, s.Id, "pause");
+        Assert.Equal(("paused", 1), (paused.State, paused.Pauses));
+        // Only what the session changed over its 16 MiB template is stored: the 128 KiB it filled and a few heap pages.
+        Assert.InRange(paused.StoredBytes, 128 << 10, 1 << 20);
+        Assert.InRange(paused.StoredBytes, 1, paused.DirtiedBytes);
+        Assert.True(paused.TemplateBytes > 16 * paused.StoredBytes, $"stored {paused.StoredBytes} against a template of {paused.TemplateBytes}");
+
+        var there = Other(s.Node!);
+        var resumed = await Post(c, s.Id, $"resume?node={there}");
+        Assert.Equal(("active", there, 1), (resumed.State, resumed.Node, resumed.Resumes));
+        Assert.Equal("lisbon", await Ok(c, s.Id, "get city"));
+        Assert.Equal("total=6 calls=5", await Ok(c, s.Id, "add 1"));
+
+        // The next call after a pause resumes by itself.
+        await Post(c, s.Id, "pause");
+        Assert.Equal("total=16 calls=6", await Ok(c, s.Id, "add 10", start: "resume"));
+        Assert.StartsWith("keys=1 total=16 calls=7 fills=1 ", await Ok(c, s.Id, "state"), StringComparison.Ordinal);
+
+        Assert.Equal(HttpStatusCode.NoContent, (await c.Http.DeleteAsync($"/v1/sessions/{s.Id}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await c.Http.GetAsync($"/v1/sessions/{s.Id}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await Call(c, s.Id, "get city")).Status);
+        Assert.Equal(HttpStatusCode.NotFound, (await c.Http.GetAsync("/v1/sessions/s-00000000000000000000")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await c.Http.PostAsJsonAsync("/v1/sessions", new { function = "nope" })).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, (await c.Http.PostAsync("/v1/sessions", new StringContent("{not json"))).StatusCode);
+    }
+
+    [Fact]
+    public async Task A_Python_session_keeps_its_variables_across_a_pause_and_a_resume_on_another_worker()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync("worker-1", "worker-2");
+        Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/notes?runtime=python", new ByteArrayContent(Encoding.UTF8.GetBytes(PythonTool)))).StatusCode);
+        var s = await Create(c, "notes");
+        Assert.Equal("ok 1", await Ok(c, s.Id, "set a alpha"));
+        Assert.Equal("ok 2", await Ok(c, s.Id, "set b beta"));
+        var rand = await Ok(c, s.Id, "rand");
+
+        var paused = await Post(c, s.Id, "pause");
+        Assert.True(paused.StoredBytes > 0 && paused.StoredBytes < paused.TemplateBytes, $"stored {paused.StoredBytes} of a {paused.TemplateBytes}-byte template");
+        await Post(c, s.Id, $"resume?node={Other(s.Node!)}");
+        Assert.Equal("{\"a\": \"alpha\", \"b\": \"beta\"}", await Ok(c, s.Id, "dump"));
+        Assert.Equal("ok 3", await Ok(c, s.Id, "set c gamma"));
+        Assert.NotEqual(rand, await Ok(c, s.Id, "rand"));
+
+        // The sample analyst tool keeps its tables and variables across a pause.
+        var analyst = await File.ReadAllBytesAsync(Path.Combine(TestGuests.RepoRoot, "guests", "python", "analyst.py"));
+        Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/analyst?runtime=python", new ByteArrayContent(analyst))).StatusCode);
+        var a = await Create(c, "analyst");
+        Assert.Equal("t: 4 values", await Ok(c, a.Id, "load t 1,2,3,4"));
+        Assert.Equal("x = 20", await Ok(c, a.Id, "let x (2 + 3) * 4"));
+        await Post(c, a.Id, "pause");
+        Assert.Equal("t: 5 values", await Ok(c, a.Id, "append t 10", start: "resume"));
+        Assert.Equal("y = 22", await Ok(c, a.Id, "let y x + 2"));
+        using (var described = JsonDocument.Parse(await Ok(c, a.Id, "describe t")))
+            Assert.Equal((5, 4.0), (described.RootElement.GetProperty("count").GetInt32(), described.RootElement.GetProperty("mean").GetDouble()));
+        Assert.Contains("did you mean load?", await Ok(c, a.Id, "lod t 1"), StringComparison.Ordinal);
+
+        // A session restored from the template draws its own random numbers, as template starts do.
+        var second = await Create(c, "notes");
+        var third = await Create(c, "notes");
+        Assert.NotEqual(await Ok(c, second.Id, "rand"), await Ok(c, third.Id, "rand"));
+    }
+
+    [Fact]
+    public async Task A_paused_session_survives_kill_9_of_its_last_worker_and_an_active_one_is_reported_lost()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync("worker-1", "worker-2");
+        Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/notebook", Wasm("notebook"))).StatusCode);
+        var s = await Create(c, "notebook");
+        await Ok(c, s.Id, "set k v");
+        await Ok(c, s.Id, "add 41");
+        await Post(c, s.Id, "pause");
+        // Another session, left active on the same worker.
+        var active = await Create(c, "notebook");
+        var first = await Post(c, active.Id, $"resume?node={s.Node}"); // active already: answers where it runs
+        var victim = s.Node!;
+        if (first.Node != victim)
+        {
+            await Post(c, active.Id, "pause");
+            await Post(c, active.Id, $"resume?node={victim}");
+        }
+        await Ok(c, active.Id, "set x y");
+
+        c.Kill(victim);
+        // Until the coordinator sees the worker gone a resume may be refused (503); it stays paused and a retry lands elsewhere.
+        string answer = "";
+        await Poll.UntilAsync(async () =>
+        {
+            var (status, body, _) = await Call(c, s.Id, "add 1");
+            Assert.True(status is HttpStatusCode.OK or HttpStatusCode.ServiceUnavailable, $"{status}: {body}");
+            answer = body;
+            return status == HttpStatusCode.OK;
+        }, TimeSpan.FromSeconds(30), () => "the paused session to resume on the surviving worker");
+        Assert.Equal("total=42 calls=3", answer);
+        Assert.Equal("v", await Ok(c, s.Id, "get k"));
+        Assert.Equal(Other(victim), (await Get(c, s.Id)).Node);
+
+        // The active one had its only copy on the killed worker: it is lost, said plainly, and can be deleted.
+        await Poll.UntilAsync(async () => (await Call(c, active.Id, "get x")).Status == HttpStatusCode.Gone, TimeSpan.FromSeconds(30), () => "the active session to be reported lost");
+        var lost = await c.Http.GetAsync($"/v1/sessions/{active.Id}");
+        Assert.Contains("\"state\":\"lost\"", await lost.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.NoContent, (await c.Http.DeleteAsync($"/v1/sessions/{active.Id}")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Concurrent_calls_on_one_session_run_one_at_a_time_on_one_instance_and_an_idle_session_pauses_by_itself()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync("worker-1", "worker-2");
+        Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/notebook", Wasm("notebook"))).StatusCode);
+        var s = await Create(c, "notebook");
+        await Post(c, s.Id, "pause"); // the first calls race a resume too
+        const int n = 24;
+        var answers = await Task.WhenAll(Enumerable.Range(0, n).Select(_ => Task.Run(() => Call(c, s.Id, "add 1"))));
+        Assert.All(answers, a => Assert.Equal(HttpStatusCode.OK, a.Status));
+        // One instance saw every call in turn: the totals are exactly 1..n, each once.
+        var totals = answers.Select(a => int.Parse(a.Body.Split(' ')[0]["total=".Length..], System.Globalization.CultureInfo.InvariantCulture)).Order().ToList();
+        Assert.Equal(Enumerable.Range(1, n), totals);
+        Assert.Single(answers, a => a.Start == "resume");
+        Assert.Equal(1, (await Get(c, s.Id)).Resumes);
+
+        var idle = await Create(c, "notebook", idle: 1);
+        await Ok(c, idle.Id, "set q r");
+        await Poll.UntilAsync(async () => (await Get(c, idle.Id)).State == "paused", TimeSpan.FromSeconds(20), () => "the idle session to pause by itself");
+        Assert.Equal("r", await Ok(c, idle.Id, "get q", start: "resume"));
+    }
+
+    [Fact]
+    public async Task A_paused_session_survives_kill_9_of_the_memory_pool_and_the_loss_of_the_pool_file()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync("worker-1");
+        Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/notebook", Wasm("notebook"))).StatusCode);
+        var s = await Create(c, "notebook");
+        await Ok(c, s.Id, "set k durable");
+        await Ok(c, s.Id, "fill 64");
+        await Post(c, s.Id, "pause");
+
+        // The pool node dies and its device is gone (a reboot empties /dev/shm); it comes back empty and
+        // rebuilds every region, the template's and the session's, from their durable copies.
+        c.KillOnly("memory-pool");
+        File.Delete(c.PoolPath);
+        c.StartMemoryPool(newPort: true);
+        await c.WaitReadyAsync("worker-1");
+        await Poll.UntilAsync(() => Task.FromResult(File.ReadAllText(Path.Combine(c.Directory, "memory-pool.log")).Contains($"rebuilt session-{s.Id}-1", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(60), () => $"the pool to rebuild the session's delta: {c.Tail()}");
+        // Until the worker replaces sandboxes bound to the lost pool file, a resume may be refused; it never runs on wrong pages.
+        string answer = "";
+        await Poll.UntilAsync(async () =>
+        {
+            var (status, body, _) = await Call(c, s.Id, "get k");
+            Assert.True(status is HttpStatusCode.OK or HttpStatusCode.ServiceUnavailable, $"{status}: {body}");
+            answer = body;
+            return status == HttpStatusCode.OK;
+        }, TimeSpan.FromSeconds(30), () => $"the session to resume from the rebuilt pool: {answer}");
+        Assert.Equal("durable", answer);
+        Assert.StartsWith("keys=1 total=0 ", await Ok(c, s.Id, "state"), StringComparison.Ordinal);
+    }
+}

@@ -1,0 +1,48 @@
+using TrEnv.Contracts;
+using TrEnv.Coordinator.Sessions;
+
+namespace TrEnv.Tests;
+
+public sealed class SessionStateTests
+{
+    private static readonly DateTimeOffset T0 = DateTimeOffset.UnixEpoch;
+    private static readonly FunctionVersion Version = new(2, new string('a', 64), 10, new FunctionLimits(128, 500, 4, new Dictionary<string, string>()), T0);
+    private static readonly TemplateInfo Template = new("f@2", "f", 2, new string('a', 64), new PoolRegion(0, 8192), 2, 65536, "w1", T0, [1]);
+
+    private static SessionState Active() => SessionState.Empty("s-1")
+        .Apply(new SessionEvents.Created("s-1", "f", Version, 60, T0))
+        .Apply(new SessionEvents.Activated("s-1", "w1", "akka://a", Template, 65536, 3.0, T0));
+
+    private static SessionDelta Delta(int n) => new($"session-s-1-{n}", new PoolRegion(8192 * n, 4096), [9], Template, 4096, 131072, T0.AddSeconds(n));
+
+    [Fact]
+    public void A_session_moves_through_active_paused_and_active_again_counting_pauses_and_resumes()
+    {
+        var s = Active();
+        Assert.Equal((SessionStates.Active, "w1", 0, 0), (s.Status, s.Node, s.Pauses, s.Resumes));
+        Assert.Equal("session-s-1-1", s.NextDeltaOwner);
+        s = s.Apply(new SessionEvents.Paused("s-1", Delta(1), "api", 4.0));
+        Assert.Equal((SessionStates.Paused, 1, 4096L, 131072L), (s.Status, s.Pauses, s.ToInfo().StoredBytes, s.MemoryBytes));
+        Assert.Equal("session-s-1-2", s.NextDeltaOwner); // a new region per pause: the durable one is never overwritten
+        s = s.Apply(new SessionEvents.Activated("s-1", "w2", "akka://b", Template, 131072, 7.5, T0));
+        var info = s.ToInfo();
+        Assert.Equal((SessionStates.Active, "w2", 1, 7.5, 8192L), (info.State, info.Node, info.Resumes, info.LastResumeMs, info.TemplateBytes));
+    }
+
+    [Fact]
+    public void Commands_are_refused_by_state_with_their_error_kind()
+    {
+        var none = SessionState.Empty("s-1");
+        Assert.Null(none.Refusal(new SessionCommands.Create("s-1", "f", 60, "i")));
+        Assert.Equal("not_found", none.Refusal(new SessionCommands.Invoke("s-1", "i", []))?.Kind);
+        Assert.Equal("conflict", Active().Refusal(new SessionCommands.Create("s-1", "f", 60, "i"))?.Kind);
+        Assert.Null(Active().Refusal(new SessionCommands.Invoke("s-1", "i", [])));
+        var lost = Active().Apply(new SessionEvents.Lost("s-1", "Its worker died.", T0));
+        Assert.Equal(ErrorKinds.SessionLost, lost.Refusal(new SessionCommands.Invoke("s-1", "i", []))?.Kind);
+        Assert.Contains("Its worker died.", lost.Refusal(new SessionCommands.Resume("s-1", "i", null))?.Message, StringComparison.Ordinal);
+        Assert.Null(lost.Refusal(new SessionCommands.Delete("s-1"))); // a lost session can still be deleted
+        var deleted = lost.Apply(new SessionEvents.Deleted("s-1", T0));
+        Assert.Equal("not_found", deleted.Refusal(new SessionCommands.Get("s-1"))?.Kind);
+        Assert.Equal("not_found", deleted.Refusal(new SessionCommands.Delete("s-1"))?.Kind);
+    }
+}
