@@ -18,7 +18,7 @@ namespace TrEnv.Bench;
 /// </summary>
 internal static class AgentBenchmark
 {
-    private sealed record Target(string Key, string Function, Func<Random, int, string> Call);
+    private sealed record Target(string Key, string Function, string Query, Func<HttpContent> Body, Func<Random, int, string> Call);
 
     private static readonly JsonSerializerOptions Web = new(JsonSerializerDefaults.Web);
 
@@ -29,17 +29,21 @@ internal static class AgentBenchmark
         using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromMinutes(3) };
         var sessions = Math.Max(4, o.Samples);
         const int bursts = 4;
-        Console.WriteLine($"cluster: {url}; {sessions} sessions per target, {bursts} bursts each, 3-6 calls per burst, 2 agents at a time");
+        var parallel = int.Parse(Environment.GetEnvironmentVariable("TRENV_BENCH_AGENTS") ?? "2", CultureInfo.InvariantCulture);
+        Console.WriteLine($"cluster: {url}; {sessions} sessions per target, {bursts} bursts each, 3-6 calls per burst, {parallel} agents at a time");
 
         var analyst = await File.ReadAllTextAsync(Path.Combine(Path.GetDirectoryName(o.Guests)!, "python", "analyst.py"));
-        await Deploy(http, "/v1/functions/agent-analyst?runtime=python", new StringContent(analyst));
-        var heavy = new ByteArrayContent(await File.ReadAllBytesAsync(Path.Combine(o.Guests, "heavy.wasm")));
-        heavy.Headers.ContentType = new MediaTypeHeaderValue("application/wasm");
-        await Deploy(http, "/v1/functions/agent-heavy", heavy);
+        var heavyWasm = await File.ReadAllBytesAsync(Path.Combine(o.Guests, "heavy.wasm"));
+        HttpContent Wasm()
+        {
+            var content = new ByteArrayContent(heavyWasm);
+            content.Headers.ContentType = new MediaTypeHeaderValue("application/wasm");
+            return content;
+        }
 
         Target[] targets =
         [
-            new("python", "agent-analyst", (rng, i) => (i % 5) switch
+            new("python", "agent-analyst", "runtime=python&", () => new StringContent(analyst), (rng, i) => (i % 5) switch
             {
                 0 => $"load t{rng.Next(4)} " + string.Join(',', Enumerable.Range(0, 200 + rng.Next(300)).Select(_ => rng.Next(10_000).ToString(CultureInfo.InvariantCulture))),
                 1 => $"append t{rng.Next(4)} {rng.Next(1000)}",
@@ -47,13 +51,34 @@ internal static class AgentBenchmark
                 3 => "tables",
                 _ => "vars",
             }),
-            new("heavy", "agent-heavy", (rng, _) => string.Join(' ', Enumerable.Range(0, 8).Select(_ => rng.Next(3_000_000).ToString(CultureInfo.InvariantCulture)))),
+            new("heavy", "agent-heavy", "", Wasm, (rng, _) => string.Join(' ', Enumerable.Range(0, 8).Select(_ => rng.Next(3_000_000).ToString(CultureInfo.InvariantCulture)))),
         ];
 
         var result = new JsonObject();
         var pss = new JsonObject();
         foreach (var target in targets)
         {
+            // The baseline, in this run: a session of a version never started anywhere runs the function's init
+            // (interpreter start-up and imports, or heavy's tables), which is what a platform without templates pays.
+            // Unmeasured first: every worker compiles the function's module once (the Python interpreter takes seconds),
+            // a cost of the node, not of any start: a session started on one worker and resumed on each other.
+            await Deploy(http, $"/v1/functions/{target.Function}-cold?{target.Query}env.SAMPLE=warmup", target.Body());
+            var compile = await Create(http, target.Function + "-cold");
+            foreach (var node in JsonNode.Parse(await http.GetStringAsync("/v1/cluster"))!["workers"]!.AsArray().Select(w => (string)w!["node"]!))
+            {
+                await Post(http, compile.Id, "pause");
+                await Post(http, compile.Id, $"resume?node={node}");
+            }
+            await Delete(http, compile.Id);
+            var cold = new List<double>();
+            for (var i = 0; i < 5; i++)
+            {
+                await Deploy(http, $"/v1/functions/{target.Function}-cold?{target.Query}env.SAMPLE={i}", target.Body());
+                var (ms, s) = await Timed(() => Create(http, target.Function + "-cold"));
+                cold.Add(ms);
+                await Delete(http, s.Id);
+            }
+            await Deploy(http, $"/v1/functions/{target.Function}?{target.Query.TrimEnd('&')}", target.Body());
             // Unmeasured: the first session of the function starts cold and captures its template.
             var warmup = await Create(http, target.Function);
             await Call(http, warmup.Id, target.Call(new Random(0), 0));
@@ -69,7 +94,7 @@ internal static class AgentBenchmark
             var dirtied = new List<double>();
             var memory = new List<double>();
             long templateBytes = 0;
-            var gate = new SemaphoreSlim(2); // two agents at a time on two cores
+            var gate = new SemaphoreSlim(parallel);
             var agents = Enumerable.Range(0, sessions).Select(async n =>
             {
                 await gate.WaitAsync();
@@ -121,10 +146,13 @@ internal static class AgentBenchmark
             {
                 ["function"] = target.Function,
                 ["sessions"] = sessions,
+                ["agents_at_a_time"] = parallel,
                 ["call"] = Stats.Summary(calls),
                 ["pause"] = Stats.Summary(pauses),
                 ["resume"] = Stats.Summary(resumes),
                 ["resume_on_worker"] = Stats.Summary(resumesOnWorker.Where(double.IsFinite).ToList()),
+                ["cold_session_start"] = Stats.Summary(cold),
+                ["cold_start_over_resume_p50"] = Math.Round(Stats.Percentile(cold, 50) / Stats.Percentile(resumes, 50), 1),
                 ["stored_bytes_mean"] = Math.Round(storedMean),
                 ["memory_bytes_mean"] = Math.Round(memory.Average()),
                 ["template_bytes"] = templateBytes,
@@ -134,7 +162,7 @@ internal static class AgentBenchmark
             };
             pss[target.Key] = await LivePssAsync(http, target, sessions);
             Console.WriteLine($"{target.Key,-7} call p50 {Stats.Percentile(calls, 50),7:F2} ms p99 {Stats.Percentile(calls, 99),7:F2}  pause p50 {Stats.Percentile(pauses, 50),6:F2} ms  "
-                + $"resume p50 {Stats.Percentile(resumes, 50),6:F2} ms p99 {Stats.Percentile(resumes, 99),6:F2}  stored {storedMean / 1024:F0} KiB of {memory.Average() / 1048576:F1} MiB "
+                + $"resume p50 {Stats.Percentile(resumes, 50),6:F2} ms p99 {Stats.Percentile(resumes, 99),6:F2} (cold start {Stats.Percentile(cold, 50):F1} ms)  stored {storedMean / 1024:F0} KiB of {memory.Average() / 1048576:F1} MiB "
                 + $"({result[target.Key]!["stored_over_full"]}; {result[target.Key]!["stored_over_dirtied"]} of dirtied)  PSS/live session {pss[target.Key]!["pss_mib_per_session"]} MiB");
         }
         result["pss_mib_per_live_session"] = new JsonObject

@@ -44,11 +44,25 @@ public static class NodeHosting
                 if (settings.DatabaseConnection is { } pg)
                     builder.WithSqlPersistence(connectionString: pg, providerName: ProviderName.PostgreSQL15, autoInitialize: true);
                 else
+                {
+                    UseWriteAheadLog(settings.SqliteConnection);
                     builder.WithSqlPersistence(connectionString: settings.SqliteConnection, providerName: ProviderName.SQLiteMS, autoInitialize: true);
+                }
             }
             roleSpecific(builder, provider);
         });
         return services;
+    }
+
+    // A write-ahead log: one fsync per committed event instead of the rollback journal's several, and still
+    // durable across a killed process (synchronous stays FULL). The mode is stored in the file itself.
+    private static void UseWriteAheadLog(string connectionString)
+    {
+        using var connection = new Microsoft.Data.Sqlite.SqliteConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "PRAGMA journal_mode=WAL;";
+        command.ExecuteScalar();
     }
 
     // Failover timings measured in DESIGN.md section 7: downed after about 7.5 s instead of 24 s. A killed

@@ -72,11 +72,10 @@ public sealed partial class SandboxManager
             var session = new SessionSlot(start.SessionId, slot, start.Function, start.Version, baseTemplate, start.IdleTimeoutSeconds);
             lock (_gate)
                 _sessions[start.SessionId] = session;
-            var stats = await slot.Process.StatsAsync(ct);
             var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
             _log.LogInformation("Session {SessionId} of {Function} v{Version}: {Start} start in {Sandbox} sandbox {Pid}, {StartupUs} µs",
                 start.SessionId, start.Function, start.Version.Version, kind, sandbox, slot.Process.Pid, micros);
-            return new(start.SessionId, true, _settings.Name, kind, micros, stats.MemoryBytes, baseTemplate, captured, null, null);
+            return new(start.SessionId, true, _settings.Name, kind, micros, slot.LoadedMemoryBytes, baseTemplate, captured, null, null);
         }
         catch (SandboxException e)
         {

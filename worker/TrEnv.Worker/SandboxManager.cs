@@ -152,6 +152,7 @@ public sealed partial class SandboxManager : IAsyncDisposable
         public bool SeesPool(string? poolIdentity) => HasPool && (BoundPool is null || BoundPool == poolIdentity);
         public string? Key;
         public string? Serving; // the function version of the invocation in progress, shown while busy
+        public long LoadedMemoryBytes; // the instance's linear memory right after its load
         public string? Session; // bound to this agent session: never reused, repurposed or evicted until it pauses or ends
         public string? MappedTemplate;
         public long MappedBytes; // the pool region its instance maps, while MappedTemplate is set
@@ -287,11 +288,11 @@ public sealed partial class SandboxManager : IAsyncDisposable
             if (needsReset)
             {
                 needsReset = false;
-                await slot.Process.ResetAndLoadAsync(load, ct);
+                slot.LoadedMemoryBytes = (await slot.Process.ResetAndLoadAsync(load, ct)).Loaded.MemoryBytes;
             }
             else
             {
-                await slot.Process.LoadAsync(load, ct);
+                slot.LoadedMemoryBytes = (await slot.Process.LoadAsync(load, ct)).MemoryBytes;
             }
             if (cutAfter)
                 cgroup!.SetLimits(memoryLimit, limits.CpuMillicores / 1000.0);

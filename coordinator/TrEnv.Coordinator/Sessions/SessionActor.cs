@@ -249,7 +249,8 @@ public sealed class SessionActor : ReceivePersistentActor
         {
             return (null, Refuse(id, "unavailable", "No worker has room to resume the session right now; it stays paused."));
         }
-        var start = new WorkerSessionCommands.Start(id, invocationId, st.Function!, st.Version!, st.Delta!.Base, st.Delta, st.IdleTimeoutSeconds);
+        // The base template rides once, inside the delta; the event need not repeat what the state holds.
+        var start = new WorkerSessionCommands.Start(id, invocationId, st.Function!, st.Version!, null, st.Delta!, st.IdleTimeoutSeconds);
         var started = await StartOnAsync(worker, start, st.Version!);
         if (!started.Ok)
         {
@@ -257,7 +258,7 @@ public sealed class SessionActor : ReceivePersistentActor
             var kind = started.ErrorKind is ErrorKinds.TemplateInvalid or ErrorKinds.SandboxCrashed ? "unavailable" : started.ErrorKind ?? ErrorKinds.Internal;
             return (null, Refuse(id, kind, $"The session could not be resumed on {worker.Status.Node}: {started.ErrorMessage} It stays paused."));
         }
-        return (new SessionEvents.Activated(id, started.Node, worker.Status.Address, st.Delta.Base, started.MemoryBytes, started.StartupMicros / 1000.0, DateTimeOffset.UtcNow), null);
+        return (new SessionEvents.Activated(id, started.Node, worker.Status.Address, null, started.MemoryBytes, started.StartupMicros / 1000.0, DateTimeOffset.UtcNow), null);
     }
 
     private async Task<Outcome> PauseAsync(SessionState st, string reason)
