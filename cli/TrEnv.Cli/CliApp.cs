@@ -48,6 +48,7 @@ public sealed partial class CliApp(TextWriter stdout, TextWriter stderr, Stream?
         root.Subcommands.Add(Cluster());
         root.Subcommands.Add(New());
         root.Subcommands.Add(Bench());
+        root.Subcommands.Add(Sessions());
         var local = new LocalClusterCommands(stdout, stderr);
         root.Subcommands.Add(local.Up(_token));
         root.Subcommands.Add(local.Down());

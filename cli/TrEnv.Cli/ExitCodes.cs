@@ -17,6 +17,7 @@ public static class ExitCodes
     public const int Unauthorized = 9;
     public const int TooLarge = 10;
     public const int Unreachable = 11;
+    public const int SessionLost = 12;
 
     /// <summary>The exit code for an error answer: by its kind when the coordinator named one, else by status.</summary>
     public static int For(int status, string? kind) => kind switch
@@ -29,6 +30,7 @@ public static class ExitCodes
         ErrorKinds.NoCapacity or ErrorKinds.SandboxCrashed or "unavailable" => Unavailable,
         "unauthorized" => Unauthorized,
         ErrorKinds.InputTooLarge => TooLarge,
+        ErrorKinds.SessionLost => SessionLost,
         _ => status switch
         {
             404 => NotFound,
@@ -38,6 +40,7 @@ public static class ExitCodes
             503 => Unavailable,
             504 => Timeout,
             507 => Memory,
+            410 => SessionLost,
             _ => Failed,
         },
     };
@@ -45,6 +48,6 @@ public static class ExitCodes
     public const string Table = """
         exit codes: 0 ok, 1 other failure, 2 usage, 3 not found, 4 invalid (module, layer, request), 5 trap,
         6 timeout, 7 memory limit, 8 unavailable or no capacity (retry), 9 unauthorized, 10 too large,
-        11 coordinator unreachable
+        11 coordinator unreachable, 12 session lost
         """;
 }

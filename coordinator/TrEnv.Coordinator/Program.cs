@@ -19,7 +19,8 @@ builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = (Math.Max(Ma
 var functions = new FunctionCatalog();
 var templates = new TemplateCatalog();
 var workers = new WorkerDirectory();
-builder.Services.AddSingleton(functions).AddSingleton(templates).AddSingleton(workers).AddSingleton<InvokeLog>();
+var sessions = new SessionCatalog();
+builder.Services.AddSingleton(functions).AddSingleton(templates).AddSingleton(workers).AddSingleton(sessions).AddSingleton<InvokeLog>();
 builder.Services.AddTrEnvOpenApi();
 // Validates deployed modules (no compiling, so no epoch ticker or cache needed here).
 builder.Services.AddSingleton(_ => new Wasmtime.Engine());
@@ -28,7 +29,7 @@ builder.Services.AddTrEnvNode(settings, (akka, _) => akka
     .AddModuleStore()
     .AddTemplateRegistry()
     .AddSessionRegistry(functions, templates, workers)
-    .AddCatalogProjection(functions, templates)
+    .AddCatalogProjection(functions, templates, sessions)
     .AddWorkerDirectory(workers));
 builder.Services.AddTrEnvMetrics(settings.Name);
 

@@ -110,6 +110,12 @@ public sealed class SessionTests
         Assert.InRange(paused.StoredBytes, 1, paused.DirtiedBytes);
         Assert.True(paused.TemplateBytes > 16 * paused.StoredBytes, $"stored {paused.StoredBytes} against a template of {paused.TemplateBytes}");
 
+        // The list is the registry's record, a poll of the journal behind.
+        await Poll.UntilAsync(async () => (await c.Http.GetStringAsync("/v1/sessions?state=paused")).Contains(s.Id, StringComparison.Ordinal)
+            && (await c.Http.GetStringAsync("/v1/sessions?function=notebook&state=active")).Contains(other.Id, StringComparison.Ordinal),
+            TimeSpan.FromSeconds(15), () => "the session list to show one paused and one active session");
+        Assert.Equal(HttpStatusCode.BadRequest, (await c.Http.GetAsync("/v1/sessions?state=sleeping")).StatusCode);
+
         var there = Other(s.Node!);
         var resumed = await Post(c, s.Id, $"resume?node={there}");
         Assert.Equal(("active", there, 1), (resumed.State, resumed.Node, resumed.Resumes));
@@ -123,6 +129,8 @@ public sealed class SessionTests
 
         Assert.Equal(HttpStatusCode.NoContent, (await c.Http.DeleteAsync($"/v1/sessions/{s.Id}")).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await c.Http.GetAsync($"/v1/sessions/{s.Id}")).StatusCode);
+        await Poll.UntilAsync(async () => !(await c.Http.GetStringAsync("/v1/sessions")).Contains(s.Id, StringComparison.Ordinal),
+            TimeSpan.FromSeconds(15), () => "the deleted session to leave the list");
         Assert.Equal(HttpStatusCode.NotFound, (await Call(c, s.Id, "get city")).Status);
         Assert.Equal(HttpStatusCode.NotFound, (await c.Http.GetAsync("/v1/sessions/s-00000000000000000000")).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await c.Http.PostAsJsonAsync("/v1/sessions", new { function = "nope" })).StatusCode);
@@ -229,6 +237,33 @@ public sealed class SessionTests
         await Ok(c, idle.Id, "set q r");
         await Poll.UntilAsync(async () => (await Get(c, idle.Id)).State == "paused", TimeSpan.FromSeconds(20), () => "the idle session to pause by itself");
         Assert.Equal("r", await Ok(c, idle.Id, "get q", start: "resume"));
+
+        // The same through the CLI: trenv session new|invoke|pause|show|resume|ls|rm, errors exiting by kind.
+        var (code, id, err) = await Trenv(c, "session", "new", "notebook", "--idle-timeout", "0");
+        Assert.True(code == 0, err);
+        id = id.Trim();
+        Assert.Equal((0, "ok 1"), Pick(await Trenv(c, "session", "invoke", id, "-d", "set cli yes")));
+        var (pauseCode, paused, _) = await Trenv(c, "session", "pause", id);
+        Assert.Equal(0, pauseCode);
+        Assert.Contains("state: paused", paused, StringComparison.Ordinal);
+        Assert.Contains("state: paused", (await Trenv(c, "session", "show", id)).Out, StringComparison.Ordinal);
+        Assert.Equal(0, (await Trenv(c, "session", "resume", id, "--node", "worker-2")).Code);
+        Assert.Equal((0, "yes"), Pick(await Trenv(c, "session", "invoke", id, "-d", "get cli")));
+        await Poll.UntilAsync(async () => (await Trenv(c, "session", "ls", "--function", "notebook")).Out.Contains(id, StringComparison.Ordinal),
+            TimeSpan.FromSeconds(15), () => "trenv session ls to list the session");
+        Assert.Equal(0, (await Trenv(c, "session", "rm", id)).Code);
+        Assert.Equal(TrEnv.Cli.ExitCodes.NotFound, (await Trenv(c, "session", "invoke", id, "-d", "get cli")).Code);
+        Assert.Equal(TrEnv.Cli.ExitCodes.NotFound, (await Trenv(c, "session", "new", "no-such-function")).Code);
+    }
+
+    private static (int, string) Pick((int Code, string Out, string Err) r) => (r.Code, r.Out);
+
+    private static async Task<(int Code, string Out, string Err)> Trenv(LocalCluster c, params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var code = await new TrEnv.Cli.CliApp(output, error).RunAsync([.. args, "--url", $"http://127.0.0.1:{c.HttpPort}"]);
+        return (code, output.ToString(), error.ToString());
     }
 
     [Fact]

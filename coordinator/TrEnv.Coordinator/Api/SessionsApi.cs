@@ -26,6 +26,8 @@ public static class SessionsApi
     {
         app.MapPost("/v1/sessions", Create).WithTags("sessions")
             .WithSummary("Start a session of a function (body: {\"function\": NAME, \"idleTimeoutS\": N}): 201 with its id; its instance keeps memory across calls");
+        app.MapGet("/v1/sessions", List).WithTags("sessions")
+            .WithSummary("Sessions as the registry last recorded them (query function=NAME, state=active|paused|lost); lags by about a second");
         app.MapGet("/v1/sessions/{id}", Get).WithTags("sessions").WithSummary("A session's state, node, sizes and times");
         app.MapPost("/v1/sessions/{id}/invoke", Invoke).WithTags("sessions")
             .WithSummary("Invoke the session (resumes it first when paused); answers and headers as a function invoke, plus X-TrEnv-Session");
@@ -73,6 +75,15 @@ public static class SessionsApi
             return Results.Json(view.Session, statusCode: 201);
         }
         return Answer(reply, response);
+    }
+
+    private static IResult List(string? function, string? state, HttpRequest request, NodeSettings settings, TrEnv.Coordinator.Catalog.SessionCatalog catalog)
+    {
+        if (!BearerToken.Matches(request, settings.InvokeToken))
+            return Error(401, Unauthorized, "This call needs the invoke token: send \"Authorization: Bearer <TRENV_INVOKE_TOKEN>\".");
+        if (state is not (null or SessionStates.Active or SessionStates.Paused or SessionStates.Lost))
+            return Error(400, BadRequest, "state must be active, paused or lost.");
+        return Results.Json(catalog.List(string.IsNullOrEmpty(function) ? null : function, state));
     }
 
     private static Task<IResult> Get(string id, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)

@@ -9,7 +9,7 @@ using TrEnv.Contracts;
 namespace TrEnv.Coordinator.Catalog;
 
 /// <summary>
-/// Reads every tagged function and template event from the journal into the local catalogs: the whole
+/// Reads every tagged function, template and session event from the journal into the local catalogs: the whole
 /// history at start-up, then live, so writes made through other coordinators appear here too. This
 /// coordinator's own writes arrive at once through the event stream.
 /// </summary>
@@ -20,11 +20,13 @@ public sealed class CatalogProjection : ReceiveActor, IWithTimers
     private static readonly TimeSpan RetryAfter = TimeSpan.FromSeconds(1);
     private readonly FunctionCatalog _functions;
     private readonly TemplateCatalog _templates;
+    private readonly SessionCatalog _sessions;
 
-    public CatalogProjection(FunctionCatalog functions, TemplateCatalog templates)
+    public CatalogProjection(FunctionCatalog functions, TemplateCatalog templates, SessionCatalog sessions)
     {
         _functions = functions;
         _templates = templates;
+        _sessions = sessions;
         Context.System.EventStream.Subscribe(Self, typeof(IEvent));
         Receive<IEvent>(Apply);
         Receive<Start>(_ => ReadHistory());
@@ -40,6 +42,8 @@ public sealed class CatalogProjection : ReceiveActor, IWithTimers
             _functions.Loaded = true;
             foreach (var tag in new[] { FunctionEvents.Tag, TemplateEvents.Tag })
                 live.Journal!.EventsByTag(tag, Offset.NoOffset()).RunForeach(env => { if (env.Event is IEvent e) Apply(e); }, live.Materializer!);
+            // Sessions only from the journal, in order: their entities do not publish locally, so no event arrives twice.
+            live.Journal!.EventsByTag(SessionEvents.Tag, Offset.NoOffset()).RunForeach(env => { if (env.Event is IEvent e) _sessions.Apply(e); }, live.Materializer!);
         });
         // Off the constructor: a journal that is not reachable yet (a database restarting with the cluster) would
         // otherwise fail the actor's creation and stop it for good, leaving this coordinator unready forever.
@@ -83,7 +87,7 @@ public sealed class CatalogProjection : ReceiveActor, IWithTimers
 
 public static class CatalogProjectionRegistration
 {
-    public static AkkaConfigurationBuilder AddCatalogProjection(this AkkaConfigurationBuilder builder, FunctionCatalog functions, TemplateCatalog templates)
+    public static AkkaConfigurationBuilder AddCatalogProjection(this AkkaConfigurationBuilder builder, FunctionCatalog functions, TemplateCatalog templates, SessionCatalog sessions)
         => builder.WithActors((system, registry) =>
-            registry.Register<CatalogProjection>(system.ActorOf(Props.Create(() => new CatalogProjection(functions, templates)), "catalog")));
+            registry.Register<CatalogProjection>(system.ActorOf(Props.Create(() => new CatalogProjection(functions, templates, sessions)), "catalog")));
 }

@@ -1,0 +1,149 @@
+using System.CommandLine;
+using System.Text.Json;
+using Spectre.Console;
+
+namespace TrEnv.Cli;
+
+/// <summary>trenv session …: agent sessions (POST /v1/sessions and the calls on one).</summary>
+public sealed partial class CliApp
+{
+    private Command Sessions()
+    {
+        var command = new Command("session", "Agent sessions: an instance whose memory persists across calls, paused as a delta and resumed on any worker");
+        command.Subcommands.Add(SessionNew());
+        command.Subcommands.Add(SessionInvoke());
+        command.Subcommands.Add(SessionAction("pause", "Pause a session: its changed pages go to the pool, durably, and its sandbox is freed"));
+        command.Subcommands.Add(SessionResume());
+        command.Subcommands.Add(SessionShow());
+        command.Subcommands.Add(SessionList());
+        command.Subcommands.Add(SessionRemove());
+        return command;
+    }
+
+    private Command SessionNew()
+    {
+        var function = new Argument<string>("function") { Description = "The function the session runs" };
+        var idle = new Option<int?>("--idle-timeout") { Description = "Seconds idle before it pauses by itself (0 never; default TRENV_SESSION_IDLE_S)" };
+        var command = new Command("new", "Start a session and print its id") { function, idle };
+        command.SetAction(async (p, ct) =>
+        {
+            using var client = Client(p);
+            var body = JsonSerializer.Serialize(p.GetValue(idle) is { } s ? (object)new { function = p.GetValue(function), idleTimeoutS = s } : new { function = p.GetValue(function) });
+            using var content = new StringContent(body, System.Text.Encoding.UTF8, "application/json");
+            var answer = await client.SendAsync(HttpMethod.Post, "v1/sessions", content, ct);
+            if (!answer.Ok)
+                return Fail(answer);
+            stdout.WriteLine(answer.Json.GetProperty("id").GetString());
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private Command SessionInvoke()
+    {
+        var id = new Argument<string>("id") { Description = "Session id" };
+        var data = new Option<string?>("--data", "-d") { Description = "The input: text, @FILE, or - for standard input (default: empty)" };
+        var verbose = new Option<bool>("--verbose", "-v") { Description = "Also print the start kind (warm or resume), node and timings (on stderr)" };
+        var command = new Command("invoke", "Invoke a session (resuming it first when paused) and print its output") { id, data, verbose };
+        command.SetAction(async (p, ct) =>
+        {
+            var (input, missing) = await ReadInputAsync(p.GetValue(data), ct);
+            if (input is null)
+                return Usage($"{missing} does not exist.");
+            using var client = Client(p);
+            using var content = new ByteArrayContent(input);
+            var answer = await client.SendAsync(HttpMethod.Post, $"v1/sessions/{Uri.EscapeDataString(p.GetValue(id)!)}/invoke", content, ct);
+            if (p.GetValue(verbose) && answer.Headers is not null)
+                stderr.WriteLine($"id={answer.Header("X-TrEnv-Invocation-Id") ?? "-"} start={answer.Header("X-TrEnv-Start") ?? "-"} node={answer.Header("X-TrEnv-Node") ?? "-"} " +
+                                 $"startup_us={answer.Header("X-TrEnv-Startup-Us") ?? "-"} exec_us={answer.Header("X-TrEnv-Exec-Us") ?? "-"} session={answer.Header("X-TrEnv-Session-State") ?? "-"}");
+            if (!answer.Ok)
+                return Fail(answer);
+            stdout.Write(answer.Text);
+            stdout.Flush();
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private Command SessionAction(string action, string description)
+    {
+        var id = new Argument<string>("id") { Description = "Session id" };
+        var command = new Command(action, description) { id };
+        command.SetAction(async (p, ct) => await SessionCall(p, HttpMethod.Post, $"v1/sessions/{Uri.EscapeDataString(p.GetValue(id)!)}/{action}", ct));
+        return command;
+    }
+
+    private Command SessionResume()
+    {
+        var id = new Argument<string>("id") { Description = "Session id" };
+        var node = new Option<string?>("--node") { Description = "The worker to resume it on (default: wherever placement says)" };
+        var command = new Command("resume", "Resume a paused session now (the next invoke would resume it anyway)") { id, node };
+        command.SetAction(async (p, ct) => await SessionCall(p, HttpMethod.Post,
+            $"v1/sessions/{Uri.EscapeDataString(p.GetValue(id)!)}/resume{(p.GetValue(node) is { } n ? "?node=" + Uri.EscapeDataString(n) : "")}", ct));
+        return command;
+    }
+
+    private Command SessionShow()
+    {
+        var id = new Argument<string>("id") { Description = "Session id" };
+        var command = new Command("show", "Show a session: state, node, sizes, times") { id };
+        command.SetAction(async (p, ct) => await SessionCall(p, HttpMethod.Get, $"v1/sessions/{Uri.EscapeDataString(p.GetValue(id)!)}", ct));
+        return command;
+    }
+
+    private Command SessionRemove()
+    {
+        var id = new Argument<string>("id") { Description = "Session id" };
+        var command = new Command("rm", "End a session: its sandbox and stored pages are freed") { id };
+        command.SetAction(async (p, ct) =>
+        {
+            using var client = Client(p);
+            var answer = await client.SendAsync(HttpMethod.Delete, $"v1/sessions/{Uri.EscapeDataString(p.GetValue(id)!)}", null, ct);
+            if (!answer.Ok)
+                return Fail(answer);
+            stdout.WriteLine($"deleted {p.GetValue(id)}");
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private Command SessionList()
+    {
+        var function = new Option<string?>("--function") { Description = "Only this function's sessions" };
+        var state = new Option<string?>("--state") { Description = "Only sessions in this state: active, paused or lost" };
+        var command = new Command("ls", "List sessions as the registry last recorded them") { function, state };
+        command.SetAction(async (p, ct) =>
+        {
+            using var client = Client(p);
+            var query = string.Join('&', new[] { ("function", p.GetValue(function)), ("state", p.GetValue(state)) }
+                .Where(q => q.Item2 is not null).Select(q => $"{q.Item1}={Uri.EscapeDataString(q.Item2!)}"));
+            var answer = await client.GetAsync("v1/sessions" + (query.Length > 0 ? "?" + query : ""), ct);
+            if (!answer.Ok)
+                return Fail(answer);
+            // The id never wraps: it is what the user copies into the next command.
+            var table = new Table().AddColumn(new TableColumn("id").NoWrap()).AddColumns("function", "state", "node", "memory MiB", "stored KiB", "pauses", "last active");
+            foreach (var s in answer.Json.EnumerateArray())
+            {
+                table.AddRow(Markup.Escape(s.GetProperty("id").GetString()!), Markup.Escape($"{s.GetProperty("function").GetString()}@{s.GetProperty("version").GetInt32()}"),
+                    Markup.Escape(s.GetProperty("state").GetString()!), Markup.Escape(s.GetProperty("node").GetString() ?? "-"), Mib(s.GetProperty("memoryBytes").GetInt64()),
+                    (s.GetProperty("storedBytes").GetInt64() / 1024).ToString(System.Globalization.CultureInfo.InvariantCulture), Num(s.GetProperty("pauses")),
+                    s.GetProperty("lastActiveAt").GetDateTimeOffset().UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture));
+            }
+            _console.Write(table);
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    // One session as "key: value" lines, the way `show`, `pause` and `resume` print it.
+    private async Task<int> SessionCall(ParseResult p, HttpMethod method, string path, CancellationToken ct)
+    {
+        using var client = Client(p);
+        var answer = await client.SendAsync(method, path, null, ct);
+        if (!answer.Ok)
+            return Fail(answer);
+        foreach (var property in answer.Json.EnumerateObject())
+            stdout.WriteLine($"{property.Name}: {(property.Value.ValueKind == JsonValueKind.String ? property.Value.GetString() : property.Value.ValueKind == JsonValueKind.Null ? "-" : property.Value.GetRawText())}");
+        return ExitCodes.Ok;
+    }
+}
