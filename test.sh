@@ -9,9 +9,10 @@ CONFIGURATION=Release scripts/build.sh
 scripts/build-python.sh  # the Python runtime the runtime tests deploy scripts on (cached outside the repo)
 scripts/fetch-ruby.sh    # and the Ruby runtime (npm @ruby/3.4-wasm-wasi)
 export TRENV_SANDBOX_HOST="$root/artifacts/sandbox-host"
-# One cluster test keeps its registry in PostgreSQL 15.
+# Two cluster tests keep their registry in PostgreSQL 15, each in a fresh database of its own.
 TRENV_TEST_POSTGRES=$(scripts/postgres.sh trenv_test)
-export TRENV_TEST_POSTGRES
+TRENV_TEST_POSTGRES_SESSIONS=$(scripts/postgres.sh trenv_test_sessions)
+export TRENV_TEST_POSTGRES TRENV_TEST_POSTGRES_SESSIONS
 
 log=artifacts/test-output.txt
 set +e

@@ -40,6 +40,14 @@ public sealed class LocalCluster : IAsyncDisposable
     public void StartCoordinator(string name = "coordinator-1")
         => Start(name, "coordinator/TrEnv.Coordinator", "trenv-coordinator.dll", name == "coordinator-1" ? SeedPort : FreePort(), ("TRENV_HTTP_PORT", HttpPort.ToString(System.Globalization.CultureInfo.InvariantCulture)));
 
+    /// <summary>Starts another coordinator with an HTTP port of its own and returns a client for it.</summary>
+    public HttpClient StartCoordinatorWithOwnHttp(string name)
+    {
+        var http = FreePort();
+        Start(name, "coordinator/TrEnv.Coordinator", "trenv-coordinator.dll", FreePort(), ("TRENV_HTTP_PORT", http.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        return new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{http}"), Timeout = TimeSpan.FromSeconds(120) };
+    }
+
     /// <summary>Starts the memory-pool node; <paramref name="newPort"/> restarts it under a fresh Akka address (its gRPC port and data stay).</summary>
     public void StartMemoryPool(bool newPort = false)
     {

@@ -297,4 +297,55 @@ public sealed class SessionTests
         Assert.Equal("durable", answer);
         Assert.StartsWith("keys=1 total=0 ", await Ok(c, s.Id, "state"), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Calls_through_two_coordinators_are_serialized_and_the_session_outlives_a_killed_coordinator()
+    {
+        // Two coordinators share one registry only through PostgreSQL; ./test.sh starts a database for this test.
+        var database = Environment.GetEnvironmentVariable("TRENV_TEST_POSTGRES_SESSIONS");
+        Assert.False(string.IsNullOrEmpty(database), "TRENV_TEST_POSTGRES_SESSIONS is not set: run ./test.sh, which starts PostgreSQL (scripts/postgres.sh).");
+        await using var c = new LocalCluster(database);
+        c.StartCoordinator();
+        using var second = c.StartCoordinatorWithOwnHttp("coordinator-2");
+        c.StartMemoryPool();
+        c.StartWorker("worker-1");
+        c.StartWorker("worker-2");
+        await c.WaitReadyAsync("worker-1", "worker-2");
+        await Poll.UntilAsync(async () =>
+        {
+            try
+            {
+                return (await second.GetAsync("/readyz")).IsSuccessStatusCode;
+            }
+            catch (HttpRequestException)
+            {
+                return false;
+            }
+        }, TimeSpan.FromSeconds(60), () => $"coordinator-2 to be ready: {c.Tail()}");
+        Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/notebook", Wasm("notebook"))).StatusCode);
+        var s = await Create(c, "notebook");
+
+        const int n = 12;
+        var calls = Enumerable.Range(0, 2 * n).Select(i => Task.Run(async () =>
+        {
+            var http = i % 2 == 0 ? c.Http : second;
+            var r = await http.PostAsync($"/v1/sessions/{s.Id}/invoke", new StringContent("add 1"));
+            return (r.StatusCode, Body: await r.Content.ReadAsStringAsync());
+        }));
+        var answers = await Task.WhenAll(calls);
+        Assert.All(answers, a => Assert.True(a.StatusCode == HttpStatusCode.OK, a.Body));
+        var totals = answers.Select(a => int.Parse(a.Body.Split(' ')[0]["total=".Length..], System.Globalization.CultureInfo.InvariantCulture)).Order();
+        Assert.Equal(Enumerable.Range(1, 2 * n), totals);
+
+        // Whichever coordinator held the entity, the other carries on from the journal once the shard moves.
+        c.Kill("coordinator-2");
+        var answer = "";
+        await Poll.UntilAsync(async () =>
+        {
+            var (status, body, _) = await Call(c, s.Id, "add 1");
+            answer = body;
+            return status == HttpStatusCode.OK;
+        }, TimeSpan.FromSeconds(60), () => $"the session to answer through coordinator-1 after coordinator-2 died: {answer}");
+        Assert.StartsWith($"total={2 * n + 1} ", answer, StringComparison.Ordinal);
+    }
 }

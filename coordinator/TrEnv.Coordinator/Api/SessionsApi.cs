@@ -21,6 +21,7 @@ public static class SessionsApi
     private static readonly TimeSpan CallTimeout = TimeSpan.FromMinutes(16);
     private static readonly TimeSpan StartTimeout = TimeSpan.FromMinutes(3);
     private static readonly TimeSpan QuickTimeout = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan ProbeTimeout = TimeSpan.FromSeconds(5);
 
     public static void MapSessionsApi(this WebApplication app)
     {
@@ -101,6 +102,8 @@ public static class SessionsApi
             return Error(401, Unauthorized, "This call needs the invoke token: send \"Authorization: Bearer <TRENV_INVOKE_TOKEN>\".");
         if (!ValidId(id))
             return Error(404, NotFound, $"There is no session {id}.");
+        if (await ReachAsync(sessions, id, ct) is { } refused)
+            return Answer(refused, response);
         var reply = await sessions.ActorRef.Ask<IProtocolMessage>(new SessionCommands.Delete(id), StartTimeout, ct);
         return reply is SessionReplies.View ? Results.NoContent() : Answer(reply, response);
     }
@@ -112,7 +115,18 @@ public static class SessionsApi
             return Error(401, Unauthorized, "This call needs the invoke token: send \"Authorization: Bearer <TRENV_INVOKE_TOKEN>\".");
         if (!ValidId(id))
             return Error(404, NotFound, $"There is no session {id}.");
+        if (command is not SessionCommands.Get && await ReachAsync(sessions, id, ct) is { } refused)
+            return Answer(refused, response);
         return Answer(await sessions.ActorRef.Ask<IProtocolMessage>(command, timeout, ct), response);
+    }
+
+    // A message sent to a shard whose coordinator just died is lost, and the long waits of session calls (a call
+    // queues behind the session's earlier ones) would then hang for minutes: first reach the entity quickly (an
+    // unanswered probe is a 503 to retry), then send the call. Answers a refusal, or null when the entity is there.
+    private static async Task<IProtocolMessage?> ReachAsync(IRequiredActor<SessionRegion> sessions, string id, CancellationToken ct)
+    {
+        var probe = await sessions.ActorRef.Ask<IProtocolMessage>(new SessionCommands.Get(id), ProbeTimeout, ct);
+        return probe is SessionReplies.Refused ? probe : null;
     }
 
     private static async Task<IResult> Invoke(string id, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions,
@@ -128,6 +142,8 @@ public static class SessionsApi
         var input = await BodyReader.ReadAsync(request, settings.MaxInputMb * 1024L * 1024L, ct);
         if (input is null)
             return Error(413, ErrorKinds.InputTooLarge, $"The input is larger than the limit of {settings.MaxInputMb} MiB (TRENV_MAX_INPUT_MB).");
+        if (await ReachAsync(sessions, id, ct) is { } refused)
+            return Answer(refused, response);
         var reply = await sessions.ActorRef.Ask<IProtocolMessage>(new SessionCommands.Invoke(id, invocationId, input), CallTimeout, ct);
         if (reply is not SessionReplies.Invoked invoked)
             return Answer(reply, response);

@@ -39,6 +39,9 @@ public sealed class SessionActor : ReceivePersistentActor
         PersistenceId = "session-" + id;
         Recover<IEvent>(e => _state = _state.Apply(e));
         Recover<Tagged>(t => { if (t.Payload is IEvent e) _state = _state.Apply(e); });
+        // Passivation and hand-off send this instead of a PoisonPill, so an operation in flight (a long call)
+        // finishes and persists first: while busy it is stashed like any other message.
+        Command<SessionStop>(_ => Context.Stop(Self));
         Command<SessionCommands.ISessionCommand>(Handle);
     }
 
@@ -371,6 +374,12 @@ public sealed class SessionActor : ReceivePersistentActor
     }
 }
 
+/// <summary>The entity's stop message for passivation and shard hand-off (see the constructor).</summary>
+public sealed class SessionStop
+{
+    public static readonly SessionStop Instance = new();
+}
+
 public sealed class SessionRegion;
 
 public static class SessionActorRegistration
@@ -381,5 +390,5 @@ public static class SessionActorRegistration
             (system, registry, _) => id => Props.Create(() => new SessionActor(id, new SessionServices(functions, templates, workers,
                 registry.Get<FunctionRegion>(), registry.Get<TemplateRegion>(), registry.Get<PoolProxy>()))),
             new Sharding.SessionExtractor(),
-            new ShardOptions { Role = Roles.Coordinator, RememberEntities = false });
+            new ShardOptions { Role = Roles.Coordinator, RememberEntities = false, HandOffStopMessage = SessionStop.Instance });
 }
