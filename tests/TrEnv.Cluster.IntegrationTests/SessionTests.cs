@@ -348,4 +348,35 @@ public sealed class SessionTests
         }, TimeSpan.FromSeconds(60), () => $"the session to answer through coordinator-1 after coordinator-2 died: {answer}");
         Assert.StartsWith($"total={2 * n + 1} ", answer, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Sessions_cross_between_rdma_workers_that_never_open_the_pool_eager_and_lazy()
+    {
+        await using var c = new LocalCluster();
+        (string, string)[] rdma = [("TRENV_POOL_MODE", "rdma"), ("TRENV_POOL_PATH", "/nonexistent/trenv/pool")];
+        c.StartCoordinator();
+        c.StartMemoryPool();
+        c.StartWorker("worker-1", env: [.. rdma, ("TRENV_POOL_FETCH", "eager")]);
+        c.StartWorker("worker-2", env: [.. rdma, ("TRENV_POOL_FETCH", "lazy")]);
+        await c.WaitReadyAsync("worker-1", "worker-2");
+        Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/notebook", Wasm("notebook"))).StatusCode);
+        var s = await Create(c, "notebook");
+        await Ok(c, s.Id, "set where rdma");
+        await Ok(c, s.Id, "fill 96");
+        var before = await Ok(c, s.Id, "state");
+        // Paused on one worker (its delta written into that worker's mirror and streamed to the pool service),
+        // resumed on the other (the template's pages fetched eagerly or on first touch, the delta's over gRPC).
+        for (var round = 0; round < 2; round++)
+        {
+            var at = (await Get(c, s.Id)).Node!;
+            await Post(c, s.Id, "pause");
+            await Post(c, s.Id, $"resume?node={Other(at)}");
+            Assert.Equal("rdma", await Ok(c, s.Id, "get where"));
+        }
+        var after = await Ok(c, s.Id, "state");
+        // Same keys, total and fills; only the call count moved (state, get, get, state).
+        static string WithoutCalls(string state) => System.Text.RegularExpressions.Regex.Replace(state, @" calls=\d+", "");
+        Assert.Equal(WithoutCalls(before), WithoutCalls(after));
+        Assert.Contains("fills=1 ", after, StringComparison.Ordinal);
+    }
 }
