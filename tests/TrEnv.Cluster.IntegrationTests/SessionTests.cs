@@ -354,11 +354,16 @@ public sealed class SessionTests
     {
         await using var c = new LocalCluster();
         (string, string)[] rdma = [("TRENV_POOL_MODE", "rdma"), ("TRENV_POOL_PATH", "/nonexistent/trenv/pool")];
+        // A mirror left on tmpfs by a worker killed with -9 (its owner pid is not running): the next rdma worker removes it.
+        var abandoned = Directory.CreateDirectory($"/dev/shm/trenv-mirror-TEST{Guid.NewGuid():N}"[..40]).FullName;
+        await File.WriteAllTextAsync(Path.Combine(abandoned, "owner"), "2147483646 1");
+        await File.WriteAllBytesAsync(Path.Combine(abandoned, "pool"), new byte[4096]);
         c.StartCoordinator();
         c.StartMemoryPool();
         c.StartWorker("worker-1", env: [.. rdma, ("TRENV_POOL_FETCH", "eager")]);
         c.StartWorker("worker-2", env: [.. rdma, ("TRENV_POOL_FETCH", "lazy")]);
         await c.WaitReadyAsync("worker-1", "worker-2");
+        Assert.False(Directory.Exists(abandoned), $"the abandoned mirror {abandoned} is still there");
         Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/notebook", Wasm("notebook"))).StatusCode);
         var s = await Create(c, "notebook");
         await Ok(c, s.Id, "set where rdma");

@@ -38,7 +38,10 @@ public sealed class PoolCache : IDisposable
     public PoolCache(string path, long capacity, string url, string? secret, bool lazy = false)
     {
         Path = path;
-        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
+        var directory = System.IO.Path.GetDirectoryName(path)!;
+        SweepAbandoned(directory);
+        Directory.CreateDirectory(directory);
+        File.WriteAllText(System.IO.Path.Combine(directory, OwnerFile), ProcessIdentity(Environment.ProcessId));
         // A cache: whatever a previous worker left is dropped, so nothing stale is ever mapped.
         File.Delete(path);
         _mirror = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.ReadWrite);
@@ -57,6 +60,50 @@ public sealed class PoolCache : IDisposable
                 File.SetUnixFileMode(PageSocket, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             _pageServer.Listen(64);
             _ = AcceptAsync();
+        }
+    }
+
+    private const string OwnerFile = "owner";
+
+    // Mirrors live on tmpfs (memory): those of workers that died without cleaning up (kill -9) would stay until
+    // reboot. Each mirror names its worker (pid and start time); a starting worker removes the mirrors beside its
+    // own whose worker is gone. One without an owner file is left for a minute (its worker may be starting).
+    private static void SweepAbandoned(string own)
+    {
+        var parent = System.IO.Path.GetDirectoryName(own);
+        if (parent is null || !Directory.Exists(parent))
+            return;
+        foreach (var dir in Directory.EnumerateDirectories(parent, "trenv-mirror-*"))
+        {
+            if (dir == own)
+                continue;
+            try
+            {
+                var owner = System.IO.Path.Combine(dir, OwnerFile);
+                var abandoned = File.Exists(owner)
+                    ? File.ReadAllText(owner).Trim() is var id && id.Split(' ') is [var pid, _] && int.TryParse(pid, out var p) && ProcessIdentity(p) != id
+                    : DateTime.UtcNow - Directory.GetLastWriteTimeUtc(dir) > TimeSpan.FromMinutes(1);
+                if (abandoned)
+                    Directory.Delete(dir, recursive: true);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Another worker is sweeping or starting there: leave it.
+            }
+        }
+    }
+
+    // "PID STARTTIME" (clock ticks since boot, /proc/PID/stat field 22), so a reused pid is told apart; "" when not running.
+    private static string ProcessIdentity(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            return $"{pid} {stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[19]}";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return "";
         }
     }
 
@@ -318,6 +365,7 @@ public sealed class PoolCache : IDisposable
         try
         {
             File.Delete(Path);
+            Directory.Delete(System.IO.Path.GetDirectoryName(Path)!, recursive: true);
         }
         catch (IOException)
         {
