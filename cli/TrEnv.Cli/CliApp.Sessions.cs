@@ -77,9 +77,14 @@ public sealed partial class CliApp
     {
         var id = new Argument<string>("id") { Description = "Session id" };
         var node = new Option<string?>("--node") { Description = "The worker to resume it on (default: wherever placement says)" };
-        var command = new Command("resume", "Resume a paused session now (the next invoke would resume it anyway)") { id, node };
-        command.SetAction(async (p, ct) => await SessionCall(p, HttpMethod.Post,
-            $"v1/sessions/{Uri.EscapeDataString(p.GetValue(id)!)}/resume{(p.GetValue(node) is { } n ? "?node=" + Uri.EscapeDataString(n) : "")}", ct));
+        var fromLastPause = new Option<bool>("--from-last-pause") { Description = "Bring a lost session back to its last pause (what it did since is gone)" };
+        var command = new Command("resume", "Resume a paused session now (the next invoke would resume it anyway)") { id, node, fromLastPause };
+        command.SetAction(async (p, ct) =>
+        {
+            var query = string.Join('&', new[] { p.GetValue(node) is { } n ? "node=" + Uri.EscapeDataString(n) : null, p.GetValue(fromLastPause) ? "fromLastPause=true" : null }
+                .Where(q => q is not null));
+            return await SessionCall(p, HttpMethod.Post, $"v1/sessions/{Uri.EscapeDataString(p.GetValue(id)!)}/resume{(query.Length > 0 ? "?" + query : "")}", ct);
+        });
         return command;
     }
 

@@ -64,8 +64,11 @@ public static class SessionCommands
     /// <summary>Pause now; <paramref name="Reason"/> is "api" or "idle".</summary>
     public sealed record Pause(string SessionId, string Reason) : ISessionCommand;
 
-    /// <summary>Resume now, on <paramref name="Node"/> when given (a worker's name), else wherever placement says.</summary>
-    public sealed record Resume(string SessionId, string InvocationId, string? Node) : ISessionCommand;
+    /// <summary>
+    /// Resume now, on <paramref name="Node"/> when given (a worker's name), else wherever placement says. With
+    /// <paramref name="FromLastPause"/> a lost session goes back to its last pause: what it did since is gone.
+    /// </summary>
+    public sealed record Resume(string SessionId, string InvocationId, string? Node, bool FromLastPause = false) : ISessionCommand;
 
     public sealed record Get(string SessionId) : ISessionCommand;
 

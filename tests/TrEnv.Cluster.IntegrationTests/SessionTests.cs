@@ -184,16 +184,13 @@ public sealed class SessionTests
         await Ok(c, s.Id, "set k v");
         await Ok(c, s.Id, "add 41");
         await Post(c, s.Id, "pause");
-        // Another session, left active on the same worker.
-        var active = await Create(c, "notebook");
-        var first = await Post(c, active.Id, $"resume?node={s.Node}"); // active already: answers where it runs
+        // Another session, paused once and then left active on the same worker with changes since that pause.
         var victim = s.Node!;
-        if (first.Node != victim)
-        {
-            await Post(c, active.Id, "pause");
-            await Post(c, active.Id, $"resume?node={victim}");
-        }
-        await Ok(c, active.Id, "set x y");
+        var active = await Create(c, "notebook");
+        await Ok(c, active.Id, "set x before");
+        await Post(c, active.Id, "pause");
+        Assert.Equal(victim, (await Post(c, active.Id, $"resume?node={victim}")).Node);
+        await Ok(c, active.Id, "set x after");
 
         c.Kill(victim);
         // Until the coordinator sees the worker gone a resume may be refused (503); it stays paused and a retry lands elsewhere.
@@ -209,10 +206,14 @@ public sealed class SessionTests
         Assert.Equal("v", await Ok(c, s.Id, "get k"));
         Assert.Equal(Other(victim), (await Get(c, s.Id)).Node);
 
-        // The active one had its only copy on the killed worker: it is lost, said plainly, and can be deleted.
+        // The active one had its only live copy on the killed worker: it is lost, said plainly. Its caller may take
+        // it back to its last pause (the change since is gone) or delete it.
         await Poll.UntilAsync(async () => (await Call(c, active.Id, "get x")).Status == HttpStatusCode.Gone, TimeSpan.FromSeconds(30), () => "the active session to be reported lost");
         var lost = await c.Http.GetAsync($"/v1/sessions/{active.Id}");
         Assert.Contains("\"state\":\"lost\"", await lost.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.Gone, (await c.Http.PostAsync($"/v1/sessions/{active.Id}/resume", null)).StatusCode);
+        Assert.Equal("active", (await Post(c, active.Id, "resume?fromLastPause=true")).State);
+        Assert.Equal("before", await Ok(c, active.Id, "get x"));
         Assert.Equal(HttpStatusCode.NoContent, (await c.Http.DeleteAsync($"/v1/sessions/{active.Id}")).StatusCode);
     }
 

@@ -41,6 +41,14 @@ public sealed class SessionStateTests
         Assert.Equal(ErrorKinds.SessionLost, lost.Refusal(new SessionCommands.Invoke("s-1", "i", []))?.Kind);
         Assert.Contains("Its worker died.", lost.Refusal(new SessionCommands.Resume("s-1", "i", null))?.Message, StringComparison.Ordinal);
         Assert.Null(lost.Refusal(new SessionCommands.Delete("s-1"))); // a lost session can still be deleted
+        // Back to its last pause only when it has one, and only when asked for explicitly.
+        Assert.Equal(ErrorKinds.SessionLost, lost.Refusal(new SessionCommands.Resume("s-1", "i", null, FromLastPause: true))?.Kind);
+        var lostAfterPause = Active().Apply(new SessionEvents.Paused("s-1", Delta(1), "api", 1))
+            .Apply(new SessionEvents.Activated("s-1", "w2", "akka://b", null, 131072, 2, T0))
+            .Apply(new SessionEvents.Lost("s-1", "Its worker died.", T0));
+        Assert.Null(lostAfterPause.Refusal(new SessionCommands.Resume("s-1", "i", null, FromLastPause: true)));
+        Assert.Contains("fromLastPause=true", lostAfterPause.Refusal(new SessionCommands.Resume("s-1", "i", null))?.Message, StringComparison.Ordinal);
+        Assert.Equal(SessionStates.Active, lostAfterPause.Apply(new SessionEvents.Activated("s-1", "w1", "akka://a", null, 131072, 2, T0)).Status);
         var deleted = lost.Apply(new SessionEvents.Deleted("s-1", T0));
         Assert.Equal("not_found", deleted.Refusal(new SessionCommands.Get("s-1"))?.Kind);
         Assert.Equal("not_found", deleted.Refusal(new SessionCommands.Delete("s-1"))?.Kind);

@@ -35,7 +35,7 @@ public static class SessionsApi
         app.MapPost("/v1/sessions/{id}/pause", Pause).WithTags("sessions")
             .WithSummary("Capture the session as a delta over its template into the pool, durably, and free its sandbox");
         app.MapPost("/v1/sessions/{id}/resume", Resume).WithTags("sessions")
-            .WithSummary("Restore a paused session on a worker (query node=NAME to choose it): the template mapped, the delta overlaid");
+            .WithSummary("Restore a paused session on a worker (query node=NAME to choose it): the template mapped, the delta overlaid; fromLastPause=true brings a lost session back to its last pause");
         app.MapDelete("/v1/sessions/{id}", Delete).WithTags("sessions").WithSummary("End a session and free its sandbox and stored delta");
     }
 
@@ -93,8 +93,9 @@ public static class SessionsApi
     private static Task<IResult> Pause(string id, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)
         => Simple(id, request, response, settings, sessions, new SessionCommands.Pause(id, "api"), StartTimeout, ct);
 
-    private static Task<IResult> Resume(string id, string? node, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)
-        => Simple(id, request, response, settings, sessions, new SessionCommands.Resume(id, InvocationId(request, response), string.IsNullOrEmpty(node) ? null : node), StartTimeout, ct);
+    private static Task<IResult> Resume(string id, string? node, bool? fromLastPause, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)
+        => Simple(id, request, response, settings, sessions,
+            new SessionCommands.Resume(id, InvocationId(request, response), string.IsNullOrEmpty(node) ? null : node, fromLastPause ?? false), StartTimeout, ct);
 
     private static async Task<IResult> Delete(string id, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)
     {

@@ -82,7 +82,7 @@ public sealed class SessionActor : ReceivePersistentActor
             case SessionCommands.Pause:
                 Sender.Tell(new SessionReplies.View(st.ToInfo()));
                 break;
-            case SessionCommands.Resume resume when st.Status == SessionStates.Paused:
+            case SessionCommands.Resume resume when st.Status == SessionStates.Paused || (st.Status == SessionStates.Lost && resume.FromLastPause):
                 Run(() => ResumeAsync(st, resume.InvocationId, resume.Node));
                 break;
             case SessionCommands.Resume:

@@ -70,8 +70,11 @@ public sealed record SessionState(
         (_, SessionCommands.Create) when Status != None => ("conflict", $"Session {Id} already exists."),
         (_, SessionCommands.Create) => null,
         (None or SessionStates.Deleted, _) => ("not_found", $"There is no session {Id}."),
+        (SessionStates.Lost, SessionCommands.Resume { FromLastPause: true }) when Delta is not null => null,
         (SessionStates.Lost, SessionCommands.Invoke or SessionCommands.Pause or SessionCommands.Resume) =>
-            (ErrorKinds.SessionLost, $"Session {Id} was lost: {Error} Delete it and start a new one."),
+            (ErrorKinds.SessionLost, Delta is null
+                ? $"Session {Id} was lost: {Error} It was never paused, so there is nothing to go back to; delete it and start a new one."
+                : $"Session {Id} was lost: {Error} Resume it from its last pause (POST /v1/sessions/{Id}/resume?fromLastPause=true; what it did since is gone) or delete it."),
         _ => null,
     };
 }
