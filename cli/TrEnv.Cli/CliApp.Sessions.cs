@@ -45,23 +45,9 @@ public sealed partial class CliApp
         var data = new Option<string?>("--data", "-d") { Description = "The input: text, @FILE, or - for standard input (default: empty)" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Also print the start kind (warm or resume), node and timings (on stderr)" };
         var command = new Command("invoke", "Invoke a session (resuming it first when paused) and print its output") { id, data, verbose };
-        command.SetAction(async (p, ct) =>
-        {
-            var (input, missing) = await ReadInputAsync(p.GetValue(data), ct);
-            if (input is null)
-                return Usage($"{missing} does not exist.");
-            using var client = Client(p);
-            using var content = new ByteArrayContent(input);
-            var answer = await client.SendAsync(HttpMethod.Post, $"v1/sessions/{Uri.EscapeDataString(p.GetValue(id)!)}/invoke", content, ct);
-            if (p.GetValue(verbose) && answer.Headers is not null)
-                stderr.WriteLine($"id={answer.Header("X-TrEnv-Invocation-Id") ?? "-"} start={answer.Header("X-TrEnv-Start") ?? "-"} node={answer.Header("X-TrEnv-Node") ?? "-"} " +
-                                 $"startup_us={answer.Header("X-TrEnv-Startup-Us") ?? "-"} exec_us={answer.Header("X-TrEnv-Exec-Us") ?? "-"} session={answer.Header("X-TrEnv-Session-State") ?? "-"}");
-            if (!answer.Ok)
-                return Fail(answer);
-            stdout.Write(answer.Text);
-            stdout.Flush();
-            return ExitCodes.Ok;
-        });
+        command.SetAction(async (p, ct) => await InvokeAndPrintAsync(p, $"v1/sessions/{Uri.EscapeDataString(p.GetValue(id)!)}/invoke", p.GetValue(data), p.GetValue(verbose),
+            [("id", "X-TrEnv-Invocation-Id"), ("start", "X-TrEnv-Start"), ("node", "X-TrEnv-Node"), ("startup_us", "X-TrEnv-Startup-Us"),
+             ("exec_us", "X-TrEnv-Exec-Us"), ("session", "X-TrEnv-Session-State")], ct));
         return command;
     }
 

@@ -128,24 +128,28 @@ public sealed partial class CliApp(TextWriter stdout, TextWriter stderr, Stream?
         var data = new Option<string?>("--data", "-d") { Description = "The input: text, @FILE, or - for standard input (default: empty)" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Also print the start kind, sandbox, node and timings (on stderr)" };
         var command = new Command("invoke", "Invoke a function and print its output") { name, data, verbose };
-        command.SetAction(async (p, ct) =>
-        {
-            var (input, missing) = await ReadInputAsync(p.GetValue(data), ct);
-            if (input is null)
-                return Usage($"{missing} does not exist.");
-            using var client = Client(p);
-            using var content = new ByteArrayContent(input);
-            var answer = await client.SendAsync(HttpMethod.Post, $"v1/functions/{Uri.EscapeDataString(p.GetValue(name)!)}/invoke", content, ct);
-            if (p.GetValue(verbose) && answer.Headers is not null)
-                stderr.WriteLine($"id={answer.Header("X-TrEnv-Invocation-Id") ?? "-"} start={answer.Header("X-TrEnv-Start") ?? "-"} sandbox={answer.Header("X-TrEnv-Sandbox") ?? "-"} node={answer.Header("X-TrEnv-Node") ?? "-"} " +
-                                 $"startup_us={answer.Header("X-TrEnv-Startup-Us") ?? "-"} exec_us={answer.Header("X-TrEnv-Exec-Us") ?? "-"} version={answer.Header("X-TrEnv-Version") ?? "-"}");
-            if (!answer.Ok)
-                return Fail(answer);
-            stdout.Write(answer.Text);
-            stdout.Flush();
-            return ExitCodes.Ok;
-        });
+        command.SetAction(async (p, ct) => await InvokeAndPrintAsync(p, $"v1/functions/{Uri.EscapeDataString(p.GetValue(name)!)}/invoke", p.GetValue(data), p.GetValue(verbose),
+            [("id", "X-TrEnv-Invocation-Id"), ("start", "X-TrEnv-Start"), ("sandbox", "X-TrEnv-Sandbox"), ("node", "X-TrEnv-Node"), ("startup_us", "X-TrEnv-Startup-Us"),
+             ("exec_us", "X-TrEnv-Exec-Us"), ("version", "X-TrEnv-Version")], ct));
         return command;
+    }
+
+    // Posts --data to PATH and prints the output; with -v, the named answer headers as label=value on stderr.
+    private async Task<int> InvokeAndPrintAsync(ParseResult p, string path, string? data, bool verbose, (string Label, string Header)[] shown, CancellationToken ct)
+    {
+        var (input, missing) = await ReadInputAsync(data, ct);
+        if (input is null)
+            return Usage($"{missing} does not exist.");
+        using var client = Client(p);
+        using var content = new ByteArrayContent(input);
+        var answer = await client.SendAsync(HttpMethod.Post, path, content, ct);
+        if (verbose && answer.Headers is not null)
+            stderr.WriteLine(string.Join(' ', shown.Select(h => $"{h.Label}={answer.Header(h.Header) ?? "-"}")));
+        if (!answer.Ok)
+            return Fail(answer);
+        stdout.Write(answer.Text);
+        stdout.Flush();
+        return ExitCodes.Ok;
     }
 
     // --data: text, @FILE or - (standard input); null and the missing file's name when @FILE does not exist.

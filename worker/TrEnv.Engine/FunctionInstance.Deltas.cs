@@ -12,8 +12,9 @@ namespace TrEnv.Engine;
 /// </summary>
 public sealed partial class FunctionInstance
 {
-    // Checksum of the template this instance's memory was mapped from (Map or Lazy), else 0.
-    private ulong _mappedFrom;
+    // The template this instance's memory was mapped from (Map or Lazy), else null. Compared only when pausing,
+    // so a template start computes no checksum.
+    private TemplateHeader? _mappedFrom;
 
     /// <summary>One page range of a delta: <paramref name="Zero"/> when the session holds zeros where the base has data.</summary>
     public readonly record struct DeltaRun(long Offset, long Length, bool Zero);
@@ -38,7 +39,7 @@ public sealed partial class FunctionInstance
         var basePtr = (byte*)_memory.GetPointer();
         var length = _memory.GetLength();
         var pages = length / Page;
-        var untouchedIsBase = _mappedFrom != 0 && _mappedFrom == baseTemplate.Checksum;
+        var untouchedIsBase = _mappedFrom is not null && (ReferenceEquals(_mappedFrom, baseTemplate) || _mappedFrom.Checksum == baseTemplate.Checksum);
         var map = untouchedIsBase ? PageMap((nint)basePtr, pages) : null;
 
         var runs = new List<DeltaRun>();

@@ -183,7 +183,7 @@ public sealed partial class FunctionInstance
             _guardSlot = SigbusGuard.Add((nint)basePtr, (nint)(basePtr + target));
             _mappedPool = pool;
             _mappedPoolEnd = template.RegionOffset + template.RegionLength;
-            _mappedFrom = template.Checksum;
+            _mappedFrom = template;
         }
         Initialized = true;
         Origin = mode == RestoreMode.Copy ? StartKind.CopyTemplate : StartKind.Template;

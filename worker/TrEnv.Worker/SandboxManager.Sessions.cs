@@ -33,15 +33,6 @@ public sealed partial class SandboxManager
         public DateTimeOffset? ReportedIdleAt;
     }
 
-    public int SessionCount
-    {
-        get
-        {
-            lock (_gate)
-                return _sessions.Count;
-        }
-    }
-
     public async Task<WorkerSessionReplies.Started> StartSessionAsync(WorkerSessionCommands.Start start, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
@@ -98,30 +89,30 @@ public sealed partial class SandboxManager
     {
         var session = Find(invoke.SessionId);
         if (session is null)
-            return new(SessionResult(invoke.InvocationId, "?", false, [], 0, ErrorKinds.SessionLost, $"Worker {_settings.Name} holds no instance of session {invoke.SessionId}."), true);
+            return new(SessionResult(invoke.InvocationId, false, [], 0, ErrorKinds.SessionLost, $"Worker {_settings.Name} holds no instance of session {invoke.SessionId}."), true);
         await session.Gate.WaitAsync(ct);
         try
         {
             if (Find(invoke.SessionId) != session)
-                return new(SessionResult(invoke.InvocationId, session.Function, false, [], 0, ErrorKinds.SessionLost, $"Session {invoke.SessionId} was paused or ended meanwhile."), true);
+                return new(SessionResult(invoke.InvocationId, false, [], 0, ErrorKinds.SessionLost, $"Session {invoke.SessionId} was paused or ended meanwhile."), true);
             try
             {
                 var result = await session.Slot.Process.InvokeAsync(invoke.Input, TimeSpan.FromMilliseconds(session.Version.Limits.TimeoutMs), ct, invoke.InvocationId);
                 Logs.Append(session.Function, session.Version.Version, result.Stdout, result.Stderr);
                 session.LastUsed = DateTimeOffset.UtcNow;
                 session.ReportedIdleAt = null;
-                return new(SessionResult(invoke.InvocationId, session.Function, true, result.Output, result.ExecMicros, null, null), false);
+                return new(SessionResult(invoke.InvocationId, true, result.Output, result.ExecMicros, null, null), false);
             }
             catch (SandboxException e)
             {
                 Logs.Append(session.Function, session.Version.Version, e.Stdout, e.Stderr);
                 session.LastUsed = DateTimeOffset.UtcNow;
                 if (e.Kind == ErrorKinds.Exception && !e.InstanceDiscarded)
-                    return new(SessionResult(invoke.InvocationId, session.Function, false, [], 0, e.Kind, e.Message), false); // the script raised; its state is intact
+                    return new(SessionResult(invoke.InvocationId, false, [], 0, e.Kind, e.Message), false); // the script raised; its state is intact
                 Drop(session);
                 session.Slot.Session = null;
                 Discard(session.Slot, e);
-                return new(SessionResult(invoke.InvocationId, session.Function, false, [], 0, e.Kind, e.Message), true);
+                return new(SessionResult(invoke.InvocationId, false, [], 0, e.Kind, e.Message), true);
             }
         }
         finally
@@ -285,7 +276,7 @@ public sealed partial class SandboxManager
         return (source, delta.Base is null ? null : TemplateFile(delta.Base), verify, deltaPath);
     }
 
-    private WorkerInvokeResult SessionResult(string invocationId, string function, bool ok, byte[] output, long execMicros, string? kind, string? message)
+    private WorkerInvokeResult SessionResult(string invocationId, bool ok, byte[] output, long execMicros, string? kind, string? message)
         => new(invocationId, ok, output, "warm", "session", _settings.Name, 0, execMicros, kind, message, null);
 
     private WorkerSessionReplies.Started StartFailed(WorkerSessionCommands.Start start, string kind, string message)

@@ -18,7 +18,7 @@ namespace TrEnv.Coordinator.Api;
 public static partial class InvokeApi
 {
     /// <summary>Allowance beyond the function's own deadline for a cold start (init and capture).</summary>
-    private static readonly TimeSpan StartAllowance = TimeSpan.FromSeconds(90);
+    public static readonly TimeSpan StartAllowance = TimeSpan.FromSeconds(90);
 
     public static void MapInvokeApi(this WebApplication app)
         => app.MapPost("/v1/functions/{name}/invoke", Invoke).WithTags("invoke")
@@ -29,14 +29,11 @@ public static partial class InvokeApi
         CoordinatorMetrics metrics, InvokeLog log, CancellationToken ct)
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        // The id that labels this invocation's log lines on every node; a caller may bring its own to correlate.
-        var invocationId = request.Headers["X-TrEnv-Invocation-Id"].ToString() is { Length: > 0 } given && ValidInvocationId(given)
-            ? given : Guid.NewGuid().ToString("N");
-        response.Headers["X-TrEnv-Invocation-Id"] = invocationId;
+        var invocationId = InvocationIdOf(request, response);
         if (!BearerToken.Matches(request, settings.InvokeToken))
         {
             metrics.RecordRefused(null, Unauthorized);
-            return Error(401, Unauthorized, "This call needs the invoke token: send \"Authorization: Bearer <TRENV_INVOKE_TOKEN>\".");
+            return NeedsInvokeToken();
         }
         if (!functions.TryGet(name, out var version))
         {
@@ -97,8 +94,34 @@ public static partial class InvokeApi
     /// </summary>
     public static IEnumerable<(string Function, int Count)> InFlight => InFlightByFunction.Select(kv => (kv.Key, kv.Value));
 
-    private static bool ValidInvocationId(string id)
-        => id.Length <= 64 && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.');
+    /// <summary>The id that labels an invocation's log lines on every node: the caller's own (to correlate) when valid, else a new one; echoed in the answer.</summary>
+    public static string InvocationIdOf(HttpRequest request, HttpResponse response)
+    {
+        var given = request.Headers["X-TrEnv-Invocation-Id"].ToString();
+        var id = given.Length is > 0 and <= 64 && given.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.') ? given : Guid.NewGuid().ToString("N");
+        response.Headers["X-TrEnv-Invocation-Id"] = id;
+        return id;
+    }
+
+    public static IResult NeedsInvokeToken()
+        => Error(401, Unauthorized, "This call needs the invoke token: send \"Authorization: Bearer <TRENV_INVOKE_TOKEN>\".");
+
+    /// <summary>A worker's result as the HTTP answer of an invocation: the X-TrEnv-* headers, then the output or the error by kind.</summary>
+    public static IResult Answer(HttpResponse response, WorkerInvokeResult result, string start, int version, string? failureSuffix = null)
+    {
+        var headers = response.Headers;
+        headers["X-TrEnv-Node"] = result.Node;
+        headers["X-TrEnv-Start"] = start;
+        headers["X-TrEnv-Sandbox"] = result.Sandbox;
+        headers["X-TrEnv-Startup-Us"] = result.StartupMicros.ToString(CultureInfo.InvariantCulture);
+        headers["X-TrEnv-Exec-Us"] = result.ExecMicros.ToString(CultureInfo.InvariantCulture);
+        headers["X-TrEnv-Version"] = version.ToString(CultureInfo.InvariantCulture);
+        if (result.Ok)
+            return Results.Bytes(result.Output, "application/octet-stream");
+        var kind = result.ErrorKind ?? ErrorKinds.Internal;
+        var message = (result.ErrorMessage ?? (kind is ErrorKinds.SandboxCrashed or ErrorKinds.NoCapacity ? "The sandbox crashed." : kind)) + failureSuffix;
+        return kind is ErrorKinds.SandboxCrashed or ErrorKinds.NoCapacity ? Error(503, kind, message, 1) : FromKind(kind, message);
+    }
 
     private static async Task<IResult> DispatchAsync(string invocationId, string name, FunctionVersion version, byte[] input, HttpResponse response,
         TemplateCatalog templates, WorkerDirectory workers, CoordinatorMetrics metrics, ILogger log, long started, CancellationToken ct)
@@ -150,21 +173,7 @@ public static partial class InvokeApi
         metrics.RecordInvocation(invocationId, name, version.Version, result.Start, outcome, result.Node, result.Sandbox, result.StartupMicros, result.ExecMicros, elapsed.TotalSeconds,
             result.CapturedTemplate is not null);
         LogDone(log, invocationId, name, version.Version, outcome, result.Start, result.Node, result.StartupMicros, result.ExecMicros, elapsed.TotalMilliseconds);
-        var headers = response.Headers;
-        headers["X-TrEnv-Node"] = result.Node;
-        headers["X-TrEnv-Start"] = result.Start;
-        headers["X-TrEnv-Sandbox"] = result.Sandbox;
-        headers["X-TrEnv-Startup-Us"] = result.StartupMicros.ToString(CultureInfo.InvariantCulture);
-        headers["X-TrEnv-Exec-Us"] = result.ExecMicros.ToString(CultureInfo.InvariantCulture);
-        headers["X-TrEnv-Version"] = version.Version.ToString(CultureInfo.InvariantCulture);
-        if (!result.Ok)
-        {
-            var kind = result.ErrorKind ?? ErrorKinds.Internal;
-            return kind is ErrorKinds.SandboxCrashed or ErrorKinds.NoCapacity
-                ? Error(503, kind, result.ErrorMessage ?? "The sandbox crashed.", 1)
-                : FromKind(kind, result.ErrorMessage ?? kind);
-        }
-        return Results.Bytes(result.Output, "application/octet-stream");
+        return Answer(response, result, result.Start, version.Version);
     }
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Information,

@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Akka.Actor;
@@ -48,7 +47,7 @@ public static class SessionsApi
     private static async Task<IResult> Create(HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)
     {
         if (!BearerToken.Matches(request, settings.InvokeToken))
-            return Error(401, Unauthorized, "This call needs the invoke token: send \"Authorization: Bearer <TRENV_INVOKE_TOKEN>\".");
+            return InvokeApi.NeedsInvokeToken();
         CreateBody? body;
         try
         {
@@ -69,7 +68,7 @@ public static class SessionsApi
         if (idle is < 0 or > 7 * 24 * 3600)
             return Error(400, BadRequest, "idleTimeoutS must be between 0 (never pause by itself) and 604800 (a week).");
         var id = NewId();
-        var reply = await sessions.ActorRef.Ask<IProtocolMessage>(new SessionCommands.Create(id, function, idle, InvocationId(request, response)), StartTimeout, ct);
+        var reply = await sessions.ActorRef.Ask<IProtocolMessage>(new SessionCommands.Create(id, function, idle, InvokeApi.InvocationIdOf(request, response)), StartTimeout, ct);
         if (reply is SessionReplies.View view)
         {
             response.Headers.Location = $"/v1/sessions/{id}";
@@ -81,7 +80,7 @@ public static class SessionsApi
     private static IResult List(string? function, string? state, HttpRequest request, NodeSettings settings, TrEnv.Coordinator.Catalog.SessionCatalog catalog)
     {
         if (!BearerToken.Matches(request, settings.InvokeToken))
-            return Error(401, Unauthorized, "This call needs the invoke token: send \"Authorization: Bearer <TRENV_INVOKE_TOKEN>\".");
+            return InvokeApi.NeedsInvokeToken();
         if (state is not (null or SessionStates.Active or SessionStates.Paused or SessionStates.Lost))
             return Error(400, BadRequest, "state must be active, paused or lost.");
         return Results.Json(catalog.List(string.IsNullOrEmpty(function) ? null : function, state));
@@ -95,12 +94,12 @@ public static class SessionsApi
 
     private static Task<IResult> Resume(string id, string? node, bool? fromLastPause, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)
         => Simple(id, request, response, settings, sessions,
-            new SessionCommands.Resume(id, InvocationId(request, response), string.IsNullOrEmpty(node) ? null : node, fromLastPause ?? false), StartTimeout, ct);
+            new SessionCommands.Resume(id, InvokeApi.InvocationIdOf(request, response), string.IsNullOrEmpty(node) ? null : node, fromLastPause ?? false), StartTimeout, ct);
 
     private static async Task<IResult> Delete(string id, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)
     {
         if (!BearerToken.Matches(request, settings.InvokeToken))
-            return Error(401, Unauthorized, "This call needs the invoke token: send \"Authorization: Bearer <TRENV_INVOKE_TOKEN>\".");
+            return InvokeApi.NeedsInvokeToken();
         if (!ValidId(id))
             return Error(404, NotFound, $"There is no session {id}.");
         if (await ReachAsync(sessions, id, ct) is { } refused)
@@ -113,7 +112,7 @@ public static class SessionsApi
         SessionCommands.ISessionCommand command, TimeSpan timeout, CancellationToken ct)
     {
         if (!BearerToken.Matches(request, settings.InvokeToken))
-            return Error(401, Unauthorized, "This call needs the invoke token: send \"Authorization: Bearer <TRENV_INVOKE_TOKEN>\".");
+            return InvokeApi.NeedsInvokeToken();
         if (!ValidId(id))
             return Error(404, NotFound, $"There is no session {id}.");
         if (command is not SessionCommands.Get && await ReachAsync(sessions, id, ct) is { } refused)
@@ -134,10 +133,10 @@ public static class SessionsApi
         CoordinatorMetrics metrics, CancellationToken ct)
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        var invocationId = InvocationId(request, response);
+        var invocationId = InvokeApi.InvocationIdOf(request, response);
         response.Headers["X-TrEnv-Session"] = id;
         if (!BearerToken.Matches(request, settings.InvokeToken))
-            return Error(401, Unauthorized, "This call needs the invoke token: send \"Authorization: Bearer <TRENV_INVOKE_TOKEN>\".");
+            return InvokeApi.NeedsInvokeToken();
         if (!ValidId(id))
             return Error(404, NotFound, $"There is no session {id}.");
         var input = await BodyReader.ReadAsync(request, settings.MaxInputMb * 1024L * 1024L, ct);
@@ -153,23 +152,9 @@ public static class SessionsApi
         var start = invoked.Resumed ? "resume" : "warm";
         metrics.RecordInvocation(invocationId, session.Function, session.Version, start, result.Ok ? "ok" : result.ErrorKind ?? ErrorKinds.Internal, result.Node, "session",
             result.StartupMicros, result.ExecMicros, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds, false);
-        var headers = response.Headers;
-        headers["X-TrEnv-Node"] = result.Node;
-        headers["X-TrEnv-Start"] = start;
-        headers["X-TrEnv-Sandbox"] = "session";
-        headers["X-TrEnv-Startup-Us"] = result.StartupMicros.ToString(CultureInfo.InvariantCulture);
-        headers["X-TrEnv-Exec-Us"] = result.ExecMicros.ToString(CultureInfo.InvariantCulture);
-        headers["X-TrEnv-Version"] = session.Version.ToString(CultureInfo.InvariantCulture);
-        headers["X-TrEnv-Session-State"] = session.State;
-        if (!result.Ok)
-        {
-            var kind = result.ErrorKind ?? ErrorKinds.Internal;
-            var message = result.ErrorMessage ?? kind;
-            if (session.State == SessionStates.Lost)
-                message += " The session's instance is gone with it: the session is lost.";
-            return kind is ErrorKinds.SandboxCrashed or ErrorKinds.NoCapacity ? Error(503, kind, message, 1) : FromKind(kind, message);
-        }
-        return Results.Bytes(result.Output, "application/octet-stream");
+        response.Headers["X-TrEnv-Session-State"] = session.State;
+        return InvokeApi.Answer(response, result, start, session.Version,
+            session.State == SessionStates.Lost ? " The session's instance is gone with it: the session is lost." : null);
     }
 
     private static IResult Answer(IProtocolMessage reply, HttpResponse response)
@@ -195,11 +180,4 @@ public static class SessionsApi
         }
     }
 
-    private static string InvocationId(HttpRequest request, HttpResponse response)
-    {
-        var given = request.Headers["X-TrEnv-Invocation-Id"].ToString();
-        var id = given.Length is > 0 and <= 64 && given.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.') ? given : Guid.NewGuid().ToString("N");
-        response.Headers["X-TrEnv-Invocation-Id"] = id;
-        return id;
-    }
 }

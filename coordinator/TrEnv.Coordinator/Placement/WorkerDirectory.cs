@@ -19,6 +19,9 @@ public sealed class WorkerDirectory
 
     public IReadOnlyCollection<WorkerEntry> Workers => _workers.Values.ToList();
 
+    /// <summary>The worker at this cluster address, if it is in the directory (no copy of the directory made).</summary>
+    public WorkerEntry? Find(string? address) => address is not null && _workers.TryGetValue(address, out var entry) ? entry : null;
+
     public void Update(WorkerStatus status, IActorRef invoker)
     {
         var entry = _workers.GetOrAdd(status.Address, _ => new WorkerEntry(status, invoker));

@@ -23,8 +23,6 @@ public sealed record SessionServices(FunctionCatalog Functions, TemplateCatalog 
 /// </summary>
 public sealed class SessionActor : ReceivePersistentActor
 {
-    /// <summary>Beyond the function's own deadline: a start may run init and capture, a resume fetch pages.</summary>
-    public static readonly TimeSpan StartAllowance = TimeSpan.FromSeconds(90);
     private static readonly TimeSpan PauseTimeout = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(5);
     private readonly SessionServices _s;
@@ -304,7 +302,7 @@ public sealed class SessionActor : ReceivePersistentActor
     private async Task<Outcome> DeleteAsync(SessionState st)
     {
         var id = Id;
-        if (st.Status == SessionStates.Active && _s.Workers.Workers.FirstOrDefault(w => w.Status.Address == st.Address) is { } worker)
+        if (st.Status == SessionStates.Active && _s.Workers.Find(st.Address) is { } worker)
         {
             try
             {
@@ -332,7 +330,7 @@ public sealed class SessionActor : ReceivePersistentActor
         try
         {
             using var gone = CancellationTokenSource.CreateLinkedTokenSource(worker.Gone.Token);
-            return await worker.Invoker.Ask<WorkerSessionReplies.Started>(start, TimeSpan.FromMilliseconds(version.Limits.TimeoutMs) + StartAllowance, gone.Token);
+            return await worker.Invoker.Ask<WorkerSessionReplies.Started>(start, TimeSpan.FromMilliseconds(version.Limits.TimeoutMs) + Api.InvokeApi.StartAllowance, gone.Token);
         }
         catch (Exception e) when (e is AskTimeoutException or OperationCanceledException)
         {
@@ -364,7 +362,7 @@ public sealed class SessionActor : ReceivePersistentActor
     private (WorkerEntry? Worker, Outcome? Missing) FindWorker(SessionState st, string? address)
     {
         var id = Id;
-        if (_s.Workers.Workers.FirstOrDefault(w => w.Status.Address == address) is { } worker)
+        if (_s.Workers.Find(address) is { } worker)
             return (worker, null);
         var member = _cluster.State.Members.FirstOrDefault(m => m.Address.ToString() == address);
         if (member is not null && member.Status is Akka.Cluster.MemberStatus.Up or Akka.Cluster.MemberStatus.WeaklyUp)
