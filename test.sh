@@ -4,6 +4,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
 cd "$root"
 scripts/bootstrap.sh
+scripts/docker-engine.sh  # the compose test runs the cluster in containers: installs and starts dockerd when missing
 mkdir -p artifacts
 CONFIGURATION=Release scripts/build.sh
 scripts/build-python.sh  # the Python runtime the runtime tests deploy scripts on (cached outside the repo)

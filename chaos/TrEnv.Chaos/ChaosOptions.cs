@@ -5,6 +5,15 @@ namespace TrEnv.Chaos;
 /// <summary>The runner's knobs (./chaos.sh --help prints them).</summary>
 public sealed record ChaosOptions
 {
+    /// <summary>local: the compose services as local processes; docker: the compose project itself on a Docker engine.</summary>
+    public string Engine { get; init; } = "local";
+    /// <summary>Docker faults taken in turn, one per round: kill, restart, pause, disconnect, split-workers.</summary>
+    public IReadOnlyList<string> Faults { get; init; } = ["kill"];
+    /// <summary>Seconds a pause, a network disconnect or a split between workers lasts.</summary>
+    public double HoldSeconds { get; init; } = 2;
+    /// <summary>Host ports the docker engine publishes the two coordinators' HTTP on.</summary>
+    public int HttpPort { get; init; } = 18080;
+    public bool Keep { get; init; }
     public string? Compose { get; init; }
     public string? Profile { get; init; }
     public int Rounds { get; init; } = 3;
@@ -36,6 +45,14 @@ public sealed record ChaosOptions
         trenv-chaos: starts compose/docker-compose.yml's topology as local processes, drives checked invocations
         through every coordinator, applies one fault per round and prints a JSON summary.
 
+          --engine local|docker local processes (local), or the compose project on a Docker engine (docker)
+          --faults F,...        docker: faults taken in turn, one per round (kill): kill (docker kill, or docker
+                                stop with --signal TERM), restart (docker restart), pause (docker pause for
+                                --hold seconds), disconnect (off the compose network for --hold seconds),
+                                split-workers (workers cannot reach each other for --hold seconds)
+          --hold S              docker: how long a pause, disconnect or split lasts (2)
+          --http-port N         docker: host ports of the coordinators' HTTP, N and N+1 (18080)
+          --keep                docker: leave the compose project running after the run
           --rounds N            rounds (3)
           --kill K              worker | coordinator | pool | random, or a comma list used in turn (random)
           --no-kill             no kills (with --partition: partitions only)
@@ -68,6 +85,11 @@ public sealed record ChaosOptions
             int Count(int min) => int.TryParse(Next(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) && v >= min ? v : throw new ArgumentException($"{args[i - 1]} needs an integer of at least {min}, not \"{args[i]}\".");
             o = args[i] switch
             {
+                "--engine" => o with { Engine = Next() is "local" or "docker" ? args[i] : throw new ArgumentException($"--engine is local or docker, not \"{args[i]}\".") },
+                "--faults" => o with { Faults = FaultKinds(Next()) },
+                "--hold" => o with { HoldSeconds = Seconds() },
+                "--http-port" => o with { HttpPort = Count(1024) },
+                "--keep" => o with { Keep = true },
                 "--rounds" => o with { Rounds = Count(1) },
                 "--kill" => o with { Kill = Kinds(Next()), KillEnabled = true },
                 "--no-kill" => o with { KillEnabled = false },
@@ -92,8 +114,12 @@ public sealed record ChaosOptions
                 _ => throw new ArgumentException($"Unknown option {args[i]}.\n{Usage}"),
             };
         }
-        if (!o.KillEnabled && o.PartitionSeconds <= 0)
+        if (o.Engine == "local" && !o.KillEnabled && o.PartitionSeconds <= 0)
             throw new ArgumentException("With --no-kill, give --partition S: a round needs a fault.");
+        if (o.Engine == "docker" && o.PartitionSeconds > 0)
+            throw new ArgumentException("--partition takes workers' veths down in local network namespaces; with --engine docker use --faults disconnect or split-workers.");
+        if (o.Engine == "local" && args.Contains("--faults"))
+            throw new ArgumentException("--faults applies to --engine docker; the local engine takes --kill and --partition.");
         return o with { Set = set, Command = "./chaos.sh " + string.Join(' ', args) };
     }
 
@@ -105,6 +131,19 @@ public sealed record ChaosOptions
         set[pair[..eq]] = pair[(eq + 1)..];
         return o;
     }
+
+    private static string[] FaultKinds(string value)
+    {
+        var kinds = value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        foreach (var k in kinds)
+            if (k is not ("kill" or "restart" or "pause" or "disconnect" or "split-workers"))
+                throw new ArgumentException($"--faults takes kill, restart, pause, disconnect or split-workers (a comma list), not \"{k}\".");
+        return kinds.Length > 0 ? kinds : throw new ArgumentException("--faults needs a fault.");
+    }
+
+    /// <summary>The fault of each round in turn: the docker faults, or locally kill and partition as enabled.</summary>
+    public IReadOnlyList<string> RoundFaults
+        => Engine == "docker" ? Faults : [.. KillEnabled ? ["kill"] : Array.Empty<string>(), .. PartitionSeconds > 0 ? ["partition"] : Array.Empty<string>()];
 
     private static string[] Kinds(string value)
     {

@@ -12,13 +12,14 @@ public enum NodeKind
 
 /// <summary>One compose service as a local process: its address, its own network namespace or none, and its environment.</summary>
 public sealed record LocalNode(string Service, NodeKind Kind, string Address, string? Namespace, int NamespaceIndex,
-    IReadOnlyDictionary<string, string> Environment, string Dll)
+    IReadOnlyDictionary<string, string> Environment, string Dll, string? PublishedHttpUrl = null)
 {
     public int AkkaPort => int.Parse(Environment["TRENV_PORT"], System.Globalization.CultureInfo.InvariantCulture);
     public string AkkaAddress => $"akka.tcp://{NodeSettings.SystemName}@{Address}:{AkkaPort}";
     public string NodeName => Environment.TryGetValue("TRENV_NODE_NAME", out var n) ? n : Service;
     public string DataDirectory => Environment["TRENV_DATA_DIR"];
-    public string? HttpUrl => Kind == NodeKind.Coordinator ? $"http://{Address}:{Environment["TRENV_HTTP_PORT"]}" : null;
+    /// <summary>Where clients reach its HTTP API: its own address, or the host port a container publishes it on.</summary>
+    public string? HttpUrl => Kind != NodeKind.Coordinator ? null : PublishedHttpUrl ?? $"http://{Address}:{Environment["TRENV_HTTP_PORT"]}";
     public string? PoolHealthUrl => Kind == NodeKind.MemoryPool && Environment.TryGetValue("TRENV_POOL_GRPC_PORT", out var p) && p != "0" ? $"http://{Address}:{p}/healthz" : null;
 }
 
@@ -55,7 +56,7 @@ public static partial class LocalTopology
                 kinds[s.Name] = NodeKind.Worker;
             else if (s.BuildTarget is "memory-pool")
                 kinds[s.Name] = NodeKind.MemoryPool;
-            else if (s.Image?.StartsWith("postgres", StringComparison.Ordinal) == true)
+            else if (s.Name == "postgres" || s.Image?.StartsWith("postgres", StringComparison.Ordinal) == true)
                 postgres = s.Name;
             else
                 throw new InvalidOperationException($"Service {s.Name}: the local topology runs build targets coordinator, worker and memory-pool and a postgres image, not {s.BuildTarget ?? s.Image}.");

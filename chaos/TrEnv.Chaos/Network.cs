@@ -5,13 +5,17 @@ namespace TrEnv.Chaos;
 /// <summary>
 /// The workers' network namespaces: one veth pair each (10.215.N.1 on the host side, 10.215.N.2 inside), the
 /// host address 10.215.0.1 on lo for every other node, and forwarding on so workers reach each other (Akka
-/// gossips between all members). A partition takes the host side of a worker's veth down.
+/// gossips between all members). A partition takes the host side of a worker's veth down. Where a firewall
+/// drops forwarded traffic (dockerd sets the FORWARD policy to DROP when it starts), two ACCEPT rules for
+/// 10.215.0.0/16 go first in FORWARD for the run.
 /// </summary>
 public sealed class Network : IDisposable
 {
     private readonly List<LocalNode> _namespaced;
     private readonly string? _forwardingBefore;
     private bool _hostAddressAdded;
+    private bool _forwardRulesAdded;
+    private static readonly string[][] ForwardRules = [["FORWARD", "-s", "10.215.0.0/16", "-j", "ACCEPT"], ["FORWARD", "-d", "10.215.0.0/16", "-j", "ACCEPT"]];
 
     private Network(List<LocalNode> namespaced, string? forwardingBefore)
     {
@@ -36,6 +40,12 @@ public sealed class Network : IDisposable
                 net._hostAddressAdded = true;
             }
             File.WriteAllText(forward, "1");
+            if (new[] { "/usr/sbin/iptables", "/sbin/iptables" }.Any(File.Exists))
+            {
+                foreach (var rule in ForwardRules)
+                    Run(["iptables", "-I", .. rule]);
+                net._forwardRulesAdded = true;
+            }
             foreach (var n in net._namespaced)
             {
                 var i = n.NamespaceIndex;
@@ -76,6 +86,9 @@ public sealed class Network : IDisposable
     {
         foreach (var n in _namespaced)
             Run(true, "ip", "netns", "del", n.Namespace!);
+        if (_forwardRulesAdded)
+            foreach (var rule in ForwardRules)
+                Run(true, ["iptables", "-D", .. rule]);
         if (_hostAddressAdded)
             Run(true, "ip", "addr", "del", LocalTopology.HostAddress + "/32", "dev", "lo");
         if (_forwardingBefore is not null && _namespaced.Count > 0)

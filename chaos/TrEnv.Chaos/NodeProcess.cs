@@ -7,7 +7,7 @@ namespace TrEnv.Chaos;
 /// <c>logs/SERVICE.log</c> across restarts. Exits the runner did not cause are restarted, as compose's
 /// <c>restart: unless-stopped</c> would.
 /// </summary>
-public sealed class NodeProcess(LocalNode node, string logDirectory, Action<string> log)
+public sealed class NodeProcess(LocalNode node, string logDirectory, Action<string> log) : IChaosNode
 {
     private Process? _process;
     // True from the runner's Start until its SignalAsync: the supervisor restarts only nodes that are wanted.

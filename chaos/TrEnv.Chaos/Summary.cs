@@ -11,6 +11,8 @@ public sealed record RoundSummary
     public DateTimeOffset At { get; init; }
     /// <summary>From the fault until the last failed request ended; 0 when none failed.</summary>
     public double RecoverySeconds { get; init; }
+    /// <summary>When the last failed request started, after the fault: requests started later all succeeded (the docker engine's bound).</summary>
+    public double LastFailedStartSeconds { get; init; }
     public int Succeeded { get; init; }
     public int Failed { get; init; }
     /// <summary>Requests sent to another coordinator because the first refused the connection (they never reached it).</summary>
@@ -38,6 +40,7 @@ public sealed record ChaosSummary
     public DateTimeOffset Ended { get; init; }
     public string Command { get; init; } = "";
     public string Profile { get; init; } = "";
+    public string Engine { get; init; } = "local";
     public bool NetworkNamespaces { get; init; }
     public double RecoveryBoundSeconds { get; init; }
     public List<object> Nodes { get; init; } = [];
@@ -52,6 +55,7 @@ public sealed record ChaosSummary
     public int TemplatesSeen { get; init; }
     public int LostTemplates { get; init; }
     public double MaxRecoverySeconds { get; init; }
+    public double MaxLastFailedStartSeconds { get; init; }
     public int RoundsOverBound { get; init; }
     public List<string> Violations { get; init; } = [];
     public bool Ok { get; init; }

@@ -7,9 +7,10 @@ namespace TrEnv.Cli;
 
 /// <summary>
 /// <c>trenv up</c> and <c>trenv down</c>: what ./run.sh does (build, start the nodes as local processes, wait for
-/// them to join, deploy the sample functions), with progress, from a checkout of the repository.
+/// them to join, deploy the sample functions), with progress, from a checkout of the repository; with
+/// <c>--compose</c> the same for compose/docker-compose.yml on a Docker engine (LocalClusterCommands.Compose.cs).
 /// </summary>
-internal sealed class LocalClusterCommands(TextWriter stdout, TextWriter stderr)
+internal sealed partial class LocalClusterCommands(TextWriter stdout, TextWriter stderr)
 {
     private static readonly (string Name, string Query)[] Samples =
         [("hello", ""), ("heavy", ""), ("trap", ""), ("loop", "?timeoutMs=1000"), ("membomb", "?memoryMb=64"), ("escape", ""), ("notebook", "")];
@@ -23,14 +24,18 @@ internal sealed class LocalClusterCommands(TextWriter stdout, TextWriter stderr)
         var pool = new Option<string?>("--pool-path") { Description = "The shared pool file (TRENV_POOL_PATH; /dev/shm/trenv/pool)" };
         var detach = new Option<bool>("--detach") { Description = "Return once ready and leave the nodes running (trenv down stops them)" };
         var noBuild = new Option<bool>("--no-build") { Description = "Use what is built already" };
+        var compose = new Option<bool>("--compose") { Description = "Run compose/docker-compose.yml on a Docker engine instead (started or installed when missing); returns once ready" };
+        var profile = new Option<string>("--profile") { Description = "With --compose: cxl (workers map the shared pool) or rdma (workers fetch pages over gRPC)", DefaultValueFactory = _ => "cxl" };
         var command = new Command("up", "Build and start a local cluster (one coordinator, workers, the memory pool) with the sample functions deployed")
         {
-            port, workers, basePort, dir, pool, detach, noBuild,
+            port, workers, basePort, dir, pool, detach, noBuild, compose, profile,
         };
         command.SetAction(async (p, ct) =>
         {
             if (Checkout() is not { } root)
                 return Usage("trenv up runs from a checkout of TrEnv.Cluster (no TrEnv.Cluster.sln above this directory).");
+            if (p.GetValue(compose))
+                return await ComposeUp(root, p.GetValue(profile)!, p.GetValue(token), p.GetValue(noBuild), ct);
             var url = $"http://127.0.0.1:{p.GetValue(port)}";
             var clusterDir = p.GetValue(dir) ?? Environment.GetEnvironmentVariable("TRENV_CLUSTER_DIR") ?? Path.Combine(root, ".trenv");
             using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
@@ -76,40 +81,8 @@ internal sealed class LocalClusterCommands(TextWriter stdout, TextWriter stderr)
                     return await StopAndFail(pids, $"the cluster was not ready within 4 minutes; see {clusterDir}/*.log");
                 await Task.Delay(500, ct);
             }
-            foreach (var (name, query) in Samples)
-            {
-                using var content = new ByteArrayContent(await File.ReadAllBytesAsync(Path.Combine(root, "guests", "build", name + ".wasm"), ct));
-                content.Headers.ContentType = new MediaTypeHeaderValue("application/wasm");
-                using var request = new HttpRequestMessage(HttpMethod.Put, $"{url}/v1/functions/{name}{query}") { Content = content };
-                if (p.GetValue(token) is { Length: > 0 } t)
-                    request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", t);
-                using var response = await http.SendAsync(request, ct);
-                if (!response.IsSuccessStatusCode)
-                    return await StopAndFail(pids, $"deploying the sample {name} failed: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync(ct)}");
-                stdout.WriteLine($"deployed {name}");
-            }
-            // The Python and Ruby sample tools, from source, when their runtimes are installed (scripts/build-python.sh, fetch-ruby.sh).
-            var scripts = new[] { ("python", "*.py"), ("ruby", "*.rb") }
-                .SelectMany(r => Directory.Exists(Path.Combine(root, "guests", r.Item1))
-                    ? Directory.GetFiles(Path.Combine(root, "guests", r.Item1), r.Item2).Order(StringComparer.Ordinal).Select(f => (Runtime: r.Item1, File: f))
-                    : []).ToArray();
-            foreach (var (runtime, file) in scripts)
-            {
-                var name = Path.GetFileNameWithoutExtension(file).Replace('_', '-');
-                using var content = new ByteArrayContent(await File.ReadAllBytesAsync(file, ct));
-                using var request = new HttpRequestMessage(HttpMethod.Put, $"{url}/v1/functions/{name}?runtime={runtime}") { Content = content };
-                if (p.GetValue(token) is { Length: > 0 } t)
-                    request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", t);
-                using var response = await http.SendAsync(request, ct);
-                if (response.StatusCode == System.Net.HttpStatusCode.ServiceUnavailable)
-                {
-                    stdout.WriteLine($"skipped {name}: {await response.Content.ReadAsStringAsync(ct)}");
-                    continue;
-                }
-                if (!response.IsSuccessStatusCode)
-                    return await StopAndFail(pids, $"deploying the sample {name} failed: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync(ct)}");
-                stdout.WriteLine($"deployed {name} ({runtime})");
-            }
+            if (await DeploySamples(http, url, p.GetValue(token), Path.Combine(root, "guests", "build"), Path.Combine(root, "guests"), ct) is { } failed)
+                return await StopAndFail(pids, failed);
             stdout.WriteLine($"TrEnv ready: {url}");
             stdout.WriteLine($"  trenv invoke hello -d world --url {url}");
             if (p.GetValue(detach))
@@ -131,12 +104,57 @@ internal sealed class LocalClusterCommands(TextWriter stdout, TextWriter stderr)
         return command;
     }
 
+    /// <summary>Deploys the sample guests (NAME.wasm in <paramref name="wasm"/>) and scripts (python/, ruby/ in <paramref name="scripts"/>); the failure, or null.</summary>
+    private async Task<string?> DeploySamples(HttpClient status, string url, string? token, string wasm, string scripts, CancellationToken ct)
+    {
+        // A deploy compiles the module first (ruby.wasm takes tens of seconds on a busy machine): not the status polls' 5 s.
+        using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(5) };
+        foreach (var (name, query) in Samples)
+        {
+            using var content = new ByteArrayContent(await File.ReadAllBytesAsync(Path.Combine(wasm, name + ".wasm"), ct));
+            content.Headers.ContentType = new MediaTypeHeaderValue("application/wasm");
+            using var request = new HttpRequestMessage(HttpMethod.Put, $"{url}/v1/functions/{name}{query}") { Content = content };
+            if (token is { Length: > 0 })
+                request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+            using var response = await http.SendAsync(request, ct);
+            if (!response.IsSuccessStatusCode)
+                return $"deploying the sample {name} failed: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync(ct)}";
+            stdout.WriteLine($"deployed {name}");
+        }
+        // The Python and Ruby sample tools, from source, when their runtimes are installed (scripts/build-python.sh, fetch-ruby.sh).
+        var files = new[] { ("python", "*.py"), ("ruby", "*.rb") }
+            .SelectMany(r => Directory.Exists(Path.Combine(scripts, r.Item1))
+                ? Directory.GetFiles(Path.Combine(scripts, r.Item1), r.Item2).Order(StringComparer.Ordinal).Select(f => (Runtime: r.Item1, File: f))
+                : []).ToArray();
+        foreach (var (runtime, file) in files)
+        {
+            var name = Path.GetFileNameWithoutExtension(file).Replace('_', '-');
+            using var content = new ByteArrayContent(await File.ReadAllBytesAsync(file, ct));
+            using var request = new HttpRequestMessage(HttpMethod.Put, $"{url}/v1/functions/{name}?runtime={runtime}") { Content = content };
+            if (token is { Length: > 0 })
+                request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+            using var response = await http.SendAsync(request, ct);
+            if (response.StatusCode == System.Net.HttpStatusCode.ServiceUnavailable)
+            {
+                stdout.WriteLine($"skipped {name}: {await response.Content.ReadAsStringAsync(ct)}");
+                continue;
+            }
+            if (!response.IsSuccessStatusCode)
+                return $"deploying the sample {name} failed: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync(ct)}";
+            stdout.WriteLine($"deployed {name} ({runtime})");
+        }
+        return null;
+    }
+
     public Command Down()
     {
         var dir = new Option<string?>("--dir") { Description = "The cluster directory trenv up used (TRENV_CLUSTER_DIR; .trenv in the checkout)" };
-        var command = new Command("down", "Stop the nodes a detached trenv up started") { dir };
-        command.SetAction(async (p, _) =>
+        var compose = new Option<bool>("--compose") { Description = "Remove the compose cluster trenv up --compose started: containers, networks and volumes" };
+        var command = new Command("down", "Stop the nodes a detached trenv up started") { dir, compose };
+        command.SetAction(async (p, ct) =>
         {
+            if (p.GetValue(compose))
+                return Checkout() is { } checkout ? await ComposeDown(checkout, ct) : Usage("trenv down --compose runs from a checkout of TrEnv.Cluster.");
             var clusterDir = p.GetValue(dir) ?? Environment.GetEnvironmentVariable("TRENV_CLUSTER_DIR") ?? (Checkout() is { } root ? Path.Combine(root, ".trenv") : ".trenv");
             if (!File.Exists(Path.Combine(clusterDir, "pids")))
                 return Usage($"No cluster was started in {clusterDir} (no pids file).");

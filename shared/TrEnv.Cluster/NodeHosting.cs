@@ -36,7 +36,7 @@ public static class NodeHosting
                 // Workers publish their status and coordinators subscribe; the mediator runs on every node.
                 .WithDistributedPubSub(role: "")
                 .WithCustomSerializer("trenv", [typeof(IProtocolMessage)], system => new TrEnvSerializer(system))
-                .AddRefusedConnectionDowning();
+                .AddGoneProcessDowning();
 
             if (settings.HasRole(Roles.Coordinator) || settings.HasRole(Roles.MemoryPool))
             {
@@ -66,7 +66,7 @@ public static class NodeHosting
     }
 
     // Failover timings measured in DESIGN.md section 7: downed after about 7.5 s instead of 24 s. A killed
-    // process is downed sooner by RefusedConnectionDowning; these bound partitions and pauses.
+    // process is downed sooner by GoneProcessDowning; these bound partitions and pauses.
     private static string Hocon(NodeSettings settings) => $$"""
         akka {
           loglevel = INFO

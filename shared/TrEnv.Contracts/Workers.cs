@@ -46,7 +46,8 @@ public sealed record WorkerStatus(
     int MemoryBoundMb = 0,
     long Evicted = 0,
     long Sequence = 0, // orders snapshots and results of one worker: an older snapshot never overrides a newer result
-    long PoolMappedBytes = 0) : IProtocolMessage; // pool bytes its instances map (each template region once per instance)
+    long PoolMappedBytes = 0, // pool bytes its instances map (each template region once per instance)
+    IReadOnlyList<string>? IsolationMissing = null) : IProtocolMessage; // each isolation layer its sandboxes lack, and why
 
 /// <summary>
 /// Reclaims a worker's idle warm instances (of one function, or all when null) back to generic sandboxes: scale to zero now.

@@ -74,7 +74,7 @@ public sealed partial class ComposeFileTests
         foreach (var w in new[] { "worker-1", "worker-2", "worker-3" }.Concat(RdmaWorkers))
         {
             var s = Compose.Service(w);
-            Assert.Equal(["SYS_ADMIN", "SYS_PTRACE"], s.CapAdd);
+            Assert.Equal(["SYS_ADMIN", "SYS_PTRACE", "DAC_OVERRIDE"], s.CapAdd);
             Assert.Equal(["apparmor=unconfined", "seccomp=worker-seccomp.json"], s.SecurityOpt);
             Assert.Equal("worker", s.BuildTarget);
         }

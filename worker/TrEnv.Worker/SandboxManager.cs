@@ -37,6 +37,7 @@ public sealed partial class SandboxManager : IAsyncDisposable
     private readonly HashSet<string> _verified = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _reportedMappings = new(StringComparer.Ordinal);
     private readonly Cgroups? _cgroups;
+    private readonly List<string> _isolationMissing = []; // what this worker's sandboxes lack, and why (GET /v1/cluster)
     private int _starting;
     private int _nextId;
     private long _evicted;
@@ -68,11 +69,11 @@ public sealed partial class SandboxManager : IAsyncDisposable
         _modules = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "modules")).FullName;
         _templates = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "templates")).FullName;
         _layers = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "layers")).FullName;
-        // A predecessor killed with -9 leaves its sandboxes' directories behind (its mounts died with their namespaces).
         _sandboxes = Path.Combine(settings.DataDirectory, "sandboxes");
-        if (Directory.Exists(_sandboxes))
-            Directory.Delete(_sandboxes, recursive: true);
-        Directory.CreateDirectory(_sandboxes);
+        if (_namespaces && SandboxWorkArea.Prepare(_sandboxes) is { } workArea)
+            Console.WriteLine($"worker {settings.Name}: {workArea}");
+        else if (!_namespaces)
+            SandboxWorkArea.Prepare(_sandboxes);
         if (_namespaces)
         {
             var (rootBase, why) = SandboxRootfs.BuildBase(Path.Combine(settings.DataDirectory, "rootfs-base"), host);
@@ -82,11 +83,14 @@ public sealed partial class SandboxManager : IAsyncDisposable
             if (rootBase is null && Probe(null) is { } noNamespaces)
             {
                 _namespaces = false;
+                _isolationMissing.Add($"namespaces and own root: {noNamespaces}");
                 Console.WriteLine($"worker {settings.Name}: NO NAMESPACES: {noNamespaces}; sandboxes run as plain processes without namespaces or their own root");
             }
             else
             {
                 _rootBase = rootBase;
+                if (rootBase is null)
+                    _isolationMissing.Add($"own root: {why}");
                 Console.WriteLine(rootBase is null
                     ? $"worker {settings.Name}: sandboxes get namespaces but NO own root filesystem: {why}"
                     : $"worker {settings.Name}: sandboxes get namespaces and their own root (base {rootBase})");
@@ -94,14 +98,18 @@ public sealed partial class SandboxManager : IAsyncDisposable
         }
         else
         {
+            _isolationMissing.Add(isolate ? $"namespaces and own root: not root, or no {Namespaces.Unshare}" : "namespaces, own root and cgroups: TRENV_SANDBOX_ISOLATION=process");
             Console.WriteLine(isolate
                 ? $"worker {settings.Name}: NOT ROOT or no {Namespaces.Unshare}: sandboxes run as plain processes without namespaces or their own root"
                 : $"worker {settings.Name}: TRENV_SANDBOX_ISOLATION=process: sandboxes run as plain processes without namespaces or their own root");
         }
         // The process id keeps two workers with one name (two local clusters) out of each other's groups.
-        _cgroups = isolate ? Cgroups.Detect($"{settings.Name}-{Environment.ProcessId}") : null;
+        string? noCgroups = null;
+        _cgroups = isolate ? Cgroups.Detect($"{settings.Name}-{Environment.ProcessId}", out noCgroups) : null;
+        if (isolate && _cgroups is null)
+            _isolationMissing.Add($"cgroup limits: {noCgroups}");
         Console.WriteLine(_cgroups is null
-            ? $"worker {settings.Name}: no writable cgroup hierarchy with memory and cpu (not root?): sandboxes run without cgroup limits"
+            ? $"worker {settings.Name}: NO CGROUP LIMITS: sandboxes run without memory or CPU limits: {noCgroups ?? "TRENV_SANDBOX_ISOLATION=process"}"
             : $"worker {settings.Name}: sandboxes get cgroup {_cgroups.Version} memory limits");
     }
 
@@ -135,6 +143,9 @@ public sealed partial class SandboxManager : IAsyncDisposable
     private string HostIsolation => !_namespaces ? "process" : _rootBase is null ? "namespaces" : "namespaces+rootfs";
 
     public string Isolation => _cgroups is null ? HostIsolation : $"{HostIsolation}+cgroup-{_cgroups.Version.ToString().ToLowerInvariant()}";
+
+    /// <summary>Each isolation layer the sandboxes lack, with the reason; empty when they have them all.</summary>
+    public IReadOnlyList<string> IsolationMissing => _isolationMissing;
 
     /// <summary>Idle instances evicted to stay within TRENV_WORKER_MEMORY_MB since start.</summary>
     public long Evicted => Interlocked.Read(ref _evicted);
@@ -902,7 +913,7 @@ public sealed partial class SandboxManager : IAsyncDisposable
             // Pool bytes this node's instances map: each mapping of a template's region counts, shared or not.
             var mapped = _all.Sum(s => s.MappedTemplate is null ? 0 : s.MappedBytes);
             return new WorkerStatus(_settings.Name, address, _settings.MaxSandboxes, _all.Count(s => s.Busy), _generic.Count + _genericNetwork.Count, warm, sandboxes, Isolation,
-                DateTimeOffset.UtcNow, memory.Values.Sum(), _settings.WorkerMemoryMb, Evicted, ++_sequence, mapped);
+                DateTimeOffset.UtcNow, memory.Values.Sum(), _settings.WorkerMemoryMb, Evicted, ++_sequence, mapped, _isolationMissing);
         }
     }
 

@@ -57,6 +57,7 @@ public static class ClusterApi
                     node = w.Status.Node,
                     address = w.Status.Address,
                     isolation = w.Status.Isolation,
+                    isolationMissing = w.Status.IsolationMissing ?? [],
                     maxSandboxes = w.Status.MaxSandboxes,
                     busy = w.Status.Busy,
                     idle = w.Status.IdleGeneric,

@@ -31,20 +31,29 @@ public sealed partial class Cgroups : IDisposable
     public CgroupVersion Version { get; }
 
     /// <summary>
-    /// Finds a writable hierarchy with memory and cpu controllers and makes <c>trenv/NAME</c> in it; null when
-    /// there is none (not root, no controllers). Groups named <c>*-PID</c> of processes that no longer exist
-    /// (a worker killed with -9) are removed first.
+    /// Finds a writable hierarchy with memory and cpu controllers and makes <c>trenv/NAME</c> in it; null with
+    /// the reason when there is none (not root, no controllers). Groups named <c>*-PID</c> of processes that no
+    /// longer exist (a worker killed with -9) are removed first. Where the v1 hierarchies are mounted
+    /// read-only (a container), fresh mounts of them under <paramref name="privateMounts"/> are used instead,
+    /// rooted at this process's own group so that sandbox limits nest inside the container's.
     /// </summary>
-    public static Cgroups? Detect(string name, string root = "/sys/fs/cgroup")
+    public static Cgroups? Detect(string name, out string? why, string root = "/sys/fs/cgroup", string privateMounts = "/run/trenv/cgroup")
     {
+        why = null;
         try
         {
-            foreach (var tree in new[] { Path.Combine(root, "memory", "trenv"), Path.Combine(root, "cpu", "trenv"), Path.Combine(root, "trenv") })
-                PruneStale(tree);
             var v1Memory = Path.Combine(root, "memory");
             var v1Cpu = Path.Combine(root, "cpu");
             if (File.Exists(Path.Combine(v1Memory, "memory.limit_in_bytes")) && File.Exists(Path.Combine(v1Cpu, "cpu.cfs_quota_us")))
             {
+                if (!Writable(v1Memory) || !Writable(v1Cpu))
+                {
+                    (v1Memory, v1Cpu, why) = MountPrivateV1(privateMounts);
+                    if (v1Memory is null || v1Cpu is null)
+                        return null;
+                }
+                PruneStale(Path.Combine(v1Memory, "trenv"));
+                PruneStale(Path.Combine(v1Cpu, "trenv"));
                 var memory = Directory.CreateDirectory(Path.Combine(v1Memory, "trenv", name)).FullName;
                 var cpu = Directory.CreateDirectory(Path.Combine(v1Cpu, "trenv", name)).FullName;
                 return new Cgroups(CgroupVersion.V1, memory, cpu);
@@ -53,6 +62,7 @@ public sealed partial class Cgroups : IDisposable
             if (File.Exists(controllers) && File.ReadAllText(controllers).Split(' ', StringSplitOptions.TrimEntries) is var available
                 && available.Contains("memory") && available.Contains("cpu"))
             {
+                PruneStale(Path.Combine(root, "trenv"));
                 File.WriteAllText(Path.Combine(root, "cgroup.subtree_control"), "+memory +cpu");
                 var trenv = Directory.CreateDirectory(Path.Combine(root, "trenv")).FullName;
                 File.WriteAllText(Path.Combine(trenv, "cgroup.subtree_control"), "+memory +cpu");
@@ -60,12 +70,71 @@ public sealed partial class Cgroups : IDisposable
                 File.WriteAllText(Path.Combine(group, "cgroup.subtree_control"), "+memory +cpu");
                 return new Cgroups(CgroupVersion.V2, group, group);
             }
+            why = $"{root} has neither cgroup v1 memory and cpu hierarchies nor a cgroup v2 tree with both controllers";
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
+            why ??= $"the cgroup tree under {root} cannot be written: {e.Message}";
         }
         return null;
     }
+
+    /// <summary>As <see cref="Detect(string, out string?, string, string)"/>, without the reason.</summary>
+    public static Cgroups? Detect(string name) => Detect(name, out _);
+
+    private static bool Writable(string hierarchy)
+    {
+        try
+        {
+            Directory.CreateDirectory(Path.Combine(hierarchy, "trenv"));
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Mounts this process's v1 memory and cpu hierarchies afresh (read-write; needs CAP_SYS_ADMIN) and returns
+    /// the paths of its own groups in them, as /proc/self/cgroup names them: the container's group with a host
+    /// cgroup namespace, the namespace root with a private one.
+    /// </summary>
+    private static (string? Memory, string? Cpu, string? Why) MountPrivateV1(string privateMounts)
+    {
+        string? memory = null, cpu = null;
+        foreach (var line in File.ReadAllLines("/proc/self/cgroup"))
+        {
+            var parts = line.Split(':', 3);
+            if (parts.Length != 3 || parts[1].Length == 0)
+                continue;
+            var controllers = parts[1].Split(',');
+            var wanted = controllers.Contains("memory") ? "memory" : controllers.Contains("cpu") ? "cpu" : null;
+            if (wanted is null)
+                continue;
+            var mountPoint = Directory.CreateDirectory(Path.Combine(privateMounts, parts[1])).FullName;
+            if (!File.Exists(Path.Combine(mountPoint, "cgroup.procs"))
+                && MountCgroup("cgroup", mountPoint, "cgroup", MsNoSuid | MsNoDev | MsNoExec, parts[1]) != 0)
+            {
+                var errno = Marshal.GetLastPInvokeError();
+                return (null, null, $"the cgroup v1 hierarchies are read-only here (a container) and mounting the {parts[1]} hierarchy afresh at {mountPoint} failed " +
+                    $"with errno {errno}{(errno == 1 ? " (EPERM: the worker lacks CAP_SYS_ADMIN)" : "")}");
+            }
+            var own = mountPoint + (parts[2] == "/" ? "" : parts[2]);
+            if (wanted == "memory")
+                memory = own;
+            else
+                cpu = own;
+        }
+        return memory is null || cpu is null
+            ? (null, null, "the cgroup v1 hierarchies are read-only here and /proc/self/cgroup names no memory or no cpu hierarchy to mount afresh")
+            : (memory, cpu, null);
+    }
+
+    private const ulong MsNoSuid = 2, MsNoDev = 4, MsNoExec = 8;
+
+    [LibraryImport("libc", EntryPoint = "mount", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int MountCgroup(string source, string target, string fstype, ulong flags, string data);
 
     /// <summary>Kills what is left in the groups of workers that are gone and removes them (what a starting worker does).</summary>
     public static void RemoveStale(string root = "/sys/fs/cgroup")
