@@ -1,5 +1,4 @@
 using Akka.Cluster.Hosting;
-using Akka.Cluster.Hosting.SBR;
 using Akka.Hosting;
 using Akka.Persistence.Sql.Hosting;
 using Akka.Remote.Hosting;
@@ -11,7 +10,7 @@ using TrEnv.Contracts;
 
 namespace TrEnv.Cluster;
 
-/// <summary>The Akka.NET set-up every TrEnv node shares: remoting, cluster, split-brain resolver, serializer, journal.</summary>
+/// <summary>The Akka.NET set-up every TrEnv node shares: remoting, cluster, downing, serializer, journal.</summary>
 public static class NodeHosting
 {
     public static IServiceCollection AddTrEnvNode(this IServiceCollection services, NodeSettings settings, Action<AkkaConfigurationBuilder, IServiceProvider> roleSpecific)
@@ -31,7 +30,6 @@ public static class NodeHosting
                 {
                     Roles = settings.Roles.ToArray(),
                     SeedNodes = settings.Seeds.Count > 0 ? settings.Seeds.ToArray() : [settings.SelfAddress],
-                    SplitBrainResolver = new KeepMajorityOption(),
                 })
                 // Workers publish their status and coordinators subscribe; the mediator runs on every node.
                 .WithDistributedPubSub(role: "")
@@ -82,6 +80,9 @@ public static class NodeHosting
             # A node that starts before its seeds keeps asking; the first seed forms the cluster alone after this.
             seed-node-timeout = 3s
             retry-unsuccessful-join-after = 2s
+            # Keep-majority from the coordinators' own view (ControlPlaneDowning), so workers that only lose each
+            # other are not downed as Akka's resolver would down them ("indirectly connected").
+            downing-provider-class = "TrEnv.Cluster.Membership.ControlPlaneDowningProvider, TrEnv.Cluster"
             split-brain-resolver.stable-after = 3s
             down-removal-margin = 1s
             failure-detector.acceptable-heartbeat-pause = 2s
