@@ -10,6 +10,8 @@
 # repurposed sandbox, warm) and the PSS of 16 live instances with and without a template (bench/results/runtimes.json).
 # `./bench.sh agent [--samples N]` runs a synthetic agent trace against sessions of the Python analyst tool and of
 # heavy on a two-worker cluster: calls, pauses, resumes, stored bytes and live PSS (bench/results/agent.json).
+# `./bench.sh images` times the compose images: the first build from nothing and a rebuild after a code change
+# (scripts/image-times.sh; bench/results/images.json).
 # `./bench.sh report` runs all four with quick settings into bench/results/report-data/ and writes
 # bench/results/report.md with PNG plots in bench/results/plots/ (latency CDF per start kind, PSS against
 # live instances, restore time against template size).
@@ -17,9 +19,12 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
 cd "$root"
 what=${1:-}
+if [[ $what == images ]]; then
+  exec scripts/image-times.sh "${@:2}"
+fi
 case "$what" in
   startup|e2e|sandbox|pool|runtimes|agent|report) shift ;;
-  *) echo "usage: ./bench.sh startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e [--samples N] | sandbox [--samples N] | pool [--samples N] | runtimes [--samples N] | agent [--samples N] | report" >&2; exit 2 ;;
+  *) echo "usage: ./bench.sh images | startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e [--samples N] | sandbox [--samples N] | pool [--samples N] | runtimes [--samples N] | agent [--samples N] | report" >&2; exit 2 ;;
 esac
 if [[ -z ${TRENV_BENCH_NO_BUILD:-} ]]; then
   scripts/bootstrap.sh

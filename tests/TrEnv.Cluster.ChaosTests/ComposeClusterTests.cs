@@ -72,7 +72,8 @@ public sealed class ComposeClusterTests(ITestOutputHelper output)
         for (var attempt = 0; attempt < 20; attempt++)
         {
             var answers = await Task.WhenAll(Enumerable.Range(0, 12).Select(i => Invoke(i % 2 == 0 ? One : Two, "tpl", "7919 15838")));
-            Assert.All(answers, a => Assert.Equal(first.Body, a.Body));
+            // The same table answers everywhere; "calls=N" counts the calls of each instance.
+            Assert.All(answers, a => Assert.Equal(first.Body[..first.Body.IndexOf(" calls=", StringComparison.Ordinal)], a.Body[..a.Body.IndexOf(" calls=", StringComparison.Ordinal)]));
             if (answers.FirstOrDefault(a => a.Start == "template" && a.Node != first.Node) is { } elsewhere)
             {
                 Log($"template captured on {first.Node}, restored on {elsewhere.Node} ({elsewhere.Sandbox})");
@@ -163,7 +164,10 @@ public sealed class ComposeClusterTests(ITestOutputHelper output)
         });
         Assert.True(all.Count(r => r.Start > at + TimeSpan.FromSeconds(5) && r.Outcome == "ok") > 20, "the load did not go on after the kill");
 
-        // The engine's restart policy brings the container back, and it rejoins as a worker.
+        // docker kill counts as a manual stop, which the restart policy leaves alone: start it, as an operator
+        // would, and it rejoins as a worker.
+        var (started, startError) = await Run(root, "docker", "start", id.Trim());
+        Assert.True(started == 0, startError);
         var deadline = DateTimeOffset.UtcNow + TimeSpan.FromSeconds(90);
         while (true)
         {
@@ -173,7 +177,7 @@ public sealed class ComposeClusterTests(ITestOutputHelper output)
             Assert.True(DateTimeOffset.UtcNow < deadline, $"{victim} did not rejoin within 90 s: {doc.RootElement}");
             await Task.Delay(500);
         }
-        Log($"{victim} restarted by the engine and rejoined");
+        Log($"{victim} started again and rejoined");
     }
 
     private sealed record Answer(HttpStatusCode Status, string Body, string? Start, string? Sandbox, string? Node);
@@ -205,7 +209,8 @@ public sealed class ComposeClusterTests(ITestOutputHelper output)
 
     private async Task<(int Code, string Output)> Run(string root, string file, params string[] args)
     {
-        var info = new ProcessStartInfo(file, args) { WorkingDirectory = root, RedirectStandardOutput = true, RedirectStandardError = true };
+        // A relative path names a file of the checkout; ProcessStartInfo resolves it against this process's directory.
+        var info = new ProcessStartInfo(file.Contains('/') ? Path.Combine(root, file) : file, args) { WorkingDirectory = root, RedirectStandardOutput = true, RedirectStandardError = true };
         using var p = Process.Start(info)!;
         var text = new StringBuilder();
         p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (text) text.AppendLine(e.Data); };
