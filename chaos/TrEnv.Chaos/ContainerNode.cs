@@ -93,7 +93,21 @@ public sealed class ContainerNode(LocalNode node, string container, string netwo
     }
 
     /// <summary>Freezes every process of the container (cgroup freezer): it answers nothing, yet its address and its kernel's TCP stack stay.</summary>
-    public Task PauseAsync() => Docker.CheckAsync("pause", Container);
+    public async Task PauseAsync()
+    {
+        // The cgroup v1 freezer gives up ("unable to freeze") when a task is caught in an uninterruptible wait,
+        // such as a parent in vfork while a sandbox process starts: those windows are short, so try again.
+        for (var attempt = 1; ; attempt++)
+        {
+            var (code, _, error) = await Docker.RunAsync("pause", Container);
+            if (code == 0)
+                return;
+            if (attempt == 5 || !error.Contains("unable to freeze", StringComparison.Ordinal))
+                throw new InvalidOperationException($"docker pause {Container} failed ({code}): {error}");
+            log($"docker pause {Node.Service}: {error}; trying again");
+            await Task.Delay(200);
+        }
+    }
 
     public Task UnpauseAsync() => Docker.CheckAsync("unpause", Container);
 
