@@ -18,14 +18,19 @@ docker image prune -af >/dev/null
 docker builder prune -af >/dev/null 2>&1 || true
 
 # Seconds one scripts/images.sh takes, its progress lines kept in $1.
-run() { local t0 log=$1; t0=$(date +%s%N); scripts/images.sh 2>"$log"; awk -v ns=$(( $(date +%s%N) - t0 )) 'BEGIN { printf "%.1f", ns / 1e9 }'; }
-first=$(run artifacts/images-first.log)
+run() {
+  local t0 log=$1
+  t0=$(date +%s%N)
+  scripts/images.sh 2>"$log" || { cat "$log" >&2; echo "image-times: scripts/images.sh failed" >&2; return 1; }
+  awk -v ns=$(( $(date +%s%N) - t0 )) 'BEGIN { printf "%.1f", ns / 1e9 }'
+}
+first=$(run artifacts/images-first.log) || exit 1
 probe=shared/TrEnv.Contracts/ImageTimingProbe.cs
 trap 'rm -f "$probe"' EXIT
 printf '// Written and removed by scripts/image-times.sh: a code change for the rebuild measurement (%s).\n' "$(date +%s%N)" > "$probe"
-rebuild=$(run artifacts/images-rebuild.log)
+rebuild=$(run artifacts/images-rebuild.log) || exit 1
 rm -f "$probe"
-restore=$(run artifacts/images-restore.log)
+restore=$(run artifacts/images-restore.log) || exit 1
 steps=$(grep -E '^images: ' artifacts/images-first.log | sed -E 's/^images: (.*[^ ]) +([0-9]+) s$/"\1": \2/; t; d' | paste -sd, -)
 mkdir -p "$(dirname "$out")"
 cat >"$out" <<JSON

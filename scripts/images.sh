@@ -39,7 +39,8 @@ debian_standin() {
   [[ $(label_of $tag) == "$key" ]] && return 0
   if ! have trenv/debian-rootfs:12; then
     local mirror rootfs=$cache/bookworm
-    mirror=$(grep -hoE '^(deb|URIs:) +(\[[^]]*\] +)?https?://[^ ]+' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null | grep -v security | head -1 | awk '{print $NF}')
+    # The mirror apt uses (either sources format; some files may be missing).
+    mirror=$( (grep -hoE '^(deb|URIs:) +(\[[^]]*\] +)?https?://[^ ]+' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null || true) | grep -v security | head -1 | awk '{print $NF}')
     command -v debootstrap >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq debootstrap >/dev/null; }
     rm -rf "$rootfs"
     debootstrap --variant=minbase bookworm "$rootfs" "${mirror:-http://deb.debian.org/debian}" >"$cache/debootstrap.log" 2>&1 \
@@ -109,6 +110,19 @@ TRENV_POSTGRES_IMAGE=$postgres
 ENV
 step "base images" "$debian, $sdk, $runtime, $postgres"
 [[ ${TRENV_IMAGES_NO_BUILD:-0} == 1 ]] && exit 0
+
+# The Python and Ruby runtimes this machine built already (scripts/build-python.sh, fetch-ruby.sh) seed the
+# image's runtimes stage, which then only checks their stamps instead of compiling CPython again.
+seed=$root/artifacts/runtimes-seed
+runtimes=${TRENV_RUNTIMES_DIR:-/var/cache/trenv/runtimes}
+rm -rf "$seed"
+mkdir -p "$seed"
+for r in python ruby; do
+  if [[ -d $runtimes/$r ]]; then
+    mkdir -p "$seed/$r"
+    (cd "$runtimes/$r" && tar -c --exclude=./src --exclude=./build . | tar -x -C "$seed/$r")
+  fi
+done
 
 build_target() {
   docker build -f compose/Dockerfile --target "$1" -t "trenv/$1:local" \
