@@ -70,10 +70,8 @@ public sealed partial class SandboxManager : IAsyncDisposable
         _templates = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "templates")).FullName;
         _layers = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "layers")).FullName;
         _sandboxes = Path.Combine(settings.DataDirectory, "sandboxes");
-        if (_namespaces && SandboxWorkArea.Prepare(_sandboxes) is { } workArea)
+        if (SandboxWorkArea.Prepare(_sandboxes) is { } workArea)
             Console.WriteLine($"worker {settings.Name}: {workArea}");
-        else if (!_namespaces)
-            SandboxWorkArea.Prepare(_sandboxes);
         if (_namespaces)
         {
             var (rootBase, why) = SandboxRootfs.BuildBase(Path.Combine(settings.DataDirectory, "rootfs-base"), host);
