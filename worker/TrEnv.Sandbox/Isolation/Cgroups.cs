@@ -35,7 +35,9 @@ public sealed partial class Cgroups : IDisposable
     /// the reason when there is none (not root, no controllers). Groups named <c>*-PID</c> of processes that no
     /// longer exist (a worker killed with -9) are removed first. Where the v1 hierarchies are mounted
     /// read-only (a container), fresh mounts of them under <paramref name="privateMounts"/> are used instead,
-    /// rooted at this process's own group so that sandbox limits nest inside the container's.
+    /// rooted at this process's own group so that sandbox limits nest inside the container's; a read-only v2
+    /// tree is mounted afresh the same way, and the container's processes move to a leaf so that its group may
+    /// delegate controllers.
     /// </summary>
     public static Cgroups? Detect(string name, out string? why, string root = "/sys/fs/cgroup", string privateMounts = "/run/trenv/cgroup")
     {
@@ -62,9 +64,16 @@ public sealed partial class Cgroups : IDisposable
             if (File.Exists(controllers) && File.ReadAllText(controllers).Split(' ', StringSplitOptions.TrimEntries) is var available
                 && available.Contains("memory") && available.Contains("cpu"))
             {
-                PruneStale(Path.Combine(root, "trenv"));
-                File.WriteAllText(Path.Combine(root, "cgroup.subtree_control"), "+memory +cpu");
-                var trenv = Directory.CreateDirectory(Path.Combine(root, "trenv")).FullName;
+                var tree = root;
+                if (!WritableV2(root))
+                {
+                    (tree, why) = MountPrivateV2(privateMounts);
+                    if (tree is null)
+                        return null;
+                }
+                PruneStale(Path.Combine(tree, "trenv"));
+                EnableControllers(tree);
+                var trenv = Directory.CreateDirectory(Path.Combine(tree, "trenv")).FullName;
                 File.WriteAllText(Path.Combine(trenv, "cgroup.subtree_control"), "+memory +cpu");
                 var group = Directory.CreateDirectory(Path.Combine(trenv, name)).FullName;
                 File.WriteAllText(Path.Combine(group, "cgroup.subtree_control"), "+memory +cpu");
@@ -129,6 +138,71 @@ public sealed partial class Cgroups : IDisposable
         return memory is null || cpu is null
             ? (null, null, "the cgroup v1 hierarchies are read-only here and /proc/self/cgroup names no memory or no cpu hierarchy to mount afresh")
             : (memory, cpu, null);
+    }
+
+    private static bool WritableV2(string root)
+    {
+        try
+        {
+            Directory.CreateDirectory(Path.Combine(root, "trenv"));
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// The v2 tree mounted read-only (a container on a cgroup v2 host): mounts it afresh under
+    /// <paramref name="privateMounts"/> and returns this process's own group in it, as /proc/self/cgroup names
+    /// it (the namespace root with Docker's private cgroup namespace).
+    /// </summary>
+    private static (string? Tree, string? Why) MountPrivateV2(string privateMounts)
+    {
+        var own = File.ReadAllLines("/proc/self/cgroup").Select(l => l.Split(':', 3)).FirstOrDefault(p => p.Length == 3 && p[0] == "0" && p[1].Length == 0);
+        if (own is null)
+            return (null, "the cgroup v2 tree is read-only here and /proc/self/cgroup names no v2 group");
+        var mountPoint = Directory.CreateDirectory(Path.Combine(privateMounts, "unified")).FullName;
+        if (!File.Exists(Path.Combine(mountPoint, "cgroup.procs"))
+            && MountCgroup("cgroup2", mountPoint, "cgroup2", MsNoSuid | MsNoDev | MsNoExec, "") != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            return (null, $"the cgroup v2 tree is read-only here (a container) and mounting it afresh at {mountPoint} failed " +
+                $"with errno {errno}{(errno == 1 ? " (EPERM: the worker lacks CAP_SYS_ADMIN)" : "")}");
+        }
+        return (mountPoint + (own[2] == "/" ? "" : own[2]), null);
+    }
+
+    /// <summary>
+    /// Enables memory and cpu for the groups below <paramref name="tree"/>. A v2 group other than the real root
+    /// may not both hold processes and delegate controllers (EBUSY), which is the case at a container's own
+    /// group: its processes move to a leaf <c>init</c> first, as nested container engines do.
+    /// </summary>
+    private static void EnableControllers(string tree)
+    {
+        var control = Path.Combine(tree, "cgroup.subtree_control");
+        try
+        {
+            File.WriteAllText(control, "+memory +cpu");
+            return;
+        }
+        catch (IOException) when (File.Exists(Path.Combine(tree, "cgroup.procs")) && File.ReadAllText(Path.Combine(tree, "cgroup.procs")).Trim().Length > 0)
+        {
+        }
+        var leaf = Directory.CreateDirectory(Path.Combine(tree, "init")).FullName;
+        foreach (var pid in File.ReadAllLines(Path.Combine(tree, "cgroup.procs")).Where(l => l.Length > 0))
+        {
+            try
+            {
+                File.WriteAllText(Path.Combine(leaf, "cgroup.procs"), pid);
+            }
+            catch (IOException)
+            {
+                // A process that exited meanwhile, or a kernel thread, stays where it is.
+            }
+        }
+        File.WriteAllText(control, "+memory +cpu");
     }
 
     private const ulong MsNoSuid = 2, MsNoDev = 4, MsNoExec = 8;
