@@ -77,6 +77,8 @@ public sealed partial class CliApp(TextWriter stdout, TextWriter stderr, Stream?
         var memory = new Option<int?>("--memory-mb") { Description = "Linear memory limit in MiB" };
         var timeout = new Option<int?>("--timeout-ms") { Description = "Deadline of one invocation" };
         var concurrency = new Option<int?>("--concurrency") { Description = "Invocations at once" };
+        var initTimeout = new Option<int?>("--init-timeout-ms") { Description = "Deadline of instantiation and of init, each (default 10000)" };
+        var tmp = new Option<int?>("--tmp-mb") { Description = "What the guest may write under /tmp, in MiB (default 512)" };
         var env = new Option<string[]>("--env") { Description = "KEY=VALUE for the guest's environment (repeatable)", AllowMultipleArgumentsPerToken = false };
         var runtime = new Option<string?>("--runtime")
         {
@@ -84,7 +86,7 @@ public sealed partial class CliApp(TextWriter stdout, TextWriter stderr, Stream?
         };
         var command = new Command("deploy", "Deploy a module (or a script, with --runtime) as a function (the same bytes and limits again change nothing)")
         {
-            name, file, memory, timeout, concurrency, env, runtime,
+            name, file, memory, timeout, concurrency, initTimeout, tmp, env, runtime,
         };
         command.SetAction(async (p, ct) =>
         {
@@ -98,6 +100,10 @@ public sealed partial class CliApp(TextWriter stdout, TextWriter stderr, Stream?
                 query.Add($"timeoutMs={t}");
             if (p.GetValue(concurrency) is { } c)
                 query.Add($"concurrency={c}");
+            if (p.GetValue(initTimeout) is { } it)
+                query.Add($"initTimeoutMs={it}");
+            if (p.GetValue(tmp) is { } tm)
+                query.Add($"tmpMb={tm}");
             var script = p.GetValue(runtime) ?? f.Extension switch { ".py" => "python", ".rb" => "ruby", _ => null };
             if (script is not null)
                 query.Add($"runtime={Uri.EscapeDataString(script)}");
@@ -206,7 +212,7 @@ public sealed partial class CliApp(TextWriter stdout, TextWriter stderr, Stream?
             var json = answer.Json;
             foreach (var line in json.GetProperty("lines").EnumerateArray())
                 stdout.WriteLine($"{line.GetProperty("at").GetDateTimeOffset().UtcDateTime:yyyy-MM-ddTHH:mm:ss.fffZ} {line.GetProperty("node").GetString()} " +
-                                 $"v{line.GetProperty("version").GetInt32()} {line.GetProperty("stream").GetString()}: {line.GetProperty("text").GetString()}");
+                                 $"v{line.GetProperty("version").GetInt32()} {line.GetProperty("stream").GetString()}: {TerminalText.Safe(line.GetProperty("text").GetString())}");
             foreach (var node in json.GetProperty("unanswered").EnumerateArray())
                 stderr.WriteLine($"note: worker {node.GetString()} did not answer; its lines are missing");
             return ExitCodes.Ok;

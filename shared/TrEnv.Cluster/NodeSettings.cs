@@ -103,6 +103,15 @@ public sealed record NodeSettings
     public int SessionIdleSeconds { get; init; } = 300;
 
     /// <summary>
+    /// TRENV_SESSION_SANDBOX_PERCENT: the share of the cluster's sandboxes that active sessions may hold
+    /// together; the rest stays for functions. A create or resume past it answers 429. Default 50.
+    /// </summary>
+    public int SessionSandboxPercent { get; init; } = 50;
+
+    /// <summary>TRENV_SESSIONS_PER_FUNCTION: active sessions one function may have at once (429 past it). Default 32.</summary>
+    public int SessionsPerFunction { get; init; } = 32;
+
+    /// <summary>
     /// TRENV_RUNTIMES_DIR: where the script runtimes are installed (python/python.wasm and python/lib/...), as
     /// scripts/build-python.sh leaves them. Coordinators read the modules from it, workers the read-only libraries.
     /// Default /var/cache/trenv/runtimes.
@@ -128,6 +137,7 @@ public sealed record NodeSettings
         "HTTP_HOST", "HTTP_PORT", "ADMIN_TOKEN", "INVOKE_TOKEN", "MAX_MODULE_MB", "MAX_INPUT_MB", "MAX_LAYER_MB",
         "WORKER_MEMORY_MB", "POOL_PATH", "POOL_SIZE_MB", "SANDBOX_HOST", "POOL_MODE", "POOL_FETCH", "POOL_GRPC_HOST",
         "POOL_GRPC_PORT", "POOL_URL", "POOL_SECRET", "PRESTART_SANDBOXES", "MAX_SANDBOXES", "KEEP_ALIVE_S", "SESSION_IDLE_S",
+        "SESSION_SANDBOX_PERCENT", "SESSIONS_PER_FUNCTION",
         "SANDBOX_ISOLATION", "LOG_LEVEL", "LOG_FORMAT", "RUNTIMES_DIR",
     }.Select(k => "TRENV_" + k).ToArray();
 
@@ -173,6 +183,8 @@ public sealed record NodeSettings
             MaxSandboxes = Int(c, "MAX_SANDBOXES", d.MaxSandboxes),
             KeepAliveSeconds = Int(c, "KEEP_ALIVE_S", d.KeepAliveSeconds),
             SessionIdleSeconds = Int(c, "SESSION_IDLE_S", d.SessionIdleSeconds),
+            SessionSandboxPercent = Int(c, "SESSION_SANDBOX_PERCENT", d.SessionSandboxPercent),
+            SessionsPerFunction = Int(c, "SESSIONS_PER_FUNCTION", d.SessionsPerFunction),
             SandboxIsolation = Text(c["SANDBOX_ISOLATION"]) ?? d.SandboxIsolation,
             LogLevel = Text(c["LOG_LEVEL"])?.ToLowerInvariant() ?? d.LogLevel,
             RuntimesDirectory = Text(c["RUNTIMES_DIR"]) ?? d.RuntimesDirectory,
@@ -210,6 +222,8 @@ public sealed record NodeSettings
             throw new ArgumentException($"TRENV_LOG_LEVEL must be trace, debug, information, warning or error, not \"{LogLevel}\".");
         if (LogFormat is not ("json" or "text"))
             throw new ArgumentException($"TRENV_LOG_FORMAT must be json or text, not \"{LogFormat}\".");
+        if (SessionSandboxPercent is < 0 or > 100 || SessionsPerFunction < 0)
+            throw new ArgumentException("TRENV_SESSION_SANDBOX_PERCENT must be between 0 and 100 and TRENV_SESSIONS_PER_FUNCTION 0 or more (0 allows no session).");
         if (WorkerMemoryMb < 0)
             throw new ArgumentException("TRENV_WORKER_MEMORY_MB must be 0 (no bound) or positive.");
         return this;

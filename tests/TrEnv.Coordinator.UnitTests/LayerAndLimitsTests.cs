@@ -4,6 +4,7 @@ using System.Text;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Primitives;
 using TrEnv.Cluster.Layers;
+using TrEnv.Contracts;
 using TrEnv.Coordinator.Api;
 
 namespace TrEnv.Tests;
@@ -92,5 +93,49 @@ public sealed class LayerAndLimitsTests
         Assert.False(plain.SameAs(limits));
         foreach (var bad in new[] { ("cpuMillicores", "0"), ("cpuMillicores", "64001"), ("network", "yes"), ("layer", "abc"), ("layers", sha) })
             Assert.Null(FunctionsApi.ParseLimits(Query(bad)));
+    }
+
+    [Theory]
+    [InlineData("env.A=B", "is not valid")]
+    [InlineData("env.1A", "is not valid")]
+    [InlineData("env.", "is not valid")]
+    [InlineData("env.A\u0000", "is not valid")]
+    [InlineData("env.A-B", "is not valid")]
+    [InlineData("memory", "Unknown query parameter")]
+    public void Bad_environment_keys_and_unknown_parameters_are_named(string key, string problem)
+    {
+        Assert.Null(FunctionsApi.ParseLimits(Query((key, "v")), out var why));
+        Assert.Contains(problem, why, StringComparison.Ordinal);
+        Assert.DoesNotContain("\0", why, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Environment_values_may_not_hold_NUL_and_good_keys_pass()
+    {
+        Assert.Null(FunctionsApi.ParseLimits(Query(("env.A", "x\0y")), out var why));
+        Assert.Contains("NUL", why, StringComparison.Ordinal);
+        var ok = FunctionsApi.ParseLimits(Query(("env._A1", "x=y"), ("initTimeoutMs", "2500"), ("tmpMb", "64")), out why);
+        Assert.Null(why);
+        Assert.Equal(("x=y", 2500, 64), (ok!.Env["_A1"], ok.InitTimeoutMs, ok.TmpMb));
+        var plain = FunctionsApi.ParseLimits(Query())!;
+        Assert.Equal((FunctionLimits.DefaultInitTimeoutMs, FunctionLimits.DefaultTmpMb), (plain.InitTimeoutMs, plain.TmpMb));
+        foreach (var bad in new[] { ("initTimeoutMs", "0"), ("initTimeoutMs", "300001"), ("tmpMb", "0"), ("tmpMb", "10241") })
+            Assert.Null(FunctionsApi.ParseLimits(Query(bad)));
+    }
+
+    [Theory]
+    [InlineData("abc\n")]
+    [InlineData("abc\r\n")]
+    [InlineData("\nabc")]
+    [InlineData("a b")]
+    public void Names_match_exactly(string name)
+        => Assert.NotNull(FunctionsApi.CheckName(name));
+
+    [Fact]
+    public void A_memory_limit_of_4_GiB_gives_the_sandbox_group_more_than_8_GiB()
+    {
+        var limits = FunctionLimits.Default with { MemoryMb = FunctionLimits.MaxMemoryMb, TmpMb = 512 };
+        Assert.Equal((8L << 30) + (512L << 20) + (128L << 20), limits.SandboxMemoryBytes(128L << 20));
+        Assert.Equal((4L << 30) + (512L << 20) + (128L << 20), (FunctionLimits.Default with { MemoryMb = 2048 }).SandboxMemoryBytes(128L << 20));
     }
 }

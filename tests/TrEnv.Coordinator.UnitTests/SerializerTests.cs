@@ -14,7 +14,7 @@ public sealed class SerializerTests : IDisposable
 
     private static readonly FunctionLimits Limits = new(128, 500, 4, new Dictionary<string, string> { ["A"] = "b" });
     private static readonly FunctionVersion Version = new(3, new string('c', 64), 1234, Limits, DateTimeOffset.UnixEpoch.AddDays(1));
-    private static readonly FunctionVersion Sandboxed = Version with { Limits = Limits with { CpuMillicores = 500, Network = true, Layer = new string('d', 64), Runtime = "python" } };
+    private static readonly FunctionVersion Sandboxed = Version with { Limits = Limits with { CpuMillicores = 500, Network = true, Layer = new string('d', 64), Runtime = "python", InitTimeoutMs = 2500, TmpMb = 64 } };
     private static readonly TemplateInfo Template = new("f@3", "f", 3, new string('c', 64), new PoolRegion(4096, 8192), 2, 65536, "w1", DateTimeOffset.UnixEpoch, [1, 2, 3]);
 
     public static TheoryData<object> Messages() =>
@@ -122,6 +122,16 @@ public sealed class SerializerTests : IDisposable
         foreach (var t in types)
             Assert.True(TrEnvSerializer.KnownManifests.ContainsKey(t), $"{t} has no manifest");
         Assert.Equal(TrEnvSerializer.KnownManifests.Count, TrEnvSerializer.KnownManifests.Values.Distinct().Count());
+    }
+
+    [Fact]
+    public void A_version_journaled_before_init_deadlines_and_tmp_bounds_reads_with_the_defaults()
+    {
+        // A VersionAdded event as journaled before FunctionLimits had InitTimeoutMs and TmpMb.
+        var old = """{"name":"f","version":{"version":3,"sha256":"cc","sizeBytes":1,"limits":{"memoryMb":128,"timeoutMs":500,"concurrency":4,"env":{},"cpuMillicores":0,"network":false,"layer":null,"runtime":null},"deployedAt":"1970-01-02T00:00:00+00:00"}}""";
+        var back = (FunctionEvents.VersionAdded)_serializer.FromBinary(System.Text.Encoding.UTF8.GetBytes(old), "fn.ev.version-added");
+        Assert.Equal((FunctionLimits.DefaultInitTimeoutMs, FunctionLimits.DefaultTmpMb), (back.Version.Limits.InitTimeoutMs, back.Version.Limits.TmpMb));
+        Assert.Equal(128, back.Version.Limits.MemoryMb);
     }
 
     [Fact]

@@ -388,7 +388,10 @@ public sealed class SandboxTests(SandboxFixture fx) : IClassFixture<SandboxFixtu
             var rootB = $"/proc/{hostB}/root";
             Assert.True(Directory.Exists(rootB + Path.GetFullPath(dirB)), "the sandbox's own work directory is bound in");
             Assert.True(File.Exists(rootB + fx.PoolPath), "the pool is bound in");
-            Assert.True(File.Exists(Path.Combine(dirA, "tmp", "a-secret")), "sandbox A's file exists on the node");
+            // A's /tmp is a tmpfs in A's own mount namespace: the file is there, and not on the node's disk.
+            var hostA = TrEnv.Sandbox.Isolation.Namespaces.ChildOf(a.Pid) ?? throw new InvalidOperationException("no host under unshare");
+            Assert.True(File.Exists($"/proc/{hostA}/root" + Path.Combine(Path.GetFullPath(dirA), "scratch", "tmp", "a-secret")), "sandbox A's file exists in A");
+            Assert.False(Path.Exists(Path.Combine(dirA, "scratch", "tmp", "a-secret")) || Path.Exists(Path.Combine(dirA, "tmp", "a-secret")), "sandbox A's file is on the node's disk");
             Assert.False(Directory.Exists(rootB + Path.GetFullPath(dirA)), "sandbox A's directory is visible in B");
             foreach (var hostFile in new[] { "/etc/passwd", "/etc/hostname", "/usr/bin/unshare", "/bin/sh", "/root", "/home", "/sys/fs/cgroup" })
                 Assert.False(Path.Exists(rootB + hostFile), $"{hostFile} is visible inside the sandbox");

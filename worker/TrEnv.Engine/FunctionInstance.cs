@@ -72,7 +72,11 @@ public sealed partial class FunctionInstance : IDisposable
 
     public long MemoryBytes => _memory.GetLength();
 
-    /// <summary>Instantiates the module with WASI wired to the options; nothing of the guest runs yet.</summary>
+    /// <summary>
+    /// Instantiates the module with WASI wired to the options. Only the module's start function (if any) runs,
+    /// under <see cref="InstanceOptions.InitTimeout"/>: a start function that loops is interrupted and answers
+    /// <c>timeout</c>.
+    /// </summary>
     public static FunctionInstance Create(WasmEngine engine, GuestModule module, InstanceOptions options)
     {
         var store = new Store(engine.Engine);
@@ -80,11 +84,19 @@ public sealed partial class FunctionInstance : IDisposable
         {
             store.SetLimits(memorySize: options.MemoryLimitBytes);
             store.SetWasiConfiguration(BuildWasi(options));
-            store.SetEpochDeadline(ulong.MaxValue / 2);
             if (module.IsRuby)
                 RubyGuest.DefineImports(engine.Linker, module.Module, engine.DefinedImports);
-            var instance = engine.Linker.Instantiate(store, module.Module);
+            Instance instance;
+            using (engine.StartDeadline(store, options.InitTimeout))
+                instance = engine.Linker.Instantiate(store, module.Module);
+            store.SetEpochDeadline(ulong.MaxValue / 2);
             return new FunctionInstance(engine, module, options, store, instance);
+        }
+        catch (TrapException e) when (e.Type == TrapCode.Interrupt)
+        {
+            store.Dispose();
+            throw new EngineException(ErrorKinds.Timeout,
+                $"The instantiation (the module's start function) ran past its deadline of {options.InitTimeout.TotalMilliseconds:0} ms (initTimeoutMs) and was interrupted.", e);
         }
         catch (Exception e) when (e is WasmtimeException or TrapException)
         {
@@ -222,7 +234,7 @@ public sealed partial class FunctionInstance : IDisposable
     private EngineException Classify(string phase, Exception e, TrapCode? code, TimeSpan timeout, long memoryBefore)
     {
         if (code == TrapCode.Interrupt)
-            return new EngineException(ErrorKinds.Timeout, $"The {phase} ran past its deadline of {timeout.TotalMilliseconds:0} ms and was interrupted.", e);
+            return new EngineException(ErrorKinds.Timeout, $"The {phase} ran past its deadline of {timeout.TotalMilliseconds:0} ms{(phase == "invocation" ? "" : " (initTimeoutMs)")} and was interrupted.", e);
         var length = _memory.GetLength();
         var remaining = Options.MemoryLimitBytes - length;
         if (remaining <= Math.Max(16L << 20, Options.MemoryLimitBytes / 8) && length >= memoryBefore)

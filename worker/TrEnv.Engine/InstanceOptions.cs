@@ -9,8 +9,8 @@ public sealed record InstanceOptions
     /// <summary>Deadline of one trenv_handle call (epoch interruption). Default 10 s.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>Deadline of _initialize plus trenv_init. Default 60 s.</summary>
-    public TimeSpan InitTimeout { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>Deadline of each of: instantiation (the start function), _initialize plus trenv_init, and a reseed. Default 10 s.</summary>
+    public TimeSpan InitTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Environment variables the guest sees through WASI; nothing is inherited.</summary>
     public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();

@@ -61,6 +61,9 @@ public static class SandboxMessages
     {
         public byte Type => LoadType;
 
+        /// <summary>Bound of the guest's /tmp (a tmpfs of this size where the sandbox has its own mounts); 0 is none.</summary>
+        public long TmpBytes { get; init; }
+
         public void Write(FrameWriter w)
         {
             w.Str(Function).Str(ModuleHash).Str(ModuleDirectory).U8((byte)Source).Str(TemplatePath).Str(PoolPath)
@@ -72,7 +75,7 @@ public static class SandboxMessages
             w.I32(readOnly.Count);
             foreach (var (host, guest) in readOnly)
                 w.Str(host).Str(guest);
-            w.Str(DeltaPath);
+            w.Str(DeltaPath).I64(TmpBytes);
         }
 
         public static Load Read(ref FrameReader r)
@@ -87,7 +90,7 @@ public static class SandboxMessages
             var readOnly = new List<KeyValuePair<string, string>>(Math.Clamp(dirs, 0, 64));
             for (var i = 0; i < dirs; i++)
                 readOnly.Add(new(r.Required(), r.Required()));
-            return load with { ReadOnlyDirectories = readOnly, DeltaPath = r.Str() };
+            return load with { ReadOnlyDirectories = readOnly, DeltaPath = r.Str(), TmpBytes = r.I64() };
         }
     }
 

@@ -10,9 +10,11 @@ using static TrEnv.Sandbox.SandboxMessages;
 namespace TrEnv.SandboxHost;
 
 /// <summary>Serves sandbox requests one by one. Any failure becomes a Failure reply; the loop keeps going.</summary>
-internal sealed class HostLoop : IDisposable
+internal sealed partial class HostLoop : IDisposable
 {
     private const int MaxLogBytesPerReply = 64 << 10;
+    // What one call may write to stdout and stderr together (a tmpfs of this size; past it writes fail with ENOSPC).
+    private const long LogBytesPerCall = 16L << 20;
     private const int MaxCachedModules = 8;
 
     private readonly WasmEngine _engine = new();
@@ -43,6 +45,8 @@ internal sealed class HostLoop : IDisposable
         var logs = Path.Combine(workDirectory, "log");
         Directory.CreateDirectory(_tmpDirectory);
         Directory.CreateDirectory(logs);
+        if (ownMountNamespace && MountTmpfs("tmpfs", logs, "tmpfs", 2 | 4 | 8, $"size={LogBytesPerCall},nr_inodes=16,mode=0700") != 0)
+            throw new IOException($"Mounting the guest's log tmpfs on {logs} failed: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}.");
         _stdoutPath = Path.Combine(logs, "stdout");
         _stderrPath = Path.Combine(logs, "stderr");
         File.WriteAllBytes(_stdoutPath, []);
@@ -154,7 +158,7 @@ internal sealed class HostLoop : IDisposable
         };
         _stdoutOffset = _stderrOffset = 0;
         var files = Stopwatch.GetTimestamp();
-        _files.Prepare(load.LayerPath);
+        _files.Prepare(load.LayerPath, load.TmpBytes);
         var filesMicros = (long)Stopwatch.GetElapsedTime(files).TotalMicroseconds;
         _instance = FunctionInstance.Create(_engine, module, options);
         switch (load.Source)
@@ -368,8 +372,19 @@ internal sealed class HostLoop : IDisposable
         var buffer = new byte[length - start];
         var read = RandomAccess.Read(handle, buffer, start);
         offset = length;
+        // The guest's descriptor writes on at its own offset, so the file is not truncated: what was read is
+        // punched out instead, and a warm instance's output never holds more than one call's worth of space.
+        PunchHole((int)handle.DangerousGetHandle(), FallocPunchHole | FallocKeepSize, 0, length);
         return read == buffer.Length ? buffer : buffer[..read];
     }
+
+    private const int FallocKeepSize = 1, FallocPunchHole = 2;
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "fallocate", SetLastError = true)]
+    private static partial int PunchHole(int fd, int mode, long offset, long length);
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "mount", SetLastError = true, StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]
+    private static partial int MountTmpfs(string source, string target, string fstype, ulong flags, string data);
 
     public void Dispose()
     {

@@ -1,36 +1,70 @@
+using System.Globalization;
 using System.Runtime.InteropServices;
 
 namespace TrEnv.SandboxHost;
 
 /// <summary>
-/// The guest's /tmp. With its own mount namespace the host mounts an overlay there: the function's file
-/// layer read-only below, a private upper directory above that receives every write and is purged on
-/// reset, so a repurposed sandbox keeps nothing of the previous function. Without one (plain process) it
-/// is a plain directory, emptied on reset, and a layer is copied in.
+/// The guest's /tmp. With its own mount namespace the host keeps /tmp on a private tmpfs sized to the
+/// function's bound (remounted per load), so a guest that writes past it gets ENOSPC and the node's disk
+/// never sees its bytes; a function's file layer is an overlay's read-only lower there, its upper on the
+/// same tmpfs. Everything is purged on reset, so a repurposed sandbox keeps nothing of the previous
+/// function. Without its own mount namespace (plain process) /tmp is a plain, unbounded directory,
+/// emptied on reset, and a layer is copied in.
 /// </summary>
-internal sealed partial class SandboxFiles(string workDirectory, bool ownMountNamespace)
+internal sealed partial class SandboxFiles
 {
-    private readonly string _merged = Path.Combine(workDirectory, "tmp");
-    private readonly string _upper = Path.Combine(workDirectory, "upper");
-    private readonly string _work = Path.Combine(workDirectory, "overlay-work");
-    private readonly string _empty = Path.Combine(workDirectory, "empty-layer");
+    private const ulong MsNoSuid = 2, MsNoDev = 4, MsRemount = 32;
+    private const long InitialBytes = 512L << 20;
+
+    private readonly bool _ownMountNamespace;
+    private readonly string? _scratch;
+    private readonly string _merged;
+    private readonly string _upper;
+    private readonly string _work;
+    private readonly string _empty;
+    private long _scratchBytes;
     private bool _mounted;
     private bool _dirty = true;
 
-    public string GuestTmp => _merged;
-    public bool Overlay => ownMountNamespace;
+    public SandboxFiles(string workDirectory, bool ownMountNamespace)
+    {
+        _ownMountNamespace = ownMountNamespace;
+        var root = workDirectory;
+        if (ownMountNamespace)
+        {
+            _scratch = Directory.CreateDirectory(Path.Combine(workDirectory, "scratch")).FullName;
+            MountScratch(InitialBytes, remount: false);
+            root = _scratch;
+        }
+        _merged = Path.Combine(root, "tmp");
+        _upper = Path.Combine(root, "upper");
+        _work = Path.Combine(root, "overlay-work");
+        _empty = Path.Combine(workDirectory, "empty-layer");
+        Directory.CreateDirectory(_merged);
+    }
 
-    /// <summary>Prepares /tmp for a function with the given layer (or none); a clean /tmp without a layer costs nothing.</summary>
-    public void Prepare(string? layer)
+    public string GuestTmp => _merged;
+    public bool Overlay => _ownMountNamespace;
+
+    /// <summary>The bound /tmp has now, or 0 when it is unbounded (no mount namespace of its own).</summary>
+    public long BoundBytes => _scratch is null ? 0 : _scratchBytes;
+
+    /// <summary>
+    /// Prepares /tmp for a function with the given layer (or none) and bound (0 keeps the current one); a clean
+    /// /tmp without a layer and with the same bound costs nothing.
+    /// </summary>
+    public void Prepare(string? layer, long boundBytes = 0)
     {
         if (_dirty)
             Clear();
         _dirty = true;
+        if (_scratch is not null && boundBytes > 0 && boundBytes != _scratchBytes)
+            MountScratch(boundBytes, remount: true);
         if (layer is null)
             return;
         if (!Directory.Exists(layer))
             throw new DirectoryNotFoundException($"The function's file layer {layer} does not exist.");
-        if (!ownMountNamespace)
+        if (!_ownMountNamespace)
         {
             CopyTree(layer, _merged);
             return;
@@ -42,6 +76,16 @@ internal sealed partial class SandboxFiles(string workDirectory, bool ownMountNa
         if (Mount("overlay", _merged, "overlay", 0, options) != 0)
             throw new IOException($"Mounting the overlay on {_merged} failed: errno {Marshal.GetLastPInvokeError()}.");
         _mounted = true;
+    }
+
+    // The inode count scales with the size, so a guest cannot pin kernel memory with millions of empty files.
+    private void MountScratch(long bytes, bool remount)
+    {
+        var inodes = Math.Clamp(bytes / 4096, 1024, 1 << 20);
+        var options = string.Create(CultureInfo.InvariantCulture, $"size={bytes},nr_inodes={inodes},mode=0700");
+        if (Mount("tmpfs", _scratch!, "tmpfs", MsNoSuid | MsNoDev | (remount ? MsRemount : 0), options) != 0)
+            throw new IOException($"{(remount ? "Resizing" : "Mounting")} the guest's /tmp tmpfs ({bytes >> 20} MiB) on {_scratch} failed: errno {Marshal.GetLastPInvokeError()}.");
+        _scratchBytes = bytes;
     }
 
     /// <summary>Unmounts the overlay and purges everything the guest wrote.</summary>

@@ -210,7 +210,8 @@ public sealed partial class SandboxManager : IAsyncDisposable
         {
             if (slot.Key != key)
             {
-                (start, captured) = await LoadAsync(slot, request, key, layer, runtime, ct);
+                // A load that fails reports the start it was attempting, never "warm".
+                (start, captured) = await LoadAsync(slot, request, key, layer, runtime, ct, attempting: kind => start = kind);
             }
             var startupMicros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
             var result = await slot.Process.InvokeAsync(request.Input, TimeSpan.FromMilliseconds(request.Version.Limits.TimeoutMs), ct, request.InvocationId);
@@ -269,7 +270,7 @@ public sealed partial class SandboxManager : IAsyncDisposable
 
     // Cold or template load into a slot that does not hold this function version.
     private async Task<(string Start, TemplateInfo? Captured)> LoadAsync(Slot slot, WorkerInvoke request, string key, string? layer,
-        IReadOnlyList<KeyValuePair<string, string>> runtime, CancellationToken ct, SessionDelta? delta = null)
+        IReadOnlyList<KeyValuePair<string, string>> runtime, CancellationToken ct, SessionDelta? delta = null, Action<string>? attempting = null)
     {
         // Repurpose: the previous function's /tmp, layer, logs and instance go in the same round trip as the load.
         var needsReset = !slot.Clean;
@@ -280,13 +281,14 @@ public sealed partial class SandboxManager : IAsyncDisposable
         var limits = request.Version.Limits;
         // Repurposing resets the cgroup to the new function's limits: a raise before the load, a cut once the
         // previous instance is gone (cutting first could push its memory over the new limit).
-        var memoryLimit = 2L * (limits.MemoryMb << 20) + HostOverheadBytes;
+        var memoryLimit = limits.SandboxMemoryBytes(HostOverheadBytes);
         var cgroup = slot.Process.Cgroup;
         var cutAfter = cgroup?.MemoryLimit is { } current && current > memoryLimit;
         cgroup?.SetLimits(cutAfter ? cgroup.MemoryLimit!.Value : memoryLimit, limits.CpuMillicores / 1000.0);
         var cold = new Load(request.Function, request.Version.Sha256, _modules, LoadSource.Init, null, null, false,
-            (long)limits.MemoryMb << 20, limits.TimeoutMs, 120_000, limits.Env.ToList())
+            (long)limits.MemoryMb << 20, limits.TimeoutMs, limits.InitTimeoutMs, limits.Env.ToList())
         {
+            TmpBytes = (long)limits.TmpMb << 20,
             LayerPath = layer,
             InvocationId = request.InvocationId,
             ReadOnlyDirectories = runtime,
@@ -294,6 +296,7 @@ public sealed partial class SandboxManager : IAsyncDisposable
 
         async Task Load(Load load)
         {
+            attempting?.Invoke(load.DeltaPath is not null ? "resume" : load.Source == LoadSource.Init ? "cold" : "template");
             if (needsReset)
             {
                 needsReset = false;
@@ -654,7 +657,7 @@ public sealed partial class SandboxManager : IAsyncDisposable
         var id = Interlocked.Increment(ref _nextId);
         var name = id.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var cgroup = _cgroups?.Create("sb" + name);
-        cgroup?.SetLimits(2L * ((long)FunctionLimits.DefaultMemoryMb << 20) + HostOverheadBytes, 0);
+        cgroup?.SetLimits(FunctionLimits.Default.SandboxMemoryBytes(HostOverheadBytes), 0);
         var hasPool = true;
         string? boundPool = null;
         var host = _host;

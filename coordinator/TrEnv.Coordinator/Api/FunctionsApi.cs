@@ -20,12 +20,16 @@ public static partial class FunctionsApi
 {
     private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(15);
 
-    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    // \z, not $: in .NET $ also matches before a final newline, which would make "abc\n" a second function.
+    [GeneratedRegex(@"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\z")]
     private static partial Regex NamePattern();
+
+    [GeneratedRegex(@"^[A-Za-z_][A-Za-z0-9_]{0,127}\z")]
+    private static partial Regex EnvKeyPattern();
 
     public static IResult? CheckName(string name)
         => NamePattern().IsMatch(name) ? null
-            : Error(400, BadRequest, $"\"{name}\" is not a valid function name: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit.");
+            : Error(400, BadRequest, $"\"{Printable(name)}\" is not a valid function name: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit.");
 
     public static void MapFunctionsApi(this WebApplication app)
     {
@@ -43,8 +47,8 @@ public static partial class FunctionsApi
     {
         if (CheckName(name) is { } bad)
             return bad;
-        if (ParseLimits(request.Query) is not { } limits)
-            return Error(400, BadRequest, LimitsHelp);
+        if (ParseLimits(request.Query, out var problem) is not { } limits)
+            return Error(400, BadRequest, problem is null ? LimitsHelp : $"{problem} {LimitsHelp}");
         var body = await BodyReader.ReadAsync(request, settings.MaxModuleMb * 1024L * 1024L, ct);
         if (body is null)
             return Error(413, ErrorKinds.InputTooLarge, $"The module is larger than the deploy limit of {settings.MaxModuleMb} MiB (TRENV_MAX_MODULE_MB).");
@@ -196,6 +200,8 @@ public static partial class FunctionsApi
         {
             memoryMb = v.Limits.MemoryMb,
             timeoutMs = v.Limits.TimeoutMs,
+            initTimeoutMs = v.Limits.InitTimeoutMs,
+            tmpMb = v.Limits.TmpMb,
             concurrency = v.Limits.Concurrency,
             cpuMillicores = v.Limits.CpuMillicores,
             network = v.Limits.Network,
@@ -204,7 +210,7 @@ public static partial class FunctionsApi
         },
     };
 
-    private const string LimitsHelp = "Query parameters: memoryMb (1-4096), timeoutMs (1-900000), concurrency (1-1024), cpuMillicores (1-64000), "
+    private const string LimitsHelp = "Query parameters: memoryMb (1-4096), timeoutMs (1-900000), initTimeoutMs (1-300000), tmpMb (1-10240), concurrency (1-1024), cpuMillicores (1-64000), "
         + "network (true|false), layer (the sha256 PUT /v1/layers answered), runtime (python: the body is a script, or a tar with main.py), env.KEY=VALUE.";
 
     private sealed record PreparedScript(byte[]? Module, FunctionLimits? Limits, IResult? Error);
@@ -253,11 +259,19 @@ public static partial class FunctionsApi
         return new(await File.ReadAllBytesAsync(modulePath, ct), limits with { Layer = layer }, null);
     }
 
+    // Control characters in an echoed name become \uXXXX so an error message cannot carry terminal escapes.
+    private static string Printable(string text)
+        => string.Concat(text.Take(128).Select(c => char.IsControl(c) ? $"\\u{(int)c:x4}" : c.ToString()));
+
     public const string InvalidRuntime = "invalid_runtime";
     public const string InvalidScript = "invalid_script";
 
-    internal static FunctionLimits? ParseLimits(IQueryCollection query)
+    internal static FunctionLimits? ParseLimits(IQueryCollection query) => ParseLimits(query, out _);
+
+    /// <summary>The deploy's limits, or null with <paramref name="problem"/> naming what is wrong when it can say.</summary>
+    internal static FunctionLimits? ParseLimits(IQueryCollection query, out string? problem)
     {
+        problem = null;
         int? Int(string key, int min, int max)
         {
             if (!query.TryGetValue(key, out var text))
@@ -268,7 +282,9 @@ public static partial class FunctionsApi
         var timeout = Int("timeoutMs", 1, FunctionLimits.MaxTimeoutMs);
         var concurrency = Int("concurrency", 1, 1024);
         var cpu = Int("cpuMillicores", 1, FunctionLimits.MaxCpuMillicores);
-        if (memory == -1 || timeout == -1 || concurrency == -1 || cpu == -1)
+        var init = Int("initTimeoutMs", 1, FunctionLimits.MaxInitTimeoutMs);
+        var tmp = Int("tmpMb", 1, FunctionLimits.MaxTmpMb);
+        if (memory == -1 || timeout == -1 || concurrency == -1 || cpu == -1 || init == -1 || tmp == -1)
             return null;
         bool? network = query.TryGetValue("network", out var net) ? net.ToString() switch { "true" or "1" => true, "false" or "0" => false, _ => null } : false;
         var layer = query.TryGetValue("layer", out var l) ? l.ToString().ToLowerInvariant() : null;
@@ -280,13 +296,30 @@ public static partial class FunctionsApi
         var env = new SortedDictionary<string, string>(StringComparer.Ordinal);
         foreach (var (key, value) in query)
         {
-            if (key.StartsWith("env.", StringComparison.Ordinal) && key.Length > 4)
-                env[key[4..]] = value.ToString();
-            else if (key is not ("memoryMb" or "timeoutMs" or "concurrency" or "cpuMillicores" or "network" or "layer" or "runtime"))
+            if (key.StartsWith("env.", StringComparison.Ordinal))
+            {
+                var name = key[4..];
+                if (!EnvKeyPattern().IsMatch(name))
+                {
+                    problem = $"The environment key \"{Printable(name)}\" is not valid: use 1 to 128 letters, digits or '_', not starting with a digit.";
+                    return null;
+                }
+                if (value.Count != 1 || value.ToString().Contains('\0', StringComparison.Ordinal))
+                {
+                    problem = value.Count != 1 ? $"The environment key \"{name}\" is given {value.Count} times." : $"The value of environment key \"{name}\" contains a NUL character.";
+                    return null;
+                }
+                env[name] = value.ToString();
+            }
+            else if (key is not ("memoryMb" or "timeoutMs" or "initTimeoutMs" or "tmpMb" or "concurrency" or "cpuMillicores" or "network" or "layer" or "runtime"))
+            {
+                problem = $"Unknown query parameter \"{Printable(key)}\".";
                 return null;
+            }
         }
         return new FunctionLimits(memory ?? FunctionLimits.DefaultMemoryMb, timeout ?? FunctionLimits.DefaultTimeoutMs,
-            concurrency ?? FunctionLimits.DefaultConcurrency, new Dictionary<string, string>(env, StringComparer.Ordinal), cpu ?? 0, network.Value, layer, runtime);
+            concurrency ?? FunctionLimits.DefaultConcurrency, new Dictionary<string, string>(env, StringComparer.Ordinal), cpu ?? 0, network.Value, layer, runtime,
+            init ?? FunctionLimits.DefaultInitTimeoutMs, tmp ?? FunctionLimits.DefaultTmpMb);
     }
 }
 

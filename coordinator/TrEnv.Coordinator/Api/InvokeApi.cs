@@ -17,8 +17,13 @@ namespace TrEnv.Coordinator.Api;
 /// </summary>
 public static partial class InvokeApi
 {
-    /// <summary>Allowance beyond the function's own deadline for a cold start (init and capture).</summary>
-    public static readonly TimeSpan StartAllowance = TimeSpan.FromSeconds(90);
+    /// <summary>
+    /// How long the coordinator waits for a worker's answer: the call's own deadline, instantiation and init
+    /// (each bounded by initTimeoutMs in the sandbox), and a minute for fetching and compiling the module and
+    /// capturing its template. The sandbox's deadlines fire well before this one.
+    /// </summary>
+    public static TimeSpan AnswerDeadline(FunctionLimits limits)
+        => TimeSpan.FromMilliseconds(limits.TimeoutMs + 2L * limits.InitTimeoutMs) + TimeSpan.FromSeconds(60);
 
     public static void MapInvokeApi(this WebApplication app)
         => app.MapPost("/v1/functions/{name}/invoke", Invoke).WithTags("invoke")
@@ -141,7 +146,7 @@ public static partial class InvokeApi
         using var gone = CancellationTokenSource.CreateLinkedTokenSource(ct, worker.Gone.Token);
         try
         {
-            result = await worker.Invoker.Ask<WorkerInvokeResult>(message, TimeSpan.FromMilliseconds(version.Limits.TimeoutMs) + StartAllowance, gone.Token);
+            result = await worker.Invoker.Ask<WorkerInvokeResult>(message, AnswerDeadline(version.Limits), gone.Token);
         }
         // A failure names its worker too, so a client can tell which node an error came from.
         catch (AskTimeoutException)

@@ -44,7 +44,24 @@ public static class SessionsApi
 
     private sealed record CreateBody(string? Function, int? IdleTimeoutS);
 
-    private static async Task<IResult> Create(HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)
+    // A session about to take a sandbox (created, or resumed from paused or lost) must fit the sessions' share of the
+    // cluster; answers the 429 refusal, or null when admitted.
+    private static IResult? Admit(string id, string? function, SessionAdmission admission, Catalog.SessionCatalog catalog, Placement.WorkerDirectory workers)
+    {
+        if (function is null)
+        {
+            if (catalog.Find(id) is not { } known || known.State == SessionStates.Active)
+                return null;
+            function = known.Function;
+        }
+        var sandboxes = workers.Workers.Where(w => !w.Leaving).Sum(w => w.Status.MaxSandboxes);
+        return admission.TryAdmit(id, function, sandboxes, catalog.Active(), s => catalog.Find(s) is not null) is { } why
+            ? Error(429, "too_many_sessions", why, SessionAdmission.RetryAfterSeconds)
+            : null;
+    }
+
+    private static async Task<IResult> Create(HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions,
+        SessionAdmission admission, Catalog.SessionCatalog catalog, Placement.WorkerDirectory workers, CancellationToken ct)
     {
         if (!BearerToken.Matches(request, settings.InvokeToken))
             return InvokeApi.NeedsInvokeToken();
@@ -68,7 +85,9 @@ public static class SessionsApi
         if (idle is < 0 or > 7 * 24 * 3600)
             return Error(400, BadRequest, "idleTimeoutS must be between 0 (never pause by itself) and 604800 (a week).");
         var id = NewId();
-        var reply = await sessions.ActorRef.Ask<IProtocolMessage>(new SessionCommands.Create(id, function, idle, InvokeApi.InvocationIdOf(request, response)), StartTimeout, ct);
+        if (Admit(id, function, admission, catalog, workers) is { } full)
+            return full;
+        var reply = await AdmittedAsync(admission, id, sessions.ActorRef.Ask<IProtocolMessage>(new SessionCommands.Create(id, function, idle, InvokeApi.InvocationIdOf(request, response)), StartTimeout, ct));
         if (reply is SessionReplies.View view)
         {
             response.Headers.Location = $"/v1/sessions/{id}";
@@ -92,11 +111,34 @@ public static class SessionsApi
     private static Task<IResult> Pause(string id, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)
         => Simple(id, request, response, settings, sessions, new SessionCommands.Pause(id, "api"), StartTimeout, ct);
 
-    private static Task<IResult> Resume(string id, string? node, bool? fromLastPause, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)
-        => Simple(id, request, response, settings, sessions,
+    private static async Task<IResult> Resume(string id, string? node, bool? fromLastPause, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions,
+        SessionAdmission admission, Catalog.SessionCatalog catalog, Placement.WorkerDirectory workers, CancellationToken ct)
+    {
+        if (BearerToken.Matches(request, settings.InvokeToken) && ValidId(id) && Admit(id, null, admission, catalog, workers) is { } full)
+            return full;
+        return await Simple(id, request, response, settings, sessions,
             new SessionCommands.Resume(id, InvokeApi.InvocationIdOf(request, response), string.IsNullOrEmpty(node) ? null : node, fromLastPause ?? false), StartTimeout, ct);
+    }
 
-    private static async Task<IResult> Delete(string id, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)
+    // An admission whose create or resume did not leave the session active is taken back at once.
+    private static async Task<IProtocolMessage> AdmittedAsync(SessionAdmission admission, string id, Task<IProtocolMessage> call)
+    {
+        try
+        {
+            var reply = await call;
+            if (reply is not SessionReplies.View { Session.State: SessionStates.Active })
+                admission.Forget(id);
+            return reply;
+        }
+        catch
+        {
+            admission.Forget(id);
+            throw;
+        }
+    }
+
+    private static async Task<IResult> Delete(string id, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions,
+        SessionAdmission admission, CancellationToken ct)
     {
         if (!BearerToken.Matches(request, settings.InvokeToken))
             return InvokeApi.NeedsInvokeToken();
@@ -105,6 +147,8 @@ public static class SessionsApi
         if (await ReachAsync(sessions, id, ct) is { } refused)
             return Answer(refused, response);
         var reply = await sessions.ActorRef.Ask<IProtocolMessage>(new SessionCommands.Delete(id), StartTimeout, ct);
+        if (reply is SessionReplies.View)
+            admission.Forget(id);
         return reply is SessionReplies.View ? Results.NoContent() : Answer(reply, response);
     }
 
@@ -130,7 +174,7 @@ public static class SessionsApi
     }
 
     private static async Task<IResult> Invoke(string id, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions,
-        CoordinatorMetrics metrics, CancellationToken ct)
+        CoordinatorMetrics metrics, SessionAdmission admission, Catalog.SessionCatalog catalog, Placement.WorkerDirectory workers, CancellationToken ct)
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var invocationId = InvokeApi.InvocationIdOf(request, response);
@@ -144,6 +188,9 @@ public static class SessionsApi
             return Error(413, ErrorKinds.InputTooLarge, $"The input is larger than the limit of {settings.MaxInputMb} MiB (TRENV_MAX_INPUT_MB).");
         if (await ReachAsync(sessions, id, ct) is { } refused)
             return Answer(refused, response);
+        // A paused session resumes on its first call, which takes a sandbox like a resume.
+        if (Admit(id, null, admission, catalog, workers) is { } full)
+            return full;
         var reply = await sessions.ActorRef.Ask<IProtocolMessage>(new SessionCommands.Invoke(id, invocationId, input), CallTimeout, ct);
         if (reply is not SessionReplies.Invoked invoked)
             return Answer(reply, response);

@@ -17,6 +17,13 @@ public sealed class SessionCatalog
         => _sessions.Values.Where(s => (function is null || s.Function == function) && (state is null || s.Status == state))
             .OrderBy(s => s.CreatedAt).Select(s => s.ToInfo()).ToList();
 
+    /// <summary>One session as last recorded, or null.</summary>
+    public SessionInfo? Find(string id) => _sessions.TryGetValue(id, out var s) ? s.ToInfo() : null;
+
+    /// <summary>The sessions recorded active (each holds a sandbox), with their functions.</summary>
+    public IReadOnlyCollection<(string Id, string Function)> Active()
+        => _sessions.Values.Where(s => s.Status == SessionStates.Active).Select(s => (s.Id, s.Function ?? "")).ToList();
+
     public void Apply(IEvent e)
     {
         var id = e switch

@@ -330,7 +330,7 @@ public sealed class SessionActor : ReceivePersistentActor
         try
         {
             using var gone = CancellationTokenSource.CreateLinkedTokenSource(worker.Gone.Token);
-            return await worker.Invoker.Ask<WorkerSessionReplies.Started>(start, TimeSpan.FromMilliseconds(version.Limits.TimeoutMs) + Api.InvokeApi.StartAllowance, gone.Token);
+            return await worker.Invoker.Ask<WorkerSessionReplies.Started>(start, Api.InvokeApi.AnswerDeadline(version.Limits), gone.Token);
         }
         catch (Exception e) when (e is AskTimeoutException or OperationCanceledException)
         {

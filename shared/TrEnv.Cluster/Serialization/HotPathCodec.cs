@@ -9,8 +9,9 @@ namespace TrEnv.Cluster.Serialization;
 /// </summary>
 internal static class HotPathCodec
 {
-    // 2: limits carry cpu, network and layer; 3: results carry the worker's state sequence; 4: limits carry the runtime.
-    private const byte Current = 4;
+    // 2: limits carry cpu, network and layer; 3: results carry the worker's state sequence; 4: limits carry the runtime;
+    // 5: limits carry the init deadline and the /tmp bound.
+    private const byte Current = 5;
     private const byte Oldest = 2;
 
     public static byte[] Encode(WorkerInvoke m)
@@ -89,6 +90,8 @@ internal static class HotPathCodec
         w.Write(v.Limits.Network);
         w.Write(v.Limits.Layer ?? "");
         w.Write(v.Limits.Runtime ?? "");
+        w.Write(v.Limits.InitTimeoutMs);
+        w.Write(v.Limits.TmpMb);
     }
 
     private static FunctionVersion ReadVersion(BinaryReader r, byte encoding)
@@ -105,8 +108,9 @@ internal static class HotPathCodec
         var network = r.ReadBoolean();
         var layer = r.ReadString();
         var runtime = encoding >= 4 ? r.ReadString() : "";
+        int init = encoding >= 5 ? r.ReadInt32() : FunctionLimits.DefaultInitTimeoutMs, tmp = encoding >= 5 ? r.ReadInt32() : FunctionLimits.DefaultTmpMb;
         return new FunctionVersion(version, sha, size,
-            new FunctionLimits(memory, timeout, concurrency, env, cpu, network, layer.Length == 0 ? null : layer, runtime.Length == 0 ? null : runtime), deployedAt);
+            new FunctionLimits(memory, timeout, concurrency, env, cpu, network, layer.Length == 0 ? null : layer, runtime.Length == 0 ? null : runtime, init, tmp), deployedAt);
     }
 
     private static void Write(BinaryWriter w, TemplateInfo? t)

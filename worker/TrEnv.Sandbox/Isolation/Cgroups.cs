@@ -65,7 +65,7 @@ public sealed partial class Cgroups : IDisposable
                 && available.Contains("memory") && available.Contains("cpu"))
             {
                 var tree = root;
-                if (!WritableV2(root))
+                if (!Writable(root))
                 {
                     (tree, why) = MountPrivateV2(privateMounts);
                     if (tree is null)
@@ -138,19 +138,6 @@ public sealed partial class Cgroups : IDisposable
         return memory is null || cpu is null
             ? (null, null, "the cgroup v1 hierarchies are read-only here and /proc/self/cgroup names no memory or no cpu hierarchy to mount afresh")
             : (memory, cpu, null);
-    }
-
-    private static bool WritableV2(string root)
-    {
-        try
-        {
-            Directory.CreateDirectory(Path.Combine(root, "trenv"));
-            return true;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return false;
-        }
     }
 
     /// <summary>

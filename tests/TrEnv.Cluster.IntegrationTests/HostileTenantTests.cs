@@ -1,0 +1,244 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+
+namespace TrEnv.Tests;
+
+/// <summary>One cluster (a coordinator, the pool, one worker of 4 sandboxes) that the hostile tenants below share.</summary>
+public sealed class HostileCluster : IAsyncLifetime
+{
+    public LocalCluster Cluster { get; } = new();
+
+    public async Task InitializeAsync()
+    {
+        Cluster.Environment["TRENV_MAX_SANDBOXES"] = "4";
+        await Cluster.StartAllAsync("worker-1");
+        Assert.Equal(HttpStatusCode.Created, (await Cluster.Http.PutAsync("/v1/functions/hello", new ByteArrayContent(TestGuests.Bytes("hello")))).StatusCode);
+    }
+
+    public async Task DisposeAsync() => await Cluster.DisposeAsync();
+}
+
+/// <summary>
+/// Hostile input and hostile tenants through the public API only: each limit answers a clean status within its
+/// bound, nothing of the attack lands on the node, and <c>hello</c> keeps answering.
+/// </summary>
+public sealed class HostileTenantTests(HostileCluster fixture) : IClassFixture<HostileCluster>
+{
+    private LocalCluster C => fixture.Cluster;
+
+    private async Task<HttpStatusCode> Deploy(string name, byte[] body, string query)
+        => (await C.Http.PutAsync($"/v1/functions/{name}?{query}", new ByteArrayContent(body))).StatusCode;
+
+    private Task<(HttpStatusCode Status, string Body, string Start)> Invoke(string name, string input) => ScriptChecks.Invoke(C, name, input);
+
+    private async Task HelloStillAnswers()
+    {
+        var hello = await Invoke("hello", "still here");
+        Assert.Equal((HttpStatusCode.OK, "hello: still here"), (hello.Status, hello.Body));
+    }
+
+    // The first Python function on the node compiles the runtime's module (tens of MiB on disk, and seconds):
+    // done before anything is measured.
+    private async Task WarmPython()
+    {
+        Assert.Equal(HttpStatusCode.Created, await Deploy("py-ok", "def handle(r):\n    return 'ok'\n"u8.ToArray(), "runtime=python"));
+        Assert.Equal(HttpStatusCode.OK, (await Invoke("py-ok", "")).Status);
+    }
+
+    private static long DiskBytes(string directory)
+    {
+        var psi = new ProcessStartInfo("du", ["-sb", "-x", directory]) { RedirectStandardOutput = true };
+        using var du = Process.Start(psi)!;
+        var text = du.StandardOutput.ReadToEnd();
+        du.WaitForExit();
+        return long.Parse(text.Split('\t')[0], System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    [Fact]
+    public async Task A_guest_filling_tmp_gets_ENOSPC_at_its_bound_and_the_node_disk_sees_none_of_it()
+    {
+        const string bomb = """
+            def handle(request):
+                n = 0
+                chunk = b"x" * (1 << 20)
+                try:
+                    with open("/tmp/bomb", "wb") as f:
+                        while n < 1024:
+                            f.write(chunk)
+                            f.flush()
+                            n += 1
+                    return "wrote %d MiB" % n
+                except OSError as e:
+                    return "stopped at %d MiB: %s" % (n, e)
+            """;
+        await WarmPython();
+        Assert.Equal(HttpStatusCode.Created, await Deploy("tmp-bomb", Encoding.UTF8.GetBytes(bomb), "runtime=python&tmpMb=16&memoryMb=64"));
+        var before = DiskBytes(C.Directory);
+        var answer = await Invoke("tmp-bomb", "go");
+        Assert.Equal(HttpStatusCode.OK, answer.Status);
+        Assert.StartsWith("stopped at 1", answer.Body, StringComparison.Ordinal); // 14 to 16 MiB: the layer and metadata share the bound
+        Assert.Contains("No space left on device", answer.Body, StringComparison.Ordinal);
+        Assert.True(DiskBytes(C.Directory) - before < 8L << 20, "the guest's /tmp writes reached the node's disk");
+        // The same warm instance again (its open truncates the file): the same bound, the same clean error.
+        var again = await Invoke("tmp-bomb", "again");
+        Assert.Equal((HttpStatusCode.OK, "warm"), (again.Status, again.Start));
+        Assert.StartsWith("stopped at 1", again.Body, StringComparison.Ordinal);
+        await HelloStillAnswers();
+    }
+
+    [Fact]
+    public async Task A_guest_flooding_stdout_is_bounded_per_call_and_a_warm_instance_keeps_no_old_output()
+    {
+        const string flood = """
+            import sys
+            def handle(request):
+                line = "y" * 1023
+                n = 0
+                try:
+                    for n in range(int(request)):
+                        print(line)
+                    sys.stdout.flush()
+                    return "printed %d" % (n + 1)
+                except OSError as e:
+                    return "stopped after %d lines: %s" % (n, e)
+            """;
+        await WarmPython();
+        Assert.Equal(HttpStatusCode.Created, await Deploy("flood", Encoding.UTF8.GetBytes(flood), "runtime=python"));
+        var before = DiskBytes(C.Directory);
+        var answer = await Invoke("flood", "200000");
+        Assert.Equal(HttpStatusCode.OK, answer.Status);
+        Assert.Contains("No space left on device", answer.Body, StringComparison.Ordinal);
+        var lines = int.Parse(answer.Body.Split(' ')[2], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(lines, 1000, 17 * 1024);
+        // Eight calls of 8 MiB each: every one fits, because what a call wrote is gone before the next.
+        for (var i = 0; i < 8; i++)
+        {
+            var call = await Invoke("flood", "8000");
+            Assert.Equal((HttpStatusCode.OK, "printed 8000"), (call.Status, call.Body));
+        }
+        Assert.True(DiskBytes(C.Directory) - before < 8L << 20, "the guest's output reached the node's disk");
+        await HelloStillAnswers();
+    }
+
+    [Fact]
+    public async Task Loops_in_instantiation_and_init_answer_504_naming_the_phase_within_the_init_deadline()
+    {
+        await WarmPython();
+
+        Assert.Equal(HttpStatusCode.Created, await Deploy("py-spin", "while True:\n    pass\n\ndef handle(r):\n    return 'never'\n"u8.ToArray(), "runtime=python&initTimeoutMs=2000"));
+        var clock = Stopwatch.StartNew();
+        var spin = await Invoke("py-spin", "");
+        Assert.Equal(HttpStatusCode.GatewayTimeout, spin.Status);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(3), $"answered after {clock.Elapsed}");
+        Assert.Contains("initialisation", spin.Body, StringComparison.Ordinal);
+        Assert.NotEqual("warm", spin.Start); // a failed cold start says so
+        Assert.Equal("cold", spin.Start);
+
+        // A wasm start function that never returns.
+        var start = Wasmtime.Module.ConvertText("""
+            (module (memory (export "memory") 1)
+              (func (export "trenv_alloc") (param i32) (result i32) i32.const 1024)
+              (func (export "trenv_handle") (param i32 i32) (result i64) i64.const 0)
+              (func $spin (loop $l (br $l))) (start $spin))
+            """);
+        Assert.Equal(HttpStatusCode.Created, await Deploy("start-spin", start, "initTimeoutMs=1000"));
+        clock.Restart();
+        var started = await Invoke("start-spin", "");
+        Assert.Equal(HttpStatusCode.GatewayTimeout, started.Status);
+        Assert.Contains("start function", started.Body, StringComparison.Ordinal);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2) + TimeSpan.FromSeconds(3), $"answered after {clock.Elapsed}"); // includes the module's first compile
+        await HelloStillAnswers();
+    }
+
+    [Fact]
+    public async Task A_memory_limit_of_2_GiB_and_more_works()
+    {
+        foreach (var mb in new[] { 2048, 4096 })
+        {
+            Assert.Equal(HttpStatusCode.Created, await Deploy($"big-{mb}", TestGuests.Bytes("hello"), $"memoryMb={mb}"));
+            var answer = await Invoke($"big-{mb}", "x");
+            Assert.Equal((HttpStatusCode.OK, "hello: x"), (answer.Status, answer.Body));
+        }
+    }
+
+    [Fact]
+    public async Task Names_match_exactly_and_environment_keys_are_checked()
+    {
+        var hello = TestGuests.Bytes("hello");
+        Assert.Equal(HttpStatusCode.BadRequest, (await C.Http.PutAsync("/v1/functions/abc%0A", new ByteArrayContent(hello))).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, (await C.Http.PostAsync("/v1/functions/hello%0A/invoke", new ByteArrayContent([]))).StatusCode);
+        var bad = await C.Http.PutAsync("/v1/functions/envy?env.A%3DB=1", new ByteArrayContent(hello));
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        Assert.Contains("environment key", await bad.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.BadRequest, (await C.Http.PutAsync("/v1/functions/envy?env.A=x%00y", new ByteArrayContent(hello))).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await C.Http.GetAsync("/v1/functions/envy")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Sessions_cannot_take_more_than_their_share_of_the_sandboxes()
+    {
+        // One worker of 4 sandboxes: sessions may hold 2 (TRENV_SESSION_SANDBOX_PERCENT=50).
+        var ids = new List<string>();
+        HttpResponseMessage? refused = null;
+        for (var i = 0; i < 4 && refused is null; i++)
+        {
+            var r = await C.Http.PostAsync("/v1/sessions", new StringContent("{\"function\": \"hello\", \"idleTimeoutS\": 0}"));
+            if (r.StatusCode == HttpStatusCode.Created)
+            {
+                using var doc = JsonDocument.Parse(await r.Content.ReadAsStringAsync());
+                ids.Add(doc.RootElement.GetProperty("id").GetString()!);
+            }
+            else
+            {
+                refused = r;
+            }
+        }
+        try
+        {
+            Assert.Equal(2, ids.Count);
+            Assert.NotNull(refused);
+            Assert.Equal((HttpStatusCode)429, refused.StatusCode);
+            Assert.Equal(TimeSpan.FromSeconds(5), refused.Headers.RetryAfter?.Delta);
+            Assert.Contains("TRENV_SESSION_SANDBOX_PERCENT", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            await HelloStillAnswers();
+            // A deleted session frees its place (once the catalog has seen both).
+            Assert.Equal(HttpStatusCode.NoContent, (await C.Http.DeleteAsync($"/v1/sessions/{ids[0]}")).StatusCode);
+            ids.RemoveAt(0);
+            string? again = null;
+            await Poll.UntilAsync(async () =>
+            {
+                var r = await C.Http.PostAsync("/v1/sessions", new StringContent("{\"function\": \"hello\", \"idleTimeoutS\": 0}"));
+                if (r.StatusCode != HttpStatusCode.Created)
+                    return false;
+                using var doc = JsonDocument.Parse(await r.Content.ReadAsStringAsync());
+                again = doc.RootElement.GetProperty("id").GetString();
+                return true;
+            }, TimeSpan.FromSeconds(20), () => "no session could be created after one was deleted");
+            ids.Add(again!);
+        }
+        finally
+        {
+            foreach (var id in ids)
+                await C.Http.DeleteAsync($"/v1/sessions/{id}");
+        }
+    }
+
+    [Fact]
+    public async Task Guest_output_with_terminal_escapes_is_printed_escaped_by_trenv_logs()
+    {
+        await WarmPython();
+        const string script = "def handle(r):\n    print('\\x1b]0;pwned\\x07\\x1b[2Jvisible\\x7f')\n    return 'ok'\n";
+        Assert.Equal(HttpStatusCode.Created, await Deploy("esc", Encoding.UTF8.GetBytes(script), "runtime=python"));
+        Assert.Equal(HttpStatusCode.OK, (await Invoke("esc", "")).Status);
+        var output = new StringWriter();
+        var code = await new TrEnv.Cli.CliApp(output, new StringWriter(), new MemoryStream()).RunAsync(["logs", "esc", "--url", $"http://127.0.0.1:{C.HttpPort}"]);
+        Assert.Equal(0, code);
+        var text = output.ToString();
+        Assert.Contains(@"\x1b]0;pwned\x07\x1b[2Jvisible\x7f", text, StringComparison.Ordinal);
+        Assert.DoesNotContain('\u001b', text);
+        // C1 controls (a one-character CSI) and bidirectional overrides are escaped too; tabs stay.
+        Assert.Equal(@"a\x9b31m\u202eb" + "\tc", TrEnv.Cli.TerminalText.Safe("a\u009b31m\u202eb\tc"));
+    }
+}
