@@ -170,6 +170,40 @@ public sealed class HostileTenantTests(HostileCluster fixture) : IClassFixture<H
     }
 
     [Fact]
+    public async Task Modules_that_could_never_start_or_keep_their_state_in_a_template_are_refused_at_deploy_naming_why()
+    {
+        const string abi = """
+            (func (export "trenv_alloc") (param i32) (result i32) i32.const 1024)
+            (func (export "trenv_handle") (param i32 i32) (result i64) i64.const 0)
+            """;
+        (string Wat, string Query, string Reason)[] cases =
+        [
+            ("""(import "wasi_snapshot_preview1" "fd_write" (func (param i32) (result i32))) (memory (export "memory") 1)""", "", "\"fd_write\" with type (i32) -> (i32), but the host provides"),
+            ("""(import "wasi_snapshot_preview1" "sock_open" (func (param i32 i32) (result i32))) (memory (export "memory") 1)""", "", "does not have"),
+            ("""(memory (export "memory") 1100)""", "memoryMb=64", "over the function's memory limit of 64 MiB"),
+            ("""(memory (export "memory") 1 1 shared)""", "", "is shared"),
+            ("""(memory (export "memory") 1) (data (i32.const 65535) "xy")""", "", "active data segment 0"),
+            ("""(memory (export "memory") 1) (global (mut v128) (v128.const i64x2 0 0))""", "", "mutable v128"),
+            ("""(memory (export "memory") 1) (memory 2) (func (export "trenv_init") (i32.store 1 (i32.const 0) (i32.const 7)))""", "", "templates capture one linear memory"),
+            ("""(memory (export "memory") 1) (table 1 funcref) (func $f) (elem declare func $f) (func (export "trenv_init") (table.set (i32.const 0) (ref.func $f)))""", "", "uses table.set"),
+        ];
+        for (var i = 0; i < cases.Length; i++)
+        {
+            var (wat, query, reason) = cases[i];
+            var clock = Stopwatch.StartNew();
+            using var response = await C.Http.PutAsync($"/v1/functions/refused-{i}?{query}", new ByteArrayContent(Wasmtime.Module.ConvertText($"(module {wat} {abi})")));
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.UnprocessableEntity, $"case {i}: {(int)response.StatusCode} {body}");
+            var error = JsonDocument.Parse(body).RootElement;
+            Assert.Equal("invalid_module", error.GetProperty("error").GetString());
+            Assert.Contains(reason, error.GetProperty("message").GetString(), StringComparison.Ordinal);
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1) + Allowance, $"case {i} took {clock.Elapsed}");
+            Assert.Equal(HttpStatusCode.NotFound, (await C.Http.GetAsync($"/v1/functions/refused-{i}")).StatusCode); // nothing stored
+        }
+        await HelloStillAnswers();
+    }
+
+    [Fact]
     public async Task Names_match_exactly_and_environment_keys_are_checked()
     {
         var hello = TestGuests.Bytes("hello");

@@ -64,7 +64,7 @@ public static partial class FunctionsApi
         // Validate before storing anything: malformed bytes and ABI problems are 422 with every problem named.
         try
         {
-            GuestAbiCheck.Check(body);
+            GuestAbiCheck.Check(body, (long)limits.MemoryMb << 20);
             ModuleRewriter.ExportMutableGlobals(body);
             // Full validation (function bodies too) without compiling: microseconds, not the compile's seconds.
             if (Wasmtime.Module.Validate(validator, body) is { } invalid)

@@ -3,30 +3,45 @@ using TrEnv.Contracts;
 namespace TrEnv.Engine.Wasm;
 
 /// <summary>
-/// Guest ABI v1 rules over a module's declarations. Used at deploy time (coordinator, no compile) and
-/// at load time (sandbox); one message names every problem.
+/// Guest ABI v1 rules over a module's declarations, what the host links (WASI signatures included), and what
+/// templates can capture. Used at deploy time (coordinator, no compile) and when a node compiles a module; one
+/// message names every problem, so a module that passes can be instantiated and templated.
 /// </summary>
 public static class GuestAbiCheck
 {
     private const byte I32 = 0x7F, I64 = 0x7E;
 
     /// <summary>Parses and checks; throws <see cref="InvalidModuleException"/> naming every problem.</summary>
-    public static WasmModuleInfo Check(ReadOnlySpan<byte> wasm)
+    /// <param name="memoryLimitBytes">The function's memory limit, when known: a module whose memory starts above it is refused.</param>
+    public static WasmModuleInfo Check(ReadOnlySpan<byte> wasm, long? memoryLimitBytes = null)
     {
         var info = WasmModuleInfo.Parse(wasm);
-        var problems = Problems(info);
+        var problems = Problems(info, memoryLimitBytes);
+        var functionImports = info.Imports.Count(i => i.Kind == WasmModuleInfo.KindFunc);
+        if (CodeScanner.FirstTableWrite(wasm, functionImports) is { } write)
+            problems.Add($"function {write.Function} uses {write.Instruction}: templates capture linear memory and globals, not tables, so a table written at run time would be lost on a template start");
         if (problems.Count > 0)
             throw new InvalidModuleException($"The module does not satisfy guest ABI v{GuestAbi.Version}: {string.Join("; ", problems)}.");
         return info;
     }
 
-    public static List<string> Problems(WasmModuleInfo info)
+    public static List<string> Problems(WasmModuleInfo info, long? memoryLimitBytes = null)
     {
         var problems = new List<string>();
         var exports = info.Exports.GroupBy(e => e.Name, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First(), StringComparer.Ordinal);
+        StateProblems(info, memoryLimitBytes, problems);
         // ruby.wasm (the Ruby runtime) speaks its own wit ABI; the engine adapts it (RubyGuest).
         if (RubyGuest.Is(exports.Keys))
-            return [.. info.Imports.Where(i => !RubyGuest.Provides(i.Module)).Select(i => $"it imports \"{i.Module}\".\"{i.Name}\", which the Ruby adapter does not provide")];
+        {
+            foreach (var import in info.Imports)
+            {
+                if (!RubyGuest.Provides(import.Module))
+                    problems.Add($"it imports \"{import.Module}\".\"{import.Name}\", which the Ruby adapter does not provide");
+                else if (import.Module == GuestAbi.WasiModule)
+                    Wasi(import);
+            }
+            return problems;
+        }
 
         if (!exports.TryGetValue(GuestAbi.Memory, out var memory) || memory.Kind != WasmModuleInfo.KindMemory)
             problems.Add($"it does not export its linear memory as \"{GuestAbi.Memory}\"");
@@ -45,8 +60,29 @@ public static class GuestAbiCheck
             var provided = import.Module == GuestAbi.WasiModule || (import.Module == GuestAbi.ImportModule && import.Name == GuestAbi.ErrorImport);
             if (!provided || import.Kind != WasmModuleInfo.KindFunc)
                 problems.Add($"it imports \"{import.Module}\".\"{import.Name}\", but only {GuestAbi.WasiModule} functions and {GuestAbi.ImportModule}.{GuestAbi.ErrorImport} are provided");
+            else if (import.Module == GuestAbi.WasiModule)
+                Wasi(import);
+            else
+                Signature(import, new FuncType([I32, I32], []));
         }
         return problems;
+
+        void Wasi(WasmImport import)
+        {
+            if (import.Kind != WasmModuleInfo.KindFunc)
+                problems.Add($"it imports \"{import.Module}\".\"{import.Name}\", which is not a function; the host provides only WASI functions");
+            else if (WasiPreview1.Find(import.Name) is not { } host)
+                problems.Add($"it imports \"{import.Module}\".\"{import.Name}\", which the host's WASI (preview 1) does not have");
+            else
+                Signature(import, host);
+        }
+
+        void Signature(WasmImport import, FuncType host)
+        {
+            var type = import.TypeIndex < info.Types.Count ? info.Types[(int)import.TypeIndex] : null;
+            if (type is null || !type.Is(host.Params, host.Results))
+                problems.Add($"it imports \"{import.Module}\".\"{import.Name}\" with type {type?.ToString() ?? "unknown"}, but the host provides {host}");
+        }
 
         void Function(string name, byte[] parameters, byte[] results, bool required)
         {
@@ -67,4 +103,43 @@ public static class GuestAbiCheck
                 problems.Add($"\"{name}\" has type {type?.ToString() ?? "unknown"} but ABI v{GuestAbi.Version} needs {wanted}");
         }
     }
+
+    // What instantiation would refuse, and state a template could not carry.
+    private static void StateProblems(WasmModuleInfo info, long? memoryLimitBytes, List<string> problems)
+    {
+        if (info.Memories.Count > 1)
+            problems.Add($"it has {info.Memories.Count} memories; templates capture one linear memory");
+        for (var m = 0; m < info.Memories.Count; m++)
+        {
+            var memory = info.Memories[m];
+            if (memory.Shared)
+                problems.Add($"memory {m} is shared (threads), which sandboxes cannot restore copy-on-write");
+            if (memoryLimitBytes is { } limit && memory.MinBytes > (ulong)limit)
+                problems.Add($"memory {m} starts at {Mib(memory.MinBytes)}, over the function's memory limit of {Mib((ulong)limit)} (memoryMb)");
+        }
+        for (var g = 0; g < info.Globals.Count; g++)
+        {
+            var global = info.Globals[g];
+            if (global.Mutable && !global.Imported && global.Type is not (0x7F or 0x7E or 0x7D or 0x7C))
+                problems.Add($"global {g} is a mutable {FuncType.Name(global.Type)}; templates capture mutable globals of i32, i64, f32 and f64 only");
+        }
+        foreach (var (segment, index) in info.DataSegments.Select((d, i) => (d, i)))
+        {
+            if (segment.Offset is not { } offset || segment.Target >= info.Memories.Count)
+                continue;
+            var size = info.Memories[(int)segment.Target].MinBytes;
+            if ((ulong)offset > size || segment.Length > size - (ulong)offset)
+                problems.Add($"active data segment {index} writes bytes {(ulong)offset}..{(ulong)offset + segment.Length} of memory {segment.Target}, which starts with {size} bytes, so instantiation would fail");
+        }
+        foreach (var (segment, index) in info.ElementSegments.Select((e, i) => (e, i)))
+        {
+            if (segment.Offset is not { } offset || segment.Target >= info.Tables.Count)
+                continue;
+            var size = info.Tables[(int)segment.Target].Min;
+            if ((ulong)offset > size || segment.Length > size - (ulong)offset)
+                problems.Add($"active element segment {index} writes entries {(ulong)offset}..{(ulong)offset + segment.Length} of table {segment.Target}, which starts with {size} entries, so instantiation would fail");
+        }
+    }
+
+    private static string Mib(ulong bytes) => bytes >= 1UL << 50 ? $"{bytes} bytes" : $"{bytes / (1024.0 * 1024):0.##} MiB";
 }

@@ -38,11 +38,11 @@ public static class ModuleRewriter
                     var count = s.VarU32();
                     for (uint i = 0; i < count; i++)
                     {
-                        var type = ReadValueType(ref s);
+                        var type = s.ValueType();
                         var mutable = s.Byte();
                         if (mutable > 1)
                             throw WasmReader.Malformed($"global {i} has an invalid mutability flag {mutable}");
-                        SkipConstExpr(ref s);
+                        s.ConstExpr();
                         if (mutable == 1)
                             defined.Add((importedGlobals + i, type));
                     }
@@ -131,50 +131,6 @@ public static class ModuleRewriter
         11 => 110,
         _ => id * 10,
     };
-
-    private static byte ReadValueType(ref WasmReader r)
-    {
-        var type = r.Byte();
-        switch (type)
-        {
-            case 0x7F or 0x7E or 0x7D or 0x7C or 0x7B or 0x70 or 0x6F:
-                return type;
-            case 0x63 or 0x64:
-                r.SkipVarS();
-                return type;
-            default:
-                if (type is >= 0x69 and <= 0x74)
-                    return type;
-                throw WasmReader.Malformed($"unknown value type 0x{type:x2}");
-        }
-    }
-
-    private static void SkipConstExpr(ref WasmReader r)
-    {
-        while (true)
-        {
-            var op = r.Byte();
-            switch (op)
-            {
-                case 0x0B: return;
-                case 0x41 or 0x42: r.SkipVarS(); break;
-                case 0x43: r.Skip(4); break;
-                case 0x44: r.Skip(8); break;
-                case 0x23 or 0xD2: r.VarU32(); break;
-                case 0xD0: r.SkipVarS(); break;
-                case 0x6A or 0x6B or 0x6C or 0x7C or 0x7D or 0x7E: break;
-                case 0xFD:
-                    if (r.VarU32() != 12)
-                        throw WasmReader.Malformed("unsupported SIMD instruction in a constant expression");
-                    r.Skip(16);
-                    break;
-                case 0xFB:
-                    throw WasmReader.Malformed("GC instructions in global initialisers are not supported");
-                default:
-                    throw WasmReader.Malformed($"unsupported opcode 0x{op:x2} in a constant expression");
-            }
-        }
-    }
 
     private static void WriteSection(ArrayBufferWriter<byte> output, byte id, ReadOnlySpan<byte> body)
     {

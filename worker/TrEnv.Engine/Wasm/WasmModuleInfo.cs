@@ -20,9 +20,24 @@ public sealed record FuncType(byte[] Params, byte[] Results)
     };
 }
 
-public sealed record WasmImport(string Module, string Name, byte Kind);
+/// <summary>An import; <see cref="TypeIndex"/> is its type when it is a function.</summary>
+public sealed record WasmImport(string Module, string Name, byte Kind, uint TypeIndex = 0);
 
 public sealed record WasmExport(string Name, byte Kind, uint Index);
+
+/// <summary>A linear memory's declaration; sizes in pages of <c>1 &lt;&lt; PageSizeLog2</c> bytes.</summary>
+public sealed record WasmMemory(ulong MinPages, ulong? MaxPages, bool Shared, bool Is64, int PageSizeLog2, bool Imported)
+{
+    public ulong MinBytes => MinPages >= 1UL << (64 - PageSizeLog2) ? ulong.MaxValue : MinPages << PageSizeLog2;
+}
+
+public sealed record WasmTable(byte ElementType, ulong Min, bool Imported);
+
+/// <summary>A global's type; <see cref="Value"/> is its initial value when that is one integer constant.</summary>
+public sealed record WasmGlobal(byte Type, bool Mutable, long? Value, bool Imported);
+
+/// <summary>An active data or element segment: where it lands (<see cref="Offset"/> null when not a constant) and how many units it writes.</summary>
+public sealed record WasmSegment(uint Target, long? Offset, ulong Length);
 
 /// <summary>
 /// What a module declares, read from its sections without compiling it: types, imports, function
@@ -37,6 +52,11 @@ public sealed class WasmModuleInfo
     public List<uint> FunctionTypes { get; } = [];  // imported functions first, then defined ones
     public List<bool> Memory64 { get; } = [];       // imported memories first
     public List<WasmExport> Exports { get; } = [];
+    public List<WasmMemory> Memories { get; } = [];  // imported first
+    public List<WasmTable> Tables { get; } = [];     // imported first
+    public List<WasmGlobal> Globals { get; } = [];   // imported first
+    public List<WasmSegment> DataSegments { get; } = [];     // active ones, in bytes
+    public List<WasmSegment> ElementSegments { get; } = [];  // active ones, in elements
 
     public FuncType? FunctionType(uint index)
         => index < FunctionTypes.Count && FunctionTypes[(int)index] < Types.Count ? Types[(int)FunctionTypes[(int)index]] : null;
@@ -55,10 +75,24 @@ public sealed class WasmModuleInfo
                     for (uint i = 0, n = s.VarU32(); i < n; i++)
                         info.FunctionTypes.Add(s.VarU32());
                     break;
+                case 4:
+                    for (uint i = 0, n = s.VarU32(); i < n; i++)
+                        info.Tables.Add(ReadTable(ref s, imported: false));
+                    break;
                 case 5:
                     for (uint i = 0, n = s.VarU32(); i < n; i++)
-                        info.Memory64.Add(ReadMemory64(ref s));
+                        info.AddMemory(ReadMemory(ref s, imported: false));
                     break;
+                case 6:
+                    for (uint i = 0, n = s.VarU32(); i < n; i++)
+                    {
+                        var type = s.ValueType();
+                        var mutable = s.Byte() == 1;
+                        info.Globals.Add(new WasmGlobal(type, mutable, s.ConstExpr(info.KnownGlobals()), false));
+                    }
+                    break;
+                case 9: info.ReadElements(ref s); break;
+                case 11: info.ReadData(ref s); break;
                 case 7:
                     for (uint i = 0, n = s.VarU32(); i < n; i++)
                         info.Exports.Add(new WasmExport(s.Name(), s.Byte(), s.VarU32()));
@@ -96,35 +130,111 @@ public sealed class WasmModuleInfo
             var module = r.Name();
             var name = r.Name();
             var kind = r.Byte();
-            Imports.Add(new WasmImport(module, name, kind));
+            uint typeIndex = 0;
             switch (kind)
             {
-                case KindFunc: FunctionTypes.Add(r.VarU32()); break;
-                case KindTable: r.Byte(); SkipLimits(ref r); break;
-                case KindMemory: Memory64.Add(ReadMemory64(ref r)); break;
-                case KindGlobal: r.Byte(); r.Byte(); break;
+                case KindFunc: FunctionTypes.Add(typeIndex = r.VarU32()); break;
+                case KindTable: Tables.Add(ReadTable(ref r, imported: true)); break;
+                case KindMemory: AddMemory(ReadMemory(ref r, imported: true)); break;
+                case KindGlobal:
+                    var type = r.ValueType();
+                    Globals.Add(new WasmGlobal(type, r.Byte() == 1, null, true));
+                    break;
                 case 0x04: r.Byte(); r.VarU32(); break;
                 default: throw WasmReader.Malformed($"import {i} has an unknown kind 0x{kind:x2}");
             }
+            Imports.Add(new WasmImport(module, name, kind, typeIndex));
         }
     }
 
-    private static bool ReadMemory64(ref WasmReader r)
+    private void AddMemory(WasmMemory memory)
     {
-        var flags = r.Byte();
-        r.VarU64();
-        if ((flags & 0x01) != 0)
-            r.VarU64();
-        if ((flags & 0x08) != 0)
-            r.VarU32();
-        return (flags & 0x04) != 0;
+        Memories.Add(memory);
+        Memory64.Add(memory.Is64);
     }
 
-    private static void SkipLimits(ref WasmReader r)
+    private static WasmMemory ReadMemory(ref WasmReader r, bool imported)
     {
         var flags = r.Byte();
-        r.VarU64();
+        var min = r.VarU64();
+        ulong? max = (flags & 0x01) != 0 ? r.VarU64() : null;
+        var pageSizeLog2 = (flags & 0x08) != 0 ? (int)Math.Min(r.VarU32(), 63) : 16;
+        return new WasmMemory(min, max, (flags & 0x02) != 0, (flags & 0x04) != 0, pageSizeLog2, imported);
+    }
+
+    private static WasmTable ReadTable(ref WasmReader r, bool imported)
+    {
+        // A table with an initialiser (function references) starts 0x40 0x00.
+        var withInit = !imported && r.Peek() == 0x40;
+        if (withInit)
+        {
+            r.Byte();
+            r.Byte();
+        }
+        var type = r.ValueType();
+        var flags = r.Byte();
+        var min = r.VarU64();
         if ((flags & 0x01) != 0)
             r.VarU64();
+        if (withInit)
+            r.ConstExpr();
+        return new WasmTable(type, min, imported);
+    }
+
+    private List<long?> KnownGlobals() => [.. Globals.Select(g => g.Mutable || g.Imported ? null : g.Value)];
+
+    private void ReadElements(ref WasmReader r)
+    {
+        var globals = KnownGlobals();
+        for (uint i = 0, n = r.VarU32(); i < n; i++)
+        {
+            var flags = r.VarU32();
+            if (flags > 7)
+                throw WasmReader.Malformed($"element segment {i} has unknown flags {flags}");
+            var active = (flags & 0x01) == 0;
+            uint table = 0;
+            long? offset = null;
+            if (active)
+            {
+                if ((flags & 0x02) != 0)
+                    table = r.VarU32();
+                offset = r.ConstExpr(globals);
+            }
+            var expressions = (flags & 0x04) != 0;
+            if ((flags & 0x03) != 0)
+            {
+                if (expressions)
+                    r.ValueType();
+                else
+                    r.Byte(); // elemkind
+            }
+            var count = r.VarU32();
+            for (uint e = 0; e < count; e++)
+            {
+                if (expressions)
+                    r.ConstExpr();
+                else
+                    r.VarU32();
+            }
+            if (active)
+                ElementSegments.Add(new WasmSegment(table, offset, count));
+        }
+    }
+
+    private void ReadData(ref WasmReader r)
+    {
+        var globals = KnownGlobals();
+        for (uint i = 0, n = r.VarU32(); i < n; i++)
+        {
+            var flags = r.VarU32();
+            if (flags > 2)
+                throw WasmReader.Malformed($"data segment {i} has unknown flags {flags}");
+            uint memory = flags == 2 ? r.VarU32() : 0;
+            long? offset = flags == 1 ? null : r.ConstExpr(globals);
+            var length = r.VarU32();
+            r.Skip(checked((int)length));
+            if (flags != 1)
+                DataSegments.Add(new WasmSegment(memory, offset, length));
+        }
     }
 }

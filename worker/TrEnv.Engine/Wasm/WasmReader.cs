@@ -15,6 +15,8 @@ internal ref struct WasmReader(ReadOnlySpan<byte> bytes, int position = 0)
         return _bytes[Position++];
     }
 
+    public readonly byte Peek() => Position < _bytes.Length ? _bytes[Position] : throw Malformed("unexpected end of module");
+
     public ulong VarU64()
     {
         ulong result = 0;
@@ -32,6 +34,24 @@ internal ref struct WasmReader(ReadOnlySpan<byte> bytes, int position = 0)
     {
         var value = VarU64();
         return value <= uint.MaxValue ? (uint)value : throw Malformed("u32 LEB128 out of range");
+    }
+
+    public long VarS64()
+    {
+        long result = 0;
+        var shift = 0;
+        byte b;
+        do
+        {
+            if (shift >= 70)
+                throw Malformed("LEB128 integer is too long");
+            b = Byte();
+            result |= (long)(b & 0x7F) << shift;
+            shift += 7;
+        } while ((b & 0x80) != 0);
+        if (shift < 64 && (b & 0x40) != 0)
+            result |= -1L << shift;
+        return result;
     }
 
     public void SkipVarS()
@@ -59,6 +79,63 @@ internal ref struct WasmReader(ReadOnlySpan<byte> bytes, int position = 0)
         var start = Position;
         Skip(len);
         return System.Text.Encoding.UTF8.GetString(_bytes.Slice(start, len));
+    }
+
+    /// <summary>A value type (reference types with a heap type included); returns its first byte.</summary>
+    public byte ValueType()
+    {
+        var type = Byte();
+        switch (type)
+        {
+            case 0x7F or 0x7E or 0x7D or 0x7C or 0x7B or 0x70 or 0x6F:
+                return type;
+            case 0x63 or 0x64:
+                SkipVarS();
+                return type;
+            default:
+                if (type is >= 0x69 and <= 0x74)
+                    return type;
+                throw Malformed($"unknown value type 0x{type:x2}");
+        }
+    }
+
+    /// <summary>
+    /// Reads a constant expression through its <c>end</c>. Returns its value when it is one integer constant,
+    /// or a <c>global.get</c> of a global <paramref name="globals"/> knows; null otherwise.
+    /// </summary>
+    public long? ConstExpr(IReadOnlyList<long?>? globals = null)
+    {
+        long? value = null;
+        var instructions = 0;
+        while (true)
+        {
+            var op = Byte();
+            instructions++;
+            switch (op)
+            {
+                case 0x0B: return instructions == 2 ? value : null;
+                case 0x41: value = (uint)(int)VarS64(); break;
+                case 0x42: value = VarS64(); break;
+                case 0x43: Skip(4); break;
+                case 0x44: Skip(8); break;
+                case 0x23:
+                    var g = VarU32();
+                    value = globals is not null && g < globals.Count ? globals[(int)g] : null;
+                    break;
+                case 0xD2: VarU32(); break;
+                case 0xD0: SkipVarS(); break;
+                case 0x6A or 0x6B or 0x6C or 0x7C or 0x7D or 0x7E: break;
+                case 0xFD:
+                    if (VarU32() != 12)
+                        throw Malformed("unsupported SIMD instruction in a constant expression");
+                    Skip(16);
+                    break;
+                case 0xFB:
+                    throw Malformed("GC instructions in constant expressions are not supported");
+                default:
+                    throw Malformed($"unsupported opcode 0x{op:x2} in a constant expression");
+            }
+        }
     }
 
     /// <summary>Checks the module header and lists its sections as (id, body start, body end).</summary>
