@@ -204,6 +204,45 @@ public sealed class HostileTenantTests(HostileCluster fixture) : IClassFixture<H
     }
 
     [Fact]
+    public async Task Layers_that_could_never_unpack_are_refused_at_upload_and_never_stored()
+    {
+        static byte[] Tar(params (string Name, bool Directory)[] entries)
+        {
+            using var buffer = new MemoryStream();
+            using (var writer = new System.Formats.Tar.TarWriter(buffer, System.Formats.Tar.TarEntryFormat.Pax, leaveOpen: true))
+            {
+                foreach (var (name, directory) in entries)
+                {
+                    writer.WriteEntry(directory
+                        ? new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.Directory, name)
+                        : new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, name) { DataStream = new MemoryStream("x"u8.ToArray()) });
+                }
+            }
+            return buffer.ToArray();
+        }
+        (byte[] Tar, string Reason)[] cases =
+        [
+            (Tar(("data", false), ("data/", true)), "an earlier entry made \"data\" a file"),
+            (Tar(("data/", true), ("data", false)), "is already a directory"),
+            (Tar(("data", false), ("data/x", false)), "needs \"data\" to be a directory"),
+            (Tar(("d/" + new string('z', 300), false)), "longer than 255 bytes"),
+        ];
+        foreach (var (tar, reason) in cases)
+        {
+            using var response = await C.Http.PutAsync("/v1/layers", new ByteArrayContent(tar));
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.UnprocessableEntity, $"{(int)response.StatusCode} {body}");
+            var error = JsonDocument.Parse(body).RootElement;
+            Assert.Equal("invalid_layer", error.GetProperty("error").GetString());
+            Assert.Contains(reason, error.GetProperty("message").GetString(), StringComparison.Ordinal);
+            // Never stored: a deploy naming it is refused.
+            var sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(tar));
+            Assert.Equal(HttpStatusCode.UnprocessableEntity, await Deploy("layered", TestGuests.Bytes("hello"), $"layer={sha}"));
+        }
+        await HelloStillAnswers();
+    }
+
+    [Fact]
     public async Task Names_match_exactly_and_environment_keys_are_checked()
     {
         var hello = TestGuests.Bytes("hello");

@@ -49,7 +49,53 @@ public sealed class LayerAndLimitsTests
         { "not valid gzip", [0x1f, 0x8b, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10] },
         { "tar", Encoding.UTF8.GetBytes(new string('z', 1024)) },
         { "empty", new byte[1024] },
+        { "is a directory, but an earlier entry made \"a\" a file", Tar(File("a", "x"), new PaxTarEntry(TarEntryType.Directory, "a/")) },
+        { "is a file, but \"a\" is already a directory", Tar(new PaxTarEntry(TarEntryType.Directory, "a"), File("./a", "x")) },
+        { "is a file, but \"a\" is already a directory", Tar(File("a/b", "x"), File("a", "y")) },
+        { "needs \"a\" to be a directory", Tar(File("a", "x"), File("a/b", "y")) },
+        { "longer than 255 bytes", Tar(File("d/" + new string('n', 256), "x")) },
+        { "longer than 255 bytes", Tar(File(new string('é', 128), "x")) }, // 256 bytes in UTF-8
+        { "path longer than 3072 bytes", Tar(File(string.Join('/', Enumerable.Repeat(new string('p', 250), 13)), "x")) },
     };
+
+    [Fact]
+    public void Every_layer_the_check_accepts_unpacks_and_holds_its_last_entry_per_path()
+    {
+        // Random tars over a few names that nest and collide: the check is a faithful simulation of the unpacking.
+        string[] names = ["a", "a/", "./a", "a/b", "a/b/", "a/b/c", "b", "b/a", "c/", "c/a/b"];
+        var random = new Random(16);
+        var root = Directory.CreateTempSubdirectory("trenv-layer-sim").FullName;
+        int accepted = 0, refused = 0;
+        try
+        {
+            for (var round = 0; round < 400; round++)
+            {
+                var entries = new List<(string Name, bool Directory, string Text)>();
+                for (int i = 0, n = random.Next(1, 6); i < n; i++)
+                    entries.Add((names[random.Next(names.Length)], random.Next(3) == 0, $"{round}.{i}"));
+                var tar = Tar([.. entries.Select(e => e.Directory ? new PaxTarEntry(TarEntryType.Directory, e.Name) : File(e.Name, e.Text))]);
+                try
+                {
+                    LayerArchive.Check(tar, 1 << 20);
+                }
+                catch (InvalidDataException)
+                {
+                    refused++;
+                    continue;
+                }
+                accepted++;
+                var target = Path.Combine(root, round.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                LayerArchive.Unpack(tar, target);
+                foreach (var last in entries.Where(e => !e.Directory).GroupBy(e => e.Name.Trim('.', '/')).Select(g => g.Last()))
+                    Assert.Equal(last.Text, System.IO.File.ReadAllText(Path.Combine(target, last.Name.Trim('.', '/'))));
+            }
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+        Assert.True(accepted > 50 && refused > 50, $"{accepted} accepted, {refused} refused: the generator should exercise both");
+    }
 
     [Theory]
     [MemberData(nameof(BadLayers))]

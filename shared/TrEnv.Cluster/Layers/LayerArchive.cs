@@ -13,22 +13,39 @@ public static class LayerArchive
     /// <summary>What an accepted layer holds.</summary>
     public sealed record Summary(byte[] Tar, int Files, int Directories, long UnpackedBytes);
 
+    /// <summary>Longest name of one path component a Linux filesystem takes (NAME_MAX, in bytes).</summary>
+    public const int MaxComponentBytes = 255;
+
+    /// <summary>Longest relative path in a layer, in bytes: the node's own prefix must still fit in PATH_MAX (4096).</summary>
+    public const int MaxPathBytes = 3072;
+
+    /// <summary>Most entries a layer may hold (each is an inode on every node that unpacks it).</summary>
+    public const int MaxEntries = 100_000;
+
     /// <summary>
-    /// Decompresses a gzipped upload and checks every entry: only regular files and directories, relative
-    /// paths that stay inside the layer, at most <paramref name="maxBytes"/> unpacked. Throws
-    /// <see cref="InvalidDataException"/> naming the first problem.
+    /// Decompresses a gzipped upload and checks every entry by simulating the unpacking: only regular files and
+    /// directories, relative paths that stay inside the layer, names a filesystem takes, no path that is a file
+    /// for one entry and a directory for another, at most <paramref name="maxBytes"/> unpacked and
+    /// <see cref="MaxEntries"/> entries. A layer that passes unpacks. Throws <see cref="InvalidDataException"/>
+    /// naming the first problem.
     /// </summary>
     public static Summary Check(byte[] upload, long maxBytes)
     {
         var tar = upload.Length > 2 && upload[0] == 0x1f && upload[1] == 0x8b ? Gunzip(upload, maxBytes) : upload;
         int files = 0, directories = 0;
         long bytes = 0;
+        var kinds = new Dictionary<string, bool>(StringComparer.Ordinal); // path -> is a directory
         try
         {
             using var reader = new TarReader(new MemoryStream(tar, writable: false));
             while (reader.GetNextEntry() is { } entry)
             {
                 var name = RelativeName(entry.Name);
+                if (files + directories >= MaxEntries)
+                    throw Refused($"The layer has more than {MaxEntries} entries.");
+                var directory = entry.EntryType == TarEntryType.Directory;
+                if (directory || entry.EntryType is TarEntryType.RegularFile or TarEntryType.V7RegularFile)
+                    Place(kinds, entry.Name, name, directory);
                 switch (entry.EntryType)
                 {
                     case TarEntryType.Directory:
@@ -43,7 +60,7 @@ public static class LayerArchive
                             throw Refused($"The layer unpacks to more than {maxBytes >> 20} MiB.");
                         break;
                     default:
-                        throw Refused($"Entry \"{entry.Name}\" is a {entry.EntryType}; a layer holds only regular files and directories.");
+                        throw Refused($"Entry \"{Shorten(entry.Name)}\" is a {entry.EntryType}; a layer holds only regular files and directories.");
                 }
             }
         }
@@ -54,6 +71,41 @@ public static class LayerArchive
         if (files == 0 && directories == 0)
             throw Refused("The layer is empty or not a tar archive.");
         return new Summary(tar, files, directories, bytes);
+    }
+
+    // Records where an entry lands as unpacking would: its parents become directories, and a path that is
+    // already the other kind is a conflict no filesystem can hold.
+    private static void Place(Dictionary<string, bool> kinds, string entryName, string name, bool directory)
+    {
+        if (name.Length == 0)
+            return;
+        if (System.Text.Encoding.UTF8.GetByteCount(name) > MaxPathBytes)
+            throw Refused($"Entry \"{Shorten(entryName)}\" has a path longer than {MaxPathBytes} bytes.");
+        var parts = name.Split('/');
+        foreach (var part in parts)
+        {
+            if (System.Text.Encoding.UTF8.GetByteCount(part) > MaxComponentBytes)
+                throw Refused($"Entry \"{Shorten(entryName)}\" has a name component longer than {MaxComponentBytes} bytes, which no Linux filesystem takes.");
+        }
+        for (var i = 1; i < parts.Length; i++)
+        {
+            var parent = string.Join('/', parts[..i]);
+            if (kinds.TryGetValue(parent, out var isDirectory) && !isDirectory)
+                throw Refused($"Entry \"{Shorten(entryName)}\" needs \"{Shorten(parent)}\" to be a directory, but an earlier entry made it a file.");
+            kinds[parent] = true;
+        }
+        if (kinds.TryGetValue(name, out var existing) && existing != directory)
+            throw Refused(directory
+                ? $"Entry \"{Shorten(entryName)}\" is a directory, but an earlier entry made \"{Shorten(name)}\" a file."
+                : $"Entry \"{Shorten(entryName)}\" is a file, but \"{Shorten(name)}\" is already a directory.");
+        kinds[name] = directory;
+    }
+
+    // Echoed names stay readable: at most 200 characters, control characters escaped.
+    private static string Shorten(string name)
+    {
+        var text = name.Length > 200 ? name[..200] + "…" : name;
+        return string.Concat(text.Select(c => char.IsControl(c) ? $"\\x{(int)c:x2}" : c.ToString()));
     }
 
     /// <summary>Whether a checked layer holds a regular file at <paramref name="path"/> (relative to its top).</summary>
@@ -84,14 +136,22 @@ public static class LayerArchive
                 {
                     var name = RelativeName(entry.Name);
                     var target = Path.Combine(temp, name);
-                    if (entry.EntryType == TarEntryType.Directory)
+                    try
                     {
-                        Directory.CreateDirectory(target);
-                        continue;
+                        if (entry.EntryType == TarEntryType.Directory)
+                        {
+                            Directory.CreateDirectory(target);
+                            continue;
+                        }
+                        Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+                        using var file = File.Create(target);
+                        entry.DataStream?.CopyTo(file);
                     }
-                    Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-                    using var file = File.Create(target);
-                    entry.DataStream?.CopyTo(file);
+                    catch (IOException e)
+                    {
+                        // Named by the layer's own path: the node's directories are not the caller's business.
+                        throw new IOException($"The layer's entry \"{Shorten(name)}\" could not be unpacked on this node ({e.GetType().Name}).", e);
+                    }
                 }
             }
             try
@@ -115,7 +175,7 @@ public static class LayerArchive
     {
         var parts = name.Replace('\\', '/').Split('/', StringSplitOptions.RemoveEmptyEntries).Where(p => p != ".").ToList();
         if (name.StartsWith('/') || parts.Any(p => p == ".."))
-            throw Refused($"Entry \"{name}\" points outside the layer; use relative paths without \"..\".");
+            throw Refused($"Entry \"{Shorten(name)}\" points outside the layer; use relative paths without \"..\".");
         return string.Join('/', parts);
     }
 
