@@ -56,6 +56,15 @@ public sealed record WorkerReclaim(string? Function, bool Destroy = false) : IPr
 
 public sealed record WorkerReclaimed(string Node, int Count) : IProtocolMessage;
 
+/// <summary>
+/// A function's versions below <paramref name="BelowVersion"/> are gone (deleted, or replaced by a redeploy): the
+/// worker reclaims their warm instances now and those busy as they finish, drops their template headers, and
+/// deletes the modules and layers no live function uses any more (named by hash; fetched again if one is needed).
+/// </summary>
+public sealed record WorkerForget(string Function, int BelowVersion, IReadOnlyList<string> Modules, IReadOnlyList<string> Layers) : IProtocolMessage;
+
+public sealed record WorkerForgot(string Node, int Reclaimed) : IProtocolMessage;
+
 /// <summary>Asks a worker for a function's recent log lines (its guests' stdout and stderr), newest last.</summary>
 public sealed record WorkerLogsQuery(string Function, int MaxLines) : IProtocolMessage;
 

@@ -243,6 +243,62 @@ public sealed class HostileTenantTests(HostileCluster fixture) : IClassFixture<H
     }
 
     [Fact]
+    public async Task A_delete_takes_the_functions_instances_busy_ones_too_its_template_headers_and_the_files_only_it_used()
+    {
+        await WarmPython();
+        // A module of its own (hello plus a custom section) and a Python script of its own (its layer).
+        var unique = Guid.NewGuid().ToString("N");
+        var name = Encoding.UTF8.GetBytes("doomed-" + unique);
+        byte[] custom = [0x00, (byte)(name.Length + 1), (byte)name.Length, .. name];
+        var wasm = TestGuests.Bytes("hello").Concat(custom).ToArray();
+        var sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(wasm));
+        Assert.Equal(HttpStatusCode.Created, await Deploy("doomed-wasm", wasm, ""));
+        var script = $$"""
+            import time
+            TAG = "{{unique}}"
+            def handle(request):
+                if request == b"slow" or request == "slow":
+                    end = time.time() + 3
+                    while time.time() < end:
+                        pass
+                return "done"
+            """;
+        Assert.Equal(HttpStatusCode.Created, await Deploy("doomed-py", Encoding.UTF8.GetBytes(script), "runtime=python"));
+        foreach (var f in new[] { "doomed-wasm", "doomed-py", "doomed-wasm", "doomed-py" })
+            Assert.Equal(HttpStatusCode.OK, (await Invoke(f, "x")).Status);
+        var layer = JsonDocument.Parse(await C.Http.GetStringAsync("/v1/functions/doomed-py")).RootElement.GetProperty("current").GetProperty("limits").GetProperty("layer").GetString()!;
+        var data = Path.Combine(C.Directory, "worker-1");
+        string[] Headers() => [.. System.IO.Directory.GetFiles(Path.Combine(data, "templates"), "doomed-*")];
+        var pythonModules = System.IO.Directory.GetFiles(Path.Combine(data, "modules"), "*.cwasm").Where(p => !p.Contains(sha, StringComparison.Ordinal)).ToList();
+        Assert.True(File.Exists(Path.Combine(data, "modules", sha + ".cwasm")), "the module was compiled on the worker");
+        Assert.True(System.IO.Directory.Exists(Path.Combine(data, "layers", layer)), "the layer was unpacked on the worker");
+        Assert.NotEmpty(Headers());
+
+        // One call is running when the delete comes; it finishes, and its instance does not stay warm.
+        var slow = Invoke("doomed-py", "slow");
+        await Poll.UntilAsync(async () => (await Sandboxes()).Any(s => s.Function == "doomed-py" && s.State == "busy"), TimeSpan.FromSeconds(10), () => "the slow call to start");
+        Assert.Equal(HttpStatusCode.NoContent, (await C.Http.DeleteAsync("/v1/functions/doomed-wasm")).StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, (await C.Http.DeleteAsync("/v1/functions/doomed-py")).StatusCode);
+        Assert.Equal((HttpStatusCode.OK, "done"), ((await slow).Status, (await slow).Body));
+        await Poll.UntilAsync(async () => !(await Sandboxes()).Any(s => s.Function is "doomed-py" or "doomed-wasm"), TimeSpan.FromSeconds(15),
+            () => "the deleted functions' instances to be reclaimed");
+        await Poll.UntilAsync(() => Task.FromResult(!System.IO.Directory.Exists(Path.Combine(data, "layers", layer))), TimeSpan.FromSeconds(10), () => "the layer to be deleted");
+        Assert.False(File.Exists(Path.Combine(data, "modules", sha + ".cwasm")), "the compiled module of the deleted function stayed");
+        Assert.False(File.Exists(Path.Combine(data, "modules", sha + ".wasm")), "the module of the deleted function stayed");
+        Assert.Empty(Headers());
+        Assert.All(pythonModules, p => Assert.True(File.Exists(p), $"{p}, which live functions use, was deleted"));
+        Assert.Equal(HttpStatusCode.OK, (await Invoke("py-ok", "")).Status);
+        await HelloStillAnswers();
+    }
+
+    private async Task<List<(string? Function, string State)>> Sandboxes()
+    {
+        var cluster = JsonDocument.Parse(await C.Http.GetStringAsync("/v1/cluster")).RootElement;
+        return [.. cluster.GetProperty("workers").EnumerateArray().SelectMany(w => w.GetProperty("sandboxes").EnumerateArray())
+            .Select(s => (s.GetProperty("function").GetString(), s.GetProperty("state").GetString()!))];
+    }
+
+    [Fact]
     public async Task Names_match_exactly_and_environment_keys_are_checked()
     {
         var hello = TestGuests.Bytes("hello");

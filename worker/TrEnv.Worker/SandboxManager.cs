@@ -605,6 +605,8 @@ public sealed partial class SandboxManager : IAsyncDisposable
 
     private void Release(Slot slot, string key)
     {
+        if (ReleaseForgotten(slot, key))
+            return;
         lock (_gate)
         {
             slot.Busy = false;
@@ -831,6 +833,7 @@ public sealed partial class SandboxManager : IAsyncDisposable
                 _starting += missing;
         }
         await ResetToGenericAsync(expired, ct);
+        PurgeFiles();
         ReportIdleSessions();
         await EnforceMemoryBoundAsync(ct);
         if (missing > 0 && _settings.WorkerMemoryMb > 0)

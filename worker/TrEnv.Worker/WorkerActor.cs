@@ -49,6 +49,16 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
                 self.Tell(Publish.Instance);
             }, TaskScheduler.Default);
         });
+        Receive<WorkerForget>(forget =>
+        {
+            var sender = Sender;
+            var self = Self;
+            _manager.ForgetAsync(forget, CancellationToken.None).ContinueWith(t =>
+            {
+                sender.Tell(new WorkerForgot(_address, t.IsCompletedSuccessfully ? t.Result : 0));
+                self.Tell(Publish.Instance);
+            }, TaskScheduler.Default);
+        });
         _manager.Address = _address;
         // Session operations run off the mailbox like invocations; the manager serializes each session's own.
         ReceiveSession<WorkerSessionCommands.Start, WorkerSessionReplies.Started>((m, ct) => _manager.StartSessionAsync(m, ct), m => new WorkerSessionReplies.Started(m.SessionId, false, _address, "cold", 0, 0, null, null, ErrorKinds.Internal, "the worker failed to start the session"));

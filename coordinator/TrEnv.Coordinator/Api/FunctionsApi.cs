@@ -43,7 +43,7 @@ public static partial class FunctionsApi
     }
 
     private static async Task<IResult> Deploy(string name, HttpRequest request, NodeSettings settings,
-        IRequiredActor<FunctionRegion> functions, IRequiredActor<ModuleRegion> modules, IRequiredActor<TemplateRegion> templates, FunctionCatalog catalog, Wasmtime.Engine validator, CancellationToken ct)
+        IRequiredActor<FunctionRegion> functions, IRequiredActor<ModuleRegion> modules, IRequiredActor<TemplateRegion> templates, FunctionCatalog catalog, WorkerDirectory workers, Wasmtime.Engine validator, CancellationToken ct)
     {
         if (CheckName(name) is { } bad)
             return bad;
@@ -84,9 +84,15 @@ public static partial class FunctionsApi
         var deployed = await functions.ActorRef.Ask<FunctionReplies.Deployed>(new FunctionCommands.Deploy(name, sha, body.Length, limits), AskTimeout, ct);
         var view = await functions.ActorRef.Ask<FunctionReplies.View>(new FunctionCommands.Get(name), AskTimeout, ct);
         catalog.Set(view);
-        // The replaced version's template is retired: its region is freed once no instance maps it.
+        // The replaced version's template is retired: its region is freed once no instance maps it. Workers
+        // drop the old versions' instances, headers and files (not waited for: a slow worker never slows a deploy).
         if (deployed.Created && before.Current is { } old)
+        {
             templates.ActorRef.Tell(new TemplateCommands.Retire(TemplateCommands.KeyOf(name, old.Version)));
+            var (unusedModules, unusedLayers) = RetiredFiles.Of(RetiredFiles.Live(catalog), before.Versions);
+            foreach (var w in workers.Workers)
+                w.Invoker.Tell(new WorkerForget(name, deployed.Version, unusedModules, unusedLayers));
+        }
         return Results.Json(new { name, version = deployed.Version, sha256 = deployed.Sha256, created = deployed.Created }, statusCode: 201);
     }
 
@@ -100,7 +106,8 @@ public static partial class FunctionsApi
             templates.ActorRef.Tell(new TemplateCommands.Retire(TemplateCommands.KeyOf(name, current.Version)));
         var deleted = await functions.ActorRef.Ask<FunctionReplies.Deleted>(new FunctionCommands.Delete(name), AskTimeout, ct);
         catalog.Apply(new FunctionEvents.Deleted(name, DateTimeOffset.UtcNow));
-        await ReclaimEverywhere(workers, name, ct);
+        if (view.Versions.Count > 0)
+            await ForgetEverywhere(workers, name, view.Versions[^1].Version + 1, RetiredFiles.Of(RetiredFiles.Live(catalog), view.Versions), ct);
         return deleted.Existed ? Results.NoContent() : Error(404, NotFound, $"There is no function named \"{name}\".");
     }
 
@@ -141,6 +148,23 @@ public static partial class FunctionsApi
         var lines = replies.SelectMany(l => l).OrderBy(l => l.At).TakeLast(wanted)
             .Select(l => new { at = l.At, node = l.Node, version = l.Version, stream = l.Stream, text = l.Text });
         return Results.Json(new { name, lines, unanswered = silent.Order(StringComparer.Ordinal) });
+    }
+
+    // Every worker drops the function's versions below `below`: warm instances, template headers, unused files.
+    private static async Task ForgetEverywhere(WorkerDirectory workers, string name, int below,
+        (IReadOnlyList<string> Modules, IReadOnlyList<string> Layers) unused, CancellationToken ct)
+    {
+        await Task.WhenAll(workers.Workers.Select(async w =>
+        {
+            try
+            {
+                await w.Invoker.Ask<WorkerForgot>(new WorkerForget(name, below, unused.Modules, unused.Layers), TimeSpan.FromSeconds(10), ct);
+            }
+            catch (AskTimeoutException)
+            {
+                // A worker that cannot answer now reclaims the instances by keep-alive; its files stay.
+            }
+        }));
     }
 
     private static async Task<int> ReclaimEverywhere(WorkerDirectory workers, string name, CancellationToken ct, bool destroy = false)

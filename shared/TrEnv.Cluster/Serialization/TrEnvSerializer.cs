@@ -64,6 +64,8 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
         [typeof(WorkerStatus)] = "wk.status",
         [typeof(WorkerReclaim)] = "wk.reclaim",
         [typeof(WorkerReclaimed)] = "wk.reclaimed",
+        [typeof(WorkerForget)] = "wk.forget",
+        [typeof(WorkerForgot)] = "wk.forgot",
         [typeof(WorkerLogsQuery)] = "wk.logs-query",
         [typeof(WorkerLogs)] = "wk.logs",
         [typeof(TemplateCommands.Hold)] = "tpl.hold",
@@ -195,6 +197,8 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
 [JsonSerializable(typeof(WorkerStatus))]
 [JsonSerializable(typeof(WorkerReclaim))]
 [JsonSerializable(typeof(WorkerReclaimed))]
+[JsonSerializable(typeof(WorkerForget))]
+[JsonSerializable(typeof(WorkerForgot))]
 [JsonSerializable(typeof(WorkerLogsQuery))]
 [JsonSerializable(typeof(WorkerLogs))]
 [JsonSerializable(typeof(TemplateCommands.Hold))]
