@@ -49,6 +49,12 @@ public sealed record NodeSettings
     /// <summary>TRENV_MAX_LAYER_MB: largest file layer (tar, as uploaded and as unpacked). Default 256.</summary>
     public int MaxLayerMb { get; init; } = 256;
 
+    /// <summary>
+    /// TRENV_MAX_UPLOADS: module and layer uploads one coordinator takes at once (each holds its body in memory
+    /// until stored); the rest wait up to 30 s, then 503. Default 2.
+    /// </summary>
+    public int MaxUploads { get; init; } = 2;
+
     /// <summary>TRENV_MAX_INPUT_MB: largest invocation body. Default 6, as Lambda.</summary>
     public int MaxInputMb { get; init; } = 6;
 
@@ -137,7 +143,7 @@ public sealed record NodeSettings
         "HTTP_HOST", "HTTP_PORT", "ADMIN_TOKEN", "INVOKE_TOKEN", "MAX_MODULE_MB", "MAX_INPUT_MB", "MAX_LAYER_MB",
         "WORKER_MEMORY_MB", "POOL_PATH", "POOL_SIZE_MB", "SANDBOX_HOST", "POOL_MODE", "POOL_FETCH", "POOL_GRPC_HOST",
         "POOL_GRPC_PORT", "POOL_URL", "POOL_SECRET", "PRESTART_SANDBOXES", "MAX_SANDBOXES", "KEEP_ALIVE_S", "SESSION_IDLE_S",
-        "SESSION_SANDBOX_PERCENT", "SESSIONS_PER_FUNCTION",
+        "SESSION_SANDBOX_PERCENT", "SESSIONS_PER_FUNCTION", "MAX_UPLOADS",
         "SANDBOX_ISOLATION", "LOG_LEVEL", "LOG_FORMAT", "RUNTIMES_DIR",
     }.Select(k => "TRENV_" + k).ToArray();
 
@@ -169,6 +175,7 @@ public sealed record NodeSettings
             MaxModuleMb = Int(c, "MAX_MODULE_MB", d.MaxModuleMb),
             MaxInputMb = Int(c, "MAX_INPUT_MB", d.MaxInputMb),
             MaxLayerMb = Int(c, "MAX_LAYER_MB", d.MaxLayerMb),
+            MaxUploads = Int(c, "MAX_UPLOADS", d.MaxUploads),
             WorkerMemoryMb = Int(c, "WORKER_MEMORY_MB", d.WorkerMemoryMb),
             PoolPath = Text(c["POOL_PATH"]) ?? d.PoolPath,
             PoolSizeMb = Int(c, "POOL_SIZE_MB", (int)d.PoolSizeMb),
@@ -216,8 +223,8 @@ public sealed record NodeSettings
             throw new ArgumentException("TRENV_POOL_GRPC_PORT must be between 0 and 65535 and TRENV_POOL_URL an absolute URL such as http://10.0.0.1:4070.");
         if (SandboxIsolation is not ("auto" or "process"))
             throw new ArgumentException($"TRENV_SANDBOX_ISOLATION must be auto or process, not \"{SandboxIsolation}\".");
-        if (MaxModuleMb <= 0 || MaxInputMb <= 0 || PoolSizeMb <= 0 || MaxLayerMb <= 0)
-            throw new ArgumentException("TRENV_MAX_MODULE_MB, TRENV_MAX_INPUT_MB, TRENV_MAX_LAYER_MB and TRENV_POOL_SIZE_MB must be positive.");
+        if (MaxModuleMb <= 0 || MaxInputMb <= 0 || PoolSizeMb <= 0 || MaxLayerMb <= 0 || MaxUploads <= 0)
+            throw new ArgumentException("TRENV_MAX_MODULE_MB, TRENV_MAX_INPUT_MB, TRENV_MAX_LAYER_MB, TRENV_MAX_UPLOADS and TRENV_POOL_SIZE_MB must be positive.");
         if (LogLevel is not ("trace" or "debug" or "information" or "warning" or "error"))
             throw new ArgumentException($"TRENV_LOG_LEVEL must be trace, debug, information, warning or error, not \"{LogLevel}\".");
         if (LogFormat is not ("json" or "text"))

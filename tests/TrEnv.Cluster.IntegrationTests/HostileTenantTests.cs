@@ -299,6 +299,69 @@ public sealed class HostileTenantTests(HostileCluster fixture) : IClassFixture<H
     }
 
     [Fact]
+    public async Task Gzip_bombs_uploaded_at_once_are_refused_without_the_coordinator_holding_what_they_expand_to()
+    {
+        // One tar entry of 300 MiB of zeros, gzipped to a few hundred KiB: over the 256 MiB layer bound.
+        using var gz = new MemoryStream();
+        using (var z = new System.IO.Compression.GZipStream(gz, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true))
+        using (var writer = new System.Formats.Tar.TarWriter(z, System.Formats.Tar.TarEntryFormat.Pax, leaveOpen: true))
+        {
+            using var zeros = new ZeroStream(300L << 20);
+            writer.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, "zeros") { DataStream = zeros });
+        }
+        var bomb = gz.ToArray();
+        Assert.InRange(bomb.Length, 1, 4 << 20);
+
+        Assert.Equal(HttpStatusCode.Created, await Deploy("warm-upload", TestGuests.Bytes("hello"), "memoryMb=32")); // the path is warm before the baseline
+        var before = ResidentBytes(C.Pid("coordinator-1"));
+        var clock = Stopwatch.StartNew();
+        var answers = await Task.WhenAll(Enumerable.Range(0, 4).Select(async _ =>
+        {
+            using var response = await C.Http.PutAsync("/v1/layers", new ByteArrayContent(bomb));
+            return (response.StatusCode, await response.Content.ReadAsStringAsync());
+        }));
+        Assert.All(answers, a => Assert.True(a.StatusCode == HttpStatusCode.UnprocessableEntity && a.Item2.Contains("more than 256 MiB", StringComparison.Ordinal), $"{a.StatusCode} {a.Item2}"));
+        Assert.True(clock.Elapsed < Allowance, $"the bombs took {clock.Elapsed}");
+        var grown = ResidentBytes(C.Pid("coordinator-1")) - before;
+        Assert.True(grown < 150L << 20, $"the coordinator grew by {grown >> 20} MiB for four refused bombs");
+        await HelloStillAnswers();
+    }
+
+    private static long ResidentBytes(int pid)
+    {
+        var line = File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+        return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+    }
+
+    /// <summary>A stream of <c>length</c> zero bytes, produced as read (seekable, as TarWriter wants).</summary>
+    private sealed class ZeroStream(long length) : Stream
+    {
+        private long _position;
+        public override bool CanRead => true;
+        public override bool CanSeek => true;
+        public override bool CanWrite => false;
+        public override long Length => length;
+        public override long Position { get => _position; set => _position = value; }
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => _position = origin switch
+        {
+            SeekOrigin.Begin => offset,
+            SeekOrigin.Current => _position + offset,
+            _ => length + offset,
+        };
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override int Read(byte[] buffer, int offset, int count)
+        {
+            var n = (int)Math.Min(count, length - _position);
+            Array.Clear(buffer, offset, n);
+            _position += n;
+            return n;
+        }
+    }
+
+    [Fact]
     public async Task Names_match_exactly_and_environment_keys_are_checked()
     {
         var hello = TestGuests.Bytes("hello");

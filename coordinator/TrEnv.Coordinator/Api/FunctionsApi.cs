@@ -43,15 +43,19 @@ public static partial class FunctionsApi
     }
 
     private static async Task<IResult> Deploy(string name, HttpRequest request, NodeSettings settings,
-        IRequiredActor<FunctionRegion> functions, IRequiredActor<ModuleRegion> modules, IRequiredActor<TemplateRegion> templates, FunctionCatalog catalog, WorkerDirectory workers, Wasmtime.Engine validator, CancellationToken ct)
+        IRequiredActor<FunctionRegion> functions, IRequiredActor<ModuleRegion> modules, IRequiredActor<TemplateRegion> templates, FunctionCatalog catalog, WorkerDirectory workers, Wasmtime.Engine validator, UploadGate gate, CancellationToken ct)
     {
         if (CheckName(name) is { } bad)
             return bad;
         if (ParseLimits(request.Query, out var problem) is not { } limits)
             return Error(400, BadRequest, problem is null ? LimitsHelp : $"{problem} {LimitsHelp}");
-        var body = await BodyReader.ReadAsync(request, settings.MaxModuleMb * 1024L * 1024L, ct);
+        using var turn = await gate.EnterAsync(ct);
+        if (turn is null)
+            return gate.Busy();
+        var (body, unread) = await UploadGate.ReadAsync(request, settings.MaxModuleMb * 1024L * 1024L,
+            () => Error(413, ErrorKinds.InputTooLarge, $"The module is larger than the deploy limit of {settings.MaxModuleMb} MiB (TRENV_MAX_MODULE_MB)."), ct);
         if (body is null)
-            return Error(413, ErrorKinds.InputTooLarge, $"The module is larger than the deploy limit of {settings.MaxModuleMb} MiB (TRENV_MAX_MODULE_MB).");
+            return unread!;
         if (limits.Runtime is not null)
         {
             // A script: the runtime's module runs it, and the script (or the archive of it and its modules) is the layer.

@@ -21,12 +21,16 @@ public static class LayersApi
         app.MapGroup("/v1/layers").AddEndpointFilter<AdminTokenFilter>().MapPut("", Upload);
     }
 
-    private static async Task<IResult> Upload(HttpRequest request, NodeSettings settings, IRequiredActor<ModuleRegion> blobs, CancellationToken ct)
+    private static async Task<IResult> Upload(HttpRequest request, NodeSettings settings, IRequiredActor<ModuleRegion> blobs, UploadGate gate, CancellationToken ct)
     {
         var limit = settings.MaxLayerMb * 1024L * 1024L;
-        var body = await BodyReader.ReadAsync(request, limit, ct);
+        using var turn = await gate.EnterAsync(ct);
+        if (turn is null)
+            return gate.Busy();
+        var (body, refused) = await UploadGate.ReadAsync(request, limit,
+            () => Error(413, ErrorKinds.InputTooLarge, $"The layer is larger than the limit of {settings.MaxLayerMb} MiB (TRENV_MAX_LAYER_MB)."), ct);
         if (body is null)
-            return Error(413, ErrorKinds.InputTooLarge, $"The layer is larger than the limit of {settings.MaxLayerMb} MiB (TRENV_MAX_LAYER_MB).");
+            return refused!;
         LayerArchive.Summary layer;
         try
         {

@@ -1,5 +1,6 @@
 using Akka.Actor;
 using Akka.Cluster.Hosting;
+using Akka.Cluster.Sharding;
 using Akka.Hosting;
 using Akka.Persistence;
 using TrEnv.Cluster;
@@ -39,7 +40,14 @@ public sealed class ModuleActor : ReceivePersistentActor
             });
         });
         Command<ModuleCommands.Fetch>(fetch => Sender.Tell(new ModuleReplies.Content(fetch.Sha256, _wasm)));
+        // The bytes (up to a whole layer) stay in memory only while they are being asked for: an idle entity
+        // passivates, and the journal has them for the next fetch.
+        Context.SetReceiveTimeout(IdleRelease);
+        Command<ReceiveTimeout>(_ => Context.Parent.Tell(new Passivate(PoisonPill.Instance)));
     }
+
+    /// <summary>How long a module's bytes stay in memory after the last store or fetch.</summary>
+    public static readonly TimeSpan IdleRelease = TimeSpan.FromSeconds(5);
 
     public override string PersistenceId { get; }
 }

@@ -31,13 +31,26 @@ public static class LayerArchive
     /// </summary>
     public static Summary Check(byte[] upload, long maxBytes)
     {
-        var tar = upload.Length > 2 && upload[0] == 0x1f && upload[1] == 0x8b ? Gunzip(upload, maxBytes) : upload;
+        if (upload.Length > 2 && upload[0] == 0x1f && upload[1] == 0x8b)
+        {
+            // Checked as it streams out of gzip, keeping nothing: a bomb is refused at its first oversized
+            // header or past the bound, never buffered. Only an accepted layer is decompressed into memory.
+            using var counted = new CountingStream(new GZipStream(new MemoryStream(upload, writable: false), CompressionMode.Decompress));
+            var scanned = Scan(counted, maxBytes, []);
+            return scanned with { Tar = Gunzip(upload, maxBytes, counted.Consumed) };
+        }
+        return Scan(new MemoryStream(upload, writable: false), maxBytes, upload);
+    }
+
+    // Checks every entry of a tar stream; the summary carries `tar` as the layer's bytes.
+    private static Summary Scan(Stream stream, long maxBytes, byte[] tar)
+    {
         int files = 0, directories = 0;
         long bytes = 0;
         var kinds = new Dictionary<string, bool>(StringComparer.Ordinal); // path -> is a directory
         try
         {
-            using var reader = new TarReader(new MemoryStream(tar, writable: false));
+            using var reader = new TarReader(stream);
             while (reader.GetNextEntry() is { } entry)
             {
                 var name = RelativeName(entry.Name);
@@ -189,12 +202,13 @@ public static class LayerArchive
         return e;
     }
 
-    private static byte[] Gunzip(byte[] gz, long maxBytes)
+    private static byte[] Gunzip(byte[] gz, long maxBytes, long expected)
     {
         try
         {
             using var input = new GZipStream(new MemoryStream(gz, writable: false), CompressionMode.Decompress);
-            using var output = new MemoryStream();
+            // Sized once from the scan (the end-of-archive blocks come after what the reader consumed).
+            using var output = new MemoryStream((int)Math.Min(expected + 2048, int.MaxValue / 2));
             var buffer = new byte[81920];
             int read;
             while ((read = input.Read(buffer)) > 0)
@@ -209,6 +223,48 @@ public static class LayerArchive
         catch (InvalidDataException e) when (!e.Data.Contains(Marker))
         {
             throw Refused($"The layer is not valid gzip: {e.Message}", e);
+        }
+    }
+
+    // Counts what the tar reader takes from the decompressor.
+    private sealed class CountingStream(Stream inner) : Stream
+    {
+        public long Consumed { get; private set; }
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => Consumed; set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            try
+            {
+                return Count(inner.Read(buffer));
+            }
+            catch (InvalidDataException e) when (!e.Data.Contains(Marker))
+            {
+                throw Refused($"The layer is not valid gzip: {e.Message}", e);
+            }
+        }
+
+        private int Count(int n)
+        {
+            Consumed += n;
+            return n;
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+                inner.Dispose();
+            base.Dispose(disposing);
         }
     }
 }
