@@ -362,6 +362,56 @@ public sealed class HostileTenantTests(HostileCluster fixture) : IClassFixture<H
     }
 
     [Fact]
+    public async Task Pool_pages_a_pause_writes_are_charged_to_the_node_not_to_the_sandbox_that_paused()
+    {
+        await WarmPython();
+        const string holder = """
+            keep = []
+            def handle(request):
+                keep.append(b"k" * (int(request) << 20))
+                return "holding %d MiB" % (sum(len(k) for k in keep) >> 20)
+            """;
+        Assert.Equal(HttpStatusCode.Created, await Deploy("holder", Encoding.UTF8.GetBytes(holder), "runtime=python&memoryMb=256"));
+        var created = await C.Http.PostAsync("/v1/sessions", new StringContent("{\"function\": \"holder\", \"idleTimeoutS\": 0}"));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var id = JsonDocument.Parse(await created.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString()!;
+        try
+        {
+            var held = await C.Http.PostAsync($"/v1/sessions/{id}/invoke", new StringContent("96"));
+            Assert.Equal("holding 96 MiB", await held.Content.ReadAsStringAsync());
+            var pid = JsonDocument.Parse(await C.Http.GetStringAsync("/v1/cluster")).RootElement.GetProperty("workers").EnumerateArray()
+                .SelectMany(w => w.GetProperty("sandboxes").EnumerateArray()).Single(s => s.GetProperty("state").GetString() == "session").GetProperty("pid").GetInt32();
+            var group = MemoryGroup(pid);
+            var paused = await C.Http.PostAsync($"/v1/sessions/{id}/pause", null);
+            Assert.True(paused.StatusCode == HttpStatusCode.OK, await paused.Content.ReadAsStringAsync());
+            // The ~96 MiB of the delta sit in the pool's tmpfs; the sandbox, now free for anyone, carries none of it.
+            var shmem = Stat(group, "shmem");
+            Assert.True(shmem < 32L << 20, $"the sandbox that paused still carries {shmem >> 20} MiB of pool pages");
+            var resumed = await C.Http.PostAsync($"/v1/sessions/{id}/invoke", new StringContent("0"));
+            Assert.Equal("holding 96 MiB", await resumed.Content.ReadAsStringAsync());
+        }
+        finally
+        {
+            await C.Http.DeleteAsync($"/v1/sessions/{id}");
+        }
+        await HelloStillAnswers();
+    }
+
+    // The cgroup v1 memory group of a process (this machine runs v1; a v2 host would read the unified line).
+    private static string MemoryGroup(int pid)
+    {
+        var line = File.ReadLines($"/proc/{pid}/cgroup").First(l => l.Split(':')[1].Split(',').Contains("memory") || l.StartsWith("0::", StringComparison.Ordinal));
+        var path = line[(line.IndexOf(':', line.IndexOf(':') + 1) + 1)..];
+        return line.StartsWith("0::", StringComparison.Ordinal) ? "/sys/fs/cgroup" + path : "/sys/fs/cgroup/memory" + path;
+    }
+
+    private static long Stat(string group, string key)
+    {
+        var line = File.ReadLines(Path.Combine(group, "memory.stat")).First(l => l.StartsWith(key + " ", StringComparison.Ordinal));
+        return long.Parse(line[(key.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    [Fact]
     public async Task Names_match_exactly_and_environment_keys_are_checked()
     {
         var hello = TestGuests.Bytes("hello");

@@ -132,7 +132,20 @@ public sealed class SandboxProcess : IAsyncDisposable
     public async Task<Invoked> InvokeAsync(byte[] input, TimeSpan timeout, CancellationToken ct = default, string? invocationId = null)
         => Expect<Invoked>(await CallAsync(new Invoke(input, (int)timeout.TotalMilliseconds, invocationId), timeout, ct).ConfigureAwait(false));
 
+    /// <summary>
+    /// Where the pool pages this sandbox writes in a capture are charged (a group of the node's), so they never
+    /// count against this sandbox's limit or the next guest's; null charges them to the sandbox's own group.
+    /// </summary>
+    public SandboxCgroup? PoolCharges { get; set; }
+
     public async Task<Captured> CaptureAsync(Capture capture, CancellationToken ct = default)
+    {
+        if (Cgroup is { } own && PoolCharges is { } pool && capture.RegionLength > 0)
+            return await own.ChargedToAsync(pool, () => CaptureCoreAsync(capture, ct)).ConfigureAwait(false);
+        return await CaptureCoreAsync(capture, ct).ConfigureAwait(false);
+    }
+
+    private async Task<Captured> CaptureCoreAsync(Capture capture, CancellationToken ct)
         => Expect<Captured>(await CallAsync(capture, TimeSpan.FromMinutes(2), ct).ConfigureAwait(false));
 
     public async Task<ResetDone> ResetAsync(CancellationToken ct = default)

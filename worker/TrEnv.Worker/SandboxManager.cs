@@ -37,6 +37,9 @@ public sealed partial class SandboxManager : IAsyncDisposable
     private readonly HashSet<string> _verified = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _reportedMappings = new(StringComparer.Ordinal);
     private readonly Cgroups? _cgroups;
+
+    // The node's own group for pool pages that sandboxes write when they capture or pause.
+    private readonly SandboxCgroup? _poolCharges;
     private readonly List<string> _isolationMissing = []; // what this worker's sandboxes lack, and why (GET /v1/cluster)
     private int _starting;
     private int _nextId;
@@ -106,6 +109,7 @@ public sealed partial class SandboxManager : IAsyncDisposable
         _cgroups = isolate ? Cgroups.Detect($"{settings.Name}-{Environment.ProcessId}", out noCgroups) : null;
         if (isolate && _cgroups is null)
             _isolationMissing.Add($"cgroup limits: {noCgroups}");
+        _poolCharges = _cgroups?.Create("pool");
         Console.WriteLine(_cgroups is null
             ? $"worker {settings.Name}: NO CGROUP LIMITS: sandboxes run without memory or CPU limits: {noCgroups ?? "TRENV_SANDBOX_ISOLATION=process"}"
             : $"worker {settings.Name}: sandboxes get cgroup {_cgroups.Version} memory limits");
@@ -679,6 +683,7 @@ public sealed partial class SandboxManager : IAsyncDisposable
             host = Namespaces.Wrap(_host, root, network) ?? _host;
         }
         var process = SandboxProcess.Start(host, Path.Combine(_sandboxes, name), cgroup: cgroup);
+        process.PoolCharges = _poolCharges;
         process.LogLine += OnSandboxLog;
         try
         {
@@ -960,6 +965,7 @@ public sealed partial class SandboxManager : IAsyncDisposable
             all = [.. _all];
         await Task.WhenAll(all.Select(DestroyAsync));
         _cache?.Dispose();
+        _poolCharges?.Dispose();
         _cgroups?.Dispose();
     }
 }

@@ -327,6 +327,52 @@ public sealed class SandboxCgroup(CgroupVersion version, string memory, string c
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="action"/> with this group's processes charged to <paramref name="other"/>'s memory
+    /// controller, then moves them back. Pages they allocate meanwhile stay charged there (charges never move
+    /// with a process): pool pages a capture writes into a tmpfs pool are the node's, not this sandbox's, so
+    /// the next guest in this sandbox does not inherit them. CPU limits stay this group's on v1.
+    /// </summary>
+    public async Task<T> ChargedToAsync<T>(SandboxCgroup other, Func<Task<T>> action)
+    {
+        var pids = Processes();
+        foreach (var pid in pids)
+            TryMove(other.MemoryPath, pid);
+        try
+        {
+            return await action().ConfigureAwait(false);
+        }
+        finally
+        {
+            foreach (var pid in pids)
+                TryMove(MemoryPath, pid);
+        }
+    }
+
+    private List<string> Processes()
+    {
+        try
+        {
+            return [.. File.ReadAllLines(Path.Combine(MemoryPath, "cgroup.procs")).Where(l => l.Length > 0)];
+        }
+        catch (IOException)
+        {
+            return [];
+        }
+    }
+
+    // A process that exited meanwhile cannot be moved: nothing to do for it.
+    private static void TryMove(string group, string pid)
+    {
+        try
+        {
+            File.WriteAllText(Path.Combine(group, "cgroup.procs"), pid);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
     /// <summary>Memory charged to the group now (resident memory plus the page cache it touched), or 0 if unreadable.</summary>
     public long MemoryUsage()
     {
