@@ -25,6 +25,7 @@ builder.Services.AddTrEnvOpenApi();
 // Validates deployed modules (no compiling, so no epoch ticker or cache needed here).
 builder.Services.AddSingleton(_ => new Wasmtime.Engine());
 builder.Services.AddSingleton(new UploadGate(settings.MaxUploads));
+builder.Services.AddHostedService<SessionExpirySweeper>();
 builder.Services.AddSingleton(new SessionAdmission(settings.SessionSandboxPercent, settings.SessionsPerFunction));
 builder.Services.AddTrEnvNode(settings, (akka, _) => akka
     .AddFunctionRegistry()

@@ -3,17 +3,28 @@ using TrEnv.Contracts;
 namespace TrEnv.MemoryPool.Node;
 
 /// <summary>
-/// The pool's allocations by owner (a template key). Decisions are made by <see cref="Process"/> without
-/// mutating; <see cref="Apply"/> replays events, so the allocator rebuilt from the journal is the one
-/// that answered, and a region is never handed out twice.
+/// The pool's allocations by owner (a template key, or a session's delta). Decisions are made by
+/// <see cref="Process"/> without mutating; <see cref="Apply"/> replays events, so the allocator rebuilt from the
+/// journal is the one that answered, and a region is never handed out twice. Session deltas together may hold
+/// at most <paramref name="sessionQuota"/> bytes, so paused sessions never crowd out templates.
 /// </summary>
-public sealed class PoolState(long capacity)
+public sealed class PoolState(long capacity, long sessionQuota = long.MaxValue)
 {
+    /// <summary>Owners of session deltas start with this (<c>session-ID-N</c>).</summary>
+    public const string SessionOwnerPrefix = "session-";
+
     private readonly RegionAllocator _allocator = new(capacity);
     private readonly Dictionary<string, Region> _owners = new(StringComparer.Ordinal);
 
     public RegionAllocator Allocator => _allocator;
     public IReadOnlyDictionary<string, Region> Owners => _owners;
+
+    /// <summary>What session deltas hold now.</summary>
+    public long SessionBytes { get; private set; }
+
+    public long SessionQuota { get; } = sessionQuota;
+
+    private static bool IsSession(string owner) => owner.StartsWith(SessionOwnerPrefix, StringComparison.Ordinal);
 
     public (IProtocolMessage Reply, IEvent? Event) Process(PoolCommands.IPoolCommand command)
     {
@@ -24,6 +35,10 @@ public sealed class PoolState(long capacity)
                     return (new PoolReplies.Allocated(a.Owner, ToWire(existing)), null);
                 if (a.Bytes <= 0)
                     return (new PoolReplies.Full(a.Owner, "A region must be at least one byte long."), null);
+                if (IsSession(a.Owner) && SessionBytes + RegionAllocator.RoundUp(a.Bytes) > SessionQuota)
+                    return (new PoolReplies.Full(a.Owner,
+                        $"Paused sessions hold {SessionBytes >> 20} MiB of the {SessionQuota >> 20} MiB of the pool they may use (TRENV_SESSION_POOL_PERCENT), "
+                        + $"and this one needs {RegionAllocator.RoundUp(a.Bytes) >> 20} MiB more; delete paused sessions, or set an expiry (TRENV_SESSION_PAUSED_TTL_S).", Quota: true), null);
                 return _allocator.FindFit(a.Bytes) is { } fit
                     ? (new PoolReplies.Allocated(a.Owner, ToWire(fit)), new PoolEvents.Allocated(a.Owner, ToWire(fit)))
                     : (new PoolReplies.Full(a.Owner, new PoolFullException(RegionAllocator.RoundUp(a.Bytes), _allocator.FreeBytes, _allocator.LargestFreeBlock).Message), null);
@@ -45,10 +60,13 @@ public sealed class PoolState(long capacity)
             case PoolEvents.Allocated a:
                 _allocator.Reserve(FromWire(a.Region));
                 _owners[a.Owner] = FromWire(a.Region);
+                if (IsSession(a.Owner))
+                    SessionBytes += a.Region.Length;
                 break;
             case PoolEvents.Freed f:
                 _allocator.Free(FromWire(f.Region));
-                _owners.Remove(f.Owner);
+                if (_owners.Remove(f.Owner) && IsSession(f.Owner))
+                    SessionBytes -= f.Region.Length;
                 break;
         }
     }

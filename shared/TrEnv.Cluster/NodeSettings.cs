@@ -118,6 +118,18 @@ public sealed record NodeSettings
     public int SessionsPerFunction { get; init; } = 32;
 
     /// <summary>
+    /// TRENV_SESSION_POOL_PERCENT (memory-pool node): share of the pool paused sessions' deltas may hold together;
+    /// a pause past it is refused with 507 <c>pool_quota</c> and the session stays active. Default 50.
+    /// </summary>
+    public int SessionPoolPercent { get; init; } = 50;
+
+    /// <summary>
+    /// TRENV_SESSION_PAUSED_TTL_S (coordinators): a session paused (or lost after a pause) longer than this is deleted
+    /// with its stored delta; 0 keeps paused sessions until they are deleted. Default 0.
+    /// </summary>
+    public int SessionPausedTtlSeconds { get; init; }
+
+    /// <summary>
     /// TRENV_RUNTIMES_DIR: where the script runtimes are installed (python/python.wasm and python/lib/...), as
     /// scripts/build-python.sh leaves them. Coordinators read the modules from it, workers the read-only libraries.
     /// Default /var/cache/trenv/runtimes.
@@ -143,7 +155,7 @@ public sealed record NodeSettings
         "HTTP_HOST", "HTTP_PORT", "ADMIN_TOKEN", "INVOKE_TOKEN", "MAX_MODULE_MB", "MAX_INPUT_MB", "MAX_LAYER_MB",
         "WORKER_MEMORY_MB", "POOL_PATH", "POOL_SIZE_MB", "SANDBOX_HOST", "POOL_MODE", "POOL_FETCH", "POOL_GRPC_HOST",
         "POOL_GRPC_PORT", "POOL_URL", "POOL_SECRET", "PRESTART_SANDBOXES", "MAX_SANDBOXES", "KEEP_ALIVE_S", "SESSION_IDLE_S",
-        "SESSION_SANDBOX_PERCENT", "SESSIONS_PER_FUNCTION", "MAX_UPLOADS",
+        "SESSION_SANDBOX_PERCENT", "SESSIONS_PER_FUNCTION", "MAX_UPLOADS", "SESSION_POOL_PERCENT", "SESSION_PAUSED_TTL_S",
         "SANDBOX_ISOLATION", "LOG_LEVEL", "LOG_FORMAT", "RUNTIMES_DIR",
     }.Select(k => "TRENV_" + k).ToArray();
 
@@ -192,6 +204,8 @@ public sealed record NodeSettings
             SessionIdleSeconds = Int(c, "SESSION_IDLE_S", d.SessionIdleSeconds),
             SessionSandboxPercent = Int(c, "SESSION_SANDBOX_PERCENT", d.SessionSandboxPercent),
             SessionsPerFunction = Int(c, "SESSIONS_PER_FUNCTION", d.SessionsPerFunction),
+            SessionPoolPercent = Int(c, "SESSION_POOL_PERCENT", d.SessionPoolPercent),
+            SessionPausedTtlSeconds = Int(c, "SESSION_PAUSED_TTL_S", d.SessionPausedTtlSeconds),
             SandboxIsolation = Text(c["SANDBOX_ISOLATION"]) ?? d.SandboxIsolation,
             LogLevel = Text(c["LOG_LEVEL"])?.ToLowerInvariant() ?? d.LogLevel,
             RuntimesDirectory = Text(c["RUNTIMES_DIR"]) ?? d.RuntimesDirectory,
@@ -229,6 +243,8 @@ public sealed record NodeSettings
             throw new ArgumentException($"TRENV_LOG_LEVEL must be trace, debug, information, warning or error, not \"{LogLevel}\".");
         if (LogFormat is not ("json" or "text"))
             throw new ArgumentException($"TRENV_LOG_FORMAT must be json or text, not \"{LogFormat}\".");
+        if (SessionPoolPercent is < 0 or > 100 || SessionPausedTtlSeconds < 0)
+            throw new ArgumentException("TRENV_SESSION_POOL_PERCENT must be between 0 and 100 and TRENV_SESSION_PAUSED_TTL_S at least 0.");
         if (SessionSandboxPercent is < 0 or > 100 || SessionsPerFunction < 0)
             throw new ArgumentException("TRENV_SESSION_SANDBOX_PERCENT must be between 0 and 100 and TRENV_SESSIONS_PER_FUNCTION 0 or more (0 allows no session).");
         if (WorkerMemoryMb < 0)

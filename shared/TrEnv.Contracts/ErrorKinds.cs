@@ -18,12 +18,14 @@ public static class ErrorKinds
     public const string NoCapacity = "no_capacity";
     /// <summary>A session's instance is gone with everything since its last pause (its worker died, or the guest trapped).</summary>
     public const string SessionLost = "session_lost";
+    /// <summary>Paused sessions already hold their share of the pool: the pause is refused and the session stays active.</summary>
+    public const string PoolQuota = "pool_quota";
 
     public static int HttpStatus(string kind) => kind switch
     {
         Trap => 500,
         Timeout => 504,
-        Memory => 507,
+        Memory or PoolQuota => 507,
         InvalidModule => 422,
         InputTooLarge => 413,
         SandboxCrashed or NoCapacity => 503,

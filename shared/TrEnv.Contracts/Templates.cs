@@ -113,7 +113,8 @@ public static class PoolReplies
 {
     public sealed record Allocated(string Owner, PoolRegion Region) : IProtocolMessage;
 
-    public sealed record Full(string Owner, string Message) : IProtocolMessage;
+    /// <param name="Quota">True when the pool has room but the owner's kind (session deltas) is at its share.</param>
+    public sealed record Full(string Owner, string Message, bool Quota = false) : IProtocolMessage;
 
     public sealed record Freed(string Owner, bool Existed) : IProtocolMessage;
 

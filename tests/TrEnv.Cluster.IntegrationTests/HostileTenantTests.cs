@@ -13,6 +13,8 @@ public sealed class HostileCluster : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Cluster.Environment["TRENV_MAX_SANDBOXES"] = "4";
+        Cluster.Environment["TRENV_SESSION_POOL_PERCENT"] = "15";  // of the 1 GiB pool: about two 64 MiB pauses
+        Cluster.Environment["TRENV_SESSION_PAUSED_TTL_S"] = "20";
         await Cluster.StartAllAsync("worker-1");
         Assert.Equal(HttpStatusCode.Created, (await Cluster.Http.PutAsync("/v1/functions/hello", new ByteArrayContent(TestGuests.Bytes("hello")))).StatusCode);
     }
@@ -393,6 +395,67 @@ public sealed class HostileTenantTests(HostileCluster fixture) : IClassFixture<H
         finally
         {
             await C.Http.DeleteAsync($"/v1/sessions/{id}");
+        }
+        await HelloStillAnswers();
+    }
+
+    [Fact]
+    public async Task Paused_sessions_have_a_pool_quota_and_expire_with_their_stored_bytes()
+    {
+        await WarmPython();
+        const string holder = """
+            keep = []
+            def handle(request):
+                keep.append(b"q" * (int(request) << 20))
+                return "holding %d MiB" % (sum(len(k) for k in keep) >> 20)
+            """;
+        Assert.Equal(HttpStatusCode.Created, await Deploy("quota-holder", Encoding.UTF8.GetBytes(holder), "runtime=python&memoryMb=256"));
+        var ids = new List<string>();
+        async Task<string> Start()
+        {
+            var created = await C.Http.PostAsync("/v1/sessions", new StringContent("{\"function\": \"quota-holder\", \"idleTimeoutS\": 0}"));
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+            var id = JsonDocument.Parse(await created.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString()!;
+            ids.Add(id);
+            var held = await C.Http.PostAsync($"/v1/sessions/{id}/invoke", new StringContent("64"));
+            Assert.Equal("holding 64 MiB", await held.Content.ReadAsStringAsync());
+            return id;
+        }
+        async Task<HttpStatusCode> State(string id) => (await C.Http.GetAsync($"/v1/sessions/{id}")).StatusCode;
+        try
+        {
+            var first = await Start();
+            Assert.Equal(HttpStatusCode.OK, (await C.Http.PostAsync($"/v1/sessions/{first}/pause", null)).StatusCode);
+            var second = await Start();
+            Assert.Equal(HttpStatusCode.OK, (await C.Http.PostAsync($"/v1/sessions/{second}/pause", null)).StatusCode);
+            var third = await Start();
+            using var refused = await C.Http.PostAsync($"/v1/sessions/{third}/pause", null);
+            var body = await refused.Content.ReadAsStringAsync();
+            if (await State(first) == HttpStatusCode.OK)
+            {
+                // Over the quota: 507 naming it, and the session stays active with its state.
+                Assert.True(refused.StatusCode == HttpStatusCode.InsufficientStorage, $"{(int)refused.StatusCode} {body}");
+                Assert.Equal("pool_quota", JsonDocument.Parse(body).RootElement.GetProperty("error").GetString());
+                Assert.Contains("TRENV_SESSION_POOL_PERCENT", body, StringComparison.Ordinal);
+                var still = await C.Http.PostAsync($"/v1/sessions/{third}/invoke", new StringContent("0"));
+                Assert.Equal("holding 64 MiB", await still.Content.ReadAsStringAsync());
+            }
+            else
+            {
+                Assert.True(refused.StatusCode == HttpStatusCode.OK, $"the first session expired, so the pause had room: {(int)refused.StatusCode} {body}"); // a slow machine: the expiry came first
+            }
+            // Paused past TRENV_SESSION_PAUSED_TTL_S (20 s): deleted with their deltas, which makes room.
+            await Poll.UntilAsync(async () => await State(first) == HttpStatusCode.NotFound && await State(second) == HttpStatusCode.NotFound,
+                TimeSpan.FromSeconds(60), () => "the paused sessions to expire");
+            if (refused.StatusCode != HttpStatusCode.OK)
+                Assert.Equal(HttpStatusCode.OK, (await C.Http.PostAsync($"/v1/sessions/{third}/pause", null)).StatusCode);
+            var resumed = await C.Http.PostAsync($"/v1/sessions/{third}/invoke", new StringContent("0"));
+            Assert.Equal("holding 64 MiB", await resumed.Content.ReadAsStringAsync());
+        }
+        finally
+        {
+            foreach (var id in ids)
+                await C.Http.DeleteAsync($"/v1/sessions/{id}");
         }
         await HelloStillAnswers();
     }

@@ -142,6 +142,8 @@ public sealed partial class SandboxManager
             if (!done.Written)
             {
                 var answer = await _registry.AllocateAsync(pause.Owner, done.RequiredBytes, ct);
+                if (answer is PoolReplies.Full { Quota: true } quota)
+                    return new(pause.SessionId, false, null, 0, ErrorKinds.PoolQuota, $"The session stays active: {quota.Message}", false);
                 if (answer is not PoolReplies.Allocated { Region: var r })
                     return new(pause.SessionId, false, null, 0, ErrorKinds.NoCapacity, $"The pool has no room for the session's {done.RequiredBytes >> 10} KiB: {(answer as PoolReplies.Full)?.Message}", false);
                 allocated = true;
