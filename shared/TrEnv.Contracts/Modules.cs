@@ -8,6 +8,9 @@ public static class ModuleCommands
     public sealed record Store(string Sha256, byte[] Wasm) : IModuleCommand;
 
     public sealed record Fetch(string Sha256) : IModuleCommand;
+
+    /// <summary>Whether the bytes are stored, without sending them.</summary>
+    public sealed record Has(string Sha256) : IModuleCommand;
 }
 
 public static class ModuleReplies
@@ -16,6 +19,8 @@ public static class ModuleReplies
 
     /// <summary>The module's bytes, or null when no module has that hash.</summary>
     public sealed record Content(string Sha256, byte[]? Wasm) : IProtocolMessage;
+
+    public sealed record Holds(string Sha256, bool Stored, long SizeBytes) : IProtocolMessage;
 }
 
 public static class ModuleEvents

@@ -47,5 +47,5 @@ public static class LayersApi
 
     /// <summary>Whether a layer with this hash is stored (a deploy may only name a stored layer).</summary>
     public static async Task<bool> ExistsAsync(IActorRef blobs, string sha, CancellationToken ct)
-        => (await blobs.Ask<ModuleReplies.Content>(new ModuleCommands.Fetch(sha), TimeSpan.FromSeconds(30), ct)).Wasm is not null;
+        => (await blobs.Ask<ModuleReplies.Holds>(new ModuleCommands.Has(sha), TimeSpan.FromSeconds(30), ct)).Stored;
 }

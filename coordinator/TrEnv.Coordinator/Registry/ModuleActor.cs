@@ -40,6 +40,7 @@ public sealed class ModuleActor : ReceivePersistentActor
             });
         });
         Command<ModuleCommands.Fetch>(fetch => Sender.Tell(new ModuleReplies.Content(fetch.Sha256, _wasm)));
+        Command<ModuleCommands.Has>(has => Sender.Tell(new ModuleReplies.Holds(has.Sha256, _wasm is not null, _wasm?.LongLength ?? 0)));
         // The bytes (up to a whole layer) stay in memory only while they are being asked for: an idle entity
         // passivates, and the journal has them for the next fetch.
         Context.SetReceiveTimeout(IdleRelease);

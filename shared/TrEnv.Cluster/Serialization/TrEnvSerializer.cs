@@ -30,6 +30,8 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
         [typeof(ModuleCommands.Fetch)] = "mod.fetch",
         [typeof(ModuleReplies.Stored)] = "mod.stored",
         [typeof(ModuleReplies.Content)] = "mod.content",
+        [typeof(ModuleCommands.Has)] = "mod.has",
+        [typeof(ModuleReplies.Holds)] = "mod.holds",
         [typeof(ModuleEvents.Added)] = "mod.ev.added",
         [typeof(TemplateCommands.BeginCapture)] = "tpl.begin",
         [typeof(TemplateCommands.Seal)] = "tpl.seal",
@@ -165,6 +167,8 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
 [JsonSerializable(typeof(FunctionEvents.VersionAdded))]
 [JsonSerializable(typeof(FunctionEvents.Deleted), TypeInfoPropertyName = "FunctionDeletedEvent")]
 [JsonSerializable(typeof(ModuleCommands.Fetch))]
+[JsonSerializable(typeof(ModuleCommands.Has))]
+[JsonSerializable(typeof(ModuleReplies.Holds))]
 [JsonSerializable(typeof(ModuleReplies.Stored))]
 [JsonSerializable(typeof(TemplateCommands.BeginCapture))]
 [JsonSerializable(typeof(TemplateCommands.Seal))]
