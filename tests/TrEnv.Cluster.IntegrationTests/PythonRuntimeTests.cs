@@ -49,10 +49,6 @@ public sealed class PythonRuntimeTests
         await using var c = new LocalCluster();
         await c.StartAllAsync("worker-1");
         Assert.Equal(HttpStatusCode.Created, (await Deploy(c, "tool", Encoding.UTF8.GetBytes(Tool))).StatusCode);
-        // The deploy alone has the worker compile the runtime's module (seconds): the first call does not wait for it.
-        var modules = Path.Combine(c.Directory, "worker-1", "modules");
-        await Poll.UntilAsync(() => Task.FromResult(Directory.Exists(modules) && Directory.GetFiles(modules, "*.cwasm").Length > 0),
-            TimeSpan.FromSeconds(90), () => "the worker to compile the Python runtime after the deploy, before any call");
         var inputs = new[] { "a", "hello world", "ünïcödé", "{\"json\": true}", new string('x', 5000), "123", " spaced ", "last" };
 
         var expected = await ScriptChecks.AnswersTheSameOnEveryStart(c, "tool", inputs);

@@ -251,14 +251,6 @@ public sealed partial class SandboxManager : IAsyncDisposable
         }
     }
 
-    /// <summary>What a first call would prepare (module, layer, a runtime's compile), done ahead; failures wait for that call.</summary>
-    public async Task PrepareAheadAsync(WorkerPrepare prepare)
-    {
-        var (_, _, error) = await PrepareAsync(prepare.Function, prepare.Version, CancellationToken.None);
-        if (error is not null)
-            _log.LogWarning("Preparing {Function} v{Version} ahead of its first call failed: {Error}", prepare.Function, prepare.Version.Version, error);
-    }
-
     // The module, file layer and runtime libraries on this node; a sentence when they cannot be had.
     private async Task<(string? Layer, IReadOnlyList<KeyValuePair<string, string>> Runtime, string? Error)> PrepareAsync(string function, FunctionVersion version, CancellationToken ct)
     {

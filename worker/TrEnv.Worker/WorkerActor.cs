@@ -49,7 +49,6 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
                 self.Tell(Publish.Instance);
             }, TaskScheduler.Default);
         });
-        Receive<WorkerPrepare>(prepare => _ = _manager.PrepareAheadAsync(prepare));
         Receive<WorkerForget>(forget =>
         {
             var sender = Sender;
