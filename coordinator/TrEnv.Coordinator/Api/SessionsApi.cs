@@ -108,8 +108,15 @@ public static class SessionsApi
     private static Task<IResult> Get(string id, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)
         => Simple(id, request, response, settings, sessions, new SessionCommands.Get(id), QuickTimeout, ct);
 
-    private static Task<IResult> Pause(string id, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)
-        => Simple(id, request, response, settings, sessions, new SessionCommands.Pause(id, "api"), StartTimeout, ct);
+    private static async Task<IResult> Pause(string id, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions,
+        SessionAdmission admission, CancellationToken ct)
+    {
+        var answer = await Simple(id, request, response, settings, sessions, new SessionCommands.Pause(id, "api"), StartTimeout, ct);
+        // Paused, it holds no sandbox: its admission stops counting now, not when the catalog catches up.
+        if (response.Headers["X-TrEnv-Session-State"] == SessionStates.Paused)
+            admission.Forget(id);
+        return answer;
+    }
 
     private static async Task<IResult> Resume(string id, string? node, bool? fromLastPause, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions,
         SessionAdmission admission, Catalog.SessionCatalog catalog, Placement.WorkerDirectory workers, CancellationToken ct)
