@@ -363,17 +363,19 @@ public sealed class HostileTenantTests(HostileCluster fixture) : IClassFixture<H
         }
     }
 
+    // A session guest that keeps every block it is asked to make (N MiB, every page written) and says how much it holds.
+    private const string Holder = """
+        keep = []
+        def handle(request):
+            keep.append(b"k" * (int(request) << 20))
+            return "holding %d MiB" % (sum(len(k) for k in keep) >> 20)
+        """;
+
     [Fact]
     public async Task Pool_pages_a_pause_writes_are_charged_to_the_node_not_to_the_sandbox_that_paused()
     {
         await WarmPython();
-        const string holder = """
-            keep = []
-            def handle(request):
-                keep.append(b"k" * (int(request) << 20))
-                return "holding %d MiB" % (sum(len(k) for k in keep) >> 20)
-            """;
-        Assert.Equal(HttpStatusCode.Created, await Deploy("holder", Encoding.UTF8.GetBytes(holder), "runtime=python&memoryMb=256"));
+        Assert.Equal(HttpStatusCode.Created, await Deploy("holder", Encoding.UTF8.GetBytes(Holder), "runtime=python&memoryMb=256"));
         var created = await C.Http.PostAsync("/v1/sessions", new StringContent("{\"function\": \"holder\", \"idleTimeoutS\": 0}"));
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         var id = JsonDocument.Parse(await created.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString()!;
@@ -403,13 +405,7 @@ public sealed class HostileTenantTests(HostileCluster fixture) : IClassFixture<H
     public async Task Paused_sessions_have_a_pool_quota_and_expire_with_their_stored_bytes()
     {
         await WarmPython();
-        const string holder = """
-            keep = []
-            def handle(request):
-                keep.append(b"q" * (int(request) << 20))
-                return "holding %d MiB" % (sum(len(k) for k in keep) >> 20)
-            """;
-        Assert.Equal(HttpStatusCode.Created, await Deploy("quota-holder", Encoding.UTF8.GetBytes(holder), "runtime=python&memoryMb=256"));
+        Assert.Equal(HttpStatusCode.Created, await Deploy("quota-holder", Encoding.UTF8.GetBytes(Holder), "runtime=python&memoryMb=256"));
         var ids = new List<string>();
         async Task<string> Start()
         {

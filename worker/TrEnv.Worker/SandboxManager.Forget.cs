@@ -38,21 +38,11 @@ public sealed partial class SandboxManager
 
     private bool IsForgottenLocked(string key)
     {
+        if (_forgotten.Count == 0)
+            return false;
         var at = key.LastIndexOf('@');
         return at > 0 && int.TryParse(key.AsSpan(at + 1), out var version)
             && _forgotten.TryGetValue(key[..at], out var below) && version < below;
-    }
-
-    // A call of a forgotten version that was running when the forget came: its instance goes back to the pool.
-    private bool ReleaseForgotten(Slot slot, string key)
-    {
-        lock (_gate)
-        {
-            if (!IsForgottenLocked(key))
-                return false;
-        }
-        _ = ReclaimForgottenAsync(slot);
-        return true;
     }
 
     private async Task ReclaimForgottenAsync(Slot slot)

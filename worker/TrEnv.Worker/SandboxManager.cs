@@ -609,10 +609,14 @@ public sealed partial class SandboxManager : IAsyncDisposable
 
     private void Release(Slot slot, string key)
     {
-        if (ReleaseForgotten(slot, key))
-            return;
         lock (_gate)
         {
+            // A version forgotten while this call ran goes back to the pool instead of staying warm.
+            if (IsForgottenLocked(key))
+            {
+                _ = ReclaimForgottenAsync(slot);
+                return;
+            }
             slot.Busy = false;
             slot.Key = key;
             slot.LastUsed = DateTimeOffset.UtcNow;

@@ -123,21 +123,22 @@ public static class GuestAbiCheck
             if (global.Mutable && !global.Imported && global.Type is not (0x7F or 0x7E or 0x7D or 0x7C))
                 problems.Add($"global {g} is a mutable {FuncType.Name(global.Type)}; templates capture mutable globals of i32, i64, f32 and f64 only");
         }
-        foreach (var (segment, index) in info.DataSegments.Select((d, i) => (d, i)))
+        Segments(info.DataSegments, [.. info.Memories.Select(m => m.MinBytes)], "data", "bytes", "memory", problems);
+        Segments(info.ElementSegments, [.. info.Tables.Select(t => t.Min)], "element", "entries", "table", problems);
+    }
+
+    // Active segments must land inside their target's initial size, or instantiation fails.
+    private static void Segments(List<WasmSegment> segments, ulong[] sizes, string kind, string unit, string target, List<string> problems)
+    {
+        for (var index = 0; index < segments.Count; index++)
         {
-            if (segment.Offset is not { } offset || segment.Target >= info.Memories.Count)
+            var segment = segments[index];
+            if (segment.Offset is not { } at || segment.Target >= sizes.Length)
                 continue;
-            var size = info.Memories[(int)segment.Target].MinBytes;
-            if ((ulong)offset > size || segment.Length > size - (ulong)offset)
-                problems.Add($"active data segment {index} writes bytes {(ulong)offset}..{(ulong)offset + segment.Length} of memory {segment.Target}, which starts with {size} bytes, so instantiation would fail");
-        }
-        foreach (var (segment, index) in info.ElementSegments.Select((e, i) => (e, i)))
-        {
-            if (segment.Offset is not { } offset || segment.Target >= info.Tables.Count)
-                continue;
-            var size = info.Tables[(int)segment.Target].Min;
-            if ((ulong)offset > size || segment.Length > size - (ulong)offset)
-                problems.Add($"active element segment {index} writes entries {(ulong)offset}..{(ulong)offset + segment.Length} of table {segment.Target}, which starts with {size} entries, so instantiation would fail");
+            var offset = (ulong)at;
+            var size = sizes[segment.Target];
+            if (offset > size || segment.Length > size - offset)
+                problems.Add($"active {kind} segment {index} writes {unit} {offset}..{offset + segment.Length} of {target} {segment.Target}, which starts with {size} {unit}, so instantiation would fail");
         }
     }
 
