@@ -108,7 +108,7 @@ public static partial class LocalTopology
                     "TRENV_HOSTNAME" or "TRENV_HTTP_HOST" or "TRENV_POOL_GRPC_HOST" when value == "0.0.0.0" => address,
                     "TRENV_PUBLIC_HOSTNAME" => addresses.TryGetValue(value, out var a) ? a.Address : value,
                     "TRENV_PORT" or "TRENV_HTTP_PORT" or "TRENV_POOL_GRPC_PORT" => ports.GetValueOrDefault((s.Name, value), value),
-                    "TRENV_DATA_DIR" or "TRENV_POOL_PATH" => LocalPath(s, value, volumes, o),
+                    "TRENV_DATA_DIR" or "TRENV_POOL_PATH" or "TRENV_COMPILE_CACHE_DIR" => LocalPath(s, value, volumes, o),
                     "TRENV_SANDBOX_HOST" => Path.Combine(o.RepoRoot, "artifacts", "sandbox-host"),
                     "TRENV_DB" => o.PostgresConnection,
                     _ => References().Replace(value, m =>
@@ -139,7 +139,7 @@ public static partial class LocalTopology
     /// <summary>Keys whose values the local topology rewrites; every other key passes through unchanged.</summary>
     public static readonly string[] RewrittenKeys =
         ["TRENV_HOSTNAME", "TRENV_HTTP_HOST", "TRENV_POOL_GRPC_HOST", "TRENV_PUBLIC_HOSTNAME", "TRENV_PORT", "TRENV_HTTP_PORT",
-         "TRENV_POOL_GRPC_PORT", "TRENV_DATA_DIR", "TRENV_POOL_PATH", "TRENV_SANDBOX_HOST", "TRENV_DB", "TRENV_SEEDS", "TRENV_POOL_URL"];
+         "TRENV_POOL_GRPC_PORT", "TRENV_DATA_DIR", "TRENV_POOL_PATH", "TRENV_COMPILE_CACHE_DIR", "TRENV_SANDBOX_HOST", "TRENV_DB", "TRENV_SEEDS", "TRENV_POOL_URL"];
 
     private static string LocalPath(ComposeService s, string containerPath, Dictionary<string, string> volumes, LocalTopologyOptions o)
     {

@@ -136,6 +136,13 @@ public sealed record NodeSettings
     /// </summary>
     public string RuntimesDirectory { get; init; } = "/var/cache/trenv/runtimes";
 
+    /// <summary>
+    /// TRENV_COMPILE_CACHE_DIR (workers): a directory the workers of one machine share (a compose volume), where a
+    /// script runtime's module is compiled once for all of them, one compile at a time. Default: the worker's own
+    /// module directory under TRENV_DATA_DIR.
+    /// </summary>
+    public string? CompileCacheDirectory { get; init; }
+
     /// <summary>TRENV_LOG_LEVEL: the level of TrEnv's own log categories (trace, debug, information, warning, error). Default information.</summary>
     public string LogLevel { get; init; } = "information";
 
@@ -156,7 +163,7 @@ public sealed record NodeSettings
         "WORKER_MEMORY_MB", "POOL_PATH", "POOL_SIZE_MB", "SANDBOX_HOST", "POOL_MODE", "POOL_FETCH", "POOL_GRPC_HOST",
         "POOL_GRPC_PORT", "POOL_URL", "POOL_SECRET", "PRESTART_SANDBOXES", "MAX_SANDBOXES", "KEEP_ALIVE_S", "SESSION_IDLE_S",
         "SESSION_SANDBOX_PERCENT", "SESSIONS_PER_FUNCTION", "MAX_UPLOADS", "SESSION_POOL_PERCENT", "SESSION_PAUSED_TTL_S",
-        "SANDBOX_ISOLATION", "LOG_LEVEL", "LOG_FORMAT", "RUNTIMES_DIR",
+        "SANDBOX_ISOLATION", "LOG_LEVEL", "LOG_FORMAT", "RUNTIMES_DIR", "COMPILE_CACHE_DIR",
     }.Select(k => "TRENV_" + k).ToArray();
 
     public bool HasRole(string role) => Roles.Contains(role, StringComparer.Ordinal);
@@ -209,6 +216,7 @@ public sealed record NodeSettings
             SandboxIsolation = Text(c["SANDBOX_ISOLATION"]) ?? d.SandboxIsolation,
             LogLevel = Text(c["LOG_LEVEL"])?.ToLowerInvariant() ?? d.LogLevel,
             RuntimesDirectory = Text(c["RUNTIMES_DIR"]) ?? d.RuntimesDirectory,
+            CompileCacheDirectory = Text(c["COMPILE_CACHE_DIR"]),
             LogFormat = Text(c["LOG_FORMAT"])?.ToLowerInvariant() ?? d.LogFormat,
         }.Validate();
     }

@@ -65,6 +65,12 @@ public sealed record WorkerForget(string Function, int BelowVersion, IReadOnlyLi
 
 public sealed record WorkerForgot(string Node, int Reclaimed) : IProtocolMessage;
 
+/// <summary>
+/// A version was just deployed: the worker fetches its module and layer and compiles a script runtime's module in
+/// the background, so the first call does not pay for them (a runtime's compile takes seconds). No reply.
+/// </summary>
+public sealed record WorkerPrepare(string Function, FunctionVersion Version) : IProtocolMessage;
+
 /// <summary>Asks a worker for a function's recent log lines (its guests' stdout and stderr), newest last.</summary>
 public sealed record WorkerLogsQuery(string Function, int MaxLines) : IProtocolMessage;
 

@@ -98,6 +98,7 @@ public sealed class LocalCluster : IAsyncDisposable
         psi.Environment["TRENV_SEEDS"] = $"akka.tcp://trenv@127.0.0.1:{SeedPort}";
         psi.Environment["TRENV_DATA_DIR"] = Path.Combine(_dir.Path, name);
         psi.Environment["TRENV_POOL_PATH"] = PoolPath;
+        psi.Environment["TRENV_COMPILE_CACHE_DIR"] = Path.Combine(_dir.Path, "compile-cache");
         psi.Environment["TRENV_POOL_SIZE_MB"] = "1024";
         psi.Environment["TRENV_POOL_GRPC_PORT"] = PoolGrpcPort.ToString(System.Globalization.CultureInfo.InvariantCulture);
         psi.Environment["TRENV_POOL_URL"] = $"http://127.0.0.1:{PoolGrpcPort}";

@@ -26,6 +26,7 @@ public sealed partial class SandboxManager : IAsyncDisposable
     private readonly string _poolPath; // what sandboxes map: the pool itself (cxl) or the mirror (rdma)
     private readonly IRegistryClient _registry;
     private readonly string _modules;
+    private readonly RuntimeCompiler _compiler;
     private readonly string _templates;
     private readonly string _sandboxes;
     private readonly object _gate = new();
@@ -70,6 +71,7 @@ public sealed partial class SandboxManager : IAsyncDisposable
         }
         _poolPath = _cache?.Path ?? settings.PoolPath;
         _modules = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "modules")).FullName;
+        _compiler = new RuntimeCompiler(_modules, settings.CompileCacheDirectory);
         _templates = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "templates")).FullName;
         _layers = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "layers")).FullName;
         _sandboxes = Path.Combine(settings.DataDirectory, "sandboxes");
@@ -251,6 +253,14 @@ public sealed partial class SandboxManager : IAsyncDisposable
         }
     }
 
+    /// <summary>What a first call would prepare (module, layer, a runtime's compile), done ahead; a failure waits for that call.</summary>
+    public async Task PrepareAheadAsync(WorkerPrepare prepare)
+    {
+        var (_, _, error) = await PrepareAsync(prepare.Function, prepare.Version, CancellationToken.None);
+        if (error is not null)
+            _log.LogWarning("Preparing {Function} v{Version} ahead of its first call failed: {Error}", prepare.Function, prepare.Version.Version, error);
+    }
+
     // The module, file layer and runtime libraries on this node; a sentence when they cannot be had.
     private async Task<(string? Layer, IReadOnlyList<KeyValuePair<string, string>> Runtime, string? Error)> PrepareAsync(string function, FunctionVersion version, CancellationToken ct)
     {
@@ -258,8 +268,9 @@ public sealed partial class SandboxManager : IAsyncDisposable
         {
             var runtime = RuntimeDirectories(version.Limits.Runtime);
             await EnsureModuleAsync(version.Sha256, ct);
+            // A runtime's interpreter module needs far more memory to compile than to run: compiled outside any sandbox.
             if (version.Limits.Runtime is not null)
-                await PrecompileAsync(version.Sha256);
+                await _compiler.EnsureCompiledAsync(new ModuleHash(version.Sha256), ct);
             return (version.Limits.Layer is { } sha ? await EnsureLayerAsync(sha, ct) : null, runtime, null);
         }
         catch (Exception e) when (e is not OperationCanceledException)
@@ -497,32 +508,6 @@ public sealed partial class SandboxManager : IAsyncDisposable
         var bytes = await _registry.FetchModuleAsync(sha256, ct) ?? throw new InvalidOperationException($"no module with hash {sha256} is stored");
         if (ModuleCache.Put(_modules, bytes).Hex != sha256)
             throw new InvalidOperationException($"the module fetched for {sha256} has another hash");
-    }
-
-    private readonly SemaphoreSlim _compiling = new(1, 1);
-
-    // A runtime's interpreter module (tens of MB) needs far more memory to compile than to run: compile it here,
-    // once per node and outside any sandbox's cgroup, into the module cache the sandboxes then load from.
-    private async Task PrecompileAsync(string sha256)
-    {
-        var hash = new ModuleHash(sha256);
-        if (File.Exists(Path.Combine(_modules, sha256 + ".cwasm")))
-            return;
-        await _compiling.WaitAsync();
-        try
-        {
-            if (File.Exists(Path.Combine(_modules, sha256 + ".cwasm")))
-                return;
-            await Task.Run(() =>
-            {
-                using var engine = new WasmEngine();
-                new ModuleCache(engine, _modules).Load(hash).Dispose();
-            });
-        }
-        finally
-        {
-            _compiling.Release();
-        }
     }
 
     private async Task<string> EnsureLayerAsync(string sha256, CancellationToken ct)

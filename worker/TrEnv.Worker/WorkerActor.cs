@@ -49,6 +49,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
                 self.Tell(Publish.Instance);
             }, TaskScheduler.Default);
         });
+        Receive<WorkerPrepare>(prepare => _ = _manager.PrepareAheadAsync(prepare));
         Receive<WorkerForget>(forget =>
         {
             var sender = Sender;

@@ -88,6 +88,11 @@ public static partial class FunctionsApi
         var deployed = await functions.ActorRef.Ask<FunctionReplies.Deployed>(new FunctionCommands.Deploy(name, sha, body.Length, limits), AskTimeout, ct);
         var view = await functions.ActorRef.Ask<FunctionReplies.View>(new FunctionCommands.Get(name), AskTimeout, ct);
         catalog.Set(view);
+        if (view.Current is { } deployedVersion)
+        {
+            foreach (var w in workers.Workers)
+                w.Invoker.Tell(new WorkerPrepare(name, deployedVersion));
+        }
         // The replaced version's template is retired: its region is freed once no instance maps it. Workers
         // drop the old versions' instances, headers and files (not waited for: a slow worker never slows a deploy).
         if (deployed.Created && before.Current is { } old)

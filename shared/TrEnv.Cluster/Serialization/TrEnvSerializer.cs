@@ -68,6 +68,7 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
         [typeof(WorkerReclaimed)] = "wk.reclaimed",
         [typeof(WorkerForget)] = "wk.forget",
         [typeof(WorkerForgot)] = "wk.forgot",
+        [typeof(WorkerPrepare)] = "wk.prepare",
         [typeof(WorkerLogsQuery)] = "wk.logs-query",
         [typeof(WorkerLogs)] = "wk.logs",
         [typeof(TemplateCommands.Hold)] = "tpl.hold",
@@ -203,6 +204,7 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
 [JsonSerializable(typeof(WorkerReclaimed))]
 [JsonSerializable(typeof(WorkerForget))]
 [JsonSerializable(typeof(WorkerForgot))]
+[JsonSerializable(typeof(WorkerPrepare))]
 [JsonSerializable(typeof(WorkerLogsQuery))]
 [JsonSerializable(typeof(WorkerLogs))]
 [JsonSerializable(typeof(TemplateCommands.Hold))]
