@@ -13,10 +13,10 @@ public sealed class PoolActor : ReceivePersistentActor
     private readonly PoolState _state;
     private readonly PoolDevice _device;
 
-    public PoolActor(string pool, PoolDevice device, PoolDurability durability, int sessionPercent = 100)
+    public PoolActor(string pool, PoolDevice device, PoolDurability durability, int sessionPercent = 100, int templatePercent = 100)
     {
         _device = device;
-        _state = new PoolState(device.Capacity, device.Capacity / 100 * sessionPercent);
+        _state = new PoolState(device.Capacity, device.Capacity / 100 * sessionPercent, device.Capacity / 100 * templatePercent);
         PersistenceId = "pool-" + pool;
         Recover<IEvent>(_state.Apply);
         Recover<RecoveryCompleted>(_ =>
@@ -74,9 +74,9 @@ public sealed class PoolRegionKey;
 
 public static class PoolActorRegistration
 {
-    public static AkkaConfigurationBuilder AddPoolAllocator(this AkkaConfigurationBuilder builder, PoolDevice device, PoolDurability durability, int sessionPercent)
+    public static AkkaConfigurationBuilder AddPoolAllocator(this AkkaConfigurationBuilder builder, PoolDevice device, PoolDurability durability, int sessionPercent, int templatePercent)
         => builder.WithShardRegion<PoolRegionKey>(Sharding.Pool,
-            pool => Props.Create(() => new PoolActor(pool, device, durability, sessionPercent)),
+            pool => Props.Create(() => new PoolActor(pool, device, durability, sessionPercent, templatePercent)),
             new Sharding.PoolExtractor(),
             new ShardOptions { Role = Roles.MemoryPool, RememberEntities = false });
 }

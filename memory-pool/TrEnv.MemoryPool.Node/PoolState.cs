@@ -6,9 +6,10 @@ namespace TrEnv.MemoryPool.Node;
 /// The pool's allocations by owner (a template key, or a session's delta). Decisions are made by
 /// <see cref="Process"/> without mutating; <see cref="Apply"/> replays events, so the allocator rebuilt from the
 /// journal is the one that answered, and a region is never handed out twice. Session deltas together may hold
-/// at most <paramref name="sessionQuota"/> bytes, so paused sessions never crowd out templates.
+/// at most <paramref name="sessionQuota"/> bytes, so paused sessions never crowd out templates, and one template
+/// at most <paramref name="templateQuota"/> bytes, so one function's template never crowds out every other's.
 /// </summary>
-public sealed class PoolState(long capacity, long sessionQuota = long.MaxValue)
+public sealed class PoolState(long capacity, long sessionQuota = long.MaxValue, long templateQuota = long.MaxValue)
 {
     /// <summary>Owners of session deltas start with this (<c>session-ID-N</c>).</summary>
     public const string SessionOwnerPrefix = "session-";
@@ -23,6 +24,8 @@ public sealed class PoolState(long capacity, long sessionQuota = long.MaxValue)
     public long SessionBytes { get; private set; }
 
     public long SessionQuota { get; } = sessionQuota;
+
+    public long TemplateQuota { get; } = templateQuota;
 
     private static bool IsSession(string owner) => owner.StartsWith(SessionOwnerPrefix, StringComparison.Ordinal);
 
@@ -39,6 +42,10 @@ public sealed class PoolState(long capacity, long sessionQuota = long.MaxValue)
                     return (new PoolReplies.Full(a.Owner,
                         $"Paused sessions hold {SessionBytes >> 20} MiB of the {SessionQuota >> 20} MiB of the pool they may use (TRENV_SESSION_POOL_PERCENT), "
                         + $"and this one needs {RegionAllocator.RoundUp(a.Bytes) >> 20} MiB more; delete paused sessions, or set an expiry (TRENV_SESSION_PAUSED_TTL_S).", Quota: true), null);
+                if (!IsSession(a.Owner) && RegionAllocator.RoundUp(a.Bytes) > TemplateQuota)
+                    return (new PoolReplies.Full(a.Owner,
+                        $"A template of {RegionAllocator.RoundUp(a.Bytes) >> 20} MiB is over the {TemplateQuota >> 20} MiB one template may hold (TRENV_TEMPLATE_POOL_PERCENT of the pool); "
+                        + "the function runs without one, every start cold.", Quota: true), null);
                 return _allocator.FindFit(a.Bytes) is { } fit
                     ? (new PoolReplies.Allocated(a.Owner, ToWire(fit)), new PoolEvents.Allocated(a.Owner, ToWire(fit)))
                     : (new PoolReplies.Full(a.Owner, new PoolFullException(RegionAllocator.RoundUp(a.Bytes), _allocator.FreeBytes, _allocator.LargestFreeBlock).Message), null);

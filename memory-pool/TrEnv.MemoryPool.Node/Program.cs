@@ -37,7 +37,7 @@ builder.Services.AddGrpc(o =>
     o.MaxReceiveMessageSize = 8 << 20;
     o.MaxSendMessageSize = 8 << 20;
 });
-builder.Services.AddTrEnvNode(settings, (akka, _) => akka.AddPoolAllocator(device, durability, settings.SessionPoolPercent));
+builder.Services.AddTrEnvNode(settings, (akka, _) => akka.AddPoolAllocator(device, durability, settings.SessionPoolPercent, settings.TemplatePoolPercent));
 var app = builder.Build();
 app.MapGrpcService<PoolService>();
 // For the compose health check (HTTP/2 without TLS, as the port serves gRPC): healthy once this node is an Up member.

@@ -124,6 +124,12 @@ public sealed record NodeSettings
     public int SessionPoolPercent { get; init; } = 50;
 
     /// <summary>
+    /// TRENV_TEMPLATE_POOL_PERCENT (memory-pool node): share of the pool one function version's template may hold;
+    /// a larger one is not captured and the function runs cold. Default 25.
+    /// </summary>
+    public int TemplatePoolPercent { get; init; } = 25;
+
+    /// <summary>
     /// TRENV_SESSION_PAUSED_TTL_S (coordinators): a session paused (or lost after a pause) longer than this is deleted
     /// with its stored delta; 0 keeps paused sessions until they are deleted. Default 0.
     /// </summary>
@@ -162,7 +168,7 @@ public sealed record NodeSettings
         "HTTP_HOST", "HTTP_PORT", "ADMIN_TOKEN", "INVOKE_TOKEN", "MAX_MODULE_MB", "MAX_INPUT_MB", "MAX_LAYER_MB",
         "WORKER_MEMORY_MB", "POOL_PATH", "POOL_SIZE_MB", "SANDBOX_HOST", "POOL_MODE", "POOL_FETCH", "POOL_GRPC_HOST",
         "POOL_GRPC_PORT", "POOL_URL", "POOL_SECRET", "PRESTART_SANDBOXES", "MAX_SANDBOXES", "KEEP_ALIVE_S", "SESSION_IDLE_S",
-        "SESSION_SANDBOX_PERCENT", "SESSIONS_PER_FUNCTION", "MAX_UPLOADS", "SESSION_POOL_PERCENT", "SESSION_PAUSED_TTL_S",
+        "SESSION_SANDBOX_PERCENT", "SESSIONS_PER_FUNCTION", "MAX_UPLOADS", "SESSION_POOL_PERCENT", "SESSION_PAUSED_TTL_S", "TEMPLATE_POOL_PERCENT",
         "SANDBOX_ISOLATION", "LOG_LEVEL", "LOG_FORMAT", "RUNTIMES_DIR", "COMPILE_CACHE_DIR",
     }.Select(k => "TRENV_" + k).ToArray();
 
@@ -212,6 +218,7 @@ public sealed record NodeSettings
             SessionSandboxPercent = Int(c, "SESSION_SANDBOX_PERCENT", d.SessionSandboxPercent),
             SessionsPerFunction = Int(c, "SESSIONS_PER_FUNCTION", d.SessionsPerFunction),
             SessionPoolPercent = Int(c, "SESSION_POOL_PERCENT", d.SessionPoolPercent),
+            TemplatePoolPercent = Int(c, "TEMPLATE_POOL_PERCENT", d.TemplatePoolPercent),
             SessionPausedTtlSeconds = Int(c, "SESSION_PAUSED_TTL_S", d.SessionPausedTtlSeconds),
             SandboxIsolation = Text(c["SANDBOX_ISOLATION"]) ?? d.SandboxIsolation,
             LogLevel = Text(c["LOG_LEVEL"])?.ToLowerInvariant() ?? d.LogLevel,
@@ -253,6 +260,8 @@ public sealed record NodeSettings
             throw new ArgumentException($"TRENV_LOG_FORMAT must be json or text, not \"{LogFormat}\".");
         if (SessionPoolPercent is < 0 or > 100 || SessionPausedTtlSeconds < 0)
             throw new ArgumentException("TRENV_SESSION_POOL_PERCENT must be between 0 and 100 and TRENV_SESSION_PAUSED_TTL_S at least 0.");
+        if (TemplatePoolPercent is < 1 or > 100)
+            throw new ArgumentException("TRENV_TEMPLATE_POOL_PERCENT must be between 1 and 100.");
         if (SessionSandboxPercent is < 0 or > 100 || SessionsPerFunction < 0)
             throw new ArgumentException("TRENV_SESSION_SANDBOX_PERCENT must be between 0 and 100 and TRENV_SESSIONS_PER_FUNCTION 0 or more (0 allows no session).");
         if (WorkerMemoryMb < 0)

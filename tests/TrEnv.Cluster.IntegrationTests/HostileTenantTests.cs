@@ -15,6 +15,7 @@ public sealed class HostileCluster : IAsyncLifetime
         Cluster.Environment["TRENV_MAX_SANDBOXES"] = "4";
         Cluster.Environment["TRENV_SESSION_POOL_PERCENT"] = "15";  // of the 1 GiB pool: about two 64 MiB pauses
         Cluster.Environment["TRENV_SESSION_PAUSED_TTL_S"] = "20";
+        Cluster.Environment["TRENV_TEMPLATE_POOL_PERCENT"] = "15"; // one template: at most about 153 MiB
         await Cluster.StartAllAsync("worker-1");
         Assert.Equal(HttpStatusCode.Created, (await Cluster.Http.PutAsync("/v1/functions/hello", new ByteArrayContent(TestGuests.Bytes("hello")))).StatusCode);
     }
@@ -537,6 +538,34 @@ public sealed class HostileTenantTests(HostileCluster fixture) : IClassFixture<H
             foreach (var id in ids)
                 await C.Http.DeleteAsync($"/v1/sessions/{id}");
         }
+    }
+
+    [Fact]
+    public async Task One_function_s_template_cannot_take_more_than_its_share_of_the_pool_and_the_function_runs_cold()
+    {
+        await WarmPython();
+        var poolBefore = await PoolAllocated();
+        const string script = "BIG = b'x' * (200 << 20)\ndef handle(r):\n    return str(len(BIG))\n";
+        Assert.Equal(HttpStatusCode.Created, await Deploy("big-init", Encoding.UTF8.GetBytes(script), "runtime=python&memoryMb=512"));
+        var first = await Invoke("big-init", "");
+        Assert.Equal((HttpStatusCode.OK, "209715200", "cold"), (first.Status, first.Body, first.Start));
+        await ScriptChecks.ScaleToZero(C, "big-init");
+        var again = await Invoke("big-init", "");
+        Assert.Equal((HttpStatusCode.OK, "209715200", "cold"), (again.Status, again.Body, again.Start));
+        Assert.DoesNotContain("big-init@", await C.Http.GetStringAsync("/v1/templates"), StringComparison.Ordinal);
+        Assert.True(await PoolAllocated() - poolBefore < 100L << 20, "the refused template left pool bytes allocated");
+        // A template within its share is still captured.
+        Assert.Equal(HttpStatusCode.Created, await Deploy("small-init", Encoding.UTF8.GetBytes(script.Replace("200 << 20", "20 << 20", StringComparison.Ordinal)), "runtime=python&memoryMb=512"));
+        Assert.Equal(HttpStatusCode.OK, (await Invoke("small-init", "")).Status);
+        await ScriptChecks.ScaleToZero(C, "small-init");
+        Assert.Equal((HttpStatusCode.OK, "20971520", "template"), await Invoke("small-init", ""));
+        await HelloStillAnswers();
+    }
+
+    private async Task<long> PoolAllocated()
+    {
+        using var doc = JsonDocument.Parse(await C.Http.GetStringAsync("/v1/cluster"));
+        return doc.RootElement.GetProperty("pool").GetProperty("allocatedBytes").GetInt64();
     }
 
     [Fact]
