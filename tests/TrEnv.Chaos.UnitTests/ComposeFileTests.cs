@@ -77,6 +77,8 @@ public sealed partial class ComposeFileTests
             Assert.Equal(["SYS_ADMIN", "SYS_PTRACE", "DAC_OVERRIDE"], s.CapAdd);
             Assert.Equal(["apparmor=unconfined", "seccomp=worker-seccomp.json"], s.SecurityOpt);
             Assert.Equal("worker", s.BuildTarget);
+            // The machine's workers share one compile cache, so a runtime compiles once, one compile at a time.
+            Assert.Contains(("compile-cache", s.Environment["TRENV_COMPILE_CACHE_DIR"]), s.NamedMounts);
         }
         foreach (var w in new[] { "worker-1", "worker-2", "worker-3", "memory-pool" })
         {
@@ -88,7 +90,7 @@ public sealed partial class ComposeFileTests
         foreach (var w in RdmaWorkers)
         {
             var s = Compose.Service(w);
-            Assert.Empty(s.Volumes);
+            Assert.DoesNotContain(s.NamedMounts, m => m.Volume == "pool");
             Assert.Equal("rdma", s.Environment["TRENV_POOL_MODE"]);
             Assert.Equal("http://memory-pool:4070", s.Environment["TRENV_POOL_URL"]);
         }
