@@ -149,6 +149,15 @@ public sealed record NodeSettings
     /// </summary>
     public string? CompileCacheDirectory { get; init; }
 
+    /// <summary>
+    /// TRENV_COMPILE_TIMEOUT_S (workers): how long compiling a deployed module may take; past it the compile is
+    /// stopped and calls answer 504 <c>timeout</c> naming the compile (for ten minutes, without compiling again). Default 60.
+    /// </summary>
+    public int CompileTimeoutSeconds { get; init; } = 60;
+
+    /// <summary>TRENV_COMPILE_MEMORY_MB (workers): memory compiling a deployed module may use (past it: 507 <c>memory</c>). Default 2048.</summary>
+    public int CompileMemoryMb { get; init; } = 2048;
+
     /// <summary>TRENV_LOG_LEVEL: the level of TrEnv's own log categories (trace, debug, information, warning, error). Default information.</summary>
     public string LogLevel { get; init; } = "information";
 
@@ -169,7 +178,7 @@ public sealed record NodeSettings
         "WORKER_MEMORY_MB", "POOL_PATH", "POOL_SIZE_MB", "SANDBOX_HOST", "POOL_MODE", "POOL_FETCH", "POOL_GRPC_HOST",
         "POOL_GRPC_PORT", "POOL_URL", "POOL_SECRET", "PRESTART_SANDBOXES", "MAX_SANDBOXES", "KEEP_ALIVE_S", "SESSION_IDLE_S",
         "SESSION_SANDBOX_PERCENT", "SESSIONS_PER_FUNCTION", "MAX_UPLOADS", "SESSION_POOL_PERCENT", "SESSION_PAUSED_TTL_S", "TEMPLATE_POOL_PERCENT",
-        "SANDBOX_ISOLATION", "LOG_LEVEL", "LOG_FORMAT", "RUNTIMES_DIR", "COMPILE_CACHE_DIR",
+        "SANDBOX_ISOLATION", "LOG_LEVEL", "LOG_FORMAT", "RUNTIMES_DIR", "COMPILE_CACHE_DIR", "COMPILE_TIMEOUT_S", "COMPILE_MEMORY_MB",
     }.Select(k => "TRENV_" + k).ToArray();
 
     public bool HasRole(string role) => Roles.Contains(role, StringComparer.Ordinal);
@@ -224,6 +233,8 @@ public sealed record NodeSettings
             LogLevel = Text(c["LOG_LEVEL"])?.ToLowerInvariant() ?? d.LogLevel,
             RuntimesDirectory = Text(c["RUNTIMES_DIR"]) ?? d.RuntimesDirectory,
             CompileCacheDirectory = Text(c["COMPILE_CACHE_DIR"]),
+            CompileTimeoutSeconds = Int(c, "COMPILE_TIMEOUT_S", d.CompileTimeoutSeconds),
+            CompileMemoryMb = Int(c, "COMPILE_MEMORY_MB", d.CompileMemoryMb),
             LogFormat = Text(c["LOG_FORMAT"])?.ToLowerInvariant() ?? d.LogFormat,
         }.Validate();
     }
@@ -260,6 +271,8 @@ public sealed record NodeSettings
             throw new ArgumentException($"TRENV_LOG_FORMAT must be json or text, not \"{LogFormat}\".");
         if (SessionPoolPercent is < 0 or > 100 || SessionPausedTtlSeconds < 0)
             throw new ArgumentException("TRENV_SESSION_POOL_PERCENT must be between 0 and 100 and TRENV_SESSION_PAUSED_TTL_S at least 0.");
+        if (CompileTimeoutSeconds <= 0 || CompileMemoryMb < 64)
+            throw new ArgumentException("TRENV_COMPILE_TIMEOUT_S must be positive and TRENV_COMPILE_MEMORY_MB at least 64.");
         if (TemplatePoolPercent is < 1 or > 100)
             throw new ArgumentException("TRENV_TEMPLATE_POOL_PERCENT must be between 1 and 100.");
         if (SessionSandboxPercent is < 0 or > 100 || SessionsPerFunction < 0)

@@ -16,6 +16,7 @@ public sealed class HostileCluster : IAsyncLifetime
         Cluster.Environment["TRENV_SESSION_POOL_PERCENT"] = "15";  // of the 1 GiB pool: about two 64 MiB pauses
         Cluster.Environment["TRENV_SESSION_PAUSED_TTL_S"] = "20";
         Cluster.Environment["TRENV_TEMPLATE_POOL_PERCENT"] = "15"; // one template: at most about 153 MiB
+        Cluster.Environment["TRENV_COMPILE_TIMEOUT_S"] = "3";
         await Cluster.StartAllAsync("worker-1");
         Assert.Equal(HttpStatusCode.Created, (await Cluster.Http.PutAsync("/v1/functions/hello", new ByteArrayContent(TestGuests.Bytes("hello")))).StatusCode);
     }
@@ -566,6 +567,75 @@ public sealed class HostileTenantTests(HostileCluster fixture) : IClassFixture<H
     {
         using var doc = JsonDocument.Parse(await C.Http.GetStringAsync("/v1/cluster"));
         return doc.RootElement.GetProperty("pool").GetProperty("allocatedBytes").GetInt64();
+    }
+
+    [Fact]
+    public async Task A_module_too_costly_to_compile_is_stopped_at_the_compile_deadline_and_answered_from_that_failure_after()
+    {
+        var wasm = CostlyToCompile(functions: 800, operationsEach: 10_000);
+        Assert.Equal(HttpStatusCode.Created, await Deploy("costly", wasm, "initTimeoutMs=1000"));
+        var clock = Stopwatch.StartNew();
+        var first = await Invoke("costly", "");
+        var firstTook = clock.Elapsed;
+        Assert.Equal(HttpStatusCode.GatewayTimeout, first.Status);
+        using (var doc = JsonDocument.Parse(first.Body))
+        {
+            Assert.Equal("timeout", doc.RootElement.GetProperty("error").GetString());
+            Assert.Contains("Compiling the module did not finish within 3 s", doc.RootElement.GetProperty("message").GetString(), StringComparison.Ordinal);
+        }
+        // The deploy started the compile, so the call waits at most the compile deadline, plus fetching the 24 MB
+        // module and the round trips; compiling it unbounded took 27 s on one core here.
+        Assert.True(firstTook < TimeSpan.FromSeconds(3) + TimeSpan.FromSeconds(3), $"the first call took {firstTook}");
+        clock.Restart();
+        var again = await Invoke("costly", "");
+        Assert.Equal(HttpStatusCode.GatewayTimeout, again.Status);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1), $"the failure was not remembered: the second call took {clock.Elapsed}");
+        Assert.DoesNotContain(Process.GetProcesses(), p => Cmdline(p.Id).Contains("--compile", StringComparison.Ordinal));
+        await HelloStillAnswers();
+    }
+
+    private static string Cmdline(int pid)
+    {
+        try
+        {
+            return File.ReadAllText($"/proc/{pid}/cmdline");
+        }
+        catch (IOException)
+        {
+            return "";
+        }
+    }
+
+    // A valid guest whose functions are long straight lines of arithmetic: megabytes of code, seconds of compiling.
+    private static byte[] CostlyToCompile(int functions, int operationsEach)
+    {
+        static byte[] Leb(long n)
+        {
+            var o = new List<byte>();
+            do
+            {
+                var b = (byte)(n & 0x7f);
+                n >>= 7;
+                o.Add(n != 0 ? (byte)(b | 0x80) : b);
+            }
+            while (n != 0);
+            return [.. o];
+        }
+        static byte[] Vec(IReadOnlyCollection<byte[]> items) => [.. Leb(items.Count), .. items.SelectMany(i => i)];
+        static byte[] Section(byte id, byte[] payload) => [id, .. Leb(payload.Length), .. payload];
+        static byte[] Name(string s) => [.. Leb(s.Length), .. Encoding.ASCII.GetBytes(s)];
+        var ops = new List<byte> { 0x41, 0x01 };
+        for (var i = 0; i < operationsEach; i++)
+            ops.AddRange([0x41, 0x02, 0x6a]); // i32.const 2; i32.add
+        byte[] filler = [0x00, .. ops, 0x1a, 0x0b];
+        byte[] handle = [0x00, 0x42, 0x00, 0x0b];
+        byte[] alloc = [0x00, 0x41, 0x80, 0x08, 0x0b];
+        var types = Section(1, Vec([[0x60, 0x00, 0x00], [0x60, 0x02, 0x7f, 0x7f, 0x01, 0x7e], [0x60, 0x01, 0x7f, 0x01, 0x7f]]));
+        var funcs = Section(3, Vec([.. Enumerable.Repeat(Leb(0), functions), Leb(1), Leb(2)]));
+        var memory = Section(5, Vec([[0x00, 0x01]]));
+        var exports = Section(7, Vec([[.. Name("memory"), 0x02, 0x00], [.. Name("trenv_handle"), 0x00, .. Leb(functions)], [.. Name("trenv_alloc"), 0x00, .. Leb(functions + 1)]]));
+        var code = Section(10, Vec([.. Enumerable.Repeat<byte[]>([.. Leb(filler.Length), .. filler], functions), [.. Leb(handle.Length), .. handle], [.. Leb(alloc.Length), .. alloc]]));
+        return [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, .. types, .. funcs, .. memory, .. exports, .. code];
     }
 
     [Fact]

@@ -4,6 +4,10 @@ using TrEnv.SandboxHost;
 // Diagnostics go to stderr; stdout carries protocol frames only.
 // --own-mount-namespace: started under unshare, so mounts (the /tmp overlay) stay private to this sandbox.
 // --rootfs BASE [--bind PATH]... [--bind-ro PATH]...: pivot into a root of BASE plus exactly those paths.
+// --compile DIR HASH ...: compile one module into the module cache and exit (see CompileMode); may follow
+// the arguments the namespace wrapper adds.
+if (Array.IndexOf(args, "--compile") is var compileAt and >= 0)
+    return CompileMode.Run(args[(compileAt + 1)..]);
 var ownMountNamespace = false;
 string? workdir = null, rootfs = null;
 List<string> binds = [], readOnlyBinds = [];

@@ -43,8 +43,8 @@ public sealed partial class SandboxManager
                 return new(start.SessionId, true, _settings.Name, "active", 0, 0, existing.Base, null, null, null); // a retried start
         }
         var (layer, runtime, unprepared) = await PrepareAsync(start.Function, start.Version, ct);
-        if (unprepared is not null)
-            return StartFailed(start, ErrorKinds.Internal, unprepared);
+        if (unprepared is { } why)
+            return StartFailed(start, why.Kind, why.Message);
         var (slot, sandbox) = await AcquireAsync(key, start.Version.Limits.Network, reuse: false);
         if (slot is null)
             return StartFailed(start, ErrorKinds.NoCapacity, NoRoom(sandbox));

@@ -26,7 +26,7 @@ public sealed partial class SandboxManager : IAsyncDisposable
     private readonly string _poolPath; // what sandboxes map: the pool itself (cxl) or the mirror (rdma)
     private readonly IRegistryClient _registry;
     private readonly string _modules;
-    private readonly RuntimeCompiler _compiler;
+    private readonly ModuleCompiler _compiler;
     private readonly string _templates;
     private readonly string _sandboxes;
     private readonly object _gate = new();
@@ -71,7 +71,6 @@ public sealed partial class SandboxManager : IAsyncDisposable
         }
         _poolPath = _cache?.Path ?? settings.PoolPath;
         _modules = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "modules")).FullName;
-        _compiler = new RuntimeCompiler(_modules, settings.CompileCacheDirectory);
         _templates = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "templates")).FullName;
         _layers = Directory.CreateDirectory(Path.Combine(settings.DataDirectory, "layers")).FullName;
         _sandboxes = Path.Combine(settings.DataDirectory, "sandboxes");
@@ -112,6 +111,9 @@ public sealed partial class SandboxManager : IAsyncDisposable
         if (isolate && _cgroups is null)
             _isolationMissing.Add($"cgroup limits: {noCgroups}");
         _poolCharges = _cgroups?.Create("pool");
+        var compiles = _cgroups?.Create("compile");
+        compiles?.SetLimits((long)settings.CompileMemoryMb << 20, 1.0); // one core: the other stays for sandboxes
+        _compiler = new ModuleCompiler(_modules, settings.CompileCacheDirectory, host, compiles, TimeSpan.FromSeconds(settings.CompileTimeoutSeconds), settings.Name);
         Console.WriteLine(_cgroups is null
             ? $"worker {settings.Name}: NO CGROUP LIMITS: sandboxes run without memory or CPU limits: {noCgroups ?? "TRENV_SANDBOX_ISOLATION=process"}"
             : $"worker {settings.Name}: sandboxes get cgroup {_cgroups.Version} memory limits");
@@ -202,8 +204,8 @@ public sealed partial class SandboxManager : IAsyncDisposable
         var key = TemplateCommands.KeyOf(request.Function, request.Version.Version);
         var started = Stopwatch.GetTimestamp();
         var (layer, runtime, unprepared) = await PrepareAsync(request.Function, request.Version, ct);
-        if (unprepared is not null)
-            return Failed(request, ErrorKinds.Internal, unprepared);
+        if (unprepared is { } why)
+            return Failed(request, why.Kind, why.Message);
 
         var (slot, sandbox) = await AcquireAsync(key, request.Version.Limits.Network);
         if (slot is null)
@@ -258,24 +260,26 @@ public sealed partial class SandboxManager : IAsyncDisposable
     {
         var (_, _, error) = await PrepareAsync(prepare.Function, prepare.Version, CancellationToken.None);
         if (error is not null)
-            _log.LogWarning("Preparing {Function} v{Version} ahead of its first call failed: {Error}", prepare.Function, prepare.Version.Version, error);
+            _log.LogWarning("Preparing {Function} v{Version} ahead of its first call failed: {Error}", prepare.Function, prepare.Version.Version, error.Value.Message);
     }
 
-    // The module, file layer and runtime libraries on this node; a sentence when they cannot be had.
-    private async Task<(string? Layer, IReadOnlyList<KeyValuePair<string, string>> Runtime, string? Error)> PrepareAsync(string function, FunctionVersion version, CancellationToken ct)
+    // The module (compiled), file layer and runtime libraries on this node; an error kind and sentence when they cannot be had.
+    private async Task<(string? Layer, IReadOnlyList<KeyValuePair<string, string>> Runtime, (string Kind, string Message)? Error)> PrepareAsync(string function, FunctionVersion version, CancellationToken ct)
     {
         try
         {
             var runtime = RuntimeDirectories(version.Limits.Runtime);
             await EnsureModuleAsync(version.Sha256, ct);
-            // A runtime's interpreter module needs far more memory to compile than to run: compiled outside any sandbox.
-            if (version.Limits.Runtime is not null)
-                await _compiler.EnsureCompiledAsync(new ModuleHash(version.Sha256), ct);
+            await _compiler.EnsureCompiledAsync(new ModuleHash(version.Sha256), trusted: version.Limits.Runtime is not null, ct);
             return (version.Limits.Layer is { } sha ? await EnsureLayerAsync(sha, ct) : null, runtime, null);
+        }
+        catch (EngineException e)
+        {
+            return (null, [], (e.Kind, e.Message));
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            return (null, [], $"The module, file layer or runtime of {function} could not be prepared: {e.Message}");
+            return (null, [], (ErrorKinds.Internal, $"The module, file layer or runtime of {function} could not be prepared: {e.Message}"));
         }
     }
 

@@ -35,8 +35,10 @@ public sealed class ModuleActor : ReceivePersistentActor
             var sender = Sender;
             Persist(new ModuleEvents.Added(store.Sha256, store.Wasm), e =>
             {
-                _wasm = e.Wasm;
                 sender.Tell(new ModuleReplies.Stored(e.Sha256, e.Wasm.Length));
+                // An upload's bytes are not kept past its request: the journal has them for the first fetch.
+                Context.Parent.Tell(new Passivate(PoisonPill.Instance));
+                _wasm = e.Wasm;
             });
         });
         Command<ModuleCommands.Fetch>(fetch => Sender.Tell(new ModuleReplies.Content(fetch.Sha256, _wasm)));
@@ -47,7 +49,7 @@ public sealed class ModuleActor : ReceivePersistentActor
         Command<ReceiveTimeout>(_ => Context.Parent.Tell(new Passivate(PoisonPill.Instance)));
     }
 
-    /// <summary>How long a module's bytes stay in memory after the last store or fetch.</summary>
+    /// <summary>How long a module's bytes stay in memory after the last fetch (several workers fetch a new version at once).</summary>
     public static readonly TimeSpan IdleRelease = TimeSpan.FromSeconds(5);
 
     public override string PersistenceId { get; }

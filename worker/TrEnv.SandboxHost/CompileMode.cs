@@ -1,0 +1,37 @@
+using TrEnv.Contracts;
+using TrEnv.Engine;
+
+namespace TrEnv.SandboxHost;
+
+/// <summary>
+/// <c>--compile DIR HASH [--cgroup PATH]...</c>: joins the given cgroups first (so no byte of the compile is
+/// charged elsewhere), compiles <c>DIR/HASH.wasm</c> into <c>DIR/HASH.cwasm</c> and exits. What a worker runs,
+/// under a deadline of its own, to compile a deployed module before any sandbox loads it.
+/// </summary>
+public static class CompileMode
+{
+    public static int Run(IReadOnlyList<string> args)
+    {
+        if (args.Count < 2 || !ModuleHash.IsValid(args[1]))
+        {
+            Console.Error.WriteLine("usage: TrEnv.SandboxHost --compile DIR HASH [--cgroup PATH]...");
+            return 2;
+        }
+        try
+        {
+            for (var i = 2; i + 1 < args.Count; i += 2)
+            {
+                if (args[i] == "--cgroup")
+                    File.WriteAllText(Path.Combine(args[i + 1], "cgroup.procs"), "0"); // "0" moves the writer itself
+            }
+            using var engine = new WasmEngine();
+            new ModuleCache(engine, args[0]).Load(new ModuleHash(args[1])).Dispose();
+            return 0;
+        }
+        catch (Exception e) when (e is EngineException or IOException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine(e.Message);
+            return 3;
+        }
+    }
+}
