@@ -26,6 +26,7 @@ builder.Services.AddTrEnvOpenApi();
 builder.Services.AddSingleton(_ => new Wasmtime.Engine());
 builder.Services.AddSingleton(new UploadGate(settings.MaxUploads));
 builder.Services.AddHostedService<SessionExpirySweeper>();
+builder.Services.AddHostedService<StoredBytesSweeper>();
 builder.Services.AddSingleton(new SessionAdmission(settings.SessionSandboxPercent, settings.SessionsPerFunction));
 builder.Services.AddTrEnvNode(settings, (akka, _) => akka
     .AddFunctionRegistry()

@@ -158,6 +158,13 @@ public sealed record NodeSettings
     /// <summary>TRENV_COMPILE_MEMORY_MB (workers): memory compiling a deployed module may use (past it: 507 <c>memory</c>). Default 2048.</summary>
     public int CompileMemoryMb { get; init; } = 2048;
 
+    /// <summary>
+    /// TRENV_UNREFERENCED_TTL_S (coordinators): stored module and layer bytes that no function version and no
+    /// session has referenced for this long (a deleted function's, a layer uploaded but never deployed) are
+    /// removed from the journal; 0 keeps them for ever. Default 3600.
+    /// </summary>
+    public int UnreferencedTtlSeconds { get; init; } = 3600;
+
     /// <summary>TRENV_LOG_LEVEL: the level of TrEnv's own log categories (trace, debug, information, warning, error). Default information.</summary>
     public string LogLevel { get; init; } = "information";
 
@@ -178,7 +185,7 @@ public sealed record NodeSettings
         "WORKER_MEMORY_MB", "POOL_PATH", "POOL_SIZE_MB", "SANDBOX_HOST", "POOL_MODE", "POOL_FETCH", "POOL_GRPC_HOST",
         "POOL_GRPC_PORT", "POOL_URL", "POOL_SECRET", "PRESTART_SANDBOXES", "MAX_SANDBOXES", "KEEP_ALIVE_S", "SESSION_IDLE_S",
         "SESSION_SANDBOX_PERCENT", "SESSIONS_PER_FUNCTION", "MAX_UPLOADS", "SESSION_POOL_PERCENT", "SESSION_PAUSED_TTL_S", "TEMPLATE_POOL_PERCENT",
-        "SANDBOX_ISOLATION", "LOG_LEVEL", "LOG_FORMAT", "RUNTIMES_DIR", "COMPILE_CACHE_DIR", "COMPILE_TIMEOUT_S", "COMPILE_MEMORY_MB",
+        "SANDBOX_ISOLATION", "LOG_LEVEL", "LOG_FORMAT", "RUNTIMES_DIR", "COMPILE_CACHE_DIR", "COMPILE_TIMEOUT_S", "COMPILE_MEMORY_MB", "UNREFERENCED_TTL_S",
     }.Select(k => "TRENV_" + k).ToArray();
 
     public bool HasRole(string role) => Roles.Contains(role, StringComparer.Ordinal);
@@ -235,6 +242,7 @@ public sealed record NodeSettings
             CompileCacheDirectory = Text(c["COMPILE_CACHE_DIR"]),
             CompileTimeoutSeconds = Int(c, "COMPILE_TIMEOUT_S", d.CompileTimeoutSeconds),
             CompileMemoryMb = Int(c, "COMPILE_MEMORY_MB", d.CompileMemoryMb),
+            UnreferencedTtlSeconds = Int(c, "UNREFERENCED_TTL_S", d.UnreferencedTtlSeconds),
             LogFormat = Text(c["LOG_FORMAT"])?.ToLowerInvariant() ?? d.LogFormat,
         }.Validate();
     }
@@ -271,6 +279,8 @@ public sealed record NodeSettings
             throw new ArgumentException($"TRENV_LOG_FORMAT must be json or text, not \"{LogFormat}\".");
         if (SessionPoolPercent is < 0 or > 100 || SessionPausedTtlSeconds < 0)
             throw new ArgumentException("TRENV_SESSION_POOL_PERCENT must be between 0 and 100 and TRENV_SESSION_PAUSED_TTL_S at least 0.");
+        if (UnreferencedTtlSeconds is > 0 and < 5)
+            throw new ArgumentException("TRENV_UNREFERENCED_TTL_S must be 0 (keep for ever) or at least 5: a deploy in flight must fit in it.");
         if (CompileTimeoutSeconds <= 0 || CompileMemoryMb < 64)
             throw new ArgumentException("TRENV_COMPILE_TIMEOUT_S must be positive and TRENV_COMPILE_MEMORY_MB at least 64.");
         if (TemplatePoolPercent is < 1 or > 100)

@@ -17,6 +17,7 @@ public sealed class HostileCluster : IAsyncLifetime
         Cluster.Environment["TRENV_SESSION_PAUSED_TTL_S"] = "20";
         Cluster.Environment["TRENV_TEMPLATE_POOL_PERCENT"] = "15"; // one template: at most about 153 MiB
         Cluster.Environment["TRENV_COMPILE_TIMEOUT_S"] = "3";
+        Cluster.Environment["TRENV_UNREFERENCED_TTL_S"] = "5";
         await Cluster.StartAllAsync("worker-1");
         Assert.Equal(HttpStatusCode.Created, (await Cluster.Http.PutAsync("/v1/functions/hello", new ByteArrayContent(TestGuests.Bytes("hello")))).StatusCode);
     }
@@ -583,9 +584,9 @@ public sealed class HostileTenantTests(HostileCluster fixture) : IClassFixture<H
             Assert.Equal("timeout", doc.RootElement.GetProperty("error").GetString());
             Assert.Contains("Compiling the module did not finish within 3 s", doc.RootElement.GetProperty("message").GetString(), StringComparison.Ordinal);
         }
-        // The deploy started the compile, so the call waits at most the compile deadline, plus fetching the 24 MB
-        // module and the round trips; compiling it unbounded took 27 s on one core here.
-        Assert.True(firstTook < TimeSpan.FromSeconds(3) + TimeSpan.FromSeconds(3), $"the first call took {firstTook}");
+        // The deploy started the compile, so the call waits at most the compile deadline plus fetching the 24 MB
+        // module and the round trips (8 s once in the full suite); compiling it unbounded took 27 s on one core here.
+        Assert.True(firstTook < TimeSpan.FromSeconds(3) + Allowance, $"the first call took {firstTook}");
         clock.Restart();
         var again = await Invoke("costly", "");
         Assert.Equal(HttpStatusCode.GatewayTimeout, again.Status);
@@ -636,6 +637,58 @@ public sealed class HostileTenantTests(HostileCluster fixture) : IClassFixture<H
         var exports = Section(7, Vec([[.. Name("memory"), 0x02, 0x00], [.. Name("trenv_handle"), 0x00, .. Leb(functions)], [.. Name("trenv_alloc"), 0x00, .. Leb(functions + 1)]]));
         var code = Section(10, Vec([.. Enumerable.Repeat<byte[]>([.. Leb(filler.Length), .. filler], functions), [.. Leb(handle.Length), .. handle], [.. Leb(alloc.Length), .. alloc]]));
         return [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, .. types, .. funcs, .. memory, .. exports, .. code];
+    }
+
+    [Fact]
+    public async Task A_deleted_function_s_module_and_layer_leave_the_journal_while_bytes_a_live_function_uses_stay()
+    {
+        var unique = Guid.NewGuid().ToString("N");
+        var name = Encoding.UTF8.GetBytes("gc-" + unique);
+        byte[] custom = [0x00, (byte)(name.Length + 1), (byte)name.Length, .. name];
+        var wasm = TestGuests.Bytes("hello").Concat(custom).ToArray();
+        var module = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(wasm));
+        var tar = new MemoryStream();
+        using (var writer = new System.Formats.Tar.TarWriter(tar, System.Formats.Tar.TarEntryFormat.Pax, leaveOpen: true))
+        {
+            var data = new byte[200_000];
+            Encoding.UTF8.GetBytes(unique).CopyTo(data, 0);
+            writer.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, "data.txt") { DataStream = new MemoryStream(data) });
+        }
+        using var uploaded = await C.Http.PutAsync("/v1/layers", new ByteArrayContent(tar.ToArray()));
+        Assert.Equal(HttpStatusCode.Created, uploaded.StatusCode);
+        var layer = JsonDocument.Parse(await uploaded.Content.ReadAsStringAsync()).RootElement.GetProperty("sha256").GetString()!;
+        Assert.Equal(HttpStatusCode.Created, await Deploy("gc-doomed", wasm, $"layer={layer}"));
+        Assert.Equal(HttpStatusCode.OK, (await Invoke("gc-doomed", "x")).Status);
+        Assert.True(JournalBytes(module) > wasm.Length && JournalBytes(layer) > 100_000, $"the module ({JournalBytes(module)} bytes) and layer ({JournalBytes(layer)} bytes) are in the journal");
+        await WarmPython();
+        var hello = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(TestGuests.Bytes("hello")));
+        var runtime = JsonDocument.Parse(await C.Http.GetStringAsync("/v1/functions/py-ok")).RootElement.GetProperty("current").GetProperty("sha256").GetString()!;
+
+        Assert.Equal(HttpStatusCode.NoContent, (await C.Http.DeleteAsync("/v1/functions/gc-doomed")).StatusCode);
+        // Removed once nothing has referenced them for TRENV_UNREFERENCED_TTL_S (5 s here), by a sweep every 2.5 s.
+        await Poll.UntilAsync(() => Task.FromResult(JournalBytes(module) < 1000 && JournalBytes(layer) < 1000), TimeSpan.FromSeconds(30),
+            () => $"the deleted function's module ({JournalBytes(module)} bytes) and layer ({JournalBytes(layer)} bytes) to leave the journal");
+        var named = await C.Http.PutAsync($"/v1/functions/gc-other?layer={layer}", new ByteArrayContent(TestGuests.Bytes("hello")));
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, named.StatusCode);
+        Assert.Contains("No layer", await named.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        // What live functions use stays: hello's module and the Python runtime's.
+        Assert.True(JournalBytes(hello) > 1000 && JournalBytes(runtime) > 1000, "a module live functions use left the journal");
+        await HelloStillAnswers();
+        // The same bytes deployed again are stored again.
+        Assert.Equal(HttpStatusCode.Created, await Deploy("gc-doomed", wasm, ""));
+        var back = await Invoke("gc-doomed", "back");
+        Assert.Equal((HttpStatusCode.OK, "hello: back"), (back.Status, back.Body));
+    }
+
+    // What the coordinator's SQLite journal holds for one module entity (events marked deleted included).
+    private long JournalBytes(string sha)
+    {
+        using var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(C.Directory, "coordinator-1", "journal.db")};Mode=ReadOnly");
+        db.Open();
+        using var query = db.CreateCommand();
+        query.CommandText = "SELECT COALESCE(SUM(LENGTH(message)), 0) FROM journal WHERE persistence_id = $id";
+        query.Parameters.AddWithValue("$id", "module-" + sha);
+        return (long)query.ExecuteScalar()!;
     }
 
     [Fact]

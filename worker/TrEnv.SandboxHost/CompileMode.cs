@@ -24,6 +24,22 @@ public static class CompileMode
                 if (args[i] == "--cgroup")
                     File.WriteAllText(Path.Combine(args[i + 1], "cgroup.procs"), "0"); // "0" moves the writer itself
             }
+            // The worker holds stdin open while it lives: if it dies, the compile stops instead of running on unbounded.
+            new Thread(() =>
+            {
+                try
+                {
+                    using var stdin = Console.OpenStandardInput();
+                    var buffer = new byte[64];
+                    while (stdin.Read(buffer, 0, buffer.Length) > 0)
+                    {
+                    }
+                }
+                catch (IOException)
+                {
+                }
+                Environment.Exit(137);
+            }) { IsBackground = true }.Start();
             using var engine = new WasmEngine();
             new ModuleCache(engine, args[0]).Load(new ModuleHash(args[1])).Dispose();
             return 0;

@@ -15,7 +15,7 @@ namespace TrEnv.Worker;
 /// cgroup (one core, bounded memory), killed at <c>TRENV_COMPILE_TIMEOUT_S</c>. A module that failed to compile
 /// is answered from that failure for ten minutes, by every worker of the machine, instead of compiled again.
 /// </summary>
-public sealed class ModuleCompiler
+public sealed class ModuleCompiler : IDisposable
 {
     /// <summary>How long a compile waits for other compiles on this machine (Ruby's alone takes about 25 s here).</summary>
     public static readonly TimeSpan TurnDeadline = TimeSpan.FromMinutes(10);
@@ -30,6 +30,7 @@ public sealed class ModuleCompiler
     private readonly TimeSpan _timeout;
     private readonly string _node;
     private readonly SemaphoreSlim _inProcess = new(1, 1);
+    private Process? _running; // the compile in flight, stopped with the worker
 
     public ModuleCompiler(string modules, string? shared, SandboxHostCommand host, SandboxCgroup? group, TimeSpan timeout, string node)
     {
@@ -88,12 +89,14 @@ public sealed class ModuleCompiler
     {
         // Its own namespaces (no network), as a sandbox; the compile joins the compile cgroup before it starts.
         var command = Namespaces.Wrap(_host) ?? _host;
-        var psi = new ProcessStartInfo(command.FileName) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        // Its stdin stays open while the worker lives: the compile stops at end of file if the worker dies.
+        var psi = new ProcessStartInfo(command.FileName) { RedirectStandardInput = true, RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
         string[] groups = _group is null ? [] : [.. new[] { _group.MemoryPath, _group.CpuPath }.Distinct().SelectMany(p => new[] { "--cgroup", p })];
         foreach (var a in command.Arguments.Concat(["--compile", _shared, hash.Hex, .. groups]))
             psi.ArgumentList.Add(a);
         var oomBefore = _group?.OomKills() ?? 0;
         using var child = Process.Start(psi) ?? throw new InvalidOperationException($"{command.FileName} did not start");
+        _running = child;
         var stderr = child.StandardError.ReadToEndAsync(CancellationToken.None);
         _ = child.StandardOutput.ReadToEndAsync(CancellationToken.None);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -110,12 +113,47 @@ public sealed class ModuleCompiler
             Fail(hash, ErrorKinds.Timeout, $"Compiling the module did not finish within {_timeout.TotalSeconds:0} s (TRENV_COMPILE_TIMEOUT_S) on {_node} and was stopped; "
                 + "a module this large or complex cannot run here.");
         }
+        finally
+        {
+            _running = null;
+        }
         if (child.ExitCode == 0)
             return;
         var said = (await stderr).Trim();
         if ((_group?.OomKills() ?? 0) > oomBefore)
             Fail(hash, ErrorKinds.Memory, $"Compiling the module needed more than the {(_group!.MemoryLimit ?? 0) >> 20} MiB a compile may use (TRENV_COMPILE_MEMORY_MB) on {_node}.");
         Fail(hash, ErrorKinds.InvalidModule, said.Length > 0 ? said[^Math.Min(said.Length, 2000)..] : $"The module could not be compiled (exit {child.ExitCode}).");
+    }
+
+    /// <summary>Deletes a forgotten module's artifacts from the shared cache (a live function's are never named).</summary>
+    public void Forget(ModuleHash hash)
+    {
+        if (SameDirectory)
+            return;
+        foreach (var suffix in new[] { ".wasm", ".cwasm", ".failed" })
+        {
+            try
+            {
+                File.Delete(Path.Combine(_shared, hash.Hex + suffix));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Another worker of the machine deleted it, or it is being copied: nothing to do.
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            if (_running is { HasExited: false } child)
+                child.Kill(entireProcessTree: true);
+        }
+        catch (Exception e) when (e is InvalidOperationException or System.ComponentModel.Win32Exception)
+        {
+            // It exited meanwhile.
+        }
     }
 
     private bool SameDirectory => string.Equals(Path.GetFullPath(_shared), Path.GetFullPath(_modules), StringComparison.Ordinal);

@@ -85,6 +85,7 @@ public sealed partial class SandboxManager
             {
                 TryDelete(Path.Combine(_modules, sha + ".wasm"));
                 TryDelete(Path.Combine(_modules, sha + ".cwasm"));
+                _compiler.Forget(new ModuleHash(sha));
             }
             foreach (var sha in forget.Layers.Where(IsHash))
             {

@@ -41,6 +41,9 @@ public sealed partial class SandboxManager : IAsyncDisposable
 
     // The node's own group for pool pages that sandboxes write when they capture or pause.
     private readonly SandboxCgroup? _poolCharges;
+
+    // The node's group for compiles of deployed modules (one core, TRENV_COMPILE_MEMORY_MB).
+    private readonly SandboxCgroup? _compileCharges;
     private readonly List<string> _isolationMissing = []; // what this worker's sandboxes lack, and why (GET /v1/cluster)
     private int _starting;
     private int _nextId;
@@ -111,9 +114,9 @@ public sealed partial class SandboxManager : IAsyncDisposable
         if (isolate && _cgroups is null)
             _isolationMissing.Add($"cgroup limits: {noCgroups}");
         _poolCharges = _cgroups?.Create("pool");
-        var compiles = _cgroups?.Create("compile");
-        compiles?.SetLimits((long)settings.CompileMemoryMb << 20, 1.0); // one core: the other stays for sandboxes
-        _compiler = new ModuleCompiler(_modules, settings.CompileCacheDirectory, host, compiles, TimeSpan.FromSeconds(settings.CompileTimeoutSeconds), settings.Name);
+        _compileCharges = _cgroups?.Create("compile");
+        _compileCharges?.SetLimits((long)settings.CompileMemoryMb << 20, 1.0); // one core: the other stays for sandboxes
+        _compiler = new ModuleCompiler(_modules, settings.CompileCacheDirectory, host, _compileCharges, TimeSpan.FromSeconds(settings.CompileTimeoutSeconds), settings.Name);
         Console.WriteLine(_cgroups is null
             ? $"worker {settings.Name}: NO CGROUP LIMITS: sandboxes run without memory or CPU limits: {noCgroups ?? "TRENV_SANDBOX_ISOLATION=process"}"
             : $"worker {settings.Name}: sandboxes get cgroup {_cgroups.Version} memory limits");
@@ -505,13 +508,38 @@ public sealed partial class SandboxManager : IAsyncDisposable
             return _localTemplates.GetValueOrDefault(key);
     }
 
+    // One fetch (or unpack) per hash at a time on this node: a call and the deploy's prepare share it.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Lazy<Task<string>>> _fetching = new(StringComparer.Ordinal);
+
+    private Task<string> Once(string key, Func<Task<string>> work)
+    {
+        var lazy = _fetching.GetOrAdd(key, k => new Lazy<Task<string>>(async () =>
+        {
+            try
+            {
+                return await work();
+            }
+            finally
+            {
+                _fetching.TryRemove(key, out _);
+            }
+        }));
+        return lazy.Value;
+    }
+
     private async Task EnsureModuleAsync(string sha256, CancellationToken ct)
     {
         if (File.Exists(Path.Combine(_modules, sha256 + ".wasm")))
             return;
-        var bytes = await _registry.FetchModuleAsync(sha256, ct) ?? throw new InvalidOperationException($"no module with hash {sha256} is stored");
-        if (ModuleCache.Put(_modules, bytes).Hex != sha256)
-            throw new InvalidOperationException($"the module fetched for {sha256} has another hash");
+        await Once("module:" + sha256, async () =>
+        {
+            if (File.Exists(Path.Combine(_modules, sha256 + ".wasm")))
+                return sha256;
+            var bytes = await _registry.FetchModuleAsync(sha256, CancellationToken.None) ?? throw new InvalidOperationException($"no module with hash {sha256} is stored");
+            if (ModuleCache.Put(_modules, bytes).Hex != sha256)
+                throw new InvalidOperationException($"the module fetched for {sha256} has another hash");
+            return sha256;
+        }).WaitAsync(ct);
     }
 
     private async Task<string> EnsureLayerAsync(string sha256, CancellationToken ct)
@@ -519,11 +547,16 @@ public sealed partial class SandboxManager : IAsyncDisposable
         var directory = Path.Combine(_layers, sha256);
         if (Directory.Exists(directory))
             return directory;
-        var tar = await _registry.FetchModuleAsync(sha256, ct) ?? throw new InvalidOperationException($"no layer with hash {sha256} is stored");
-        if (ModuleHash.Of(tar).Hex != sha256)
-            throw new InvalidOperationException($"the layer fetched for {sha256} has another hash");
-        TrEnv.Cluster.Layers.LayerArchive.Unpack(tar, directory);
-        return directory;
+        return await Once("layer:" + sha256, async () =>
+        {
+            if (Directory.Exists(directory))
+                return directory;
+            var tar = await _registry.FetchModuleAsync(sha256, CancellationToken.None) ?? throw new InvalidOperationException($"no layer with hash {sha256} is stored");
+            if (ModuleHash.Of(tar).Hex != sha256)
+                throw new InvalidOperationException($"the layer fetched for {sha256} has another hash");
+            TrEnv.Cluster.Layers.LayerArchive.Unpack(tar, directory);
+            return directory;
+        }).WaitAsync(ct);
     }
 
     /// <param name="reuse">False for a session, which must start from the template's state, never from a used instance.</param>
@@ -958,7 +991,9 @@ public sealed partial class SandboxManager : IAsyncDisposable
             all = [.. _all];
         await Task.WhenAll(all.Select(DestroyAsync));
         _cache?.Dispose();
+        _compiler.Dispose();
         _poolCharges?.Dispose();
+        _compileCharges?.Dispose();
         _cgroups?.Dispose();
     }
 }

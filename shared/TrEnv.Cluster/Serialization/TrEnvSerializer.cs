@@ -33,6 +33,10 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
         [typeof(ModuleCommands.Has)] = "mod.has",
         [typeof(ModuleReplies.Holds)] = "mod.holds",
         [typeof(ModuleEvents.Added)] = "mod.ev.added",
+        [typeof(ModuleEvents.Referenced)] = "mod.ev.referenced",
+        [typeof(ModuleEvents.Dropped)] = "mod.ev.dropped",
+        [typeof(ModuleCommands.Remove)] = "mod.remove",
+        [typeof(ModuleReplies.Removed)] = "mod.removed",
         [typeof(TemplateCommands.BeginCapture)] = "tpl.begin",
         [typeof(TemplateCommands.Seal)] = "tpl.seal",
         [typeof(TemplateCommands.AbortCapture)] = "tpl.abort",
@@ -169,6 +173,10 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
 [JsonSerializable(typeof(FunctionEvents.Deleted), TypeInfoPropertyName = "FunctionDeletedEvent")]
 [JsonSerializable(typeof(ModuleCommands.Fetch))]
 [JsonSerializable(typeof(ModuleCommands.Has))]
+[JsonSerializable(typeof(ModuleCommands.Remove))]
+[JsonSerializable(typeof(ModuleReplies.Removed))]
+[JsonSerializable(typeof(ModuleEvents.Referenced))]
+[JsonSerializable(typeof(ModuleEvents.Dropped))]
 [JsonSerializable(typeof(ModuleReplies.Holds))]
 [JsonSerializable(typeof(ModuleReplies.Stored))]
 [JsonSerializable(typeof(TemplateCommands.BeginCapture))]
