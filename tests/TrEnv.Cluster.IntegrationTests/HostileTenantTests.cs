@@ -290,6 +290,7 @@ public sealed class HostileTenantTests(HostileCluster fixture) : IClassFixture<H
         await Poll.UntilAsync(() => Task.FromResult(!System.IO.Directory.Exists(Path.Combine(data, "layers", layer))), TimeSpan.FromSeconds(10), () => "the layer to be deleted");
         Assert.False(File.Exists(Path.Combine(data, "modules", sha + ".cwasm")), "the compiled module of the deleted function stayed");
         Assert.False(File.Exists(Path.Combine(data, "modules", sha + ".wasm")), "the module of the deleted function stayed");
+        Assert.Empty(System.IO.Directory.GetFiles(Path.Combine(C.Directory, "compile-cache"), sha + ".*"));
         Assert.Empty(Headers());
         Assert.All(pythonModules, p => Assert.True(File.Exists(p), $"{p}, which live functions use, was deleted"));
         Assert.Equal(HttpStatusCode.OK, (await Invoke("py-ok", "")).Status);
