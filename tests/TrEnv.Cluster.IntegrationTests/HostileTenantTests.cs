@@ -586,8 +586,9 @@ public sealed class HostileTenantTests(HostileCluster fixture) : IClassFixture<H
             Assert.Contains("Compiling the module did not finish within 3 s", doc.RootElement.GetProperty("message").GetString(), StringComparison.Ordinal);
         }
         // The deploy started the compile, so the call waits at most the compile deadline plus fetching the 24 MB
-        // module and the round trips (8 s once in the full suite); compiling it unbounded took 27 s on one core here.
-        Assert.True(firstTook < TimeSpan.FromSeconds(3) + Allowance, $"the first call took {firstTook}");
+        // module across the cluster and the round trips: 8.1 and 9.7 s in full suites beside another cluster test.
+        // Compiling it unbounded took 27 s on one core here with nothing else running.
+        Assert.True(firstTook < TimeSpan.FromSeconds(3) + Allowance + TimeSpan.FromSeconds(6), $"the first call took {firstTook}");
         clock.Restart();
         var again = await Invoke("costly", "");
         Assert.Equal(HttpStatusCode.GatewayTimeout, again.Status);

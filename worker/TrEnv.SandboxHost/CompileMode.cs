@@ -10,6 +10,9 @@ namespace TrEnv.SandboxHost;
 /// </summary>
 public static class CompileMode
 {
+    /// <summary>The exit code for a module the compiler refuses (the same bytes always are).</summary>
+    public const int Refused = 3;
+
     public static int Run(IReadOnlyList<string> args)
     {
         if (args.Count < 2 || !ModuleHash.IsValid(args[1]))
@@ -44,10 +47,15 @@ public static class CompileMode
             new ModuleCache(engine, args[0]).Load(new ModuleHash(args[1])).Dispose();
             return 0;
         }
-        catch (Exception e) when (e is EngineException or IOException or UnauthorizedAccessException)
+        catch (EngineException e)
         {
             Console.Error.WriteLine(e.Message);
-            return 3;
+            return Refused;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine(e.Message);
+            return 4; // the node's trouble (a cgroup, the disk), not the module's: not remembered
         }
     }
 }

@@ -135,9 +135,13 @@ public sealed class ModuleCompiler : IDisposable
         if (child.ExitCode == 0)
             return;
         var said = (await stderr).Trim();
+        said = said.Length > 2000 ? said[^2000..] : said;
         if ((_group?.OomKills() ?? 0) > oomBefore)
             Fail(hash, ErrorKinds.Memory, $"Compiling the module needed more than the {(_group!.MemoryLimit ?? 0) >> 20} MiB a compile may use (TRENV_COMPILE_MEMORY_MB) on {_node}.");
-        Fail(hash, ErrorKinds.InvalidModule, said.Length > 0 ? said[^Math.Min(said.Length, 2000)..] : $"The module could not be compiled (exit {child.ExitCode}).");
+        if (child.ExitCode == SandboxHost.CompileMode.Refused)
+            Fail(hash, ErrorKinds.InvalidModule, said.Length > 0 ? said : "The module could not be compiled.");
+        // Anything else (the worker stopping it, a full disk) is not the module's fault: the next call tries again.
+        throw new EngineException(ErrorKinds.Internal, $"Compiling the module on {_node} failed (exit {child.ExitCode}): {said}");
     }
 
     /// <summary>Deletes a forgotten module's artifacts from the shared cache (a live function's are never named).</summary>
