@@ -53,7 +53,23 @@ public sealed partial class CliApp(TextWriter stdout, TextWriter stderr, Stream?
         root.Subcommands.Add(local.Up(_token));
         root.Subcommands.Add(local.Down());
         var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            // A command line that does not parse is a usage error (exit 2), as the README says, not a failure (1).
+            foreach (var problem in parsed.Errors)
+                stderr.WriteLine($"error: {problem.Message}");
+            stderr.WriteLine($"Run '{string.Join(' ', ["trenv", .. CommandPath(parsed.CommandResult)])} --help' for usage.");
+            return Task.FromResult(ExitCodes.Usage);
+        }
         return parsed.InvokeAsync(new InvocationConfiguration { Output = stdout, Error = stderr });
+    }
+
+    private static IEnumerable<string> CommandPath(System.CommandLine.Parsing.CommandResult? result)
+    {
+        var names = new Stack<string>();
+        for (var r = result; r?.Parent is System.CommandLine.Parsing.CommandResult parent; r = parent)
+            names.Push(r.Command.Name);
+        return names;
     }
 
     private TrEnvClient Client(ParseResult p) => new(p.GetValue(_url)!, p.GetValue(_token), handler);

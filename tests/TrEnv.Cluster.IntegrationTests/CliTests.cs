@@ -16,6 +16,20 @@ public sealed class CliTests
         return (code, output.ToString(), error.ToString());
     }
 
+    [Theory]
+    [InlineData("deploy", "--bogus-flag")]
+    [InlineData("invoke")]
+    [InlineData("no-such-command")]
+    public async Task A_command_line_that_does_not_parse_exits_2_with_the_problem_on_stderr(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        Assert.Equal(ExitCodes.Usage, await new CliApp(output, error).RunAsync(args));
+        Assert.StartsWith("error: ", error.ToString(), StringComparison.Ordinal);
+        Assert.Contains("--help' for usage.", error.ToString(), StringComparison.Ordinal);
+        Assert.Equal("", output.ToString());
+    }
+
     [Fact]
     public async Task Each_command_works_against_a_running_cluster_and_errors_exit_by_kind()
     {
