@@ -48,5 +48,7 @@ app.MapTemplatesApi();
 app.MapMetricsApi();
 app.MapOpenApiDocs();
 app.MapDashboard();
-app.Lifetime.ApplicationStarted.Register(() => Console.WriteLine($"TrEnv coordinator {settings.Name} serving http://{settings.HttpHost}:{settings.HttpPort}"));
+// A TrEnv category: the node's logging filter shows only those at information level.
+var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TrEnv.Coordinator");
+app.Lifetime.ApplicationStarted.Register(() => log.LogInformation("TrEnv coordinator {Name} serving http://{HttpHost}:{HttpPort}", settings.Name, settings.HttpHost, settings.HttpPort));
 app.Run();

@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.IO.Hashing;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace TrEnv.MemoryPool.Node;
 
@@ -10,9 +12,10 @@ namespace TrEnv.MemoryPool.Node;
 /// (a new, empty device) or its region does not match, the region is rewritten from the copy. Until then
 /// the region is unreadable, so no client is served bytes that are not the template's.
 /// </summary>
-public sealed class PoolDurability(PoolDevice device, string directory)
+public sealed class PoolDurability(PoolDevice device, string directory, ILogger? log = null)
 {
     private const int Chunk = 1 << 20;
+    private readonly ILogger _log = log ?? NullLogger.Instance;
     private readonly ConcurrentDictionary<string, bool> _unreadable = new(StringComparer.Ordinal);
 
     public string Directory { get; } = System.IO.Directory.CreateDirectory(directory).FullName;
@@ -34,7 +37,7 @@ public sealed class PoolDurability(PoolDevice device, string directory)
                 }
                 catch (IOException e)
                 {
-                    Console.Error.WriteLine($"memory pool: durable copy work failed: {e.Message}");
+                    _log.LogError("memory pool: durable copy work failed: {Error}", e.Message);
                 }
             }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
             return _queue;
@@ -133,14 +136,14 @@ public sealed class PoolDurability(PoolDevice device, string directory)
                     if (HashOfPool(region) != expected)
                         throw new IOException($"the rewritten region of {owner} still does not match its copy");
                     rewritten++;
-                    Console.WriteLine($"memory pool: rebuilt {owner} ({region.Length >> 20} MiB) from its durable copy");
+                    _log.LogInformation("memory pool: rebuilt {Owner} ({MiB} MiB) from its durable copy", owner, region.Length >> 20);
                 }
                 _unreadable.TryRemove(owner, out _);
             }
             catch (IOException e)
             {
                 // Stays unreadable: clients fall back to a cold start rather than read wrong bytes.
-                Console.Error.WriteLine($"memory pool: could not rebuild {owner}: {e.Message}");
+                _log.LogError("memory pool: could not rebuild {Owner}: {Error}", owner, e.Message);
             }
         }
         return rewritten;

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using TrEnv.Cluster;
 using TrEnv.Contracts;
@@ -16,7 +17,6 @@ var settings = NodeSettings.FromEnvironment(new Dictionary<string, string?>
     ["ROLES"] = Environment.GetEnvironmentVariable("TRENV_ROLES") ?? Roles.MemoryPool,
 });
 using var device = PoolDevice.OpenOrCreate(settings.PoolPath, settings.PoolSizeMb * 1024 * 1024);
-var durability = new PoolDurability(device, Path.Combine(settings.DataDirectory, "durable"));
 var builder = WebApplication.CreateSlimBuilder(args);
 builder.Logging.AddTrEnvLogging(settings);
 builder.WebHost.ConfigureKestrel(k =>
@@ -29,7 +29,7 @@ builder.WebHost.ConfigureKestrel(k =>
     k.Limits.MaxRequestBodySize = null; // capture streams are bounded by the region, checked per chunk
 });
 builder.Services.AddSingleton(device);
-builder.Services.AddSingleton(durability);
+builder.Services.AddSingleton(s => new PoolDurability(device, Path.Combine(settings.DataDirectory, "durable"), s.GetRequiredService<ILogger<PoolDurability>>()));
 builder.Services.AddSingleton(new SharedSecretInterceptor(settings.PoolSecret));
 builder.Services.AddGrpc(o =>
 {
@@ -37,8 +37,12 @@ builder.Services.AddGrpc(o =>
     o.MaxReceiveMessageSize = 8 << 20;
     o.MaxSendMessageSize = 8 << 20;
 });
-builder.Services.AddTrEnvNode(settings, (akka, _) => akka.AddPoolAllocator(device, durability, settings.SessionPoolPercent, settings.TemplatePoolPercent));
+builder.Services.AddTrEnvNode(settings, (akka, services) => akka.AddPoolAllocator(device, services.GetRequiredService<PoolDurability>(), settings.SessionPoolPercent, settings.TemplatePoolPercent));
 var app = builder.Build();
+// Resolved now, not when the node first asks for it: the durable directory is created before the node starts.
+var durability = app.Services.GetRequiredService<PoolDurability>();
+// A TrEnv category: the node's logging filter shows only those at information level.
+var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TrEnv.MemoryPool.Node");
 app.MapGrpcService<PoolService>();
 // For the compose health check (HTTP/2 without TLS, as the port serves gRPC): healthy once this node is an Up member.
 app.MapGet("/healthz", (Akka.Actor.ActorSystem system) =>
@@ -49,7 +53,7 @@ app.Lifetime.ApplicationStarted.Register(() =>
 {
     // Start the allocator entity now, so a lost pool is rebuilt from the durable copies before anyone asks.
     app.Services.GetRequiredService<ActorRegistry>().Get<PoolRegionKey>().Tell(new PoolCommands.Stats(PoolCommands.DefaultPool), Akka.Actor.ActorRefs.NoSender);
-    Console.WriteLine($"TrEnv memory pool {settings.Name}: {settings.PoolPath} ({settings.PoolSizeMb} MiB); durable copies in {durability.Directory}; " +
-                      (settings.PoolGrpcPort > 0 ? $"gRPC on {settings.PoolGrpcHost ?? settings.Hostname}:{settings.PoolGrpcPort}{(settings.PoolSecret is null ? "" : " (shared secret)")}" : "no gRPC"));
+    var grpc = settings.PoolGrpcPort > 0 ? $"gRPC on {settings.PoolGrpcHost ?? settings.Hostname}:{settings.PoolGrpcPort}{(settings.PoolSecret is null ? "" : " (shared secret)")}" : "no gRPC";
+    log.LogInformation("TrEnv memory pool {Name}: {PoolPath} ({PoolSizeMb} MiB); durable copies in {DurableDirectory}; {Grpc}", settings.Name, settings.PoolPath, settings.PoolSizeMb, durability.Directory, grpc);
 });
 await app.RunAsync();

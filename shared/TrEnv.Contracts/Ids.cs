@@ -11,3 +11,21 @@ public readonly record struct ModuleHash(string Hex)
 
     public override string ToString() => Hex;
 }
+
+/// <summary>
+/// One version of one function: what a warm instance, a template and a placement hint are keyed by.
+/// Its text form, <c>name@version</c>, is the template key stored in the journal.
+/// </summary>
+public readonly record struct FunctionVersionKey(string Name, int Version)
+{
+    public override string ToString() => $"{Name}@{Version}";
+
+    /// <summary>Reads <c>name@version</c>; null for any other text (a session's owner key, say).</summary>
+    public static FunctionVersionKey? TryParse(string? text)
+    {
+        var at = text?.LastIndexOf('@') ?? -1;
+        return at > 0 && int.TryParse(text!.AsSpan(at + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var version)
+            ? new FunctionVersionKey(text![..at], version)
+            : null;
+    }
+}

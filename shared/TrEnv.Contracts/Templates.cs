@@ -24,7 +24,7 @@ public static class TemplateCommands
 {
     public interface ITemplateCommand : IWithTemplateKey, IProtocolMessage;
 
-    public static string KeyOf(string function, int version) => $"{function}@{version}";
+    public static string KeyOf(string function, int version) => new FunctionVersionKey(function, version).ToString();
 
     /// <summary>Asks to capture; granted with a fresh region unless another capture holds the lease or one is sealed.</summary>
     public sealed record BeginCapture(string Key, string Function, int Version, string Sha256, long Bytes, string Worker) : ITemplateCommand;

@@ -68,6 +68,17 @@ public sealed class ComposeClusterTests(ITestOutputHelper output)
         await Deploy("tpl", await Guest("heavy"));
         var first = await Invoke(One, "tpl", "7919 15838");
         Assert.Equal("cold", first.Start);
+        // Both coordinators' catalogs know the template (one may learn it by polling the journal), so any call
+        // they place on another worker carries it; before that, such a call starts cold there instead.
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        foreach (var coordinator in new[] { One, Two })
+        {
+            while (!(await _http.GetStringAsync($"{coordinator}/v1/templates")).Contains("\"id\":\"tpl@1\"", StringComparison.Ordinal))
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"{coordinator} does not list the template of tpl 30 s after its capture");
+                await Task.Delay(200);
+            }
+        }
         // Concurrent calls spread over the workers; one that lands elsewhere maps the template from the pool.
         for (var attempt = 0; attempt < 20; attempt++)
         {

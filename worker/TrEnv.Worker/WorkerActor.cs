@@ -60,13 +60,13 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
                 self.Tell(Publish.Instance);
             }, TaskScheduler.Default);
         });
-        _manager.Address = _address;
+        _manager.Sessions.Address = _address;
         // Session operations run off the mailbox like invocations; the manager serializes each session's own.
-        ReceiveSession<WorkerSessionCommands.Start, WorkerSessionReplies.Started>((m, ct) => _manager.StartSessionAsync(m, ct), m => new WorkerSessionReplies.Started(m.SessionId, false, _address, "cold", 0, 0, null, null, ErrorKinds.Internal, "the worker failed to start the session"));
-        ReceiveSession<WorkerSessionCommands.Invoke, WorkerSessionReplies.Invoked>((m, ct) => _manager.InvokeSessionAsync(m, ct), m => new WorkerSessionReplies.Invoked(
+        ReceiveSession<WorkerSessionCommands.Start, WorkerSessionReplies.Started>((m, ct) => _manager.Sessions.StartAsync(m, ct), m => new WorkerSessionReplies.Started(m.SessionId, false, _address, "cold", 0, 0, null, null, ErrorKinds.Internal, "the worker failed to start the session"));
+        ReceiveSession<WorkerSessionCommands.Invoke, WorkerSessionReplies.Invoked>((m, ct) => _manager.Sessions.InvokeAsync(m, ct), m => new WorkerSessionReplies.Invoked(
             new WorkerInvokeResult(m.InvocationId, false, [], "warm", "session", _address, 0, 0, ErrorKinds.Internal, "the worker failed to run the invocation", null), false));
-        ReceiveSession<WorkerSessionCommands.Pause, WorkerSessionReplies.Paused>((m, ct) => _manager.PauseSessionAsync(m, ct), m => new WorkerSessionReplies.Paused(m.SessionId, false, null, 0, ErrorKinds.Internal, "the worker failed to pause the session", false));
-        ReceiveSession<WorkerSessionCommands.Release, WorkerSessionReplies.Released>((m, ct) => _manager.ReleaseSessionAsync(m, ct), m => new WorkerSessionReplies.Released(m.SessionId, false));
+        ReceiveSession<WorkerSessionCommands.Pause, WorkerSessionReplies.Paused>((m, ct) => _manager.Sessions.PauseAsync(m, ct), m => new WorkerSessionReplies.Paused(m.SessionId, false, null, 0, ErrorKinds.Internal, "the worker failed to pause the session", false));
+        ReceiveSession<WorkerSessionCommands.Release, WorkerSessionReplies.Released>((m, ct) => _manager.Sessions.ReleaseAsync(m, ct), m => new WorkerSessionReplies.Released(m.SessionId, false));
         Receive<WorkerLogsQuery>(q => Sender.Tell(new WorkerLogs(_address, _manager.Logs.Tail(q.Function, q.MaxLines))));
         Receive<Publish>(_ => _mediator.Tell(new Akka.Cluster.Tools.PublishSubscribe.Publish(Sharding.WorkersTopic, _manager.Snapshot(_address))));
         Receive<Maintain>(_ =>

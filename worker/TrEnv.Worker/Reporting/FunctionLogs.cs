@@ -1,7 +1,7 @@
 using System.Text;
 using TrEnv.Contracts;
 
-namespace TrEnv.Worker;
+namespace TrEnv.Worker.Reporting;
 
 /// <summary>
 /// What each function's guests wrote to stdout and stderr on this worker, kept as lines in a bounded ring per

@@ -1,7 +1,8 @@
-using System.Net.Sockets;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Win32.SafeHandles;
 using TrEnv.Contracts;
 using TrEnv.Engine.Templates;
@@ -17,7 +18,7 @@ namespace TrEnv.Worker;
 /// its pages. A template is fetched whole before its first restore here (eager); captures are written
 /// into the mirror by the sandbox and then streamed to the pool service.
 /// </summary>
-public sealed class PoolCache : IDisposable
+public sealed partial class PoolCache : IDisposable
 {
     private const int Chunk = 1 << 20;
     private readonly GrpcChannel _channel;
@@ -27,16 +28,13 @@ public sealed class PoolCache : IDisposable
     private readonly object _gate = new();
     private readonly Dictionary<string, (string Stamp, long Offset, long Length)> _present = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Task> _fetching = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, (string Owner, long Offset, long Length)> _lazy = new(StringComparer.Ordinal); // stamp -> region
-    private readonly Dictionary<string, List<(long Offset, long Length)>> _served = new(StringComparer.Ordinal); // owner -> windows, region-relative
-    private readonly HashSet<string> _published = new(StringComparer.Ordinal);
-    private readonly Socket? _pageServer;
-    private readonly CancellationTokenSource _stop = new();
+    private readonly ILogger _log;
     private long _bytesFetched;
     private long _bytesSent;
 
-    public PoolCache(string path, long capacity, string url, string? secret, bool lazy = false)
+    public PoolCache(string path, long capacity, string url, string? secret, bool lazy = false, ILogger? log = null)
     {
+        _log = log ?? NullLogger.Instance;
         Path = path;
         var directory = System.IO.Path.GetDirectoryName(path)!;
         SweepAbandoned(directory);
@@ -51,16 +49,7 @@ public sealed class PoolCache : IDisposable
         if (secret is not null)
             _auth.Add("authorization", "Bearer " + secret);
         if (lazy)
-        {
-            PageSocket = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(path)!, "pages.sock");
-            File.Delete(PageSocket);
-            _pageServer = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            _pageServer.Bind(new UnixDomainSocketEndPoint(PageSocket));
-            if (OperatingSystem.IsLinux())
-                File.SetUnixFileMode(PageSocket, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            _pageServer.Listen(64);
-            _ = AcceptAsync();
-        }
+            _pageServer = new PageServer(System.IO.Path.Combine(System.IO.Path.GetDirectoryName(path)!, "pages.sock"), FillAsync, _log);
     }
 
     private const string OwnerFile = "owner";
@@ -105,154 +94,6 @@ public sealed class PoolCache : IDisposable
         {
             return "";
         }
-    }
-
-    /// <summary>The unix socket sandboxes ask for missing pages on (lazy mode), or null.</summary>
-    public string? PageSocket { get; }
-
-    /// <summary>
-    /// Lazy mode: makes the template's region fault into the page server instead of fetching it. The first
-    /// time a template is seen, its region in the mirror is emptied, so only its own pages ever fill it.
-    /// </summary>
-    public async Task PrepareLazyAsync(TemplateInfo template, bool prefetch, CancellationToken ct)
-    {
-        var stamp = Stamp(template);
-        lock (_gate)
-        {
-            if (_present.TryGetValue(template.Key, out var p) && p.Stamp == stamp)
-                return;
-            Forget(template.Region.Offset, template.Region.Length);
-            foreach (var old in _lazy.Where(kv => kv.Value.Offset < template.Region.Offset + template.Region.Length && template.Region.Offset < kv.Value.Offset + kv.Value.Length).Select(kv => kv.Key).ToList())
-                _lazy.Remove(old);
-            Zero(template.Region.Offset, template.Region.Length);
-            _lazy[stamp] = (template.Key, template.Region.Offset, template.Region.Length);
-            // Present from now on: pages arrive as they are touched, and stay for every later instance.
-            _present[template.Key] = (stamp, template.Region.Offset, template.Region.Length);
-            _served[template.Key] = [];
-        }
-        if (!prefetch)
-            return;
-        // Working-set prefetch (REAP): the pages an earlier first invocation touched, in one read, before the load.
-        var set = await _client.GetWorkingSetAsync(new OwnerRequest { Owner = template.Key }, _auth, cancellationToken: ct);
-        if (set.Ranges.Count == 0)
-            return;
-        var request = new ReadRequest { Owner = template.Key };
-        request.Ranges.AddRange(set.Ranges);
-        using var call = _client.Read(request, _auth, cancellationToken: ct);
-        await foreach (var chunk in call.ResponseStream.ReadAllAsync(ct))
-        {
-            RandomAccess.Write(_mirror, chunk.Data.Span, template.Region.Offset + chunk.Offset);
-            Interlocked.Add(ref _bytesFetched, chunk.Data.Length);
-        }
-    }
-
-    /// <summary>
-    /// After the first invocation of a lazily restored template on this node: offers the windows it needed
-    /// (restore and invocation) to the pool as the template's working set; the pool keeps the first one.
-    /// </summary>
-    public async Task PublishWorkingSetAsync(TemplateInfo template, CancellationToken ct)
-    {
-        WorkingSet set;
-        lock (_gate)
-        {
-            if (!_published.Add(Stamp(template)) || !_served.TryGetValue(template.Key, out var windows) || windows.Count == 0)
-                return;
-            set = new WorkingSet { Owner = template.Key };
-            set.Ranges.AddRange(windows.Order().Select(w => new PageRange { Offset = w.Offset, Length = w.Length }));
-        }
-        try
-        {
-            await _client.SetWorkingSetAsync(set, _auth, cancellationToken: ct);
-        }
-        catch (RpcException e)
-        {
-            Console.Error.WriteLine($"worker: could not record the working set of {template.Key}: {e.Status.Detail}");
-        }
-    }
-
-    private async Task AcceptAsync()
-    {
-        while (!_stop.IsCancellationRequested)
-        {
-            Socket client;
-            try
-            {
-                client = await _pageServer!.AcceptAsync(_stop.Token);
-            }
-            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
-            {
-                return;
-            }
-            _ = ServeAsync(client);
-        }
-    }
-
-    // One sandbox's fault handler: requests of (mirror offset, length) answered with a status once the
-    // bytes are in the mirror.
-    private async Task ServeAsync(Socket client)
-    {
-        using (client)
-        {
-            var request = new byte[16];
-            while (!_stop.IsCancellationRequested)
-            {
-                try
-                {
-                    if (!await ReadExactlyAsync(client, request))
-                        return;
-                    var offset = BitConverter.ToInt64(request, 0);
-                    var length = BitConverter.ToInt64(request, 8);
-                    long status = 0;
-                    try
-                    {
-                        await FillAsync(offset, length, _stop.Token);
-                    }
-                    catch (Exception e) when (e is RpcException or IOException or InvalidOperationException)
-                    {
-                        Console.Error.WriteLine($"page server: [{offset}, +{length}) could not be fetched: {e.Message}");
-                        status = -1;
-                    }
-                    await client.SendAsync(BitConverter.GetBytes(status), SocketFlags.None, _stop.Token);
-                }
-                catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
-                {
-                    return;
-                }
-            }
-        }
-    }
-
-    private async Task FillAsync(long offset, long length, CancellationToken ct)
-    {
-        (string Owner, long Offset, long Length) region;
-        lock (_gate)
-            region = _lazy.Values.FirstOrDefault(r => offset >= r.Offset && offset + length <= r.Offset + r.Length);
-        if (region.Owner is null)
-            throw new InvalidOperationException("no template registered for lazy restore holds that range");
-        lock (_gate)
-        {
-            if (_served.TryGetValue(region.Owner, out var windows))
-                windows.Add((offset - region.Offset, length));
-        }
-        using var call = _client.Read(new ReadRequest { Owner = region.Owner, Ranges = { new PageRange { Offset = offset - region.Offset, Length = length } } }, _auth, cancellationToken: ct);
-        await foreach (var chunk in call.ResponseStream.ReadAllAsync(ct))
-        {
-            RandomAccess.Write(_mirror, chunk.Data.Span, region.Offset + chunk.Offset);
-            Interlocked.Add(ref _bytesFetched, chunk.Data.Length);
-        }
-    }
-
-    private static async Task<bool> ReadExactlyAsync(Socket socket, byte[] buffer)
-    {
-        var done = 0;
-        while (done < buffer.Length)
-        {
-            var n = await socket.ReceiveAsync(buffer.AsMemory(done), SocketFlags.None);
-            if (n == 0)
-                return false;
-            done += n;
-        }
-        return true;
     }
 
     /// <summary>The mirror file sandboxes map in place of the pool.</summary>
@@ -356,10 +197,7 @@ public sealed class PoolCache : IDisposable
 
     public void Dispose()
     {
-        _stop.Cancel();
         _pageServer?.Dispose();
-        if (PageSocket is not null)
-            File.Delete(PageSocket);
         _channel.Dispose();
         _mirror.Dispose();
         try

@@ -4,7 +4,7 @@ using TrEnv.Engine;
 using TrEnv.Sandbox;
 using TrEnv.Sandbox.Isolation;
 
-namespace TrEnv.Worker;
+namespace TrEnv.Worker.Artifacts;
 
 /// <summary>
 /// Compiles modules ahead of their sandboxes, once per machine. The workers of one machine share

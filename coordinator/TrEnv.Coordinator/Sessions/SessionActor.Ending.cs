@@ -1,0 +1,70 @@
+using Akka.Actor;
+using TrEnv.Contracts;
+
+namespace TrEnv.Coordinator.Sessions;
+
+// Pausing a session into a delta in the pool, and deleting it with what it holds.
+public sealed partial class SessionActor
+{
+    private async Task<Outcome> PauseAsync(SessionState st, string reason)
+    {
+        var id = Id;
+        var (worker, missing) = FindWorker(st, st.Address);
+        if (worker is null)
+            return missing!;
+        WorkerSessionReplies.Paused reply;
+        try
+        {
+            using var gone = CancellationTokenSource.CreateLinkedTokenSource(worker.Gone.Token);
+            reply = await worker.Invoker.Ask<WorkerSessionReplies.Paused>(new WorkerSessionCommands.Pause(id, st.NextDeltaOwner, st.Base), PauseTimeout, gone.Token);
+        }
+        catch (OperationCanceledException) when (worker.Gone.IsCancellationRequested)
+        {
+            return Refuse(id, ErrorKinds.SessionLost, $"Worker {worker.Status.Node} left the cluster while pausing the session; it is lost.",
+                [new SessionEvents.Lost(id, $"Worker {worker.Status.Node} left the cluster while pausing the session.", DateTimeOffset.UtcNow)]);
+        }
+        catch (AskTimeoutException)
+        {
+            return Refuse(id, "unavailable", $"Worker {worker.Status.Node} did not finish the pause in time; the session stays active there.");
+        }
+        if (reply.InstanceLost)
+            return Refuse(id, ErrorKinds.SessionLost, reply.ErrorMessage ?? "The session's instance is gone.",
+                [new SessionEvents.Lost(id, reply.ErrorMessage ?? "Its instance is gone.", DateTimeOffset.UtcNow)]);
+        if (!reply.Ok || reply.Delta is null)
+            return Refuse(id, reply.ErrorKind ?? ErrorKinds.Internal, reply.ErrorMessage ?? "The pause failed; the session stays active.");
+        var previous = st.Delta?.Owner;
+        var pool = _s.Pool;
+        return new Outcome([new SessionEvents.Paused(id, reply.Delta, reason, reply.PauseMicros / 1000.0)], s => new SessionReplies.View(s.ToInfo()),
+            After: () =>
+            {
+                // Only once the new delta is durable and recorded does the previous one go.
+                if (previous is not null && previous != reply.Delta.Owner)
+                    pool.Tell(new PoolCommands.Free(PoolCommands.DefaultPool, previous));
+            });
+    }
+
+    private async Task<Outcome> DeleteAsync(SessionState st)
+    {
+        var id = Id;
+        if (st.Status == SessionStates.Active && _s.Workers.Find(st.Address) is { } worker)
+        {
+            try
+            {
+                await worker.Invoker.Ask<WorkerSessionReplies.Released>(new WorkerSessionCommands.Release(id), TimeSpan.FromSeconds(10));
+            }
+            catch (AskTimeoutException)
+            {
+                // The worker reports the sandbox as idle later, and this entity (deleted) releases it then.
+            }
+        }
+        var pool = _s.Pool;
+        var templates = _s.TemplateRegistry;
+        return new Outcome([new SessionEvents.Deleted(id, DateTimeOffset.UtcNow)], s => new SessionReplies.View(s.ToInfo()), After: () =>
+        {
+            if (st.Delta is not null)
+                pool.Tell(new PoolCommands.Free(PoolCommands.DefaultPool, st.Delta.Owner));
+            if (st.Base is not null)
+                templates.Tell(new TemplateCommands.Unhold(st.Base.Key, id));
+        });
+    }
+}

@@ -1,0 +1,47 @@
+using TrEnv.Contracts;
+using TrEnv.Sandbox;
+using TrEnv.Worker.Isolation;
+using TrEnv.Worker.Placement;
+
+namespace TrEnv.Worker.Loading;
+
+/// <summary>A paused session back into a sandbox: its base template mapped, its delta's pages copied over it.</summary>
+public sealed partial class InstanceLoader
+{
+    /// <summary>Never falls back to a cold start: that would silently drop the session's state.</summary>
+    public async Task ResumeAsync(SandboxSlot<IsolatedSandbox> slot, FunctionLoad load, SessionDelta delta, CancellationToken ct)
+    {
+        var target = Begin(slot, load.Version.Limits);
+        var poolIdentity = TrEnv.MemoryPool.PoolDevice.Identity(poolPath);
+        if (!slot.Sandbox.SeesPool(poolIdentity))
+            throw new SandboxException(ErrorKinds.TemplateInvalid, $"Worker {settings.Name}'s sandbox cannot see the pool {poolPath}, which holds the session.", false);
+        var source = LoadSource.CopyTemplate;
+        string? basePath = null;
+        var verify = false;
+        if (delta.Base is { } baseTemplate)
+        {
+            (source, verify) = await FetchTemplateAsync(baseTemplate, templates.NeedsVerification(baseTemplate, poolIdentity), ct);
+            basePath = templates.HeaderFile(baseTemplate);
+        }
+        // The delta's own pages: fetched whole (they are the session's, nobody shares them), checked on copy-in.
+        if (mirror is not null && delta.Region.Length > 0)
+            await mirror.EnsureAsync(new TemplateInfo(delta.Owner, "", 0, "", delta.Region, 0, delta.MemoryBytes, "", delta.PausedAt, delta.Header), ct);
+        var deltaPath = templates.Scratch("resume", "dlt");
+        await File.WriteAllBytesAsync(deltaPath, delta.Header, ct);
+        try
+        {
+            var request = Request(load) with { Source = source, TemplatePath = basePath, PoolPath = poolPath, VerifyTemplateData = verify, PageSocket = mirror?.PageSocket, DeltaPath = deltaPath };
+            await SendAsync(target, load, request, delta.Base, ct);
+        }
+        catch (SandboxException e) when (e.Kind == ErrorKinds.TemplateInvalid && delta.Base is { } failedBase)
+        {
+            // Checked again next time (a pool being rebuilt from its durable copies is not ready yet).
+            templates.Unverify(failedBase, poolIdentity);
+            throw;
+        }
+        finally
+        {
+            File.Delete(deltaPath);
+        }
+    }
+}
