@@ -22,13 +22,13 @@ public static class ExitCodes
     /// <summary>The exit code for an error answer: by its kind when the coordinator named one, else by status.</summary>
     public static int For(int status, string? kind) => kind switch
     {
-        "not_found" => NotFound,
-        ErrorKinds.InvalidModule or "invalid_layer" or "bad_request" => Invalid,
+        ErrorKinds.NotFound => NotFound,
+        ErrorKinds.InvalidModule or ErrorKinds.InvalidLayer or ErrorKinds.BadRequest => Invalid,
         ErrorKinds.Trap or ErrorKinds.Exception => Trap,
         ErrorKinds.Timeout => Timeout,
         ErrorKinds.Memory => Memory,
-        ErrorKinds.NoCapacity or ErrorKinds.SandboxCrashed or "unavailable" => Unavailable,
-        "unauthorized" => Unauthorized,
+        ErrorKinds.NoCapacity or ErrorKinds.SandboxCrashed or ErrorKinds.Unavailable => Unavailable,
+        ErrorKinds.Unauthorized => Unauthorized,
         ErrorKinds.InputTooLarge => TooLarge,
         ErrorKinds.SessionLost => SessionLost,
         _ => status switch

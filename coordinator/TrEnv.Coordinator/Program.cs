@@ -22,6 +22,7 @@ var workers = new WorkerDirectory();
 var sessions = new SessionCatalog();
 builder.Services.AddSingleton(functions).AddSingleton(templates).AddSingleton(workers).AddSingleton(sessions).AddSingleton<InvokeLog>();
 builder.Services.AddTrEnvOpenApi();
+builder.Services.AddCoordinatorReadiness();
 // Validates deployed modules (no compiling, so no epoch ticker or cache needed here).
 builder.Services.AddSingleton(_ => new Wasmtime.Engine());
 builder.Services.AddSingleton(new UploadGate(settings.MaxUploads));

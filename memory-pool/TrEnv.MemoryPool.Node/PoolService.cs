@@ -151,9 +151,12 @@ public sealed class PoolService(PoolDevice device, PoolDurability durability, IR
 /// <summary>Refuses every call without the shared secret when one is configured (TRENV_POOL_SECRET).</summary>
 public sealed class SharedSecretInterceptor(string? secret) : Interceptor
 {
+    // The standard health service answers anyone: probes carry no secret, and it reveals nothing of the pool.
+    private const string HealthService = "/grpc.health.v1.Health/";
+
     private void Check(ServerCallContext context)
     {
-        if (string.IsNullOrEmpty(secret))
+        if (string.IsNullOrEmpty(secret) || context.Method.StartsWith(HealthService, StringComparison.Ordinal))
             return;
         var given = context.RequestHeaders.GetValue("authorization");
         var expected = "Bearer " + secret;

@@ -1,5 +1,4 @@
 using Akka.Hosting;
-using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
@@ -37,6 +36,8 @@ builder.Services.AddGrpc(o =>
     o.MaxReceiveMessageSize = 8 << 20;
     o.MaxSendMessageSize = 8 << 20;
 });
+// grpc.health.v1 (service "") and /healthz answer from the same checks: serving once this node is an Up member.
+builder.Services.AddGrpcHealthChecks().AddCheck<ClusterMemberCheck>("cluster-member");
 builder.Services.AddTrEnvNode(settings, (akka, services) => akka.AddPoolAllocator(device, services.GetRequiredService<PoolDurability>(), settings.SessionPoolPercent, settings.TemplatePoolPercent));
 var app = builder.Build();
 // Resolved now, not when the node first asks for it: the durable directory is created before the node starts.
@@ -44,11 +45,9 @@ var durability = app.Services.GetRequiredService<PoolDurability>();
 // A TrEnv category: the node's logging filter shows only those at information level.
 var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TrEnv.MemoryPool.Node");
 app.MapGrpcService<PoolService>();
-// For the compose health check (HTTP/2 without TLS, as the port serves gRPC): healthy once this node is an Up member.
-app.MapGet("/healthz", (Akka.Actor.ActorSystem system) =>
-    Akka.Cluster.Cluster.Get(system).SelfMember.Status == Akka.Cluster.MemberStatus.Up
-        ? Results.Text("ok")
-        : Results.Text("not yet a member of the cluster", statusCode: 503));
+app.MapGrpcHealthChecksService();
+// For the compose health check (HTTP/2 without TLS, as the port serves gRPC).
+app.MapHealthChecks("/healthz");
 app.Lifetime.ApplicationStarted.Register(() =>
 {
     // Start the allocator entity now, so a lost pool is rebuilt from the durable copies before anyone asks.

@@ -19,6 +19,13 @@ public static class NodeHosting
         services.AddAkka(NodeSettings.SystemName, (builder, provider) =>
         {
             builder
+                // Akka's own lines go through the node's logger (JSON by default), like every other line.
+                .ConfigureLoggers(loggers =>
+                {
+                    loggers.LogLevel = Akka.Event.LogLevel.InfoLevel;
+                    loggers.ClearLoggers();
+                    loggers.AddLoggerFactory();
+                })
                 .AddHocon(Hocon(settings), HoconAddMode.Prepend)
                 .WithRemoting(new RemoteOptions
                 {
@@ -67,7 +74,6 @@ public static class NodeHosting
     // process is downed sooner by GoneProcessDowning; these bound partitions and pauses.
     private static string Hocon(NodeSettings settings) => $$"""
         akka {
-          loglevel = INFO
           # Worker status broadcasts reach no one until coordinators subscribe; that is expected at start-up.
           log-dead-letters = off
           # SIGTERM stops the host, which stops its services in order (a coordinator's HTTP server drains its

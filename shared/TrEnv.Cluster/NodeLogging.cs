@@ -3,8 +3,8 @@ using Microsoft.Extensions.Logging;
 namespace TrEnv.Cluster;
 
 /// <summary>
-/// Every node logs to stdout, one JSON object per line by default: TrEnv's categories at TRENV_LOG_LEVEL, the
-/// frameworks' at warning. Invocation lines carry an InvocationId, the same one the client got in X-TrEnv-Invocation-Id.
+/// Every node logs to stdout, one JSON object per line by default: TrEnv's categories at TRENV_LOG_LEVEL, Akka's at
+/// information, the other frameworks' at warning. Invocation lines carry an InvocationId, the same one the client got in X-TrEnv-Invocation-Id.
 /// </summary>
 public static class NodeLogging
 {
@@ -39,6 +39,8 @@ public static class NodeLogging
         };
         logging.SetMinimumLevel(LogLevel.Warning);
         logging.AddFilter("TrEnv", level);
+        // Akka's information lines are membership changes (joins, leaves, downing): worth keeping.
+        logging.AddFilter("Akka", LogLevel.Information);
         return logging;
     }
 }

@@ -21,6 +21,18 @@ public static class ErrorKinds
     /// <summary>Paused sessions already hold their share of the pool: the pause is refused and the session stays active.</summary>
     public const string PoolQuota = "pool_quota";
 
+    // The API's own refusals.
+    public const string NotFound = "not_found";
+    public const string BadRequest = "bad_request";
+    public const string Unauthorized = "unauthorized";
+
+    /// <summary>Nothing can take the request right now (no worker has room, a registry did not answer); retry shortly.</summary>
+    public const string Unavailable = "unavailable";
+    public const string Conflict = "conflict";
+    public const string InvalidLayer = "invalid_layer";
+    public const string RequestTimeout = "request_timeout";
+    public const string TooManySessions = "too_many_sessions";
+
     public static int HttpStatus(string kind) => kind switch
     {
         Trap => 500,

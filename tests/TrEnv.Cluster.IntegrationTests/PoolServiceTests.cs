@@ -21,7 +21,7 @@ public sealed class PoolServiceTests
     private static Metadata Secret(string secret) => new() { { "authorization", "Bearer " + secret } };
 
     [Fact]
-    public async Task The_pool_service_refuses_a_wrong_secret_and_serves_regions_to_the_right_one()
+    public async Task The_pool_service_refuses_a_wrong_secret_serves_regions_to_the_right_one_and_answers_the_standard_health_check()
     {
         await using var c = new LocalCluster();
         c.Environment["TRENV_POOL_SECRET"] = "s3cret";
@@ -34,6 +34,10 @@ public sealed class PoolServiceTests
                 var e = await Assert.ThrowsAsync<RpcException>(async () => await client.StatsAsync(new StatsRequest(), wrong));
                 Assert.Equal(StatusCode.Unauthenticated, e.StatusCode);
             }
+            // The standard health check needs no secret and says the node serves.
+            var health = new Grpc.Health.V1.Health.HealthClient(channel);
+            Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving,
+                (await health.CheckAsync(new Grpc.Health.V1.HealthCheckRequest())).Status);
             var right = Secret("s3cret");
             var region = await client.AllocateAsync(new AllocateRequest { Owner = "test@1", Bytes = 3 * 4096 }, right);
             Assert.True(region.Found);

@@ -53,4 +53,78 @@ public sealed class SessionStateTests
         Assert.Equal("not_found", deleted.Refusal(new SessionCommands.Get("s-1"))?.Kind);
         Assert.Equal("not_found", deleted.Refusal(new SessionCommands.Delete("s-1"))?.Kind);
     }
+    private static SessionState InState(string state) => state switch
+    {
+        "none" => SessionState.Empty("s-1"),
+        "active" => Active(),
+        "paused" => Active().Apply(new SessionEvents.Paused("s-1", Delta(1), "api", 1)),
+        "lost" => Active().Apply(new SessionEvents.Lost("s-1", "Its worker died.", T0)),
+        "lost-after-pause" => Active().Apply(new SessionEvents.Paused("s-1", Delta(1), "api", 1))
+            .Apply(new SessionEvents.Activated("s-1", "w2", "akka://b", null, 131072, 2, T0))
+            .Apply(new SessionEvents.Lost("s-1", "Its worker died.", T0)),
+        "deleted" => Active().Apply(new SessionEvents.Deleted("s-1", T0)),
+        _ => throw new ArgumentOutOfRangeException(nameof(state)),
+    };
+
+    private static SessionCommands.ISessionCommand Command(string command) => command switch
+    {
+        "create" => new SessionCommands.Create("s-1", "f", 60, "i"),
+        "invoke" => new SessionCommands.Invoke("s-1", "i", []),
+        "pause" => new SessionCommands.Pause("s-1", "api"),
+        "resume" => new SessionCommands.Resume("s-1", "i", null),
+        "resume-from-last-pause" => new SessionCommands.Resume("s-1", "i", null, FromLastPause: true),
+        "get" => new SessionCommands.Get("s-1"),
+        "delete" => new SessionCommands.Delete("s-1"),
+        "idle-expired" => new SessionCommands.IdleExpired("s-1", "w1", "akka://a"),
+        _ => throw new ArgumentOutOfRangeException(nameof(command)),
+    };
+
+    // Every command in every state: null is "runs", otherwise the error kind it is refused with.
+    [Theory]
+    [InlineData("none", "create", null)]
+    [InlineData("none", "invoke", "not_found")]
+    [InlineData("none", "pause", "not_found")]
+    [InlineData("none", "resume", "not_found")]
+    [InlineData("none", "resume-from-last-pause", "not_found")]
+    [InlineData("none", "get", "not_found")]
+    [InlineData("none", "delete", "not_found")]
+    [InlineData("none", "idle-expired", "not_found")]
+    [InlineData("active", "create", "conflict")]
+    [InlineData("active", "invoke", null)]
+    [InlineData("active", "pause", null)]
+    [InlineData("active", "resume", null)]
+    [InlineData("active", "resume-from-last-pause", null)]
+    [InlineData("active", "get", null)]
+    [InlineData("active", "delete", null)]
+    [InlineData("active", "idle-expired", null)]
+    [InlineData("paused", "create", "conflict")]
+    [InlineData("paused", "invoke", null)]
+    [InlineData("paused", "pause", null)]
+    [InlineData("paused", "resume", null)]
+    [InlineData("paused", "resume-from-last-pause", null)]
+    [InlineData("paused", "get", null)]
+    [InlineData("paused", "delete", null)]
+    [InlineData("paused", "idle-expired", null)]
+    [InlineData("lost", "create", "conflict")]
+    [InlineData("lost", "invoke", ErrorKinds.SessionLost)]
+    [InlineData("lost", "pause", ErrorKinds.SessionLost)]
+    [InlineData("lost", "resume", ErrorKinds.SessionLost)]
+    [InlineData("lost", "resume-from-last-pause", ErrorKinds.SessionLost)]
+    [InlineData("lost", "get", null)]
+    [InlineData("lost", "delete", null)]
+    [InlineData("lost", "idle-expired", null)]
+    [InlineData("lost-after-pause", "invoke", ErrorKinds.SessionLost)]
+    [InlineData("lost-after-pause", "resume", ErrorKinds.SessionLost)]
+    [InlineData("lost-after-pause", "resume-from-last-pause", null)]
+    [InlineData("lost-after-pause", "delete", null)]
+    [InlineData("deleted", "create", "conflict")]
+    [InlineData("deleted", "invoke", "not_found")]
+    [InlineData("deleted", "pause", "not_found")]
+    [InlineData("deleted", "resume", "not_found")]
+    [InlineData("deleted", "resume-from-last-pause", "not_found")]
+    [InlineData("deleted", "get", "not_found")]
+    [InlineData("deleted", "delete", "not_found")]
+    [InlineData("deleted", "idle-expired", "not_found")]
+    public void Each_command_runs_or_is_refused_by_the_state_it_meets(string state, string command, string? refusedAs)
+        => Assert.Equal(refusedAs, InState(state).Refusal(Command(command))?.Kind);
 }

@@ -20,8 +20,9 @@ builder.Services.AddTrEnvNode(settings, (akka, provider) => akka
     .AddWorker(Path.Combine(settings.DataDirectory, "healthy"), (registry, _) => manager = new SandboxManager(settings, host,
         new RegistryClient(registry.Get<ModuleProxy>(), registry.Get<TemplateProxy>(), registry.Get<PoolAllocatorProxy>(), registry.Get<SessionProxy>()), provider.GetRequiredService<ILoggerFactory>())));
 var app = builder.Build();
+var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TrEnv.Worker");
 app.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStarted
-    .Register(() => Console.WriteLine($"TrEnv worker {settings.Name}: sandbox host {host.FileName} ({host.Kind})"));
+    .Register(() => log.LogInformation("TrEnv worker {Name}: sandbox host {Host} ({Kind})", settings.Name, host.FileName, host.Kind));
 await app.RunAsync();
 if (manager is not null)
     await manager.DisposeAsync();

@@ -1,4 +1,5 @@
 using Akka.Actor;
+using Akka.Event;
 using Akka.Cluster.Tools.PublishSubscribe;
 using Akka.Hosting;
 using TrEnv.Cluster;
@@ -17,6 +18,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
     private readonly IActorRef _mediator;
     private readonly string _address;
     private readonly string _healthFile;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
     private bool _maintaining;
 
     public WorkerActor(SandboxManager manager, string healthFile)
@@ -100,7 +102,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             run(message, CancellationToken.None).ContinueWith(t =>
             {
                 if (!t.IsCompletedSuccessfully)
-                    Console.Error.WriteLine($"worker: session operation {typeof(T).Name} failed: {t.Exception?.GetBaseException()}");
+                    _log.Error(t.Exception?.GetBaseException(), "worker: session operation {0} failed", typeof(T).Name);
                 sender.Tell(t.IsCompletedSuccessfully ? t.Result : failed(message), self);
                 self.Tell(Publish.Instance);
             }, TaskScheduler.Default);

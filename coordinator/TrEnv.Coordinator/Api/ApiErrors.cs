@@ -5,10 +5,6 @@ namespace TrEnv.Coordinator.Api;
 /// <summary>Error answers of the HTTP contract: JSON {"error": kind, "message": sentence}.</summary>
 public static class ApiErrors
 {
-    public const string NotFound = "not_found";
-    public const string BadRequest = "bad_request";
-    public const string Unauthorized = "unauthorized";
-    public const string Unavailable = "unavailable";
 
     public static IResult Error(int status, string kind, string message, int? retryAfterSeconds = null)
     {
@@ -33,7 +29,7 @@ public static class ApiErrors
             }
             catch (Akka.Actor.AskTimeoutException) when (!context.Response.HasStarted)
             {
-                await Error(503, Unavailable, "The registry did not answer in time (a coordinator may have just failed and its entities are moving); retry shortly.", 2)
+                await Error(503, ErrorKinds.Unavailable, "The registry did not answer in time (a coordinator may have just failed and its entities are moving); retry shortly.", 2)
                     .ExecuteAsync(context);
             }
             catch (Exception e) when (!context.Response.HasStarted && e is not OperationCanceledException)

@@ -1,3 +1,4 @@
+using TrEnv.Contracts;
 using TrEnv.Cluster;
 using static TrEnv.Coordinator.Api.ApiErrors;
 
@@ -9,7 +10,7 @@ public sealed class AdminTokenFilter(NodeSettings settings) : IEndpointFilter
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
         => BearerToken.Matches(context.HttpContext.Request, settings.AdminToken)
             ? await next(context)
-            : Error(401, Unauthorized, "This call needs the admin token: send \"Authorization: Bearer <TRENV_ADMIN_TOKEN>\".");
+            : Error(401, ErrorKinds.Unauthorized, "This call needs the admin token: send \"Authorization: Bearer <TRENV_ADMIN_TOKEN>\".");
 }
 
 public static class BearerToken

@@ -1,11 +1,10 @@
 using Akka.Actor;
-using Akka.Cluster;
 using Akka.Hosting;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using TrEnv.Cluster;
 using TrEnv.Contracts;
 using TrEnv.Coordinator.Placement;
 using TrEnv.Coordinator.Registry;
-using TrEnv.Coordinator.Catalog;
 
 namespace TrEnv.Coordinator.Api;
 
@@ -15,21 +14,13 @@ public static class ClusterApi
     public static void MapClusterApi(this WebApplication app)
     {
         app.MapGet("/healthz", () => Results.Json(new { status = "ok" }));
-        app.MapGet("/readyz", (ActorSystem system, FunctionCatalog catalog, WorkerDirectory workers, IHostApplicationLifetime lifetime) =>
+        app.MapGet("/readyz", async (HealthCheckService health, CancellationToken ct) =>
         {
-            // A draining coordinator finishes what it has but tells load balancers to send nothing new.
-            if (lifetime.ApplicationStopping.IsCancellationRequested)
-                return ApiErrors.Error(503, ApiErrors.Unavailable, "Not ready: shutting down.", 1);
-            var cluster = Akka.Cluster.Cluster.Get(system);
-            var self = cluster.SelfMember;
-            // A coordinator that has not yet heard from any of the cluster's workers could only answer 503.
-            var workerMembers = cluster.State.Members.Count(m => m.Status == MemberStatus.Up && m.HasRole(Roles.Worker));
-            var workersKnown = workerMembers == 0 || workers.Workers.Count > 0;
-            var ready = self.Status == MemberStatus.Up && catalog.Loaded && workersKnown;
-            return ready
-                ? Results.Json(new { status = "ready" })
-                : ApiErrors.Error(503, ApiErrors.Unavailable,
-                    $"Not ready: member {self.Status}, catalog {(catalog.Loaded ? "loaded" : "loading")}, {(workersKnown ? "workers known" : "no worker status received yet")}.", 1);
+            var report = await health.CheckHealthAsync(check => check.Tags.Contains(ReadinessChecks.Tag), ct);
+            if (report.Status == HealthStatus.Healthy)
+                return Results.Json(new { status = "ready" });
+            var why = report.Entries.Where(e => e.Value.Status != HealthStatus.Healthy).Select(e => e.Value.Description ?? e.Key);
+            return ApiErrors.Error(503, ErrorKinds.Unavailable, $"Not ready: {string.Join(", ", why)}.", 1);
         });
         app.MapGet("/v1/cluster", async (ActorSystem system, NodeSettings settings, WorkerDirectory workers, IRequiredActor<PoolProxy> pool, CancellationToken ct) =>
         {

@@ -25,7 +25,7 @@ public static partial class FunctionsApi
         if (CheckName(name) is { } bad)
             return bad;
         if (ParseLimits(request.Query, out var problem) is not { } limits)
-            return Error(400, BadRequest, problem is null ? LimitsHelp : $"{problem} {LimitsHelp}");
+            return Error(400, ErrorKinds.BadRequest, problem is null ? LimitsHelp : $"{problem} {LimitsHelp}");
         using var turn = await gate.EnterAsync(ct);
         if (turn is null)
             return gate.Busy();
@@ -57,7 +57,7 @@ public static partial class FunctionsApi
         }
 
         if (limits.Layer is { } layer && !await LayersApi.ExistsAsync(modules.ActorRef, layer, ct))
-            return Error(422, LayersApi.InvalidLayer, $"No layer {layer} is stored: upload it first with PUT /v1/layers.");
+            return Error(422, ErrorKinds.InvalidLayer, $"No layer {layer} is stored: upload it first with PUT /v1/layers.");
 
         var sha = ModuleHash.Of(body).Hex;
         var before = await functions.ActorRef.Ask<FunctionReplies.View>(new FunctionCommands.Get(name), AskTimeout, ct);
@@ -93,9 +93,9 @@ public static partial class FunctionsApi
         if (ScriptRuntimes.Find(limits.Runtime) is not { } runtime)
             return Refuse(422, InvalidRuntime, $"There is no runtime \"{limits.Runtime}\"; the runtimes are {string.Join(", ", ScriptRuntimes.All.Select(r => r.Name))}.");
         if (limits.Layer is not null)
-            return Refuse(400, BadRequest, "A script deploy makes its own layer from the body; send the script and its modules as one tar instead of ?layer=.");
+            return Refuse(400, ErrorKinds.BadRequest, "A script deploy makes its own layer from the body; send the script and its modules as one tar instead of ?layer=.");
         if (runtime.ModulePath(settings) is not { } modulePath)
-            return Refuse(503, Unavailable, $"The {runtime.Name} runtime is not installed on this coordinator ({Path.Combine(settings.RuntimesDirectory, runtime.ModuleFile)} is missing; "
+            return Refuse(503, ErrorKinds.Unavailable, $"The {runtime.Name} runtime is not installed on this coordinator ({Path.Combine(settings.RuntimesDirectory, runtime.ModuleFile)} is missing; "
                 + $"scripts/build-{runtime.Name}.sh builds it, TRENV_RUNTIMES_DIR says where).");
         byte[] tar;
         if (ScriptRuntimes.LooksLikeArchive(body))
@@ -109,7 +109,7 @@ public static partial class FunctionsApi
             }
             catch (InvalidDataException e)
             {
-                return Refuse(422, LayersApi.InvalidLayer, e.Message);
+                return Refuse(422, ErrorKinds.InvalidLayer, e.Message);
             }
         }
         else

@@ -23,7 +23,7 @@ public static partial class FunctionsApi
         catalog.Apply(new FunctionEvents.Deleted(name, DateTimeOffset.UtcNow));
         if (view.Versions.Count > 0)
             await ForgetEverywhere(workers, name, view.Versions[^1].Version + 1, RetiredFiles.Of(RetiredFiles.Live(catalog), view.Versions), ct);
-        return deleted.Existed ? Results.NoContent() : Error(404, NotFound, $"There is no function named \"{name}\".");
+        return deleted.Existed ? Results.NoContent() : Error(404, ErrorKinds.NotFound, $"There is no function named \"{name}\".");
     }
 
     /// <summary>
@@ -33,7 +33,7 @@ public static partial class FunctionsApi
     private static async Task<IResult> ScaleToZero(string name, bool? destroy, WorkerDirectory workers, FunctionCatalog catalog, CancellationToken ct)
     {
         if (!catalog.TryGet(name, out _))
-            return Error(404, NotFound, $"There is no function named \"{name}\".");
+            return Error(404, ErrorKinds.NotFound, $"There is no function named \"{name}\".");
         var reclaimed = await ReclaimEverywhere(workers, name, ct, destroy ?? false);
         return Results.Json(new { name, reclaimed, destroyed = destroy ?? false });
     }

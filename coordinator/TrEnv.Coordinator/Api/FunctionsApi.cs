@@ -20,7 +20,7 @@ public static partial class FunctionsApi
 
     public static IResult? CheckName(string name)
         => NamePattern().IsMatch(name) ? null
-            : Error(400, BadRequest, $"\"{Printable(name)}\" is not a valid function name: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit.");
+            : Error(400, ErrorKinds.BadRequest, $"\"{Printable(name)}\" is not a valid function name: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit.");
 
     public static void MapFunctionsApi(this WebApplication app)
     {
@@ -40,7 +40,7 @@ public static partial class FunctionsApi
     private static async Task<IResult> Logs(string name, int? tail, WorkerDirectory workers, FunctionCatalog catalog, CancellationToken ct)
     {
         if (!catalog.TryGet(name, out _))
-            return Error(404, NotFound, $"There is no function named \"{name}\".");
+            return Error(404, ErrorKinds.NotFound, $"There is no function named \"{name}\".");
         var wanted = Math.Clamp(tail ?? 100, 1, 10_000);
         var silent = new System.Collections.Concurrent.ConcurrentBag<string>();
         var replies = await Task.WhenAll(workers.Workers.Select(async w =>
@@ -74,7 +74,7 @@ public static partial class FunctionsApi
             return bad;
         var view = await functions.ActorRef.Ask<FunctionReplies.View>(new FunctionCommands.Get(name), AskTimeout, ct);
         if (view.Current is not { } current)
-            return Error(404, NotFound, $"There is no function named \"{name}\".");
+            return Error(404, ErrorKinds.NotFound, $"There is no function named \"{name}\".");
         return Results.Json(new
         {
             name,

@@ -37,7 +37,7 @@ public static partial class InvokeApi
         var invocationId = InvocationIdOf(request, response);
         if (!BearerToken.Matches(request, settings.InvokeToken))
         {
-            metrics.RecordRefused(null, Unauthorized);
+            metrics.RecordRefused(null, ErrorKinds.Unauthorized);
             return NeedsInvokeToken();
         }
         if (!functions.TryGet(name, out var version))
@@ -51,8 +51,8 @@ public static partial class InvokeApi
                 functions.Set(view);
                 if (view.Current is null)
                 {
-                    metrics.RecordRefused(null, NotFound);
-                    return Error(404, NotFound, $"There is no function named \"{name}\".");
+                    metrics.RecordRefused(null, ErrorKinds.NotFound);
+                    return Error(404, ErrorKinds.NotFound, $"There is no function named \"{name}\".");
                 }
                 version = view.Current;
             }
@@ -63,8 +63,8 @@ public static partial class InvokeApi
             }
             catch (AskTimeoutException)
             {
-                metrics.RecordRefused(name, Unavailable);
-                return Error(503, Unavailable, $"The registry did not answer for \"{name}\" in time (a coordinator may have just failed); if it was just deployed, retry shortly.", 2);
+                metrics.RecordRefused(name, ErrorKinds.Unavailable);
+                return Error(503, ErrorKinds.Unavailable, $"The registry did not answer for \"{name}\" in time (a coordinator may have just failed); if it was just deployed, retry shortly.", 2);
             }
         }
         var input = await BodyReader.ReadAsync(request, settings.MaxInputMb * 1024L * 1024L, ct);
@@ -80,8 +80,8 @@ public static partial class InvokeApi
         {
             if (running > version.Limits.Concurrency)
             {
-                metrics.RecordRefused(name, Unavailable);
-                return Error(503, Unavailable, $"{name} is already running {version.Limits.Concurrency} invocations, its concurrency limit.", 1);
+                metrics.RecordRefused(name, ErrorKinds.Unavailable);
+                return Error(503, ErrorKinds.Unavailable, $"{name} is already running {version.Limits.Concurrency} invocations, its concurrency limit.", 1);
             }
             return await DispatchAsync(invocationId, name, version, input, response, templates, workers, metrics, log.Logger, started, ct);
         }
@@ -109,7 +109,7 @@ public static partial class InvokeApi
     }
 
     public static IResult NeedsInvokeToken()
-        => Error(401, Unauthorized, "This call needs the invoke token: send \"Authorization: Bearer <TRENV_INVOKE_TOKEN>\".");
+        => Error(401, ErrorKinds.Unauthorized, "This call needs the invoke token: send \"Authorization: Bearer <TRENV_INVOKE_TOKEN>\".");
 
     /// <summary>A worker's result as the HTTP answer of an invocation: the X-TrEnv-* headers, then the output or the error by kind.</summary>
     public static IResult Answer(HttpResponse response, WorkerInvokeResult result, string start, int version, string? failureSuffix = null)
@@ -135,9 +135,9 @@ public static partial class InvokeApi
         var worker = workers.Choose(key);
         if (worker is null)
         {
-            metrics.RecordRefused(name, Unavailable);
+            metrics.RecordRefused(name, ErrorKinds.Unavailable);
             LogRefused(log, invocationId, name, "no worker has room");
-            return Error(503, Unavailable, "No worker has room for this invocation right now.", 1);
+            return Error(503, ErrorKinds.Unavailable, "No worker has room for this invocation right now.", 1);
         }
 
         var message = new WorkerInvoke(invocationId, name, version, templates.Find(key), input);
@@ -152,16 +152,16 @@ public static partial class InvokeApi
         catch (AskTimeoutException)
         {
             response.Headers["X-TrEnv-Node"] = worker.Status.Node;
-            metrics.RecordRefused(name, Unavailable);
+            metrics.RecordRefused(name, ErrorKinds.Unavailable);
             LogRefused(log, invocationId, name, $"worker {worker.Status.Node} did not answer in time");
-            return Error(503, Unavailable, $"Worker {worker.Status.Node} did not answer in time; the invocation may not have run.", 1);
+            return Error(503, ErrorKinds.Unavailable, $"Worker {worker.Status.Node} did not answer in time; the invocation may not have run.", 1);
         }
         catch (OperationCanceledException) when (worker.Gone.IsCancellationRequested && !ct.IsCancellationRequested)
         {
             response.Headers["X-TrEnv-Node"] = worker.Status.Node;
-            metrics.RecordRefused(name, Unavailable);
+            metrics.RecordRefused(name, ErrorKinds.Unavailable);
             LogRefused(log, invocationId, name, $"worker {worker.Status.Node} left the cluster");
-            return Error(503, Unavailable, $"Worker {worker.Status.Node} left the cluster while running this invocation; it may not have completed.", 1);
+            return Error(503, ErrorKinds.Unavailable, $"Worker {worker.Status.Node} left the cluster while running this invocation; it may not have completed.", 1);
         }
         finally
         {

@@ -14,7 +14,6 @@ namespace TrEnv.Coordinator.Api;
 /// </summary>
 public static class LayersApi
 {
-    public const string InvalidLayer = "invalid_layer";
 
     public static void MapLayersApi(this WebApplication app)
     {
@@ -38,7 +37,7 @@ public static class LayersApi
         }
         catch (InvalidDataException e)
         {
-            return Error(422, InvalidLayer, e.Message);
+            return Error(422, ErrorKinds.InvalidLayer, e.Message);
         }
         var sha = ModuleHash.Of(layer.Tar).Hex;
         await blobs.ActorRef.Ask<ModuleReplies.Stored>(new ModuleCommands.Store(sha, layer.Tar), TimeSpan.FromSeconds(30), ct);

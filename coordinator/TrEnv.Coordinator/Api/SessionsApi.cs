@@ -56,7 +56,7 @@ public static class SessionsApi
         }
         var sandboxes = workers.Workers.Where(w => !w.Leaving).Sum(w => w.Status.MaxSandboxes);
         return admission.TryAdmit(id, function, sandboxes, catalog.Active(), s => catalog.Find(s) is not null) is { } why
-            ? Error(429, "too_many_sessions", why, SessionAdmission.RetryAfterSeconds)
+            ? Error(429, ErrorKinds.TooManySessions, why, SessionAdmission.RetryAfterSeconds)
             : null;
     }
 
@@ -75,15 +75,15 @@ public static class SessionsApi
         }
         catch (JsonException e)
         {
-            return Error(400, BadRequest, $"The body must be JSON like {{\"function\": \"NAME\"}}: {e.Message}");
+            return Error(400, ErrorKinds.BadRequest, $"The body must be JSON like {{\"function\": \"NAME\"}}: {e.Message}");
         }
         if (body?.Function is not { Length: > 0 } function)
-            return Error(400, BadRequest, "The body must name the function: {\"function\": \"NAME\"}.");
+            return Error(400, ErrorKinds.BadRequest, "The body must name the function: {\"function\": \"NAME\"}.");
         if (FunctionsApi.CheckName(function) is { } bad)
             return bad;
         var idle = body.IdleTimeoutS ?? settings.SessionIdleSeconds;
         if (idle is < 0 or > 7 * 24 * 3600)
-            return Error(400, BadRequest, "idleTimeoutS must be between 0 (never pause by itself) and 604800 (a week).");
+            return Error(400, ErrorKinds.BadRequest, "idleTimeoutS must be between 0 (never pause by itself) and 604800 (a week).");
         var id = NewId();
         if (Admit(id, function, admission, catalog, workers) is { } full)
             return full;
@@ -101,7 +101,7 @@ public static class SessionsApi
         if (!BearerToken.Matches(request, settings.InvokeToken))
             return InvokeApi.NeedsInvokeToken();
         if (state is not (null or SessionStates.Active or SessionStates.Paused or SessionStates.Lost))
-            return Error(400, BadRequest, "state must be active, paused or lost.");
+            return Error(400, ErrorKinds.BadRequest, "state must be active, paused or lost.");
         return Results.Json(catalog.List(string.IsNullOrEmpty(function) ? null : function, state));
     }
 
@@ -150,7 +150,7 @@ public static class SessionsApi
         if (!BearerToken.Matches(request, settings.InvokeToken))
             return InvokeApi.NeedsInvokeToken();
         if (!ValidId(id))
-            return Error(404, NotFound, $"There is no session {id}.");
+            return Error(404, ErrorKinds.NotFound, $"There is no session {id}.");
         if (await ReachAsync(sessions, id, ct) is { } refused)
             return Answer(refused, response);
         var reply = await sessions.ActorRef.Ask<IProtocolMessage>(new SessionCommands.Delete(id), StartTimeout, ct);
@@ -165,7 +165,7 @@ public static class SessionsApi
         if (!BearerToken.Matches(request, settings.InvokeToken))
             return InvokeApi.NeedsInvokeToken();
         if (!ValidId(id))
-            return Error(404, NotFound, $"There is no session {id}.");
+            return Error(404, ErrorKinds.NotFound, $"There is no session {id}.");
         if (command is not SessionCommands.Get && await ReachAsync(sessions, id, ct) is { } refused)
             return Answer(refused, response);
         return Answer(await sessions.ActorRef.Ask<IProtocolMessage>(command, timeout, ct), response);
@@ -189,7 +189,7 @@ public static class SessionsApi
         if (!BearerToken.Matches(request, settings.InvokeToken))
             return InvokeApi.NeedsInvokeToken();
         if (!ValidId(id))
-            return Error(404, NotFound, $"There is no session {id}.");
+            return Error(404, ErrorKinds.NotFound, $"There is no session {id}.");
         var input = await BodyReader.ReadAsync(request, settings.MaxInputMb * 1024L * 1024L, ct);
         if (input is null)
             return Error(413, ErrorKinds.InputTooLarge, $"The input is larger than the limit of {settings.MaxInputMb} MiB (TRENV_MAX_INPUT_MB).");
@@ -223,10 +223,10 @@ public static class SessionsApi
                     response.Headers["X-TrEnv-Session-State"] = s.State;
                 return refused.Kind switch
                 {
-                    NotFound => Error(404, NotFound, refused.Message),
-                    "conflict" => Error(409, "conflict", refused.Message),
+                    ErrorKinds.NotFound => Error(404, ErrorKinds.NotFound, refused.Message),
+                    ErrorKinds.Conflict => Error(409, ErrorKinds.Conflict, refused.Message),
                     ErrorKinds.SessionLost => Error(410, ErrorKinds.SessionLost, refused.Message),
-                    Unavailable or ErrorKinds.NoCapacity => Error(503, refused.Kind, refused.Message, 1),
+                    ErrorKinds.Unavailable or ErrorKinds.NoCapacity => Error(503, refused.Kind, refused.Message, 1),
                     _ => FromKind(refused.Kind, refused.Message),
                 };
             default:

@@ -1,3 +1,4 @@
+using TrEnv.Contracts;
 using static TrEnv.Coordinator.Api.ApiErrors;
 
 namespace TrEnv.Coordinator.Api;
@@ -20,7 +21,7 @@ public sealed class UploadGate(int slots)
     public async Task<IDisposable?> EnterAsync(CancellationToken ct)
         => await _slots.WaitAsync(Wait, ct) ? new Turn(_slots) : null;
 
-    public IResult Busy() => Error(503, Unavailable,
+    public IResult Busy() => Error(503, ErrorKinds.Unavailable,
         $"This coordinator is taking {Slots} uploads already and none finished within {Wait.TotalSeconds:0} s (TRENV_MAX_UPLOADS); retry shortly.", 5);
 
     /// <summary>Reads an upload's body under <see cref="BodyDeadline"/>: the bytes, or the answer to give instead.</summary>
@@ -35,7 +36,7 @@ public sealed class UploadGate(int slots)
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
-            return (null, Error(408, "request_timeout", $"The upload's body did not arrive within {BodyDeadline.TotalSeconds:0} s."));
+            return (null, Error(408, ErrorKinds.RequestTimeout, $"The upload's body did not arrive within {BodyDeadline.TotalSeconds:0} s."));
         }
     }
 

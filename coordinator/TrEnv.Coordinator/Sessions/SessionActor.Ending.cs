@@ -25,7 +25,7 @@ public sealed partial class SessionActor
         }
         catch (AskTimeoutException)
         {
-            return Refuse(id, "unavailable", $"Worker {worker.Status.Node} did not finish the pause in time; the session stays active there.");
+            return Refuse(id, ErrorKinds.Unavailable, $"Worker {worker.Status.Node} did not finish the pause in time; the session stays active there.");
         }
         if (reply.InstanceLost)
             return Refuse(id, ErrorKinds.SessionLost, reply.ErrorMessage ?? "The session's instance is gone.",

@@ -29,7 +29,7 @@ public sealed partial class SessionActor
         }
         catch (AskTimeoutException)
         {
-            return Refuse(id, "unavailable", $"Worker {worker.Status.Node} did not answer in time; the call may have run. The session stays on it.", events);
+            return Refuse(id, ErrorKinds.Unavailable, $"Worker {worker.Status.Node} did not answer in time; the call may have run. The session stays on it.", events);
         }
         finally
         {

@@ -19,11 +19,11 @@ public sealed partial class SessionActor
             version = view.Current;
         }
         if (version is null)
-            return Refuse(id, "not_found", $"There is no function named \"{create.Function}\".");
+            return Refuse(id, ErrorKinds.NotFound, $"There is no function named \"{create.Function}\".");
         var key = TemplateCommands.KeyOf(create.Function, version.Version);
         var template = _s.Templates.Find(key);
         if (_s.Workers.Choose("") is not { } worker)
-            return Refuse(id, "unavailable", "No worker has room for a new session right now.");
+            return Refuse(id, ErrorKinds.Unavailable, "No worker has room for a new session right now.");
         var start = new WorkerSessionCommands.Start(id, create.InvocationId, create.Function, version, template, null, create.IdleTimeoutSeconds);
         var started = await StartOnAsync(worker, start, version);
         if (!started.Ok)
@@ -54,11 +54,11 @@ public sealed partial class SessionActor
         {
             worker = _s.Workers.Workers.FirstOrDefault(w => w.Status.Node == node && !w.Leaving);
             if (worker is null)
-                return (null, Refuse(id, "unavailable", $"There is no worker named \"{node}\" in the cluster now; the session stays paused."));
+                return (null, Refuse(id, ErrorKinds.Unavailable, $"There is no worker named \"{node}\" in the cluster now; the session stays paused."));
         }
         else if ((worker = _s.Workers.Choose("")) is null)
         {
-            return (null, Refuse(id, "unavailable", "No worker has room to resume the session right now; it stays paused."));
+            return (null, Refuse(id, ErrorKinds.Unavailable, "No worker has room to resume the session right now; it stays paused."));
         }
         // The base template rides once, inside the delta; the event need not repeat what the state holds.
         var start = new WorkerSessionCommands.Start(id, invocationId, st.Function!, st.Version!, null, st.Delta!, st.IdleTimeoutSeconds);
@@ -66,7 +66,7 @@ public sealed partial class SessionActor
         if (!started.Ok)
         {
             // Pages not readable yet (a pool rebuilding from its durable copies) or no room: the session is intact, retry.
-            var kind = started.ErrorKind is ErrorKinds.TemplateInvalid or ErrorKinds.SandboxCrashed ? "unavailable" : started.ErrorKind ?? ErrorKinds.Internal;
+            var kind = started.ErrorKind is ErrorKinds.TemplateInvalid or ErrorKinds.SandboxCrashed ? ErrorKinds.Unavailable : started.ErrorKind ?? ErrorKinds.Internal;
             return (null, Refuse(id, kind, $"The session could not be resumed on {worker.Status.Node}: {started.ErrorMessage} It stays paused."));
         }
         return (new SessionEvents.Activated(id, started.Node, worker.Status.Address, null, started.MemoryBytes, started.StartupMicros / 1000.0, DateTimeOffset.UtcNow), null);
@@ -84,7 +84,7 @@ public sealed partial class SessionActor
         {
             // It may still come up there: release it so no sandbox stays bound to a session that never started.
             worker.Invoker.Tell(new WorkerSessionCommands.Release(start.SessionId));
-            return new(start.SessionId, false, worker.Status.Node, "cold", 0, 0, null, null, "unavailable",
+            return new(start.SessionId, false, worker.Status.Node, "cold", 0, 0, null, null, ErrorKinds.Unavailable,
                 $"Worker {worker.Status.Node} {(e is AskTimeoutException ? "did not answer in time" : "left the cluster")}.");
         }
         finally

@@ -162,7 +162,7 @@ public sealed partial class SessionActor : ReceivePersistentActor
             return (worker, null);
         var member = _cluster.State.Members.FirstOrDefault(m => m.Address.ToString() == address);
         if (member is not null && member.Status is Akka.Cluster.MemberStatus.Up or Akka.Cluster.MemberStatus.WeaklyUp)
-            return (null, Refuse(id, "unavailable", $"Worker {st.Node} holds the session but has not reported to this coordinator yet; retry shortly."));
+            return (null, Refuse(id, ErrorKinds.Unavailable, $"Worker {st.Node} holds the session but has not reported to this coordinator yet; retry shortly."));
         return (null, Refuse(id, ErrorKinds.SessionLost, $"Worker {st.Node}, which held the session, is no longer in the cluster; its state since the last pause is gone.",
             [new SessionEvents.Lost(id, $"Worker {st.Node} left the cluster while the session was active on it.", DateTimeOffset.UtcNow)]));
     }

@@ -67,9 +67,9 @@ public sealed record SessionState(
     /// <summary>Why a command cannot run in this state, as (error kind, sentence); null when it can.</summary>
     public (string Kind, string Message)? Refusal(SessionCommands.ISessionCommand command) => (Status, command) switch
     {
-        (_, SessionCommands.Create) when Status != None => ("conflict", $"Session {Id} already exists."),
+        (_, SessionCommands.Create) when Status != None => (ErrorKinds.Conflict, $"Session {Id} already exists."),
         (_, SessionCommands.Create) => null,
-        (None or SessionStates.Deleted, _) => ("not_found", $"There is no session {Id}."),
+        (None or SessionStates.Deleted, _) => (ErrorKinds.NotFound, $"There is no session {Id}."),
         (SessionStates.Lost, SessionCommands.Resume { FromLastPause: true }) when Delta is not null => null,
         (SessionStates.Lost, SessionCommands.Invoke or SessionCommands.Pause or SessionCommands.Resume) =>
             (ErrorKinds.SessionLost, Delta is null
