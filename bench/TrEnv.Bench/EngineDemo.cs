@@ -25,7 +25,8 @@ internal static class EngineDemo
             foreach (var (function, input) in new[] { ("hello", "world"), ("heavy", "7919 15838 23757") })
             {
                 var hash = ModuleCache.Put(modules, File.ReadAllBytes(Path.Combine(o.Guests, function + ".wasm"))).Hex;
-                var cold = new Load(function, hash, modules, LoadSource.Init, null, null, false, 512L << 20, 10_000, 60_000, []);
+                var spec = new InstanceSpec(function, hash, modules, 512L << 20, 10_000, 60_000, []);
+                var cold = new LoadCold(spec);
                 var header = Path.Combine(work, function + ".tpl");
 
                 await using var a = SandboxProcess.Start(host, Path.Combine(work, function + "-a"));
@@ -45,7 +46,7 @@ internal static class EngineDemo
                 await using var b = SandboxProcess.Start(host, Path.Combine(work, function + "-b"));
                 await b.StatsAsync();
                 watch.Restart();
-                await b.LoadAsync(cold with { Source = LoadSource.MapTemplate, TemplatePath = header, PoolPath = poolPath });
+                await b.LoadAsync(new LoadFromTemplate(spec, new TemplatePages(header, poolPath, LoadSource.MapTemplate)));
                 output = await b.InvokeAsync(Encoding.UTF8.GetBytes(input), TimeSpan.FromSeconds(10));
                 Console.WriteLine($"{function,-6} template {watch.Elapsed.TotalMilliseconds,8:F2} ms  -> {Encoding.UTF8.GetString(output.Output)}");
 

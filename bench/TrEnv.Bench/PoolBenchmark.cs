@@ -43,7 +43,8 @@ internal static class PoolBenchmark
         PoolCache Mirror(bool lazy) => new(Path.Combine(work, $"mirror-{++mirrors}", "pool"), capacity, url, null, lazy);
         var sandboxes = 0;
         SandboxProcess Spawn() => SandboxProcess.Start(host, Path.Combine(work, "sb", (++sandboxes).ToString(CultureInfo.InvariantCulture)));
-        Load Cold() => new("heavy", hash, modules, LoadSource.Init, null, null, false, 512L << 20, 30_000, 120_000, []);
+        var spec = new InstanceSpec("heavy", hash, modules, 512L << 20, 30_000, 120_000, []);
+        Load Cold() => new LoadCold(spec);
 
         // Capture heavy into the pool through the service, as an rdma worker does.
         string expected;
@@ -68,7 +69,7 @@ internal static class PoolBenchmark
         await using (var sb = Spawn())
         {
             await first.PrepareLazyAsync(template, prefetch: false, CancellationToken.None);
-            await sb.LoadAsync(Cold() with { Source = LoadSource.LazyTemplate, TemplatePath = header, PoolPath = first.Path, PageSocket = first.PageSocket });
+            await sb.LoadAsync(new LoadFromTemplate(spec, new TemplatePages(header, first.Path, LoadSource.LazyTemplate, PageSocket: first.PageSocket)));
             await sb.InvokeAsync(input, TimeSpan.FromSeconds(30));
             await first.PublishWorkingSetAsync(template, CancellationToken.None);
         }
@@ -82,20 +83,20 @@ internal static class PoolBenchmark
                 using var cache = mode == "cxl_map" ? null : Mirror(lazy: mode is "rdma_lazy" or "rdma_prefetch");
                 await using var sb = Spawn();
                 await sb.StatsAsync(); // up and warmed: process start is not part of a restore
-                var load = Cold() with { TemplatePath = header };
+                Load load;
                 var watch = Stopwatch.StartNew();
                 switch (mode)
                 {
                     case "cxl_map":
-                        load = load with { Source = LoadSource.MapTemplate, PoolPath = poolPath };
+                        load = new LoadFromTemplate(spec, new TemplatePages(header, poolPath, LoadSource.MapTemplate));
                         break;
                     case "rdma_eager" or "copy":
                         await cache!.EnsureAsync(template, CancellationToken.None);
-                        load = load with { Source = mode == "copy" ? LoadSource.CopyTemplate : LoadSource.MapTemplate, PoolPath = cache.Path };
+                        load = new LoadFromTemplate(spec, new TemplatePages(header, cache.Path, mode == "copy" ? LoadSource.CopyTemplate : LoadSource.MapTemplate));
                         break;
                     default:
                         await cache!.PrepareLazyAsync(template, mode == "rdma_prefetch", CancellationToken.None);
-                        load = load with { Source = LoadSource.LazyTemplate, PoolPath = cache.Path, PageSocket = cache.PageSocket };
+                        load = new LoadFromTemplate(spec, new TemplatePages(header, cache.Path, LoadSource.LazyTemplate, PageSocket: cache.PageSocket));
                         break;
                 }
                 await sb.LoadAsync(load);

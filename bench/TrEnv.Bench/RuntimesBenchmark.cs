@@ -131,7 +131,8 @@ internal static class RuntimesBenchmark
             var allocator = new RegionAllocator(pool.Capacity);
             var header = Path.Combine(work, "script.tpl");
             var readOnly = runtime.ReadOnly.Select(kv => new KeyValuePair<string, string>(Path.Combine(runtimesDirectory, kv.Key), kv.Value)).ToList();
-            var cold = new Load("script", hash, modules, LoadSource.Init, null, null, false, 256L << 20, 30_000, 120_000, []) { LayerPath = layer, ReadOnlyDirectories = readOnly };
+            var spec = new InstanceSpec("script", hash, modules, 256L << 20, 30_000, 120_000, []) { LayerPath = layer, ReadOnlyDirectories = readOnly };
+            Load cold = new LoadCold(spec);
             var count = 0;
             SandboxProcess Spawn() => SandboxProcess.Start(host, Path.Combine(work, "sb", (++count).ToString(CultureInfo.InvariantCulture)));
 
@@ -143,7 +144,7 @@ internal static class RuntimesBenchmark
                 await first.CaptureAsync(new Capture(poolPath, region.Offset, region.Length, header, "bench"));
             }
             var totals = new Dictionary<string, double>();
-            foreach (var (label, load) in new[] { ("template", cold with { Source = LoadSource.MapTemplate, TemplatePath = header, PoolPath = poolPath }), ("init", cold) })
+            foreach (var (label, load) in new[] { ("template", (Load)new LoadFromTemplate(spec, new TemplatePages(header, poolPath, LoadSource.MapTemplate))), ("init", cold) })
             {
                 var live = new List<SandboxProcess>();
                 try

@@ -82,7 +82,7 @@ internal static class SandboxBenchmark
             {
                 var layer = Directory.CreateDirectory(Path.Combine(layers, f.Item1)).FullName;
                 File.WriteAllText(Path.Combine(layer, "data.txt"), f.Item1);
-                var load = new Load(f.Item1, escape, modules, LoadSource.Init, null, null, false, (long)f.Item2 << 20, 10_000, 60_000, []) { LayerPath = layer };
+                Load load = new LoadCold(new InstanceSpec(f.Item1, escape, modules, (long)f.Item2 << 20, 10_000, 60_000, []) { LayerPath = layer });
                 return (Load: load, CgroupBytes: 2L * ((long)f.Item2 << 20) + (128L << 20), Cpus: f.Item3 / 1000.0);
             }).ToArray();
             var next = 0;
@@ -137,13 +137,14 @@ internal static class SandboxBenchmark
             // SWITCH inside one sandbox, without the cluster: hello is warm, heavy repurposes it from its template.
             var heavy = ModuleCache.Put(modules, File.ReadAllBytes(Path.Combine(o.Guests, "heavy.wasm"))).Hex;
             var hello = ModuleCache.Put(modules, File.ReadAllBytes(Path.Combine(o.Guests, "hello.wasm"))).Hex;
-            var heavyLoad = new Load("heavy", heavy, modules, LoadSource.Init, null, null, false, 256L << 20, 10_000, 60_000, []);
+            var heavySpec = new InstanceSpec("heavy", heavy, modules, 256L << 20, 10_000, 60_000, []);
+            Load heavyLoad = new LoadCold(heavySpec);
             var header = Path.Combine(templates, "heavy.tpl");
             await target.LoadAsync(heavyLoad);
             var size = (await target.CaptureAsync(new Capture(poolPath, 0, 0, header, "bench"))).RequiredBytes;
             await target.CaptureAsync(new Capture(poolPath, 0, size, header, "bench"));
-            heavyLoad = heavyLoad with { Source = LoadSource.MapTemplate, TemplatePath = header, PoolPath = poolPath };
-            var helloLoad = heavyLoad with { Function = "hello", ModuleHash = hello, Source = LoadSource.Init, TemplatePath = null, PoolPath = null };
+            heavyLoad = new LoadFromTemplate(heavySpec, new TemplatePages(header, poolPath, LoadSource.MapTemplate));
+            Load helloLoad = new LoadCold(heavySpec with { Function = "hello", ModuleHash = hello });
             var inSandbox = new List<double>();
             for (var i = 0; i < o.Samples * 3; i++)
             {

@@ -46,9 +46,10 @@ internal static class StartupBenchmark
             foreach (var (function, input) in inputs)
             {
                 var hash = ModuleCache.Put(modules, File.ReadAllBytes(Path.Combine(o.Guests, function + ".wasm"))).Hex;
-                Load Cold() => new(function, hash, modules, LoadSource.Init, null, null, false, 512L << 20, 30_000, 120_000, []);
+                var spec = new InstanceSpec(function, hash, modules, 512L << 20, 30_000, 120_000, []);
+                Load Cold() => new LoadCold(spec);
                 var header = Path.Combine(templates, function + ".tpl");
-                Load FromTemplate(LoadSource source) => Cold() with { Source = source, TemplatePath = header, PoolPath = poolPath };
+                Load FromTemplate(LoadSource source) => new LoadFromTemplate(spec, new TemplatePages(header, poolPath, source));
 
                 // Precompile once (the cache a deployment fills) and capture the template.
                 await using (var first = Spawn())
@@ -58,7 +59,7 @@ internal static class StartupBenchmark
                     var region = allocator.Allocate(size);
                     var captured = await first.CaptureAsync(new Capture(poolPath, region.Offset, region.Length, header, "bench"));
                     Console.WriteLine($"{function}: template of {captured.NonZeroPages:N0} non-zero pages ({captured.NonZeroPages * 4096 / 1048576.0:F1} MiB) of {captured.MemoryBytes / 1048576.0:F1} MiB memory, captured in {captured.CaptureMicros / 1000.0:F1} ms");
-                    await first.LoadAsync(FromTemplate(LoadSource.MapTemplate) with { VerifyTemplateData = true });
+                    await first.LoadAsync(new LoadFromTemplate(spec, new TemplatePages(header, poolPath, LoadSource.MapTemplate, Verify: true)));
                 }
 
                 var byMode = Modes.ToDictionary(m => m, m => new Case(function, m, [], [], []));
@@ -191,8 +192,8 @@ internal static class StartupBenchmark
         var hash = ModuleCache.Put(modules, File.ReadAllBytes(Path.Combine(o.Guests, "sized.wasm"))).Hex;
         foreach (var mb in o.Sizes)
         {
-            Load Cold() => new("sized", hash, modules, LoadSource.Init, null, null, false, (mb + 64L) << 20, 30_000, 120_000,
-                [new("SIZE_MB", mb.ToString(CultureInfo.InvariantCulture))]);
+            var spec = new InstanceSpec("sized", hash, modules, (mb + 64L) << 20, 30_000, 120_000, [new("SIZE_MB", mb.ToString(CultureInfo.InvariantCulture))]);
+            Load Cold() => new LoadCold(spec);
             var header = Path.Combine(templates, $"sized-{mb}.tpl");
             long nonZeroPages;
             Region region;
@@ -212,7 +213,7 @@ internal static class StartupBenchmark
                     await using var sb = spawn();
                     await sb.StatsAsync();
                     var watch = Stopwatch.StartNew();
-                    await sb.LoadAsync(Cold() with { Source = source, TemplatePath = header, PoolPath = poolPath });
+                    await sb.LoadAsync(new LoadFromTemplate(spec, new TemplatePages(header, poolPath, source)));
                     var output = Encoding.UTF8.GetString((await sb.InvokeAsync([], TimeSpan.FromSeconds(30))).Output);
                     byMode[mode].Add(watch.Elapsed.TotalMilliseconds);
                     expected ??= output;

@@ -65,13 +65,13 @@ public sealed record NodeSettings
     public long PoolSizeMb { get; init; } = 4096;
 
     /// <summary>TRENV_POOL_MODE: how workers reach templates: "cxl" (map the shared pool file) or "rdma" (through the pool service). Default cxl.</summary>
-    public string PoolMode { get; init; } = "cxl";
+    public PoolMode PoolMode { get; init; } = PoolMode.Cxl;
 
     /// <summary>
     /// TRENV_POOL_FETCH: in rdma mode, "eager" (fetch a template whole before its first restore here), "lazy"
     /// (pages on first touch) or "prefetch" (the template's recorded working set first, the rest lazily). Default lazy.
     /// </summary>
-    public string PoolFetch { get; init; } = "lazy";
+    public PoolFetch PoolFetch { get; init; } = PoolFetch.Lazy;
 
     /// <summary>TRENV_POOL_GRPC_HOST, TRENV_POOL_GRPC_PORT: where a memory-pool node serves the pool over gRPC (port 0: not at all). Default TRENV_HOSTNAME, 4070.</summary>
     public string? PoolGrpcHost { get; init; }
@@ -100,7 +100,7 @@ public sealed record NodeSettings
     public int WorkerMemoryMb { get; init; }
 
     /// <summary>TRENV_SANDBOX_ISOLATION: "auto" (namespaces and cgroups when root) or "process" (plain processes). Default auto.</summary>
-    public string SandboxIsolation { get; init; } = "auto";
+    public SandboxIsolation SandboxIsolation { get; init; } = SandboxIsolation.Auto;
 
     /// <summary>TRENV_KEEP_ALIVE_S: idle time after which a warm instance is reclaimed (scale to zero). Default 600.</summary>
     public int KeepAliveSeconds { get; init; } = 600;
@@ -221,8 +221,8 @@ public sealed record NodeSettings
             PoolPath = Text(c["POOL_PATH"]) ?? d.PoolPath,
             PoolSizeMb = Int(c, "POOL_SIZE_MB", (int)d.PoolSizeMb),
             SandboxHost = Text(c["SANDBOX_HOST"]),
-            PoolMode = Text(c["POOL_MODE"]) ?? d.PoolMode,
-            PoolFetch = Text(c["POOL_FETCH"]) ?? d.PoolFetch,
+            PoolMode = NodeChoices.Parse("POOL_MODE", Text(c["POOL_MODE"]), d.PoolMode),
+            PoolFetch = NodeChoices.Parse("POOL_FETCH", Text(c["POOL_FETCH"]), d.PoolFetch),
             PoolGrpcHost = Text(c["POOL_GRPC_HOST"]),
             PoolGrpcPort = Int(c, "POOL_GRPC_PORT", d.PoolGrpcPort),
             PoolUrl = Text(c["POOL_URL"]) ?? d.PoolUrl,
@@ -236,7 +236,7 @@ public sealed record NodeSettings
             SessionPoolPercent = Int(c, "SESSION_POOL_PERCENT", d.SessionPoolPercent),
             TemplatePoolPercent = Int(c, "TEMPLATE_POOL_PERCENT", d.TemplatePoolPercent),
             SessionPausedTtlSeconds = Int(c, "SESSION_PAUSED_TTL_S", d.SessionPausedTtlSeconds),
-            SandboxIsolation = Text(c["SANDBOX_ISOLATION"]) ?? d.SandboxIsolation,
+            SandboxIsolation = NodeChoices.Parse("SANDBOX_ISOLATION", Text(c["SANDBOX_ISOLATION"]), d.SandboxIsolation),
             LogLevel = Text(c["LOG_LEVEL"])?.ToLowerInvariant() ?? d.LogLevel,
             RuntimesDirectory = Text(c["RUNTIMES_DIR"]) ?? d.RuntimesDirectory,
             CompileCacheDirectory = Text(c["COMPILE_CACHE_DIR"]),
@@ -263,14 +263,8 @@ public sealed record NodeSettings
             throw new ArgumentException($"TRENV_ROLES has unknown role(s) {string.Join(", ", unknown)}; use coordinator, worker or memory-pool.");
         if (Port is < 0 or > 65535 || HttpPort is < 0 or > 65535)
             throw new ArgumentException("TRENV_PORT and TRENV_HTTP_PORT must be between 0 and 65535.");
-        if (PoolMode is not ("cxl" or "rdma"))
-            throw new ArgumentException($"TRENV_POOL_MODE must be cxl or rdma, not \"{PoolMode}\".");
-        if (PoolFetch is not ("eager" or "lazy" or "prefetch"))
-            throw new ArgumentException($"TRENV_POOL_FETCH must be eager, lazy or prefetch, not \"{PoolFetch}\".");
         if (PoolGrpcPort is < 0 or > 65535 || !Uri.TryCreate(PoolUrl, UriKind.Absolute, out _))
             throw new ArgumentException("TRENV_POOL_GRPC_PORT must be between 0 and 65535 and TRENV_POOL_URL an absolute URL such as http://10.0.0.1:4070.");
-        if (SandboxIsolation is not ("auto" or "process"))
-            throw new ArgumentException($"TRENV_SANDBOX_ISOLATION must be auto or process, not \"{SandboxIsolation}\".");
         if (MaxModuleMb <= 0 || MaxInputMb <= 0 || PoolSizeMb <= 0 || MaxLayerMb <= 0 || MaxUploads <= 0)
             throw new ArgumentException("TRENV_MAX_MODULE_MB, TRENV_MAX_INPUT_MB, TRENV_MAX_LAYER_MB, TRENV_MAX_UPLOADS and TRENV_POOL_SIZE_MB must be positive.");
         if (LogLevel is not ("trace" or "debug" or "information" or "warning" or "error"))

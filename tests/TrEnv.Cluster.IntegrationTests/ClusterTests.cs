@@ -8,27 +8,6 @@ namespace TrEnv.Tests;
 /// <summary>Real node processes on loopback: the HTTP contract, cross-worker templates, restarts.</summary>
 public sealed class ClusterTests
 {
-    private static ByteArrayContent Wasm(string guest)
-    {
-        var content = new ByteArrayContent(TestGuests.Bytes(guest));
-        content.Headers.ContentType = new MediaTypeHeaderValue("application/wasm");
-        return content;
-    }
-
-    private static async Task<(HttpStatusCode Status, string Body, HttpResponseMessage Response)> Invoke(LocalCluster c, string name, string input)
-    {
-        var response = await c.Http.PostAsync($"/v1/functions/{name}/invoke", new StringContent(input));
-        return (response.StatusCode, await response.Content.ReadAsStringAsync(), response);
-    }
-
-    private static string Header(HttpResponseMessage r, string name) => r.Headers.TryGetValues(name, out var v) ? v.Single() : "";
-
-    private static async Task Deploy(LocalCluster c, string name, string guest, string query = "")
-    {
-        var r = await c.Http.PutAsync($"/v1/functions/{name}{query}", Wasm(guest));
-        Assert.Equal(HttpStatusCode.Created, r.StatusCode);
-    }
-
     [Fact]
     public async Task The_api_is_described_by_an_openapi_document_and_a_page_to_browse_it()
     {
@@ -62,9 +41,9 @@ public sealed class ClusterTests
         c.StartMemoryPool();
         await c.WaitReadyAsync("early");
         Assert.True(seedUp.Elapsed < TimeSpan.FromSeconds(30), $"joined {seedUp.Elapsed.TotalSeconds:0.0} s after its seed started");
-        await Deploy(c, "hello", "hello");
-        var (status, body, response) = await Invoke(c, "hello", "early");
-        Assert.Equal((HttpStatusCode.OK, "hello: early", "early"), (status, body, Header(response, "X-TrEnv-Node")));
+        await c.Api.DeployGuestAsync("hello", "hello");
+        var early = await c.Api.InvokeAsync("hello", "early");
+        Assert.Equal((HttpStatusCode.OK, "hello: early", "early"), (early.Status, early.Body, early.Node));
         var nodes = JsonDocument.Parse(await c.Http.GetStringAsync("/v1/cluster")).RootElement.GetProperty("nodes");
         Assert.Equal(3, nodes.GetArrayLength()); // one cluster: the worker never formed its own
     }
@@ -74,12 +53,12 @@ public sealed class ClusterTests
     {
         await using var c = new LocalCluster();
         await c.StartAllAsync("worker-a");
-        await Deploy(c, "heavy", "heavy");
+        await c.Api.DeployGuestAsync("heavy", "heavy");
         const string input = "7919 15838 23757 99";
-        var (status, cold, first) = await Invoke(c, "heavy", input);
-        Assert.True(status == HttpStatusCode.OK, cold);
-        Assert.Equal("cold", Header(first, "X-TrEnv-Start"));
-        Assert.Equal("worker-a", Header(first, "X-TrEnv-Node"));
+        var first = await c.Api.InvokeAsync("heavy", input);
+        Assert.True(first.Status == HttpStatusCode.OK, first.Body);
+        Assert.Equal("cold", first.Start);
+        Assert.Equal("worker-a", first.Node);
         var templates = JsonDocument.Parse(await c.Http.GetStringAsync("/v1/templates")).RootElement.GetProperty("templates");
         Assert.Equal("worker-a", templates.EnumerateArray().Single().GetProperty("capturedBy").GetString());
 
@@ -89,11 +68,11 @@ public sealed class ClusterTests
         await Poll.UntilAsync(async () => !(await c.Http.GetStringAsync("/v1/cluster")).Contains("\"worker-a\"", StringComparison.Ordinal),
             TimeSpan.FromSeconds(30), () => "worker-a to leave the coordinator's directory");
 
-        var (status2, restored, second) = await Invoke(c, "heavy", input);
-        Assert.True(status2 == HttpStatusCode.OK, restored);
-        Assert.Equal("worker-b", Header(second, "X-TrEnv-Node"));
-        Assert.Equal("template", Header(second, "X-TrEnv-Start"));
-        Assert.Equal(cold, restored);
+        var second = await c.Api.InvokeAsync("heavy", input);
+        Assert.True(second.Status == HttpStatusCode.OK, second.Body);
+        Assert.Equal("worker-b", second.Node);
+        Assert.Equal("template", second.Start);
+        Assert.Equal(first.Body, second.Body);
 
         // worker-b's instance maps the template: the registry counts it, and the function shows it.
         await Poll.UntilAsync(async () =>
@@ -112,16 +91,16 @@ public sealed class ClusterTests
     {
         await using var c = new LocalCluster();
         await c.StartAllAsync("worker-1");
-        await Deploy(c, "hello", "hello");
-        await Deploy(c, "trap", "trap");
-        await Deploy(c, "loop", "loop", "?timeoutMs=300");
-        await Deploy(c, "membomb", "membomb", "?memoryMb=64");
+        await c.Api.DeployGuestAsync("hello", "hello");
+        await c.Api.DeployGuestAsync("trap", "trap");
+        await c.Api.DeployGuestAsync("loop", "loop", "?timeoutMs=300");
+        await c.Api.DeployGuestAsync("membomb", "membomb", "?memoryMb=64");
 
-        var garbage = await c.Http.PutAsync("/v1/functions/bad", new ByteArrayContent(Encoding.UTF8.GetBytes("not wasm")));
+        var garbage = await c.Api.DeployAsync("bad", Encoding.UTF8.GetBytes("not wasm"));
         Assert.Equal(HttpStatusCode.UnprocessableEntity, garbage.StatusCode);
         Assert.Contains("invalid_module", await garbage.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         byte[] memoryOnly = [0, 0x61, 0x73, 0x6D, 1, 0, 0, 0, 5, 3, 1, 0, 1, 7, 10, 1, 6, (byte)'m', (byte)'e', (byte)'m', (byte)'o', (byte)'r', (byte)'y', 2, 0];
-        var missing = await c.Http.PutAsync("/v1/functions/bad", new ByteArrayContent(memoryOnly));
+        var missing = await c.Api.DeployAsync("bad", memoryOnly);
         Assert.Equal(HttpStatusCode.UnprocessableEntity, missing.StatusCode);
         Assert.Contains("trenv_handle", await missing.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         // Sections and ABI are fine, but trenv_alloc's body returns an i64 where its type says i32.
@@ -131,40 +110,40 @@ public sealed class ClusterTests
             5, 3, 1, 0, 1,
             7, 39, 3, 6, .. "memory"u8, 2, 0, 11, .. "trenv_alloc"u8, 0, 0, 12, .. "trenv_handle"u8, 0, 1,
             10, 11, 2, 4, 0, 0x42, 0, 0x0B, 4, 0, 0x42, 0, 0x0B];
-        var invalidBody = await c.Http.PutAsync("/v1/functions/bad", new ByteArrayContent(badBody));
+        var invalidBody = await c.Api.DeployAsync("bad", badBody);
         Assert.Equal(HttpStatusCode.UnprocessableEntity, invalidBody.StatusCode);
         Assert.Contains("type mismatch", await invalidBody.Content.ReadAsStringAsync(), StringComparison.Ordinal);
-        var huge = await c.Http.PutAsync("/v1/functions/big", new ByteArrayContent(new byte[65 << 20]));
+        var huge = await c.Api.DeployAsync("big", new byte[65 << 20]);
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, huge.StatusCode);
-        var bigInput = await c.Http.PostAsync("/v1/functions/hello/invoke", new ByteArrayContent(new byte[7 << 20]));
-        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, bigInput.StatusCode);
+        var bigInput = await c.Api.InvokeAsync("hello", new byte[7 << 20]);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, bigInput.Status);
 
-        Assert.Equal(HttpStatusCode.NotFound, (await Invoke(c, "nope", "x")).Status);
-        var trap = await Invoke(c, "trap", "trap");
+        Assert.Equal(HttpStatusCode.NotFound, (await c.Api.InvokeAsync("nope", "x")).Status);
+        var trap = await c.Api.InvokeAsync("trap", "trap");
         Assert.Equal(HttpStatusCode.InternalServerError, trap.Status);
         Assert.Equal("trap", JsonDocument.Parse(trap.Body).RootElement.GetProperty("error").GetString());
-        var timeout = await Invoke(c, "loop", "spin");
+        var timeout = await c.Api.InvokeAsync("loop", "spin");
         Assert.Equal(HttpStatusCode.GatewayTimeout, timeout.Status);
         Assert.Equal("timeout", JsonDocument.Parse(timeout.Body).RootElement.GetProperty("error").GetString());
-        var memory = await Invoke(c, "membomb", "go");
+        var memory = await c.Api.InvokeAsync("membomb", "go");
         Assert.Equal(HttpStatusCode.InsufficientStorage, memory.Status);
         Assert.Equal("memory", JsonDocument.Parse(memory.Body).RootElement.GetProperty("error").GetString());
 
         // concurrency=1: a second invocation while the first spins is refused with 503 and Retry-After.
-        await Deploy(c, "single", "loop", "?timeoutMs=3000&concurrency=1");
-        var spinning = Invoke(c, "single", "spin");
+        await c.Api.DeployGuestAsync("single", "loop", "?timeoutMs=3000&concurrency=1");
+        var spinning = c.Api.InvokeAsync("single", "spin");
         await Poll.UntilAsync(async () => spinning.IsCompleted
                 ? throw new InvalidOperationException($"The first invocation of single ended early: {(await spinning).Status} {(await spinning).Body}")
                 : new Prometheus(await c.Http.GetStringAsync("/metrics")).Sum("trenv_invocations_in_flight", ("function", "single")) == 1,
             TimeSpan.FromSeconds(15), () => "the first invocation of single to run");
-        var throttled = await c.Http.PostAsync("/v1/functions/single/invoke", new StringContent("spin"));
-        Assert.True(throttled.StatusCode == HttpStatusCode.ServiceUnavailable,
-            $"throttled: {(int)throttled.StatusCode} {await throttled.Content.ReadAsStringAsync()}; first done: {spinning.IsCompleted}");
-        Assert.NotNull(throttled.Headers.RetryAfter);
-        Assert.Contains("concurrency limit", await throttled.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        var throttled = await c.Api.InvokeAsync("single", "spin");
+        Assert.True(throttled.Status == HttpStatusCode.ServiceUnavailable,
+            $"throttled: {(int)throttled.Status} {throttled.Body}; first done: {spinning.IsCompleted}");
+        Assert.NotNull(throttled.Response.Headers.RetryAfter);
+        Assert.Contains("concurrency limit", throttled.Body, StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.GatewayTimeout, (await spinning).Status);
 
-        var ok = await Invoke(c, "hello", "still here");
+        var ok = await c.Api.InvokeAsync("hello", "still here");
         Assert.Equal(HttpStatusCode.OK, ok.Status);
         Assert.Equal("hello: still here", ok.Body);
     }
@@ -182,11 +161,11 @@ public sealed class ClusterTests
         }
         await using var c = new LocalCluster(database);
         await c.StartAllAsync("worker-1");
-        await Deploy(c, "heavy", "heavy");
-        var again = await c.Http.PutAsync("/v1/functions/heavy", Wasm("heavy"));
+        await c.Api.DeployGuestAsync("heavy", "heavy");
+        var again = await c.Api.DeployAsync("heavy", TestGuests.Bytes("heavy"), contentType: "application/wasm");
         Assert.Contains("\"version\":1", await again.Content.ReadAsStringAsync(), StringComparison.Ordinal);
-        var (_, cold, first) = await Invoke(c, "heavy", "1 2 3");
-        Assert.Equal("cold", Header(first, "X-TrEnv-Start"));
+        var first = await c.Api.InvokeAsync("heavy", "1 2 3");
+        Assert.Equal("cold", first.Start);
         // A template survives a pool restart once its durable copy is complete (the hash file marks it); a kill
         // before that loses the region, and the platform then starts cold rather than map wrong bytes.
         var copy = Path.Combine(c.Directory, "memory-pool", "durable", "heavy@1.xxh64");
@@ -197,10 +176,10 @@ public sealed class ClusterTests
         var functions = await c.Http.GetStringAsync("/v1/functions");
         Assert.Contains("\"heavy\"", functions, StringComparison.Ordinal);
         Assert.Contains("heavy@1", await c.Http.GetStringAsync("/v1/templates"), StringComparison.Ordinal);
-        var (status, restored, second) = await Invoke(c, "heavy", "1 2 3");
-        Assert.True(status == HttpStatusCode.OK, restored);
-        Assert.True(Header(second, "X-TrEnv-Start") == "template", $"started {Header(second, "X-TrEnv-Start")}, not from the template; logs:\n{c.Tail()}");
-        Assert.Equal(cold, restored);
+        var second = await c.Api.InvokeAsync("heavy", "1 2 3");
+        Assert.True(second.Status == HttpStatusCode.OK, second.Body);
+        Assert.True(second.Start == "template", $"started {second.Start}, not from the template; logs:\n{c.Tail()}");
+        Assert.Equal(first.Body, second.Body);
     }
 
     [Fact]
@@ -208,8 +187,8 @@ public sealed class ClusterTests
     {
         await using var c = new LocalCluster();
         await c.StartAllAsync("worker-1", "worker-2");
-        await Deploy(c, "heavy", "heavy");
-        var answers = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => Invoke(c, "heavy", "5 10 15")));
+        await c.Api.DeployGuestAsync("heavy", "heavy");
+        var answers = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => c.Api.InvokeAsync("heavy", "5 10 15")));
         Assert.All(answers, a => Assert.Equal(HttpStatusCode.OK, a.Status));
         // Instances that finished early serve later requests warm (calls=2, ...); the lookups agree everywhere.
         Assert.Single(answers.Select(a => a.Body[..a.Body.IndexOf(" calls=", StringComparison.Ordinal)]).Distinct());
@@ -230,14 +209,14 @@ public sealed class ClusterTests
     {
         await using var c = new LocalCluster();
         await c.StartAllAsync("worker-1");
-        await Deploy(c, "hello", "hello");
+        await c.Api.DeployGuestAsync("hello", "hello");
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/functions/hello/invoke") { Content = new StringContent("x") };
         request.Headers.Add("X-TrEnv-Invocation-Id", "trace-me-42");
-        var r = await c.Http.SendAsync(request);
-        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
-        Assert.Equal("trace-me-42", Header(r, "X-TrEnv-Invocation-Id"));
+        var r = await Invocation.ReadAsync(await c.Http.SendAsync(request));
+        Assert.Equal(HttpStatusCode.OK, r.Status);
+        Assert.Equal("trace-me-42", r.Header("X-TrEnv-Invocation-Id"));
         // Without one the coordinator makes one up and says which.
-        var generated = Header((await Invoke(c, "hello", "x")).Response, "X-TrEnv-Invocation-Id");
+        var generated = (await c.Api.InvokeAsync("hello", "x")).Header("X-TrEnv-Invocation-Id");
         Assert.Matches("^[0-9a-f]{32}$", generated);
 
         List<(string Category, JsonElement State)> Lines(string node, string id) => File.ReadAllLines(Path.Combine(c.Directory, node + ".log"))
@@ -267,20 +246,20 @@ public sealed class ClusterTests
     {
         await using var c = new LocalCluster();
         await c.StartAllAsync("worker-1");
-        await Deploy(c, "hello", "hello");
-        await Deploy(c, "trap", "trap");
+        await c.Api.DeployGuestAsync("hello", "hello");
+        await c.Api.DeployGuestAsync("trap", "trap");
         // hello: cold (and captured), warm, warm; then scaled to zero and restored from its template, warm again.
         var starts = new List<string>();
         for (var i = 0; i < 3; i++)
-            starts.Add(Header((await Invoke(c, "hello", "x")).Response, "X-TrEnv-Start"));
-        Assert.Equal(HttpStatusCode.OK, (await c.Http.PostAsync("/v1/functions/hello/scale-to-zero", null)).StatusCode);
+            starts.Add((await c.Api.InvokeAsync("hello", "x")).Start);
+        await c.Api.ScaleToZeroAsync("hello");
         for (var i = 0; i < 2; i++)
-            starts.Add(Header((await Invoke(c, "hello", "x")).Response, "X-TrEnv-Start"));
+            starts.Add((await c.Api.InvokeAsync("hello", "x")).Start);
         Assert.Equal(["cold", "warm", "warm", "template", "warm"], starts);
         // Two traps, then a refusal by the coordinator itself.
         for (var i = 0; i < 2; i++)
-            Assert.Equal(HttpStatusCode.InternalServerError, (await Invoke(c, "trap", "trap")).Status);
-        Assert.Equal(HttpStatusCode.NotFound, (await Invoke(c, "no-such-function", "")).Status);
+            Assert.Equal(HttpStatusCode.InternalServerError, (await c.Api.InvokeAsync("trap", "trap")).Status);
+        Assert.Equal(HttpStatusCode.NotFound, (await c.Api.InvokeAsync("no-such-function", "")).Status);
 
         var m = new Prometheus(await c.Http.GetStringAsync("/metrics"));
         Assert.Equal(1, m.Sum("trenv_invocations_total", ("function", "hello"), ("start", "cold"), ("outcome", "ok")));
@@ -331,15 +310,16 @@ public sealed class ClusterTests
         await using var c = new LocalCluster();
         c.Environment["TRENV_ADMIN_TOKEN"] = "s3cret";
         await c.StartAllAsync("worker-1");
-        var anonymous = await c.Http.PutAsync("/v1/functions/hello", Wasm("hello"));
+        ByteArrayContent Wasm() => new(TestGuests.Bytes("hello")) { Headers = { ContentType = new MediaTypeHeaderValue("application/wasm") } };
+        var anonymous = await c.Http.PutAsync("/v1/functions/hello", Wasm());
         Assert.Equal(HttpStatusCode.Unauthorized, anonymous.StatusCode);
-        var wrong = new HttpRequestMessage(HttpMethod.Put, "/v1/functions/hello") { Content = Wasm("hello") };
+        var wrong = new HttpRequestMessage(HttpMethod.Put, "/v1/functions/hello") { Content = Wasm() };
         wrong.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "guess");
         Assert.Equal(HttpStatusCode.Unauthorized, (await c.Http.SendAsync(wrong)).StatusCode);
-        var right = new HttpRequestMessage(HttpMethod.Put, "/v1/functions/hello") { Content = Wasm("hello") };
+        var right = new HttpRequestMessage(HttpMethod.Put, "/v1/functions/hello") { Content = Wasm() };
         right.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "s3cret");
         Assert.Equal(HttpStatusCode.Created, (await c.Http.SendAsync(right)).StatusCode);
-        Assert.Equal("hello: open", (await Invoke(c, "hello", "open")).Body);
+        Assert.Equal("hello: open", (await c.Api.InvokeAsync("hello", "open")).Body);
     }
 
     [Fact]
@@ -347,10 +327,10 @@ public sealed class ClusterTests
     {
         await using var c = new LocalCluster();
         await c.StartAllAsync("worker-1", "worker-2");
-        await Deploy(c, "loop", "loop", "?timeoutMs=120000");
-        await Deploy(c, "hello", "hello");
+        await c.Api.DeployGuestAsync("loop", "loop", "?timeoutMs=120000");
+        await c.Api.DeployGuestAsync("hello", "hello");
         var watch = System.Diagnostics.Stopwatch.StartNew();
-        var stuck = Invoke(c, "loop", "spin");
+        var stuck = c.Api.InvokeAsync("loop", "spin");
         string? node = null;
         await Poll.UntilAsync(async () =>
         {
@@ -360,10 +340,10 @@ public sealed class ClusterTests
             return node is not null;
         }, TimeSpan.FromSeconds(20), () => "a worker to report the looping invocation as busy");
         c.Kill(node!);
-        var (status, body, _) = await stuck;
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
-        Assert.Contains("left the cluster", body, StringComparison.Ordinal);
+        var answer = await stuck;
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, answer.Status);
+        Assert.Contains("left the cluster", answer.Body, StringComparison.Ordinal);
         Assert.True(watch.Elapsed < TimeSpan.FromSeconds(40), $"the 503 took {watch.Elapsed}");
-        Assert.Equal("hello: alive", (await Invoke(c, "hello", "alive")).Body);
+        Assert.Equal("hello: alive", (await c.Api.InvokeAsync("hello", "alive")).Body);
     }
 }

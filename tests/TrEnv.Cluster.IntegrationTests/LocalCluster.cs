@@ -24,6 +24,7 @@ public sealed class LocalCluster : IAsyncDisposable
         PoolGrpcPort = FreePort();
         PoolPath = Path.Combine("/dev/shm", $"trenv-test-{Guid.NewGuid():N}", "pool");
         Http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{HttpPort}"), Timeout = TimeSpan.FromSeconds(120) };
+        Api = new TrEnvApi(Http);
     }
 
     public string? Database { get; }
@@ -35,6 +36,9 @@ public sealed class LocalCluster : IAsyncDisposable
     public int PoolGrpcPort { get; }
     public string PoolPath { get; }
     public HttpClient Http { get; }
+
+    /// <summary>The function calls of the HTTP API, through <see cref="Http"/>.</summary>
+    public TrEnvApi Api { get; }
     public string Directory => _dir.Path;
 
     public void StartCoordinator(string name = "coordinator-1")

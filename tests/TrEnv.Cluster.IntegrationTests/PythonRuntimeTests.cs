@@ -38,17 +38,12 @@ public sealed class PythonRuntimeTests
             return json.dumps({"len": len(text), "digest": TABLE[sum(request) % 4096][:16], "upper": text.upper()})
         """;
 
-    private static async Task<HttpResponseMessage> Deploy(LocalCluster c, string name, byte[] body, string query = "runtime=python")
-        => await c.Http.PutAsync($"/v1/functions/{name}?{query}", new ByteArrayContent(body));
-
-    private static Task<(HttpStatusCode Status, string Body, string Start)> Invoke(LocalCluster c, string name, string input) => ScriptChecks.Invoke(c, name, input);
-
     [Fact]
     public async Task A_script_answers_the_same_cold_from_its_template_and_warm_and_restored_instances_draw_different_random_numbers()
     {
         await using var c = new LocalCluster();
         await c.StartAllAsync("worker-1", "worker-2");
-        Assert.Equal(HttpStatusCode.Created, (await Deploy(c, "tool", Encoding.UTF8.GetBytes(Tool))).StatusCode);
+        Assert.Equal(HttpStatusCode.Created, (await c.Api.DeployAsync("tool", Encoding.UTF8.GetBytes(Tool), "runtime=python")).StatusCode);
         // The deploy alone has both workers prepare the runtime's module, compiled once for the machine in the
         // workers' shared compile cache, so no first call waits seconds for a compile.
         string[] Compiled(string dir) => Directory.Exists(dir) ? Directory.GetFiles(dir, "*.cwasm") : [];
@@ -73,25 +68,25 @@ public sealed class PythonRuntimeTests
     {
         await using var c = new LocalCluster();
         await c.StartAllAsync("worker-1");
-        Assert.Equal(HttpStatusCode.Created, (await Deploy(c, "tool", Encoding.UTF8.GetBytes(Tool))).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await Invoke(c, "tool", "warm me")).Status);
+        Assert.Equal(HttpStatusCode.Created, (await c.Api.DeployAsync("tool", Encoding.UTF8.GetBytes(Tool), "runtime=python")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await c.Api.InvokeAsync("tool", "warm me")).Status);
 
-        var boom = await Invoke(c, "tool", "boom");
+        var boom = await c.Api.InvokeAsync("tool", "boom");
         Assert.Equal(HttpStatusCode.InternalServerError, boom.Status);
         using (var error = JsonDocument.Parse(boom.Body))
         {
             Assert.Equal("exception", error.RootElement.GetProperty("error").GetString());
             Assert.Equal("KeyError: 'no such key'", error.RootElement.GetProperty("message").GetString());
         }
-        var typed = await Invoke(c, "tool", "type");
+        var typed = await c.Api.InvokeAsync("tool", "type");
         Assert.Contains("handle() must return bytes or str, not int", typed.Body, StringComparison.Ordinal);
         // The same instance answers next: still warm, and its state (CALLS) survived the exceptions.
-        var after = await Invoke(c, "tool", "after");
+        var after = await c.Api.InvokeAsync("tool", "after");
         Assert.Equal((HttpStatusCode.OK, "warm"), (after.Status, after.Start));
         // Unbounded recursion ends in a clean failure (RecursionError, or a stack-overflow trap), never corrupt state.
-        var deep = await Invoke(c, "tool", "deep");
+        var deep = await c.Api.InvokeAsync("tool", "deep");
         Assert.Equal(HttpStatusCode.InternalServerError, deep.Status);
-        var recovered = await Invoke(c, "tool", "hello world");
+        var recovered = await c.Api.InvokeAsync("tool", "hello world");
         Assert.Equal(HttpStatusCode.OK, recovered.Status);
         Assert.Contains("HELLO WORLD", recovered.Body, StringComparison.Ordinal);
 
@@ -104,22 +99,22 @@ public sealed class PythonRuntimeTests
         Assert.Contains("KeyError", logs, StringComparison.Ordinal);
 
         // A script that fails at its top level, or has no handle, fails its start with the reason; a fixed deploy recovers.
-        Assert.Equal(HttpStatusCode.Created, (await Deploy(c, "broken", "import json\ndef broken(:\n"u8.ToArray())).StatusCode);
-        var broken = await Invoke(c, "broken", "x");
+        Assert.Equal(HttpStatusCode.Created, (await c.Api.DeployAsync("broken", "import json\ndef broken(:\n"u8.ToArray(), "runtime=python")).StatusCode);
+        var broken = await c.Api.InvokeAsync("broken", "x");
         Assert.Equal(HttpStatusCode.InternalServerError, broken.Status);
         Assert.Contains("SyntaxError", broken.Body, StringComparison.Ordinal);
-        Assert.Equal(HttpStatusCode.Created, (await Deploy(c, "broken", "X = 1\n"u8.ToArray())).StatusCode);
-        Assert.Contains("defines no handle(request) function", (await Invoke(c, "broken", "x")).Body, StringComparison.Ordinal);
-        Assert.Equal(HttpStatusCode.Created, (await Deploy(c, "broken", "def handle(r):\n    return b'fixed'\n"u8.ToArray())).StatusCode);
-        Assert.Equal((HttpStatusCode.OK, "fixed"), ((await Invoke(c, "broken", "x")).Status, (await Invoke(c, "broken", "x")).Body));
+        Assert.Equal(HttpStatusCode.Created, (await c.Api.DeployAsync("broken", "X = 1\n"u8.ToArray(), "runtime=python")).StatusCode);
+        Assert.Contains("defines no handle(request) function", (await c.Api.InvokeAsync("broken", "x")).Body, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.Created, (await c.Api.DeployAsync("broken", "def handle(r):\n    return b'fixed'\n"u8.ToArray(), "runtime=python")).StatusCode);
+        Assert.Equal((HttpStatusCode.OK, "fixed"), ((await c.Api.InvokeAsync("broken", "x")).Status, (await c.Api.InvokeAsync("broken", "x")).Body));
 
         // Bad deploys are refused before anything is stored.
-        var unknown = await Deploy(c, "x", "def handle(r): return r"u8.ToArray(), "runtime=cobol");
+        var unknown = await c.Api.DeployAsync("x", "def handle(r): return r"u8.ToArray(), "runtime=cobol");
         Assert.Equal(HttpStatusCode.UnprocessableEntity, unknown.StatusCode);
         Assert.Contains("invalid_runtime", await unknown.Content.ReadAsStringAsync(), StringComparison.Ordinal);
-        Assert.Equal(HttpStatusCode.UnprocessableEntity, (await Deploy(c, "x", [0xff, 0xfe, 0x00, 0x80])).StatusCode);
-        Assert.Equal(HttpStatusCode.UnprocessableEntity, (await Deploy(c, "x", [])).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await Invoke(c, "tool", "still here")).Status);
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, (await c.Api.DeployAsync("x", [0xff, 0xfe, 0x00, 0x80], "runtime=python")).StatusCode);
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, (await c.Api.DeployAsync("x", [], "runtime=python")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await c.Api.InvokeAsync("tool", "still here")).Status);
     }
 
     [Fact]
@@ -134,15 +129,15 @@ public sealed class PythonRuntimeTests
                 foreach (var (path, text) in new[] { ("main.py", "from helpers import shout\n\ndef handle(r):\n    return shout(r.decode())\n"), ("helpers.py", "def shout(s):\n    return s.upper() + '!'\n") })
                     await writer.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, path) { DataStream = new MemoryStream(Encoding.UTF8.GetBytes(text)) });
             }
-            Assert.Equal(HttpStatusCode.Created, (await Deploy(c, "packaged", tar.ToArray())).StatusCode);
+            Assert.Equal(HttpStatusCode.Created, (await c.Api.DeployAsync("packaged", tar.ToArray(), "runtime=python")).StatusCode);
         }
-        Assert.Equal("HEY!", (await Invoke(c, "packaged", "hey")).Body);
+        Assert.Equal("HEY!", (await c.Api.InvokeAsync("packaged", "hey")).Body);
 
         var samples = Path.Combine(TestGuests.RepoRoot, "guests", "python");
         async Task<string> Sample(string file, string input)
         {
-            Assert.Equal(HttpStatusCode.Created, (await Deploy(c, Path.GetFileNameWithoutExtension(file).Replace('_', '-'), await File.ReadAllBytesAsync(Path.Combine(samples, file)))).StatusCode);
-            var r = await Invoke(c, Path.GetFileNameWithoutExtension(file).Replace('_', '-'), input);
+            Assert.Equal(HttpStatusCode.Created, (await c.Api.DeployAsync(Path.GetFileNameWithoutExtension(file).Replace('_', '-'), await File.ReadAllBytesAsync(Path.Combine(samples, file)), "runtime=python")).StatusCode);
+            var r = await c.Api.InvokeAsync(Path.GetFileNameWithoutExtension(file).Replace('_', '-'), input);
             Assert.True(r.Status == HttpStatusCode.OK, $"{file}: {r.Status} {r.Body}");
             return r.Body;
         }

@@ -23,14 +23,12 @@ public sealed class RubyRuntimeTests
         end
         """;
 
-    private static Task<(HttpStatusCode Status, string Body, string Start)> Invoke(LocalCluster c, string name, string input) => ScriptChecks.Invoke(c, name, input);
-
     [Fact]
     public async Task A_ruby_script_answers_the_same_on_every_start_is_reseeded_on_restore_and_fails_cleanly()
     {
         await using var c = new LocalCluster();
         await c.StartAllAsync("worker-1");
-        Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/tool?runtime=ruby", new StringContent(Tool))).StatusCode);
+        Assert.Equal(HttpStatusCode.Created, (await c.Api.DeployAsync("tool", Encoding.UTF8.GetBytes(Tool), "runtime=ruby")).StatusCode);
         // The deploy has the worker compile Ruby's interpreter (25 s alone here, over a minute beside another
         // cluster test): wait for it, so the first call measures the start, not a compile on a loaded machine.
         var modules = Path.Combine(c.Directory, "worker-1", "modules");
@@ -44,25 +42,24 @@ public sealed class RubyRuntimeTests
             Assert.Equal(Encoding.UTF8.GetByteCount(inputs[1]), doc.RootElement.GetProperty("len").GetInt32());
         await ScriptChecks.RestoredInstancesDrawDifferently(c, "tool", "random");
 
-        var boom = await Invoke(c, "tool", "boom");
+        var boom = await c.Api.InvokeAsync("tool", "boom");
         Assert.Equal(HttpStatusCode.InternalServerError, boom.Status);
         using (var error = JsonDocument.Parse(boom.Body))
             Assert.Equal(("exception", "KeyError: no such key"), (error.RootElement.GetProperty("error").GetString(), error.RootElement.GetProperty("message").GetString()));
-        var after = await Invoke(c, "tool", "plain");
+        var after = await c.Api.InvokeAsync("tool", "plain");
         Assert.Equal((HttpStatusCode.OK, "warm", expected["plain"]), (after.Status, after.Start, after.Body));
         string logs = "";
         await Poll.UntilAsync(async () => (logs = await c.Http.GetStringAsync("/v1/functions/tool/logs?tail=20")).Contains("no such key (KeyError)", StringComparison.Ordinal),
             TimeSpan.FromSeconds(10), () => "the backtrace in the function's log: " + logs);
 
         // A script that raises at its top level fails its start with the reason in the log.
-        Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/broken?runtime=ruby", new StringContent("raise 'not today'\n"))).StatusCode);
-        var broken = await Invoke(c, "broken", "x");
+        Assert.Equal(HttpStatusCode.Created, (await c.Api.DeployAsync("broken", "raise 'not today'\n"u8.ToArray(), "runtime=ruby")).StatusCode);
+        var broken = await c.Api.InvokeAsync("broken", "x");
         Assert.Equal(HttpStatusCode.InternalServerError, broken.Status);
         Assert.Contains("main.rb failed at its top level: RuntimeError: not today", broken.Body, StringComparison.Ordinal);
 
-        var sample = await c.Http.PutAsync("/v1/functions/word-count?runtime=ruby",
-            new ByteArrayContent(await File.ReadAllBytesAsync(Path.Combine(TestGuests.RepoRoot, "guests", "ruby", "word_count.rb"))));
+        var sample = await c.Api.DeployAsync("word-count", await File.ReadAllBytesAsync(Path.Combine(TestGuests.RepoRoot, "guests", "ruby", "word_count.rb")), "runtime=ruby");
         Assert.Equal(HttpStatusCode.Created, sample.StatusCode);
-        Assert.Equal("""{"words":8,"distinct":3,"top":[["cat",2],["hat",1]]}""", (await Invoke(c, "word-count", "top: 2\nThe cat and the hat; the cat sat.")).Body);
+        Assert.Equal("""{"words":8,"distinct":3,"top":[["cat",2],["hat",1]]}""", (await c.Api.InvokeAsync("word-count", "top: 2\nThe cat and the hat; the cat sat.")).Body);
     }
 }

@@ -1,20 +1,10 @@
 using System.Net;
-using System.Text;
 
 namespace TrEnv.Tests;
 
 /// <summary>What every script runtime must show on a real cluster: the same answers on every kind of start, and reseeded restores.</summary>
 public static class ScriptChecks
 {
-    public static async Task<(HttpStatusCode Status, string Body, string Start)> Invoke(LocalCluster c, string name, string input)
-    {
-        var r = await c.Http.PostAsync($"/v1/functions/{name}/invoke", new ByteArrayContent(Encoding.UTF8.GetBytes(input)));
-        return (r.StatusCode, await r.Content.ReadAsStringAsync(), r.Headers.TryGetValues("X-TrEnv-Start", out var s) ? s.Single() : "");
-    }
-
-    public static async Task ScaleToZero(LocalCluster c, string name)
-        => Assert.Equal(HttpStatusCode.OK, (await c.Http.PostAsync($"/v1/functions/{name}/scale-to-zero", null)).StatusCode);
-
     /// <summary>
     /// The first input starts cold and the rest run warm; then each input, after a scale-to-zero, starts from the
     /// template and answers what the warm instance answered, and so does the restored instance run warm again.
@@ -22,21 +12,21 @@ public static class ScriptChecks
     /// </summary>
     public static async Task<Dictionary<string, string>> AnswersTheSameOnEveryStart(LocalCluster c, string name, IReadOnlyList<string> inputs)
     {
-        var cold = await Invoke(c, name, inputs[0]);
+        var cold = await c.Api.InvokeAsync(name, inputs[0]);
         Assert.True((cold.Status, cold.Start) == (HttpStatusCode.OK, "cold"), $"{name} first answered {cold.Status} {cold.Start}: {cold.Body}");
         var expected = new Dictionary<string, string>(StringComparer.Ordinal) { [inputs[0]] = cold.Body };
         foreach (var input in inputs.Skip(1))
         {
-            var warm = await Invoke(c, name, input);
+            var warm = await c.Api.InvokeAsync(name, input);
             Assert.Equal((HttpStatusCode.OK, "warm"), (warm.Status, warm.Start));
             expected[input] = warm.Body;
         }
         foreach (var input in inputs)
         {
-            await ScaleToZero(c, name);
-            var restored = await Invoke(c, name, input);
+            await c.Api.ScaleToZeroAsync(name);
+            var restored = await c.Api.InvokeAsync(name, input);
             Assert.Equal((HttpStatusCode.OK, "template", expected[input]), (restored.Status, restored.Start, restored.Body));
-            var again = await Invoke(c, name, input);
+            var again = await c.Api.InvokeAsync(name, input);
             Assert.Equal(("warm", expected[input]), (again.Start, again.Body));
         }
         return expected;
@@ -48,8 +38,8 @@ public static class ScriptChecks
         var draws = new List<string>();
         for (var i = 0; i < 2; i++)
         {
-            await ScaleToZero(c, name);
-            var draw = await Invoke(c, name, input);
+            await c.Api.ScaleToZeroAsync(name);
+            var draw = await c.Api.InvokeAsync(name, input);
             Assert.Equal((HttpStatusCode.OK, "template"), (draw.Status, draw.Start));
             draws.Add(draw.Body);
         }

@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
@@ -35,13 +34,6 @@ public sealed class SessionTests
                 return str(random.getrandbits(32))
             return TABLE.get(len(text), "?")
         """;
-
-    private static ByteArrayContent Wasm(string guest)
-    {
-        var content = new ByteArrayContent(TestGuests.Bytes(guest));
-        content.Headers.ContentType = new MediaTypeHeaderValue("application/wasm");
-        return content;
-    }
 
     private sealed record Session(string Id, string State, string? Node, long StoredBytes, long DirtiedBytes, long TemplateBytes, long MemoryBytes, int Pauses, int Resumes, string? Error);
 
@@ -92,7 +84,7 @@ public sealed class SessionTests
     {
         await using var c = new LocalCluster();
         await c.StartAllAsync("worker-1", "worker-2");
-        Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/notebook", Wasm("notebook"))).StatusCode);
+        await c.Api.DeployGuestAsync("notebook", "notebook");
 
         var s = await Create(c, "notebook");
         Assert.Equal("active", s.State);
@@ -142,7 +134,7 @@ public sealed class SessionTests
     {
         await using var c = new LocalCluster();
         await c.StartAllAsync("worker-1", "worker-2");
-        Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/notes?runtime=python", new ByteArrayContent(Encoding.UTF8.GetBytes(PythonTool)))).StatusCode);
+        Assert.Equal(HttpStatusCode.Created, (await c.Api.DeployAsync("notes", Encoding.UTF8.GetBytes(PythonTool), "runtime=python")).StatusCode);
         var s = await Create(c, "notes");
         Assert.Equal("ok 1", await Ok(c, s.Id, "set a alpha"));
         Assert.Equal("ok 2", await Ok(c, s.Id, "set b beta"));
@@ -157,7 +149,7 @@ public sealed class SessionTests
 
         // The sample analyst tool keeps its tables and variables across a pause.
         var analyst = await File.ReadAllBytesAsync(Path.Combine(TestGuests.RepoRoot, "guests", "python", "analyst.py"));
-        Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/analyst?runtime=python", new ByteArrayContent(analyst))).StatusCode);
+        Assert.Equal(HttpStatusCode.Created, (await c.Api.DeployAsync("analyst", analyst, "runtime=python")).StatusCode);
         var a = await Create(c, "analyst");
         Assert.Equal("t: 4 values", await Ok(c, a.Id, "load t 1,2,3,4"));
         Assert.Equal("x = 20", await Ok(c, a.Id, "let x (2 + 3) * 4"));
@@ -179,7 +171,7 @@ public sealed class SessionTests
     {
         await using var c = new LocalCluster();
         await c.StartAllAsync("worker-1", "worker-2");
-        Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/notebook", Wasm("notebook"))).StatusCode);
+        await c.Api.DeployGuestAsync("notebook", "notebook");
         var s = await Create(c, "notebook");
         await Ok(c, s.Id, "set k v");
         await Ok(c, s.Id, "add 41");
@@ -222,7 +214,7 @@ public sealed class SessionTests
     {
         await using var c = new LocalCluster();
         await c.StartAllAsync("worker-1", "worker-2");
-        Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/notebook", Wasm("notebook"))).StatusCode);
+        await c.Api.DeployGuestAsync("notebook", "notebook");
         var s = await Create(c, "notebook");
         await Post(c, s.Id, "pause"); // the first calls race a resume too
         const int n = 24;
@@ -272,7 +264,7 @@ public sealed class SessionTests
     {
         await using var c = new LocalCluster();
         await c.StartAllAsync("worker-1");
-        Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/notebook", Wasm("notebook"))).StatusCode);
+        await c.Api.DeployGuestAsync("notebook", "notebook");
         var s = await Create(c, "notebook");
         await Ok(c, s.Id, "set k durable");
         await Ok(c, s.Id, "fill 64");
@@ -323,7 +315,7 @@ public sealed class SessionTests
                 return false;
             }
         }, TimeSpan.FromSeconds(60), () => $"coordinator-2 to be ready: {c.Tail()}");
-        Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/notebook", Wasm("notebook"))).StatusCode);
+        await c.Api.DeployGuestAsync("notebook", "notebook");
         var s = await Create(c, "notebook");
 
         const int n = 12;
@@ -365,7 +357,7 @@ public sealed class SessionTests
         c.StartWorker("worker-2", env: [.. rdma, ("TRENV_POOL_FETCH", "lazy")]);
         await c.WaitReadyAsync("worker-1", "worker-2");
         Assert.False(Directory.Exists(abandoned), $"the abandoned mirror {abandoned} is still there");
-        Assert.Equal(HttpStatusCode.Created, (await c.Http.PutAsync("/v1/functions/notebook", Wasm("notebook"))).StatusCode);
+        await c.Api.DeployGuestAsync("notebook", "notebook");
         var s = await Create(c, "notebook");
         await Ok(c, s.Id, "set where rdma");
         await Ok(c, s.Id, "fill 96");

@@ -1,6 +1,5 @@
 using System.Formats.Tar;
 using System.Net;
-using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 
@@ -11,54 +10,41 @@ public sealed class WorkerSandboxTests
 {
     private static readonly bool Root = TrEnv.Sandbox.Isolation.Namespaces.Available;
 
-    private static async Task Deploy(LocalCluster c, string name, string guest, string query = "")
-    {
-        var content = new ByteArrayContent(TestGuests.Bytes(guest));
-        content.Headers.ContentType = new MediaTypeHeaderValue("application/wasm");
-        var r = await c.Http.PutAsync($"/v1/functions/{name}{query}", content);
-        Assert.True(r.StatusCode == HttpStatusCode.Created, $"deploy {name}: {r.StatusCode} {await r.Content.ReadAsStringAsync()}");
-    }
-
-    private static async Task<(HttpStatusCode Status, string Body, string Sandbox)> Invoke(LocalCluster c, string name, string input)
-    {
-        var r = await c.Http.PostAsync($"/v1/functions/{name}/invoke", new StringContent(input));
-        return (r.StatusCode, await r.Content.ReadAsStringAsync(), r.Headers.TryGetValues("X-TrEnv-Sandbox", out var v) ? v.Single() : "");
-    }
-
-    private static async Task<JsonElement> Worker(LocalCluster c, string node)
-        => JsonDocument.Parse(await c.Http.GetStringAsync("/v1/cluster")).RootElement.GetProperty("workers").EnumerateArray()
-            .Single(w => w.GetProperty("node").GetString() == node);
-
     [Fact]
     public async Task A_repurposed_sandbox_keeps_nothing_of_a_function_that_trapped_or_timed_out()
     {
         await using var c = new LocalCluster();
         c.Environment["TRENV_MAX_SANDBOXES"] = "1"; // every function shares the one sandbox
         await c.StartAllAsync("worker-1");
-        await Deploy(c, "first", "escape", "?timeoutMs=500&env.SECRET=first-secret");
-        await Deploy(c, "second", "escape");
-        var pid = (await Worker(c, "worker-1")).GetProperty("sandboxes")[0].GetProperty("pid").GetInt32();
+        await c.Api.DeployGuestAsync("first", "escape", "?timeoutMs=500&env.SECRET=first-secret");
+        await c.Api.DeployGuestAsync("second", "escape");
+        var pid = (await c.Api.WorkerAsync("worker-1")).GetProperty("sandboxes")[0].GetProperty("pid").GetInt32();
 
-        Assert.Equal((HttpStatusCode.OK, "written", "new"), await Invoke(c, "first", "write:left-behind"));
-        Assert.Equal("first-secret", (await Invoke(c, "first", "env:SECRET")).Body);
-        var fd = (await Invoke(c, "first", "hold:held")).Body;
-        Assert.Equal("open", (await Invoke(c, "first", $"fd:{fd}")).Body);
-        var trap = await Invoke(c, "first", "trap");
+        var written = await c.Api.InvokeAsync("first", "write:left-behind");
+        Assert.Equal((HttpStatusCode.OK, "written", "new"), (written.Status, written.Body, written.Sandbox));
+        Assert.Equal("first-secret", (await c.Api.InvokeAsync("first", "env:SECRET")).Body);
+        var fd = (await c.Api.InvokeAsync("first", "hold:held")).Body;
+        Assert.Equal("open", (await c.Api.InvokeAsync("first", $"fd:{fd}")).Body);
+        var trap = await c.Api.InvokeAsync("first", "trap");
         Assert.Equal(HttpStatusCode.InternalServerError, trap.Status);
         Assert.Contains("\"trap\"", trap.Body, StringComparison.Ordinal);
 
-        Assert.Equal((HttpStatusCode.OK, "missing", "repurposed"), await Invoke(c, "second", "read:left-behind"));
-        Assert.Equal((HttpStatusCode.OK, "missing", "reused"), await Invoke(c, "second", "read:held"));
-        Assert.Equal("unset", (await Invoke(c, "second", "env:SECRET")).Body);
-        Assert.Equal("closed", (await Invoke(c, "second", $"fd:{fd}")).Body);
+        var leftBehind = await c.Api.InvokeAsync("second", "read:left-behind");
+        Assert.Equal((HttpStatusCode.OK, "missing", "repurposed"), (leftBehind.Status, leftBehind.Body, leftBehind.Sandbox));
+        var held = await c.Api.InvokeAsync("second", "read:held");
+        Assert.Equal((HttpStatusCode.OK, "missing", "reused"), (held.Status, held.Body, held.Sandbox));
+        Assert.Equal("unset", (await c.Api.InvokeAsync("second", "env:SECRET")).Body);
+        Assert.Equal("closed", (await c.Api.InvokeAsync("second", $"fd:{fd}")).Body);
 
-        Assert.Equal((HttpStatusCode.OK, "written", "repurposed"), await Invoke(c, "first", "write:after-timeout"));
-        var spin = await Invoke(c, "first", "spin");
+        var rewritten = await c.Api.InvokeAsync("first", "write:after-timeout");
+        Assert.Equal((HttpStatusCode.OK, "written", "repurposed"), (rewritten.Status, rewritten.Body, rewritten.Sandbox));
+        var spin = await c.Api.InvokeAsync("first", "spin");
         Assert.Equal(HttpStatusCode.GatewayTimeout, spin.Status);
-        Assert.Equal((HttpStatusCode.OK, "missing", "repurposed"), await Invoke(c, "second", "read:after-timeout"));
+        var afterTimeout = await c.Api.InvokeAsync("second", "read:after-timeout");
+        Assert.Equal((HttpStatusCode.OK, "missing", "repurposed"), (afterTimeout.Status, afterTimeout.Body, afterTimeout.Sandbox));
 
         // The same process served all of it: cleansed, not replaced, and never reused dirty.
-        var sandboxes = (await Worker(c, "worker-1")).GetProperty("sandboxes");
+        var sandboxes = (await c.Api.WorkerAsync("worker-1")).GetProperty("sandboxes");
         Assert.Equal(1, sandboxes.GetArrayLength());
         Assert.Equal(pid, sandboxes[0].GetProperty("pid").GetInt32());
     }
@@ -101,15 +87,16 @@ public sealed class WorkerSandboxTests
             Assert.Contains("invalid_layer", text, StringComparison.Ordinal);
             Assert.Contains(says, text, StringComparison.Ordinal);
         }
-        var unknown = await c.Http.PutAsync($"/v1/functions/nolayer?layer={new string('a', 64)}", new ByteArrayContent(TestGuests.Bytes("escape")));
+        var unknown = await c.Api.DeployAsync("nolayer", TestGuests.Bytes("escape"), $"layer={new string('a', 64)}");
         Assert.Equal(HttpStatusCode.UnprocessableEntity, unknown.StatusCode);
 
-        await Deploy(c, "reader", "escape", $"?layer={sha}&cpuMillicores=500");
-        await Deploy(c, "other", "escape");
-        Assert.Equal((HttpStatusCode.OK, "from-layer", "new"), await Invoke(c, "reader", "read:data.txt"));
-        Assert.Equal("nested", (await Invoke(c, "reader", "read:dir/nested.txt")).Body);
-        Assert.Equal("written", (await Invoke(c, "reader", "write:data.txt")).Body);
-        Assert.Equal("secret", (await Invoke(c, "reader", "read:data.txt")).Body); // its own upper directory
+        await c.Api.DeployGuestAsync("reader", "escape", $"?layer={sha}&cpuMillicores=500");
+        await c.Api.DeployGuestAsync("other", "escape");
+        var fromLayer = await c.Api.InvokeAsync("reader", "read:data.txt");
+        Assert.Equal((HttpStatusCode.OK, "from-layer", "new"), (fromLayer.Status, fromLayer.Body, fromLayer.Sandbox));
+        Assert.Equal("nested", (await c.Api.InvokeAsync("reader", "read:dir/nested.txt")).Body);
+        Assert.Equal("written", (await c.Api.InvokeAsync("reader", "write:data.txt")).Body);
+        Assert.Equal("secret", (await c.Api.InvokeAsync("reader", "read:data.txt")).Body); // its own upper directory
         if (Root)
         {
             var quotas = Directory.EnumerateFiles("/sys/fs/cgroup", "cpu.cfs_quota_us", SearchOption.AllDirectories)
@@ -119,8 +106,9 @@ public sealed class WorkerSandboxTests
             Assert.Contains(quotas, q => q is "50000" or "50000 100000");
         }
 
-        Assert.Equal((HttpStatusCode.OK, "missing", "repurposed"), await Invoke(c, "other", "read:data.txt"));
-        Assert.Equal("from-layer", (await Invoke(c, "reader", "read:data.txt")).Body); // the layer itself was never written
+        var otherRead = await c.Api.InvokeAsync("other", "read:data.txt");
+        Assert.Equal((HttpStatusCode.OK, "missing", "repurposed"), (otherRead.Status, otherRead.Body, otherRead.Sandbox));
+        Assert.Equal("from-layer", (await c.Api.InvokeAsync("reader", "read:data.txt")).Body); // the layer itself was never written
     }
 
     [Fact]
@@ -132,14 +120,14 @@ public sealed class WorkerSandboxTests
         c.Environment["TRENV_WORKER_MEMORY_MB"] = "250";
         await c.StartAllAsync("worker-1");
         foreach (var n in new[] { 1, 2, 3 })
-            await Deploy(c, $"heavy-{n}", "heavy", "?memoryMb=256");
+            await c.Api.DeployGuestAsync($"heavy-{n}", "heavy", "?memoryMb=256");
         foreach (var n in new[] { 1, 2, 3 })
-            Assert.Equal(HttpStatusCode.OK, (await Invoke(c, $"heavy-{n}", "x")).Status);
+            Assert.Equal(HttpStatusCode.OK, (await c.Api.InvokeAsync($"heavy-{n}", "x")).Status);
 
         JsonElement worker = default;
         await Poll.UntilAsync(async () =>
         {
-            worker = await Worker(c, "worker-1");
+            worker = await c.Api.WorkerAsync("worker-1");
             var warm = worker.GetProperty("warm");
             return worker.GetProperty("evicted").GetInt64() >= 2 && !warm.TryGetProperty("heavy-1@1", out _) && !warm.TryGetProperty("heavy-2@1", out _);
         }, TimeSpan.FromSeconds(30), () => $"the two least recently used heavy instances to be evicted: {worker}");
@@ -147,9 +135,9 @@ public sealed class WorkerSandboxTests
         Assert.True(worker.GetProperty("memoryBytes").GetInt64() <= 250L << 20, $"over the bound: {worker}");
 
         // An evicted function starts again, from its template.
-        var again = await c.Http.PostAsync("/v1/functions/heavy-1/invoke", new StringContent("y"));
-        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
-        Assert.Equal("template", again.Headers.GetValues("X-TrEnv-Start").Single());
+        var again = await c.Api.InvokeAsync("heavy-1", "y");
+        Assert.Equal(HttpStatusCode.OK, again.Status);
+        Assert.Equal("template", again.Start);
     }
 
     [Fact]
@@ -157,10 +145,10 @@ public sealed class WorkerSandboxTests
     {
         await using var c = new LocalCluster();
         await c.StartAllAsync("worker-1");
-        await Deploy(c, "hello", "hello");
-        await Deploy(c, "loop", "loop", "?timeoutMs=60000");
-        Assert.Equal(HttpStatusCode.OK, (await Invoke(c, "hello", "x")).Status);
-        var stuck = Invoke(c, "loop", "sleep"); // a guest asleep in WASI outlives a dead worker unless cleaned up
+        await c.Api.DeployGuestAsync("hello", "hello");
+        await c.Api.DeployGuestAsync("loop", "loop", "?timeoutMs=60000");
+        Assert.Equal(HttpStatusCode.OK, (await c.Api.InvokeAsync("hello", "x")).Status);
+        var stuck = c.Api.InvokeAsync("loop", "sleep"); // a guest asleep in WASI outlives a dead worker unless cleaned up
 
         var (pids, groups) = await SandboxesOf(c, "worker-1", expectBusy: true);
         c.KillOnly("worker-1");
@@ -170,7 +158,7 @@ public sealed class WorkerSandboxTests
         await Poll.UntilAsync(() => Task.FromResult(pids.All(p => !Directory.Exists($"/proc/{p}")) && groups.All(g => !Directory.Exists(g))),
             TimeSpan.FromSeconds(30), () => $"the dead worker's sandboxes ({string.Join(",", pids.Where(p => Directory.Exists($"/proc/{p}")))}) and cgroups ({string.Join(",", groups.Where(Directory.Exists))}) to be gone");
         AssertNoMountsUnder(c.Directory);
-        var live = (await Worker(c, "worker-1")).GetProperty("sandboxes").EnumerateArray().Select(s => s.GetProperty("pid").GetInt32()).ToHashSet();
+        var live = (await c.Api.WorkerAsync("worker-1")).GetProperty("sandboxes").EnumerateArray().Select(s => s.GetProperty("pid").GetInt32()).ToHashSet();
         var workdirs = Directory.GetDirectories(Path.Combine(c.Directory, "worker-1", "sandboxes")).Where(d => !d.EndsWith(".root", StringComparison.Ordinal)).ToList();
         Assert.True(workdirs.Count <= live.Count, $"{workdirs.Count} sandbox directories for {live.Count} live sandboxes: {string.Join(", ", workdirs)}");
 
@@ -189,9 +177,10 @@ public sealed class WorkerSandboxTests
         await using var c = new LocalCluster();
         c.Environment["TRENV_SANDBOX_ISOLATION"] = "process"; // what a worker that is not root gets
         await c.StartAllAsync("worker-1");
-        await Deploy(c, "hello", "hello");
-        Assert.Equal((HttpStatusCode.OK, "hello: plain", "new"), await Invoke(c, "hello", "plain"));
-        var worker = await Worker(c, "worker-1");
+        await c.Api.DeployGuestAsync("hello", "hello");
+        var plain = await c.Api.InvokeAsync("hello", "plain");
+        Assert.Equal((HttpStatusCode.OK, "hello: plain", "new"), (plain.Status, plain.Body, plain.Sandbox));
+        var worker = await c.Api.WorkerAsync("worker-1");
         Assert.Equal("process", worker.GetProperty("isolation").GetString());
         var pid = worker.GetProperty("sandboxes")[0].GetProperty("pid").GetInt32();
         Assert.Equal(TrEnv.Sandbox.Isolation.Namespaces.Of(Environment.ProcessId)["mnt"], TrEnv.Sandbox.Isolation.Namespaces.Of(pid)["mnt"]);
@@ -206,7 +195,7 @@ public sealed class WorkerSandboxTests
         List<int> pids = [];
         await Poll.UntilAsync(async () =>
         {
-            var w = await Worker(c, node);
+            var w = await c.Api.WorkerAsync(node);
             pids = w.GetProperty("sandboxes").EnumerateArray().Select(s => s.GetProperty("pid").GetInt32()).ToList();
             return pids.Count > 0 && (!expectBusy || w.GetProperty("busy").GetInt32() > 0);
         }, TimeSpan.FromSeconds(20), () => $"{node} to report its sandboxes");

@@ -37,4 +37,16 @@ public sealed class NodeSettingsTests
         e = Assert.Throws<ArgumentException>(() => NodeSettings.FromEnvironment(new Dictionary<string, string?> { ["ROLES"] = "boss" }));
         Assert.Contains("boss", e.Message, StringComparison.Ordinal);
     }
+    [Fact]
+    public void Choices_read_as_typed_values_in_any_case_and_refuse_others_naming_every_choice()
+    {
+        var s = NodeSettings.FromEnvironment(new Dictionary<string, string?> { ["POOL_MODE"] = "RDMA", ["POOL_FETCH"] = "prefetch", ["SANDBOX_ISOLATION"] = "process" });
+        Assert.Equal((PoolMode.Rdma, PoolFetch.Prefetch, SandboxIsolation.Process), (s.PoolMode, s.PoolFetch, s.SandboxIsolation));
+        var d = NodeSettings.FromEnvironment(new Dictionary<string, string?>());
+        Assert.Equal((PoolMode.Cxl, PoolFetch.Lazy, SandboxIsolation.Auto), (d.PoolMode, d.PoolFetch, d.SandboxIsolation));
+        var e = Assert.Throws<ArgumentException>(() => NodeSettings.FromEnvironment(new Dictionary<string, string?> { ["POOL_FETCH"] = "sometimes" }));
+        Assert.Equal("TRENV_POOL_FETCH must be eager, lazy or prefetch, not \"sometimes\".", e.Message);
+        e = Assert.Throws<ArgumentException>(() => NodeSettings.FromEnvironment(new Dictionary<string, string?> { ["POOL_MODE"] = "nvme" }));
+        Assert.Equal("TRENV_POOL_MODE must be cxl or rdma, not \"nvme\".", e.Message);
+    }
 }

@@ -66,8 +66,8 @@ public sealed class SerializerTests : IDisposable
         new WorkerInvoke("id", "f", Version, null, []),
         new WorkerInvoke("id", "f", Sandboxed, null, [9]),
         new FunctionEvents.VersionAdded("f", Sandboxed),
-        new WorkerInvokeResult("id", true, [4], "template", "repurposed", "w1", 10, 20, null, null, Template),
-        new WorkerInvokeResult("id", false, [], "cold", "new", "w1", 0, 0, ErrorKinds.NoCapacity, "full", null, 3, 41),
+        new WorkerInvokeResult("id", true, [4], StartKind.Template, SandboxOrigin.Repurposed, "w1", 10, 20, null, null, Template),
+        new WorkerInvokeResult("id", false, [], StartKind.Cold, SandboxOrigin.New, "w1", 0, 0, ErrorKinds.NoCapacity, "full", null, 3, 41),
         new WorkerStatus("w1", "akka.tcp://trenv@h:1", 64, 1, 2, new Dictionary<string, int> { ["f@3"] = 1 }, [new SandboxStatus(7, "warm", "f", 3, 0)], "process", DateTimeOffset.UnixEpoch),
         new WorkerStatus("w1", "akka.tcp://trenv@h:1", 64, 1, 2, new Dictionary<string, int>(), [new SandboxStatus(7, "idle", null, null, 1 << 20)], "namespaces+rootfs+cgroup-v1", DateTimeOffset.UnixEpoch, 5 << 20, 4096, 2),
         new WorkerReclaim("f"),
@@ -100,8 +100,8 @@ public sealed class SerializerTests : IDisposable
         new WorkerSessionReplies.Paused("s-1", true, Delta, 10, null, null, false),
         new WorkerSessionReplies.Released("s-1", true),
         new WorkerSessionCommands.Invoke("s-1", "inv", [1, 2]),
-        new WorkerSessionReplies.Invoked(new WorkerInvokeResult("inv", false, [], "warm", "session", "w1", 0, 5, ErrorKinds.Trap, "trap", null), true),
-        new SessionReplies.Invoked(Info, new WorkerInvokeResult("inv", true, [4, 5], "warm", "session", "w1", 0, 5, null, null, null), true),
+        new WorkerSessionReplies.Invoked(new WorkerInvokeResult("inv", false, [], StartKind.Warm, SandboxOrigin.Session, "w1", 0, 5, ErrorKinds.Trap, "trap", null), true),
+        new SessionReplies.Invoked(Info, new WorkerInvokeResult("inv", true, [4, 5], StartKind.Warm, SandboxOrigin.Session, "w1", 0, 5, null, null, null), true),
     ];
 
     private static readonly SessionInfo Info = new("s-1", "f", 3, "paused", "w1", DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch,
@@ -126,6 +126,34 @@ public sealed class SerializerTests : IDisposable
         foreach (var t in types)
             Assert.True(TrEnvSerializer.KnownManifests.ContainsKey(t), $"{t} has no manifest");
         Assert.Equal(TrEnvSerializer.KnownManifests.Count, TrEnvSerializer.KnownManifests.Values.Distinct().Count());
+    }
+
+    [Fact]
+    public void A_result_from_a_worker_that_named_its_start_and_sandbox_in_text_reads_as_the_typed_kinds()
+    {
+        // Hot-path encoding 5: the start kind and the sandbox origin were strings.
+        using var stream = new MemoryStream();
+        using (var w = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true))
+        {
+            w.Write((byte)5);
+            w.Write("inv");
+            w.Write(true);
+            w.Write(2);
+            w.Write(new byte[] { 7, 8 });
+            w.Write("template");
+            w.Write("repurposed");
+            w.Write("w1");
+            w.Write(1200L);
+            w.Write(30L);
+            w.Write(false); // no error kind
+            w.Write(false); // no error message
+            w.Write(false); // no captured template
+            w.Write(3);
+            w.Write(41L);
+        }
+        var back = (WorkerInvokeResult)_serializer.FromBinary(stream.ToArray(), "wk.result");
+        Assert.Equal((StartKind.Template, SandboxOrigin.Repurposed, "w1", 1200L, 3, 41L), (back.Start, back.Sandbox, back.Node, back.StartupMicros, back.BusyAfter, back.Sequence));
+        Assert.Equal([7, 8], back.Output);
     }
 
     [Fact]

@@ -53,11 +53,14 @@ public sealed class SandboxFixture : IDisposable
 
     public string PutBytes(byte[] wasm) => ModuleCache.Put(ModuleDirectory, wasm).Hex;
 
-    public Load ColdLoad(string function, string hash, long memoryLimit = 256L << 20, int timeoutMs = 10_000)
-        => new(function, hash, ModuleDirectory, LoadSource.Init, null, null, false, memoryLimit, timeoutMs, 60_000, []);
+    public InstanceSpec Spec(string function, string hash, long memoryLimit = 256L << 20, int timeoutMs = 10_000)
+        => new(function, hash, ModuleDirectory, memoryLimit, timeoutMs, 60_000, []);
 
-    public Load TemplateLoad(string function, string hash, string templatePath, LoadSource source = LoadSource.MapTemplate, bool verify = false)
-        => ColdLoad(function, hash) with { Source = source, TemplatePath = templatePath, PoolPath = PoolPath, VerifyTemplateData = verify };
+    public LoadCold ColdLoad(string function, string hash, long memoryLimit = 256L << 20, int timeoutMs = 10_000)
+        => new(Spec(function, hash, memoryLimit, timeoutMs));
+
+    public LoadFromTemplate TemplateLoad(string function, string hash, string templatePath, LoadSource source = LoadSource.MapTemplate, bool verify = false)
+        => new(Spec(function, hash), new TemplatePages(templatePath, PoolPath, source, verify));
 
     /// <summary>Captures the sandbox's loaded instance: ask the size, allocate, write.</summary>
     public async Task<string> CaptureAsync(SandboxProcess sandbox, string name)

@@ -215,7 +215,7 @@ public sealed class SandboxTests(SandboxFixture fx) : IClassFixture<SandboxFixtu
         var size = (await sb.CaptureAsync(new SandboxMessages.Capture(poolPath, 0, 0, header, "t"))).RequiredBytes;
         await sb.CaptureAsync(new SandboxMessages.Capture(poolPath, 0, MemoryPool.RegionAllocator.RoundUp(size), header, "t"));
 
-        var load = fx.TemplateLoad("heavy", hash, header) with { PoolPath = poolPath };
+        var load = new SandboxMessages.LoadFromTemplate(fx.Spec("heavy", hash), new SandboxMessages.TemplatePages(header, poolPath, LoadSource.MapTemplate));
         await sb.LoadAsync(load);
         Assert.StartsWith("hits=", Text((await sb.InvokeAsync(Bytes("1 2 3"), Timeout)).Output));
         File.WriteAllBytes(poolPath, []);
@@ -307,7 +307,7 @@ public sealed class SandboxTests(SandboxFixture fx) : IClassFixture<SandboxFixtu
     {
         await using var sb = fx.Start();
         var hash = fx.Put("escape");
-        await sb.LoadAsync(fx.ColdLoad("first", hash) with { Environment = [new("SECRET", "first-secret")] });
+        await sb.LoadAsync(new SandboxMessages.LoadCold(fx.Spec("first", hash) with { Environment = [new("SECRET", "first-secret")] }));
         Assert.Equal("first-secret", Text((await sb.InvokeAsync(Bytes("env:SECRET"), Timeout)).Output));
         var probe = string.Join(",", await Task.WhenAll(new[] { 3, 4, 5, 9, 50 }.Select(async n => Text((await sb.InvokeAsync(Bytes($"fd:{n}"), Timeout)).Output))));
         Assert.Equal("open,closed,closed,closed,closed", probe);
@@ -343,7 +343,7 @@ public sealed class SandboxTests(SandboxFixture fx) : IClassFixture<SandboxFixtu
             await using (sb)
             {
                 var hash = fx.Put("escape");
-                await sb.LoadAsync(fx.ColdLoad("with-layer", hash) with { LayerPath = layer });
+                await sb.LoadAsync(new SandboxMessages.LoadCold(fx.Spec("with-layer", hash) with { LayerPath = layer }));
                 Assert.Equal("from-layer", Text((await sb.InvokeAsync(Bytes("read:data.txt"), Timeout)).Output));
                 Assert.Equal("written", Text((await sb.InvokeAsync(Bytes("write:data.txt"), Timeout)).Output));
                 Assert.Equal("secret", Text((await sb.InvokeAsync(Bytes("read:data.txt"), Timeout)).Output));
@@ -510,7 +510,7 @@ public sealed class SandboxTests(SandboxFixture fx) : IClassFixture<SandboxFixtu
                 }
             });
 
-            SandboxMessages.Load Lazy() => fx.ColdLoad("heavy", heavy) with { Source = LoadSource.LazyTemplate, TemplatePath = header, PoolPath = mirror, PageSocket = socket };
+            SandboxMessages.Load Lazy() => new SandboxMessages.LoadFromTemplate(fx.Spec("heavy", heavy), new SandboxMessages.TemplatePages(header, mirror, LoadSource.LazyTemplate, PageSocket: socket));
             var isolated = fx.Isolated() is { } ns
                 ? ns with { Arguments = [.. ns.Arguments.Select(a => a == fx.PoolPath ? mirror : a), "--bind", socket] }
                 : fx.Host;

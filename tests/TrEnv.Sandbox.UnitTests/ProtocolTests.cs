@@ -8,9 +8,14 @@ public sealed class ProtocolTests
 {
     public static TheoryData<ISandboxRequest> Requests() =>
     [
-        new Load("f", new string('a', 64), "/m", LoadSource.MapTemplate, "/t/x.tpl", "/dev/shm/pool", true, 1L << 30, 1500, 60_000,
-            [new("K", "V"), new("EMPTY", ""), new("ÜNICODE", "✓")], "/layers/f", null, "inv-1", [new("/runtimes/python/lib", "/usr/local/lib")]),
-        new Load("g", new string('b', 64), "/m", LoadSource.Init, null, null, false, 0, 0, 0, []) { ReadOnlyDirectories = [] },
+        new LoadFromTemplate(new InstanceSpec("f", new string('a', 64), "/m", 1L << 30, 1500, 60_000, [new("K", "V"), new("EMPTY", ""), new("ÜNICODE", "✓")])
+            {
+                LayerPath = "/layers/f", InvocationId = "inv-1", ReadOnlyDirectories = [new("/runtimes/python/lib", "/usr/local/lib")], TmpBytes = 512L << 20,
+            }, new TemplatePages("/t/x.tpl", "/dev/shm/pool", LoadSource.MapTemplate, Verify: true)),
+        new LoadCold(new InstanceSpec("g", new string('b', 64), "/m", 0, 0, 0, [])),
+        new LoadSession(new InstanceSpec("h", new string('c', 64), "/m", 1L << 28, 100, 200, []),
+            new TemplatePages("/t/h.tpl", "/mirror/pool", LoadSource.LazyTemplate, PageSocket: "/run/pages.sock"), "/mirror/pool", "/t/resume.dlt"),
+        new LoadSession(new InstanceSpec("i", new string('d', 64), "/m", 1L << 28, 100, 200, []), null, "/dev/shm/pool", "/t/full.dlt"),
         new Invoke([1, 2, 3, 0, 255], 250, "0123456789abcdef"),
         new Invoke([], 0),
         new Capture("/dev/shm/pool", 4096, 8192, "/t/h.tpl", "node-1"),
@@ -98,6 +103,8 @@ public sealed class ProtocolTests
         {
             byte[] b => $"{p.Name}=[{string.Join(',', b)}]",
             System.Collections.IEnumerable e and not string => $"{p.Name}=[{string.Join(',', e.Cast<object>())}]",
+            // A part of a message (the instance a load names, a template's pages): compared field by field too.
+            { } v when v.GetType().DeclaringType == typeof(SandboxMessages) => $"{p.Name}={{{Normalize(v)}}}",
             var v => $"{p.Name}={v}",
         });
         return string.Join(';', parts);

@@ -189,10 +189,8 @@ public sealed partial class FunctionInstance
         Origin = mode == RestoreMode.Copy ? StartKind.CopyTemplate : StartKind.Template;
         if (delta is not null || !reseed)
             return; // a session continues: its random state is its own, already distinct
-        if (Module.HasReseed)
-            Guard("reseed", Options.InitTimeout, () => { _instance.GetAction(GuestAbi.Reseed)!(); return 0; });
-        else if (_ruby is not null)
-            Guard("reseed", Options.InitTimeout, () => { _ruby.Reseed(); return 0; });
+        if (_guest.CanReseed)
+            Guard("reseed", Options.InitTimeout, () => { _guest.Reseed(); return 0; });
     }
 
     /// <summary>Reads every run back from the pool and checks its hash; done once per template per node, not per restore.</summary>

@@ -13,9 +13,7 @@ public sealed partial class FunctionInstance : IDisposable
     private readonly Store _store;
     private readonly Instance _instance;
     private readonly Memory _memory;
-    private readonly Func<int, int>? _alloc;
-    private readonly Func<int, int, long>? _handle;
-    private readonly RubyGuest? _ruby;
+    private readonly IGuestAbi _guest;
 
     private FunctionInstance(WasmEngine engine, GuestModule module, InstanceOptions options, Store store, Instance instance)
     {
@@ -25,15 +23,7 @@ public sealed partial class FunctionInstance : IDisposable
         _store = store;
         _instance = instance;
         _memory = instance.GetMemory(GuestAbi.Memory)!;
-        if (module.IsRuby)
-        {
-            _ruby = new RubyGuest(instance, _memory, module.Module.Exports.Select(e => e.Name));
-        }
-        else
-        {
-            _alloc = instance.GetFunction<int, int>(GuestAbi.Alloc)!;
-            _handle = instance.GetFunction<int, int, long>(GuestAbi.Handle)!;
-        }
+        _guest = GuestAbis.For(this, module, instance, _memory);
         store.SetData(this);
     }
 
@@ -51,7 +41,7 @@ public sealed partial class FunctionInstance : IDisposable
         _guestError = len > GuestAbi.MaxErrorBytes ? text + " …" : text;
     }
 
-    private EngineException? TakeGuestError(string during)
+    internal EngineException? TakeGuestError(string during)
     {
         if (_guestError is not { } message)
             return null;
@@ -84,8 +74,7 @@ public sealed partial class FunctionInstance : IDisposable
         {
             store.SetLimits(memorySize: options.MemoryLimitBytes);
             store.SetWasiConfiguration(BuildWasi(options));
-            if (module.IsRuby)
-                RubyGuest.DefineImports(engine.Linker, module.Module, engine.DefinedImports);
+            GuestAbis.DefineImports(engine, module);
             Instance instance;
             using (engine.StartDeadline(store, options.InitTimeout))
                 instance = engine.Linker.Instantiate(store, module.Module);
@@ -128,9 +117,7 @@ public sealed partial class FunctionInstance : IDisposable
         {
             if (Module.HasInitialize)
                 _instance.GetAction(GuestAbi.Initialize)!();
-            if (Module.HasInit)
-                _instance.GetAction(GuestAbi.Init)!();
-            _ruby?.Initialize(Options.TmpDirectory);
+            _guest.Initialize(Options.TmpDirectory);
             return 0;
         });
         if (TakeGuestError("The function's initialisation failed: ") is { } failed)
@@ -157,47 +144,33 @@ public sealed partial class FunctionInstance : IDisposable
         // Inline rather than through Guard: the input span cannot be captured, and the hot path copies it once.
         var deadline = timeout ?? Options.Timeout;
         var before = _memory.GetLength();
-        long result;
+        byte[] output;
         using (_engine.StartDeadline(_store, deadline))
         {
             try
             {
                 _guestError = null;
-                if (_ruby is not null)
-                {
-                    // The adapter answers bytes directly; pack them as a handle result would be.
-                    var answer = _ruby.Invoke(input);
-                    Invocations++;
-                    if (answer.Length > Options.MaxOutputBytes)
-                        throw new EngineException(ErrorKinds.Trap, $"handle returned {answer.Length} bytes of output; the limit is {Options.MaxOutputBytes} bytes.");
-                    ThrowIfPoolFaulted(faultsBefore);
-                    return answer;
-                }
-                var ptr = _alloc!(input.Length);
-                input.CopyTo(GuestSpan(ptr, input.Length, GuestAbi.Alloc));
-                result = _handle!(ptr, input.Length);
+                output = _guest.Invoke(input);
             }
             catch (WasmtimeException e)
             {
                 throw Failed("invocation", e, deadline, before);
             }
+            catch (EngineException)
+            {
+                Invocations++; // the guest returned: its state may have changed (a delta scan must not be reused)
+                throw;
+            }
         }
         Invocations++;
-        if (TakeGuestError("") is { } reported)
-            throw reported;
-
-        var outLen = (uint)result;
-        if (outLen > (uint)Options.MaxOutputBytes)
-        {
-            Poisoned = true;
-            throw new EngineException(ErrorKinds.Trap, $"trenv_handle returned {outLen} bytes of output; the limit is {Options.MaxOutputBytes} bytes.");
-        }
-        var output = GuestSpan((int)(uint)((ulong)result >> 32), (int)outLen, GuestAbi.Handle).ToArray();
         ThrowIfPoolFaulted(faultsBefore);
         return output;
     }
 
-    private Span<byte> GuestSpan(int ptr, int len, string producer)
+    /// <summary>After a call whose result cannot be trusted: the instance must be discarded.</summary>
+    internal void Poison() => Poisoned = true;
+
+    internal Span<byte> GuestSpan(int ptr, int len, string producer)
     {
         var memoryLength = _memory.GetLength();
         if (len < 0 || (uint)ptr + (ulong)(uint)len > (ulong)memoryLength || (ptr == 0 && len > 0 && producer == GuestAbi.Alloc))

@@ -11,7 +11,7 @@ namespace TrEnv.Engine;
 /// escaped literal and reads the answer back; reseed evaluates <c>Random.srand</c>. All of its state is in linear
 /// memory (handles are the Ruby values themselves), so templates capture and restore it like any guest.
 /// </summary>
-internal sealed class RubyGuest
+internal sealed class RubyGuest : IGuestAbi
 {
     private const string Init = "ruby-init:", Eval = "rb-eval-string-protect:", StringPtr = "rstring-ptr:";
     private const string Realloc = "cabi_realloc", PostStringPtr = "cabi_post_rstring-ptr", Drop = "canonical_abi_drop_rb-abi-value";
@@ -76,9 +76,12 @@ internal sealed class RubyGuest
         }
     }
 
-    public RubyGuest(Instance instance, Memory memory, IEnumerable<string> exports)
+    private readonly int _maxOutputBytes;
+
+    public RubyGuest(Instance instance, Memory memory, IEnumerable<string> exports, int maxOutputBytes)
     {
         _memory = memory;
+        _maxOutputBytes = maxOutputBytes;
         var names = exports.ToList();
         string Named(string prefix) => names.FirstOrDefault(n => n.StartsWith(prefix, StringComparison.Ordinal))
             ?? throw new EngineException(ErrorKinds.InvalidModule, $"The Ruby module does not export {prefix}.");
@@ -149,13 +152,19 @@ internal sealed class RubyGuest
             var answer = ReadString(value);
             if (answer.Length == 0)
                 throw new EngineException(ErrorKinds.Internal, "The Ruby adapter returned nothing.");
-            return answer[0] == 0 ? answer[1..] : throw new EngineException(ErrorKinds.Exception, Encoding.UTF8.GetString(answer, 1, answer.Length - 1));
+            if (answer[0] != 0)
+                throw new EngineException(ErrorKinds.Exception, Encoding.UTF8.GetString(answer, 1, answer.Length - 1));
+            if (answer.Length - 1 > _maxOutputBytes)
+                throw new EngineException(ErrorKinds.Trap, $"handle returned {answer.Length - 1} bytes of output; the limit is {_maxOutputBytes} bytes.");
+            return answer[1..];
         }
         finally
         {
             _drop(value);
         }
     }
+
+    public bool CanReseed => true;
 
     /// <summary>After a restore: a new random state, so restored instances do not share a sequence.</summary>
     public void Reseed()

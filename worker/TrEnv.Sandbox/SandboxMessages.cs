@@ -33,65 +33,150 @@ public static class SandboxMessages
     public const byte LoadedType = 0x41, InvokedType = 0x42, CapturedType = 0x43, ResetDoneType = 0x44, StatsReplyType = 0x45, FailureType = 0x7F;
 
     /// <summary>
-    /// Replaces the current instance with one of <paramref name="ModuleHash"/>, cold or from a template.
-    /// <paramref name="LayerPath"/> is the function's read-only file layer, seen by the guest under its /tmp
-    /// (through an overlay when the host owns its mount namespace). <paramref name="PageSocket"/> is the
-    /// worker's page server for <see cref="LoadSource.LazyTemplate"/>. <paramref name="ReadOnlyDirectories"/>
+    /// What every load names: the module (by hash, in <paramref name="ModuleDirectory"/>) and the limits, environment
+    /// and files its instance runs with. <see cref="LayerPath"/> is the function's read-only file layer, seen by the
+    /// guest under its /tmp (through an overlay when the host owns its mount namespace); <see cref="ReadOnlyDirectories"/>
     /// (host path, guest path) are a script runtime's libraries, preopened read-only after /tmp.
-    /// <paramref name="DeltaPath"/> resumes a paused session: its delta header (pages in the same pool) is
-    /// overlaid on the template; with no template path it is a full image restored by copying.
     /// </summary>
-    public sealed record Load(
+    public sealed record InstanceSpec(
         string Function,
         string ModuleHash,
         string ModuleDirectory,
-        LoadSource Source,
-        string? TemplatePath,
-        string? PoolPath,
-        bool VerifyTemplateData,
         long MemoryLimitBytes,
         int TimeoutMs,
         int InitTimeoutMs,
-        IReadOnlyList<KeyValuePair<string, string>> Environment,
-        string? LayerPath = null,
-        string? PageSocket = null,
-        string? InvocationId = null,
-        IReadOnlyList<KeyValuePair<string, string>>? ReadOnlyDirectories = null,
-        string? DeltaPath = null) : ISandboxRequest
+        IReadOnlyList<KeyValuePair<string, string>> Environment)
     {
-        public byte Type => LoadType;
+        public string? LayerPath { get; init; }
 
         /// <summary>Bound of the guest's /tmp (a tmpfs of this size where the sandbox has its own mounts); 0 is none.</summary>
         public long TmpBytes { get; init; }
 
+        public IReadOnlyList<KeyValuePair<string, string>> ReadOnlyDirectories { get; init; } = [];
+
+        /// <summary>Only labels the host's log lines.</summary>
+        public string? InvocationId { get; init; }
+
+        internal void Write(FrameWriter w)
+        {
+            w.Str(Function).Str(ModuleHash).Str(ModuleDirectory).I64(MemoryLimitBytes).I32(TimeoutMs).I32(InitTimeoutMs);
+            Pairs(w, Environment);
+            w.Str(LayerPath).I64(TmpBytes);
+            Pairs(w, ReadOnlyDirectories);
+            w.Str(InvocationId);
+        }
+
+        internal static InstanceSpec Read(ref FrameReader r)
+            => new(r.Required(), r.Required(), r.Required(), r.I64(), r.I32(), r.I32(), Pairs(ref r, 4096))
+            {
+                LayerPath = r.Str(),
+                TmpBytes = r.I64(),
+                ReadOnlyDirectories = Pairs(ref r, 64),
+                InvocationId = r.Str(),
+            };
+
+        private static void Pairs(FrameWriter w, IReadOnlyList<KeyValuePair<string, string>> pairs)
+        {
+            w.I32(pairs.Count);
+            foreach (var (k, v) in pairs)
+                w.Str(k).Str(v);
+        }
+
+        private static List<KeyValuePair<string, string>> Pairs(ref FrameReader r, int most)
+        {
+            var count = r.I32();
+            var pairs = new List<KeyValuePair<string, string>>(Math.Clamp(count, 0, most));
+            for (var i = 0; i < count; i++)
+                pairs.Add(new(r.Required(), r.Required()));
+            return pairs;
+        }
+    }
+
+    /// <summary>
+    /// A template's pages: its header file, the pool (or the node's mirror of it) that holds them, and how they come
+    /// in: <see cref="LoadSource.MapTemplate"/>, <see cref="LoadSource.CopyTemplate"/>, or <see cref="LoadSource.LazyTemplate"/>
+    /// (faulted in through the worker's page server at <paramref name="PageSocket"/>). <paramref name="Verify"/> checks
+    /// every run's hash against the pool's bytes first.
+    /// </summary>
+    public sealed record TemplatePages(string HeaderPath, string PoolPath, LoadSource Mode, bool Verify = false, string? PageSocket = null)
+    {
+        internal void Write(FrameWriter w) => w.Str(HeaderPath).Str(PoolPath).U8((byte)Mode).Bool(Verify).Str(PageSocket);
+
+        internal static TemplatePages Read(ref FrameReader r) => new(r.Required(), r.Required(), (LoadSource)r.U8(), r.Bool(), r.Str());
+    }
+
+    /// <summary>
+    /// Replaces the current instance with a new one of <see cref="InstanceSpec"/>: cold (<see cref="LoadCold"/>), from a
+    /// template (<see cref="LoadFromTemplate"/>), or a paused session (<see cref="LoadSession"/>). One frame type; the
+    /// first byte says which.
+    /// </summary>
+    public abstract record Load(InstanceSpec Instance) : ISandboxRequest
+    {
+        private const byte Cold = 0, FromTemplate = 1, Session = 2;
+
+        public byte Type => LoadType;
+
+        /// <summary>How the instance's memory is made, for the host's log line.</summary>
+        public abstract LoadSource Source { get; }
+
         public void Write(FrameWriter w)
         {
-            w.Str(Function).Str(ModuleHash).Str(ModuleDirectory).U8((byte)Source).Str(TemplatePath).Str(PoolPath)
-             .Bool(VerifyTemplateData).I64(MemoryLimitBytes).I32(TimeoutMs).I32(InitTimeoutMs).I32(Environment.Count);
-            foreach (var (k, v) in Environment)
-                w.Str(k).Str(v);
-            w.Str(LayerPath).Str(PageSocket).Str(InvocationId);
-            var readOnly = ReadOnlyDirectories ?? [];
-            w.I32(readOnly.Count);
-            foreach (var (host, guest) in readOnly)
-                w.Str(host).Str(guest);
-            w.Str(DeltaPath).I64(TmpBytes);
+            switch (this)
+            {
+                case LoadCold:
+                    w.U8(Cold);
+                    Instance.Write(w);
+                    break;
+                case LoadFromTemplate t:
+                    w.U8(FromTemplate);
+                    Instance.Write(w);
+                    t.Template.Write(w);
+                    break;
+                case LoadSession s:
+                    w.U8(Session);
+                    Instance.Write(w);
+                    w.Bool(s.Base is not null);
+                    s.Base?.Write(w);
+                    w.Str(s.PoolPath).Str(s.DeltaPath);
+                    break;
+                default:
+                    throw new InvalidOperationException($"Unknown load {GetType().Name}.");
+            }
         }
 
         public static Load Read(ref FrameReader r)
         {
-            var load = new Load(r.Required(), r.Required(), r.Required(), (LoadSource)r.U8(), r.Str(), r.Str(), r.Bool(), r.I64(), r.I32(), r.I32(), []);
-            var count = r.I32();
-            var env = new List<KeyValuePair<string, string>>(Math.Clamp(count, 0, 4096));
-            for (var i = 0; i < count; i++)
-                env.Add(new(r.Required(), r.Required()));
-            load = load with { Environment = env, LayerPath = r.Str(), PageSocket = r.Str(), InvocationId = r.Str() };
-            var dirs = r.I32();
-            var readOnly = new List<KeyValuePair<string, string>>(Math.Clamp(dirs, 0, 64));
-            for (var i = 0; i < dirs; i++)
-                readOnly.Add(new(r.Required(), r.Required()));
-            return load with { ReadOnlyDirectories = readOnly, DeltaPath = r.Str(), TmpBytes = r.I64() };
+            var kind = r.U8();
+            var instance = InstanceSpec.Read(ref r);
+            return kind switch
+            {
+                Cold => new LoadCold(instance),
+                FromTemplate => new LoadFromTemplate(instance, TemplatePages.Read(ref r)),
+                Session => new LoadSession(instance, r.Bool() ? TemplatePages.Read(ref r) : null, r.Required(), r.Required()),
+                _ => throw new InvalidDataException($"Unknown load kind {kind}."),
+            };
         }
+    }
+
+    /// <summary>Instantiates the module and runs its initialisation (init): a cold start.</summary>
+    public sealed record LoadCold(InstanceSpec Instance) : Load(Instance)
+    {
+        public override LoadSource Source => LoadSource.Init;
+    }
+
+    /// <summary>Restores the function's post-init state from its template, without running init.</summary>
+    public sealed record LoadFromTemplate(InstanceSpec Instance, TemplatePages Template) : Load(Instance)
+    {
+        public override LoadSource Source => Template.Mode;
+    }
+
+    /// <summary>
+    /// Resumes a paused session: its delta header at <paramref name="DeltaPath"/> (pages in <paramref name="PoolPath"/>)
+    /// overlaid on its base template; with no base, the delta is a full image restored by copying. Never reseeded.
+    /// </summary>
+    public sealed record LoadSession(InstanceSpec Instance, TemplatePages? Base, string PoolPath, string DeltaPath) : Load(Instance)
+    {
+        public override LoadSource Source => Base?.Mode ?? LoadSource.CopyTemplate;
     }
 
     /// <summary><paramref name="FilesMicros"/>: the part of the load spent preparing /tmp (mounting the layer).</summary>

@@ -127,7 +127,7 @@ public sealed class SandboxProcess : IAsyncDisposable
     }
 
     public async Task<Loaded> LoadAsync(Load load, CancellationToken ct = default)
-        => Expect<Loaded>(await CallAsync(load, TimeSpan.FromMilliseconds(load.InitTimeoutMs) + TimeSpan.FromSeconds(30), ct).ConfigureAwait(false));
+        => Expect<Loaded>(await CallAsync(load, TimeSpan.FromMilliseconds(load.Instance.InitTimeoutMs) + TimeSpan.FromSeconds(30), ct).ConfigureAwait(false));
 
     public async Task<Invoked> InvokeAsync(byte[] input, TimeSpan timeout, CancellationToken ct = default, string? invocationId = null)
         => Expect<Invoked>(await CallAsync(new Invoke(input, (int)timeout.TotalMilliseconds, invocationId), timeout, ct).ConfigureAwait(false));
@@ -167,7 +167,7 @@ public sealed class SandboxProcess : IAsyncDisposable
     /// </summary>
     public async Task<(ResetDone Reset, Loaded Loaded)> ResetAndLoadAsync(Load load, CancellationToken ct = default)
     {
-        var replies = await CallManyAsync([new Reset(), load], TimeSpan.FromMilliseconds(load.InitTimeoutMs) + TimeSpan.FromSeconds(40), ct).ConfigureAwait(false);
+        var replies = await CallManyAsync([new Reset(), load], TimeSpan.FromMilliseconds(load.Instance.InitTimeoutMs) + TimeSpan.FromSeconds(40), ct).ConfigureAwait(false);
         return (Expect<ResetDone>(replies[0]), Expect<Loaded>(replies[1]));
     }
 

@@ -52,7 +52,7 @@ internal sealed partial class HostLoop
         header.Write(capture.HeaderPath);
         _deltaScan = null;
         var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
-        SandboxLog.Write(Console.Error, "pause", null, _loaded?.Function, ("micros", micros), ("storedBytes", required), ("zeroPages", runs.Where(r => r.Zero).Sum(r => r.Length) / TemplateHeader.PageSize),
+        SandboxLog.Write(Console.Error, "pause", null, _loaded?.Instance.Function, ("micros", micros), ("storedBytes", required), ("zeroPages", runs.Where(r => r.Zero).Sum(r => r.Length) / TemplateHeader.PageSize),
             ("memoryBytes", instance.MemoryBytes), ("dirtyPages", dirty));
         return new Captured(required, true, dataPages, instance.MemoryBytes, micros, dirty);
     }

@@ -25,88 +25,96 @@ internal sealed partial class HostLoop
     {
         var started = Stopwatch.GetTimestamp();
         DropInstance();
-        if (!ModuleHash.IsValid(load.ModuleHash))
-            throw new InvalidModuleException($"\"{load.ModuleHash}\" is not a module hash.");
+        var spec = load.Instance;
+        if (!ModuleHash.IsValid(spec.ModuleHash))
+            throw new InvalidModuleException($"\"{spec.ModuleHash}\" is not a module hash.");
 
-        var wasCached = _modules.TryGetValue(load.ModuleHash, out var module);
+        var wasCached = _modules.TryGetValue(spec.ModuleHash, out var module);
         if (module is null)
         {
             // A repurposed sandbox serves many functions over its life: keep only the most recent modules.
             if (_modules.Count >= MaxCachedModules)
             {
-                foreach (var old in _modules.Keys.Except([_loaded?.ModuleHash ?? ""]).Take(_modules.Count - MaxCachedModules + 1).ToList())
+                foreach (var old in _modules.Keys.Except([_loaded?.Instance.ModuleHash ?? ""]).Take(_modules.Count - MaxCachedModules + 1).ToList())
                 {
                     _modules[old].Dispose();
                     _modules.Remove(old);
                 }
             }
-            var cache = CacheFor(load.ModuleDirectory);
-            wasCached = File.Exists(cache.CompiledPath(new ModuleHash(load.ModuleHash)));
-            module = cache.Load(new ModuleHash(load.ModuleHash));
-            _modules[load.ModuleHash] = module;
+            var cache = CacheFor(spec.ModuleDirectory);
+            wasCached = File.Exists(cache.CompiledPath(new ModuleHash(spec.ModuleHash)));
+            module = cache.Load(new ModuleHash(spec.ModuleHash));
+            _modules[spec.ModuleHash] = module;
         }
 
         var options = new InstanceOptions
         {
-            MemoryLimitBytes = load.MemoryLimitBytes,
-            Timeout = TimeSpan.FromMilliseconds(load.TimeoutMs),
-            InitTimeout = TimeSpan.FromMilliseconds(load.InitTimeoutMs),
-            Environment = load.Environment.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal),
+            MemoryLimitBytes = spec.MemoryLimitBytes,
+            Timeout = TimeSpan.FromMilliseconds(spec.TimeoutMs),
+            InitTimeout = TimeSpan.FromMilliseconds(spec.InitTimeoutMs),
+            Environment = spec.Environment.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal),
             TmpDirectory = _tmpDirectory,
             StdoutPath = _stdoutPath,
             StderrPath = _stderrPath,
-            ReadOnlyDirectories = load.ReadOnlyDirectories ?? [],
+            ReadOnlyDirectories = spec.ReadOnlyDirectories,
         };
         _stdoutOffset = _stderrOffset = 0;
         var files = Stopwatch.GetTimestamp();
-        _files.Prepare(load.LayerPath, load.TmpBytes);
+        _files.Prepare(spec.LayerPath, spec.TmpBytes);
         var filesMicros = (long)Stopwatch.GetElapsedTime(files).TotalMicroseconds;
         _instance = FunctionInstance.Create(_engine, module, options);
-        switch (load.Source)
+        switch (load)
         {
-            case LoadSource.Init:
+            case LoadCold:
                 _instance.Initialize();
                 break;
-            case LoadSource.CopyTemplate when load.TemplatePath is null && load.DeltaPath is not null && load.PoolPath is not null:
+            case LoadSession { Base: null } session:
                 // A session of a function without a template: its full image, copied in, not reseeded.
-                _instance.Restore(TemplateHeader.Read(load.DeltaPath), PoolFor(load.PoolPath), RestoreMode.Copy, reseed: false);
+                _instance.Restore(TemplateHeader.Read(session.DeltaPath), PoolFor(session.PoolPath), RestoreMode.Copy, reseed: false);
                 break;
-            case LoadSource.MapTemplate or LoadSource.CopyTemplate or LoadSource.LazyTemplate:
-                if (load.TemplatePath is null || load.PoolPath is null)
-                    throw new TemplateInvalidException("A template load needs both a template path and a pool path.");
-                var header = TemplateFor(load.TemplatePath);
-                var pool = PoolFor(load.PoolPath);
-                if (load.VerifyTemplateData && _verifiedTemplates.Add(load.TemplatePath))
-                {
-                    try
-                    {
-                        FunctionInstance.VerifyData(header, pool);
-                    }
-                    catch
-                    {
-                        _verifiedTemplates.Remove(load.TemplatePath);
-                        throw;
-                    }
-                }
-                if (load.Source == LoadSource.LazyTemplate)
-                    LazyPages.Start(load.PageSocket ?? throw new TemplateInvalidException("A lazy template load needs the page server's socket."));
+            case LoadSession { Base: { } pages } session:
                 // A session's delta is read afresh every time: it is written once per pause and used once.
-                var delta = load.DeltaPath is null ? null : TemplateHeader.Read(load.DeltaPath);
-                _instance.Restore(header, pool, load.Source switch
-                {
-                    LoadSource.MapTemplate => RestoreMode.Map,
-                    LoadSource.LazyTemplate => RestoreMode.Lazy,
-                    _ => RestoreMode.Copy,
-                }, delta, delta is null ? null : pool);
+                Restore(pages, TemplateHeader.Read(session.DeltaPath));
+                break;
+            case LoadFromTemplate { Template: var pages }:
+                Restore(pages, null);
                 break;
             default:
-                throw new InvalidDataException($"Unknown load source {load.Source}.");
+                throw new InvalidDataException($"Unknown load {load.GetType().Name}.");
         }
         _loaded = load;
         var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
-        SandboxLog.Write(Console.Error, "load", load.InvocationId, load.Function, ("source", load.Source.ToString().ToLowerInvariant()),
+        SandboxLog.Write(Console.Error, "load", spec.InvocationId, spec.Function, ("source", load.Source.ToString().ToLowerInvariant()),
             ("origin", _instance.Origin.ToString().ToLowerInvariant()), ("moduleCached", wasCached), ("micros", micros), ("memoryBytes", _instance.MemoryBytes));
         return new Loaded(_instance.Origin, wasCached, micros, _instance.MemoryBytes, ReadLog(_stdoutLog, ref _stdoutOffset), ReadLog(_stderrLog, ref _stderrOffset), filesMicros);
+    }
+
+    // The template's pages mapped, copied or faulted in, after checking them once per template and pool file.
+    private void Restore(TemplatePages pages, TemplateHeader? delta)
+    {
+        var header = TemplateFor(pages.HeaderPath);
+        var pool = PoolFor(pages.PoolPath);
+        if (pages.Verify && _verifiedTemplates.Add(pages.HeaderPath))
+        {
+            try
+            {
+                FunctionInstance.VerifyData(header, pool);
+            }
+            catch
+            {
+                _verifiedTemplates.Remove(pages.HeaderPath);
+                throw;
+            }
+        }
+        if (pages.Mode == LoadSource.LazyTemplate)
+            LazyPages.Start(pages.PageSocket ?? throw new TemplateInvalidException("A lazy template load needs the page server's socket."));
+        _instance!.Restore(header, pool, pages.Mode switch
+        {
+            LoadSource.MapTemplate => RestoreMode.Map,
+            LoadSource.LazyTemplate => RestoreMode.Lazy,
+            LoadSource.CopyTemplate => RestoreMode.Copy,
+            _ => throw new InvalidDataException($"A template cannot be restored by {pages.Mode}."),
+        }, delta, delta is null ? null : pool);
     }
 
     private ModuleCache CacheFor(string directory)

@@ -94,9 +94,9 @@ internal sealed partial class HostLoop : IDisposable
     {
         _current = request switch
         {
-            Load l => ("load", l.InvocationId, l.Function),
-            Invoke i => ("invoke", i.InvocationId, _loaded?.Function),
-            _ => (request.GetType().Name.ToLowerInvariant(), null, _loaded?.Function),
+            Load l => ("load", l.Instance.InvocationId, l.Instance.Function),
+            Invoke i => ("invoke", i.InvocationId, _loaded?.Instance.Function),
+            _ => (request.GetType().Name.ToLowerInvariant(), null, _loaded?.Instance.Function),
         };
         return Dispatch(request);
     }
@@ -118,7 +118,7 @@ internal sealed partial class HostLoop : IDisposable
         var started = Stopwatch.GetTimestamp();
         var output = _instance.Invoke(invoke.Input, invoke.TimeoutMs > 0 ? TimeSpan.FromMilliseconds(invoke.TimeoutMs) : null);
         var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
-        SandboxLog.Write(Console.Error, "invoke", invoke.InvocationId, _loaded?.Function, ("micros", micros), ("inputBytes", invoke.Input.Length), ("outputBytes", output.Length));
+        SandboxLog.Write(Console.Error, "invoke", invoke.InvocationId, _loaded?.Instance.Function, ("micros", micros), ("inputBytes", invoke.Input.Length), ("outputBytes", output.Length));
         return new Invoked(output, micros, ReadLog(_stdoutLog, ref _stdoutOffset), ReadLog(_stderrLog, ref _stderrOffset));
     }
 
@@ -143,7 +143,7 @@ internal sealed partial class HostLoop : IDisposable
             else if (line.StartsWith("Pss:", StringComparison.Ordinal))
                 pss = ParseKb(line);
         }
-        return new StatsReply(Environment.ProcessId, rss, pss, _instance?.MemoryBytes ?? 0, _loaded?.Function, _instance?.Invocations ?? 0,
+        return new StatsReply(Environment.ProcessId, rss, pss, _instance?.MemoryBytes ?? 0, _loaded?.Instance.Function, _instance?.Invocations ?? 0,
             System.Runtime.CompilerServices.RuntimeFeature.IsDynamicCodeSupported ? "jit" : "aot");
     }
 

@@ -39,14 +39,14 @@ public sealed class SandboxManager : IAsyncDisposable
         logging ??= NullLoggerFactory.Instance;
         var log = logging.CreateLogger("TrEnv.Worker");
         Logs = new FunctionLogs(settings.Name);
-        if (settings.PoolMode == "rdma")
+        if (settings.PoolMode == PoolMode.Rdma)
         {
             // On tmpfs: userfaultfd serves missing pages of shmem mappings, and the page cache is what instances share.
             var id = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(Path.GetFullPath(settings.DataDirectory))))[..16];
             _mirror = new PoolCache(Path.Combine("/dev/shm", $"trenv-mirror-{id}", "pool"), settings.PoolSizeMb << 20, settings.PoolUrl, settings.PoolSecret,
-                lazy: settings.PoolFetch != "eager", log: log);
+                lazy: settings.PoolFetch != PoolFetch.Eager, log: log);
             log.LogInformation("worker {Node}: pool mode rdma ({Fetch}): templates come from {Url} into {Mirror}; the pool file is never opened",
-                settings.Name, settings.PoolFetch, settings.PoolUrl, _mirror.Path);
+                settings.Name, NodeChoices.Name(settings.PoolFetch), settings.PoolUrl, _mirror.Path);
         }
         var poolPath = _mirror?.Path ?? settings.PoolPath;
         var directories = WorkerDirectories.Create(settings.DataDirectory);

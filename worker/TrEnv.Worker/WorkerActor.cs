@@ -35,9 +35,9 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             {
                 sender.Tell(t.IsCompletedSuccessfully
                     ? t.Result
-                    : new WorkerInvokeResult(invoke.InvocationId, false, [], "cold", "new", _address, 0, 0, ErrorKinds.Internal, t.Exception?.GetBaseException().Message ?? "cancelled", null));
+                    : new WorkerInvokeResult(invoke.InvocationId, false, [], StartKind.Cold, SandboxOrigin.New, _address, 0, 0, ErrorKinds.Internal, t.Exception?.GetBaseException().Message ?? "cancelled", null));
                 // A new warm instance changes placement (REUSE): tell coordinators now, not at the next tick.
-                if (!t.IsCompletedSuccessfully || t.Result.Start != "warm")
+                if (!t.IsCompletedSuccessfully || t.Result.Start != StartKind.Warm)
                     self.Tell(Publish.Instance);
             }, TaskScheduler.Default);
         });
@@ -66,7 +66,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         // Session operations run off the mailbox like invocations; the manager serializes each session's own.
         ReceiveSession<WorkerSessionCommands.Start, WorkerSessionReplies.Started>((m, ct) => _manager.Sessions.StartAsync(m, ct), m => new WorkerSessionReplies.Started(m.SessionId, false, _address, "cold", 0, 0, null, null, ErrorKinds.Internal, "the worker failed to start the session"));
         ReceiveSession<WorkerSessionCommands.Invoke, WorkerSessionReplies.Invoked>((m, ct) => _manager.Sessions.InvokeAsync(m, ct), m => new WorkerSessionReplies.Invoked(
-            new WorkerInvokeResult(m.InvocationId, false, [], "warm", "session", _address, 0, 0, ErrorKinds.Internal, "the worker failed to run the invocation", null), false));
+            new WorkerInvokeResult(m.InvocationId, false, [], StartKind.Warm, SandboxOrigin.Session, _address, 0, 0, ErrorKinds.Internal, "the worker failed to run the invocation", null), false));
         ReceiveSession<WorkerSessionCommands.Pause, WorkerSessionReplies.Paused>((m, ct) => _manager.Sessions.PauseAsync(m, ct), m => new WorkerSessionReplies.Paused(m.SessionId, false, null, 0, ErrorKinds.Internal, "the worker failed to pause the session", false));
         ReceiveSession<WorkerSessionCommands.Release, WorkerSessionReplies.Released>((m, ct) => _manager.Sessions.ReleaseAsync(m, ct), m => new WorkerSessionReplies.Released(m.SessionId, false));
         Receive<WorkerLogsQuery>(q => Sender.Tell(new WorkerLogs(_address, _manager.Logs.Tail(q.Function, q.MaxLines))));

@@ -117,7 +117,7 @@ public static partial class InvokeApi
         var headers = response.Headers;
         headers["X-TrEnv-Node"] = result.Node;
         headers["X-TrEnv-Start"] = start;
-        headers["X-TrEnv-Sandbox"] = result.Sandbox;
+        headers["X-TrEnv-Sandbox"] = result.Sandbox.ToHeader();
         headers["X-TrEnv-Startup-Us"] = result.StartupMicros.ToString(CultureInfo.InvariantCulture);
         headers["X-TrEnv-Exec-Us"] = result.ExecMicros.ToString(CultureInfo.InvariantCulture);
         headers["X-TrEnv-Version"] = version.ToString(CultureInfo.InvariantCulture);
@@ -175,10 +175,10 @@ public static partial class InvokeApi
             templates.Add(captured);
         var outcome = result.Ok ? "ok" : result.ErrorKind ?? ErrorKinds.Internal;
         var elapsed = System.Diagnostics.Stopwatch.GetElapsedTime(started);
-        metrics.RecordInvocation(invocationId, name, version.Version, result.Start, outcome, result.Node, result.Sandbox, result.StartupMicros, result.ExecMicros, elapsed.TotalSeconds,
+        metrics.RecordInvocation(invocationId, name, version.Version, result.Start.ToHeader(), outcome, result.Node, result.Sandbox.ToHeader(), result.StartupMicros, result.ExecMicros, elapsed.TotalSeconds,
             result.CapturedTemplate is not null);
-        LogDone(log, invocationId, name, version.Version, outcome, result.Start, result.Node, result.StartupMicros, result.ExecMicros, elapsed.TotalMilliseconds);
-        return Answer(response, result, result.Start, version.Version);
+        LogDone(log, invocationId, name, version.Version, outcome, result.Start.ToHeader(), result.Node, result.StartupMicros, result.ExecMicros, elapsed.TotalMilliseconds);
+        return Answer(response, result, result.Start.ToHeader(), version.Version);
     }
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Information,

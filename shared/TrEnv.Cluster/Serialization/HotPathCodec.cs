@@ -10,8 +10,8 @@ namespace TrEnv.Cluster.Serialization;
 internal static class HotPathCodec
 {
     // 2: limits carry cpu, network and layer; 3: results carry the worker's state sequence; 4: limits carry the runtime;
-    // 5: limits carry the init deadline and the /tmp bound.
-    private const byte Current = 5;
+    // 5: limits carry the init deadline and the /tmp bound; 6: results carry the start kind and sandbox origin as bytes.
+    private const byte Current = 6;
     private const byte Oldest = 2;
 
     public static byte[] Encode(WorkerInvoke m)
@@ -42,8 +42,8 @@ internal static class HotPathCodec
         w.Write(m.InvocationId);
         w.Write(m.Ok);
         Bytes(w, m.Output);
-        w.Write(m.Start);
-        w.Write(m.Sandbox);
+        w.Write((byte)m.Start);
+        w.Write((byte)m.Sandbox);
         w.Write(m.Node);
         w.Write(m.StartupMicros);
         w.Write(m.ExecMicros);
@@ -59,7 +59,10 @@ internal static class HotPathCodec
     public static WorkerInvokeResult DecodeResult(byte[] bytes)
     {
         using var r = Reader(bytes);
-        var result = new WorkerInvokeResult(r.ReadString(), r.ReadBoolean(), Bytes(r), r.ReadString(), r.ReadString(), r.ReadString(),
+        var typed = bytes[0] >= 6;
+        var result = new WorkerInvokeResult(r.ReadString(), r.ReadBoolean(), Bytes(r),
+            typed ? (StartKind)r.ReadByte() : StartKindNames.FromHeader(r.ReadString()),
+            typed ? (SandboxOrigin)r.ReadByte() : StartKindNames.OriginFromHeader(r.ReadString()), r.ReadString(),
             r.ReadInt64(), r.ReadInt64(), Nullable(r), Nullable(r), ReadTemplate(r), r.ReadInt32());
         return bytes[0] >= 3 ? result with { Sequence = r.ReadInt64() } : result;
     }

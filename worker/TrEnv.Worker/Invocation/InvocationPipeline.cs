@@ -56,26 +56,26 @@ public sealed class InvocationPipeline(
         var acquired = await pool.AcquireAsync(key, request.Version.Limits.Network, atMemoryBound: bound.Reached());
         if (acquired.Slot is not { } slot)
             return Failed(request, ErrorKinds.NoCapacity, WorkerLog.NoRoomMessage(settings, acquired.Refused!.Value));
-        var sandbox = acquired.Origin.ToWire();
-        var start = "warm"; // a load that fails reports the start it was attempting, never "warm"
+        var sandbox = acquired.Origin;
+        var start = StartKind.Warm; // a load that fails reports the start it was attempting, never "warm"
         TemplateInfo? captured = null;
         try
         {
             if (slot.Instance?.Key != key)
             {
                 var load = new FunctionLoad(key, request.Version, prepared!, request.Template, request.InvocationId);
-                var outcome = await loader.LoadAsync(slot, load, kind => start = kind.ToWire(), ct);
-                (start, captured) = (outcome.Kind.ToWire(), outcome.Captured);
+                var outcome = await loader.LoadAsync(slot, load, kind => start = kind, ct);
+                (start, captured) = (outcome.Kind, outcome.Captured);
             }
             var startupMicros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
             var result = await slot.Sandbox.Process.InvokeAsync(request.Input, TimeSpan.FromMilliseconds(request.Version.Limits.TimeoutMs), ct, request.InvocationId);
             logs.Append(request.Function, request.Version.Version, result.Stdout, result.Stderr);
             Release(slot);
-            if (start == "template" && mirror?.PageSocket is not null && (request.Template ?? templates.Find(key)) is { } used)
+            if (start == StartKind.Template && mirror?.PageSocket is not null && (request.Template ?? templates.Find(key)) is { } used)
                 _ = mirror.PublishWorkingSetAsync(used, CancellationToken.None); // the first invocation's pages, for prefetching elsewhere
-            if (start != "warm")
+            if (start != StartKind.Warm)
                 _ = bound.EnforceAsync(); // a new instance may have pushed the worker over its bound
-            WorkerLog.Invoked(log, request.InvocationId, request.Function, request.Version.Version, start, sandbox, slot.Sandbox.Pid, startupMicros, result.ExecMicros);
+            WorkerLog.Invoked(log, request.InvocationId, request.Function, request.Version.Version, start.ToHeader(), sandbox.ToHeader(), slot.Sandbox.Pid, startupMicros, result.ExecMicros);
             return new WorkerInvokeResult(request.InvocationId, true, result.Output, start, sandbox, settings.Name, startupMicros, result.ExecMicros, null, null, captured);
         }
         catch (SandboxException e)
@@ -108,9 +108,9 @@ public sealed class InvocationPipeline(
             _ = retirement.ReclaimAsync(slot);
     }
 
-    private WorkerInvokeResult Failed(WorkerInvoke request, string kind, string message, string start = "cold", string sandbox = "new", TemplateInfo? captured = null)
+    private WorkerInvokeResult Failed(WorkerInvoke request, string kind, string message, StartKind start = StartKind.Cold, SandboxOrigin sandbox = SandboxOrigin.New, TemplateInfo? captured = null)
     {
-        WorkerLog.Failed(log, request.InvocationId, request.Function, request.Version.Version, kind, start, message);
+        WorkerLog.Failed(log, request.InvocationId, request.Function, request.Version.Version, kind, start.ToHeader(), message);
         return new(request.InvocationId, false, [], start, sandbox, settings.Name, 0, 0, kind, message, captured);
     }
 }

@@ -24,7 +24,7 @@ public sealed class NodeIsolation : IDisposable
 
     public NodeIsolation(NodeSettings settings, SandboxHostCommand host, WorkerDirectories directories, ILogger log)
     {
-        var isolate = settings.SandboxIsolation == "auto";
+        var isolate = settings.SandboxIsolation == SandboxIsolation.Auto;
         Namespaces = isolate && TrEnv.Sandbox.Isolation.Namespaces.Available;
         if (SandboxWorkArea.Prepare(directories.Sandboxes) is { } workArea)
             log.LogInformation("worker {Node}: {WorkArea}", settings.Name, workArea);

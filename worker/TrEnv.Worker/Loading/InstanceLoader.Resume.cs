@@ -2,6 +2,7 @@ using TrEnv.Contracts;
 using TrEnv.Sandbox;
 using TrEnv.Worker.Isolation;
 using TrEnv.Worker.Placement;
+using static TrEnv.Sandbox.SandboxMessages;
 
 namespace TrEnv.Worker.Loading;
 
@@ -15,14 +16,9 @@ public sealed partial class InstanceLoader
         var poolIdentity = TrEnv.MemoryPool.PoolDevice.Identity(poolPath);
         if (!slot.Sandbox.SeesPool(poolIdentity))
             throw new SandboxException(ErrorKinds.TemplateInvalid, $"Worker {settings.Name}'s sandbox cannot see the pool {poolPath}, which holds the session.", false);
-        var source = LoadSource.CopyTemplate;
-        string? basePath = null;
-        var verify = false;
-        if (delta.Base is { } baseTemplate)
-        {
-            (source, verify) = await FetchTemplateAsync(baseTemplate, templates.NeedsVerification(baseTemplate, poolIdentity), ct);
-            basePath = templates.HeaderFile(baseTemplate);
-        }
+        var basePages = delta.Base is { } baseTemplate
+            ? await FetchTemplateAsync(baseTemplate, templates.NeedsVerification(baseTemplate, poolIdentity), ct)
+            : null;
         // The delta's own pages: fetched whole (they are the session's, nobody shares them), checked on copy-in.
         if (mirror is not null && delta.Region.Length > 0)
             await mirror.EnsureAsync(new TemplateInfo(delta.Owner, "", 0, "", delta.Region, 0, delta.MemoryBytes, "", delta.PausedAt, delta.Header), ct);
@@ -30,8 +26,7 @@ public sealed partial class InstanceLoader
         await File.WriteAllBytesAsync(deltaPath, delta.Header, ct);
         try
         {
-            var request = Request(load) with { Source = source, TemplatePath = basePath, PoolPath = poolPath, VerifyTemplateData = verify, PageSocket = mirror?.PageSocket, DeltaPath = deltaPath };
-            await SendAsync(target, load, request, delta.Base, ct);
+            await SendAsync(target, load, new LoadSession(Spec(load), basePages, poolPath, deltaPath), delta.Base, ct);
         }
         catch (SandboxException e) when (e.Kind == ErrorKinds.TemplateInvalid && delta.Base is { } failedBase)
         {

@@ -26,7 +26,7 @@ public sealed partial class InstanceLoader(
     ILogger log)
 {
     /// <param name="attempting">Told each kind as it is tried, so a failure reports the start it attempted.</param>
-    public async Task<LoadOutcome> LoadAsync(SandboxSlot<IsolatedSandbox> slot, FunctionLoad load, Action<LoadKind> attempting, CancellationToken ct)
+    public async Task<LoadOutcome> LoadAsync(SandboxSlot<IsolatedSandbox> slot, FunctionLoad load, Action<StartKind> attempting, CancellationToken ct)
     {
         var target = Begin(slot, load.Version.Limits);
         var poolIdentity = TrEnv.MemoryPool.PoolDevice.Identity(poolPath); // one stat serves both checks
@@ -34,23 +34,22 @@ public sealed partial class InstanceLoader(
         if (seesPool && (load.Template ?? templates.Find(load.Key)) is { } template)
         {
             if (await TryTemplateAsync(target, load, template, poolIdentity, attempting, ct))
-                return new LoadOutcome(LoadKind.Template, null);
+                return new LoadOutcome(StartKind.Template, null);
         }
-        attempting(LoadKind.Cold);
-        await SendAsync(target, load, Request(load), mapped: null, ct);
-        return new LoadOutcome(LoadKind.Cold, seesPool ? await capture.TryCaptureAsync(slot.Sandbox.Process, load.Key, load.Version, ct) : null);
+        attempting(StartKind.Cold);
+        await SendAsync(target, load, new LoadCold(Spec(load)), mapped: null, ct);
+        return new LoadOutcome(StartKind.Cold, seesPool ? await capture.TryCaptureAsync(slot.Sandbox.Process, load.Key, load.Version, ct) : null);
     }
 
     // False when the template cannot serve (pool service down, template invalid): the caller starts cold.
-    private async Task<bool> TryTemplateAsync(LoadTarget target, FunctionLoad load, TemplateInfo template, string? poolIdentity, Action<LoadKind> attempting, CancellationToken ct)
+    private async Task<bool> TryTemplateAsync(LoadTarget target, FunctionLoad load, TemplateInfo template, string? poolIdentity, Action<StartKind> attempting, CancellationToken ct)
     {
         try
         {
             var verify = templates.NeedsVerification(template, poolIdentity);
-            var (source, checkData) = await FetchTemplateAsync(template, verify, ct);
-            var request = Request(load) with { Source = source, TemplatePath = templates.HeaderFile(template), PoolPath = poolPath, VerifyTemplateData = checkData, PageSocket = mirror?.PageSocket };
-            attempting(LoadKind.Template);
-            await SendAsync(target, load, request, template, ct);
+            var pages = await FetchTemplateAsync(template, verify, ct);
+            attempting(StartKind.Template);
+            await SendAsync(target, load, new LoadFromTemplate(Spec(load), pages), template, ct);
             return true;
         }
         catch (Grpc.Core.RpcException e)
@@ -68,25 +67,25 @@ public sealed partial class InstanceLoader(
     }
 
     // In rdma mode the template's pages come from the pool service: fetched on first touch (lazy), or now (eager).
-    private async Task<(LoadSource Source, bool Verify)> FetchTemplateAsync(TemplateInfo template, bool verify, CancellationToken ct)
+    private async Task<TemplatePages> FetchTemplateAsync(TemplateInfo template, bool verify, CancellationToken ct)
     {
+        var header = templates.HeaderFile(template);
         if (mirror?.PageSocket is not null)
         {
             // Nothing is fetched now; the sandbox's fault handler asks for pages as the guest touches them. The
             // pool serves only regions it has checked against their durable copy, so the load checks nothing.
-            await mirror.PrepareLazyAsync(template, settings.PoolFetch == "prefetch", ct);
-            return (LoadSource.LazyTemplate, false);
+            await mirror.PrepareLazyAsync(template, settings.PoolFetch == PoolFetch.Prefetch, ct);
+            return new TemplatePages(header, poolPath, LoadSource.LazyTemplate, Verify: false, mirror.PageSocket);
         }
         if (mirror is not null)
             await mirror.EnsureAsync(template, ct);
-        return (LoadSource.MapTemplate, verify);
+        return new TemplatePages(header, poolPath, LoadSource.MapTemplate, verify);
     }
 
-    private static Load Request(FunctionLoad load)
+    private InstanceSpec Spec(FunctionLoad load)
     {
         var limits = load.Version.Limits;
-        return new Load(load.Key.Name, load.Version.Sha256, "", LoadSource.Init, null, null, false,
-            (long)limits.MemoryMb << 20, limits.TimeoutMs, limits.InitTimeoutMs, limits.Env.ToList())
+        return new InstanceSpec(load.Key.Name, load.Version.Sha256, directories.Modules, (long)limits.MemoryMb << 20, limits.TimeoutMs, limits.InitTimeoutMs, limits.Env.ToList())
         {
             TmpBytes = (long)limits.TmpMb << 20,
             LayerPath = load.Prepared.Layer,
@@ -111,7 +110,6 @@ public sealed partial class InstanceLoader(
     private async Task SendAsync(LoadTarget target, FunctionLoad load, Load request, TemplateInfo? mapped, CancellationToken ct)
     {
         var process = target.Slot.Sandbox.Process;
-        request = request with { ModuleDirectory = directories.Modules };
         long memory;
         if (target.NeedsReset)
         {

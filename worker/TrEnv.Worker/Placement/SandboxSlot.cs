@@ -31,19 +31,6 @@ public enum SlotHistory
     Used,
 }
 
-/// <summary>How an invocation got its sandbox (the X-TrEnv-Sandbox header).</summary>
-public enum SandboxOrigin
-{
-    /// <summary>A warm instance of the same version (REUSE).</summary>
-    Reused,
-
-    /// <summary>A sandbox that ran another function, or the LRU warm instance switched (SWITCH).</summary>
-    Repurposed,
-
-    /// <summary>A sandbox started for this call, or a pre-started one never used (NEW).</summary>
-    New,
-}
-
 /// <summary>Why an acquire found no sandbox.</summary>
 public enum NoRoom
 {
@@ -83,14 +70,3 @@ public sealed class SandboxSlot<TSandbox>(TSandbox sandbox, DateTimeOffset creat
 /// <summary>An acquire's answer: a busy slot and how it was found, or why there is none.</summary>
 public readonly record struct Acquisition<TSandbox>(SandboxSlot<TSandbox>? Slot, SandboxOrigin Origin, NoRoom? Refused = null)
     where TSandbox : class, IPooledSandbox;
-
-public static class SandboxOriginNames
-{
-    /// <summary>The wire and header name.</summary>
-    public static string ToWire(this SandboxOrigin origin) => origin switch
-    {
-        SandboxOrigin.Reused => "reused",
-        SandboxOrigin.Repurposed => "repurposed",
-        _ => "new",
-    };
-}

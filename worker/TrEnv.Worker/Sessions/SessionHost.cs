@@ -60,21 +60,21 @@ public sealed partial class SessionHost(
             if (start.Delta is { } delta)
             {
                 await loader.ResumeAsync(slot, load, delta, ct);
-                outcome = new LoadOutcome(LoadKind.Resume, null);
+                outcome = new LoadOutcome(StartKind.Resume, null);
             }
             else
             {
                 outcome = await loader.LoadAsync(slot, load, _ => { }, ct);
             }
             // The template this instance's state is compared against when it pauses.
-            var baseTemplate = outcome.Kind == LoadKind.Resume ? start.Delta!.Base : outcome.Captured ?? start.Template ?? templates.Find(key);
+            var baseTemplate = outcome.Kind == StartKind.Resume ? start.Delta!.Base : outcome.Captured ?? start.Template ?? templates.Find(key);
             var session = new ActiveSession(start.SessionId, slot, start.Function, start.Version, baseTemplate, start.IdleTimeoutSeconds);
             lock (_gate)
                 _sessions[start.SessionId] = session;
             var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
-            var kind = outcome.Kind.ToWire();
+            var kind = outcome.Kind.ToHeader();
             log.LogInformation("Session {SessionId} of {Function} v{Version}: {Start} start in {Sandbox} sandbox {Pid}, {StartupUs} µs",
-                start.SessionId, start.Function, start.Version.Version, kind, acquired.Origin.ToWire(), slot.Sandbox.Pid, micros);
+                start.SessionId, start.Function, start.Version.Version, kind, acquired.Origin.ToHeader(), slot.Sandbox.Pid, micros);
             return new(start.SessionId, true, settings.Name, kind, micros, slot.Instance?.MemoryBytes ?? 0, baseTemplate, outcome.Captured, null, null);
         }
         catch (SandboxException e)
@@ -177,7 +177,7 @@ public sealed partial class SessionHost(
     }
 
     private WorkerInvokeResult Result(string invocationId, bool ok, byte[] output, long execMicros, string? kind, string? message)
-        => new(invocationId, ok, output, "warm", "session", settings.Name, 0, execMicros, kind, message, null);
+        => new(invocationId, ok, output, StartKind.Warm, SandboxOrigin.Session, settings.Name, 0, execMicros, kind, message, null);
 
     private WorkerSessionReplies.Started StartFailed(WorkerSessionCommands.Start start, string kind, string message)
     {
