@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Where the CPU time of one warm invocation goes: a one-coordinator, one-worker cluster of its own serves hello
+# under wrk (-c16), and `perf record -a` samples every process while it does. Prints the share of the machine's
+# samples per process (coordinator, worker, sandbox host, wrk, kernel threads), CPU microseconds per request in
+# each. The samples are kept for a closer look at each process's hottest code.
+# Usage: scripts/profile-hot-path.sh [SECONDS] (default 10; a 20 s warm-up at full load comes first).
+# Run it with nothing else on the machine: it measures the machine, not one process. The samples stay in
+# /tmp/trenv-profile.perf.data for `perf report -i` (JIT frames resolve only while /tmp/perf-PID.map files exist).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+seconds=${1:-10}
+command -v perf >/dev/null || { echo "profile: perf is not installed (apt-get install linux-perf)" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "profile: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
+
+export TRENV_CLUSTER_DIR=$(mktemp -d /tmp/trenv-profile.XXXXXX)
+export TRENV_HTTP_PORT=${TRENV_HTTP_PORT:-8193} TRENV_BASE_PORT=${TRENV_BASE_PORT:-4393} TRENV_WORKERS=1
+export TRENV_POOL_PATH=/dev/shm/trenv-profile-$$/pool TRENV_POOL_SIZE_MB=1024
+export TRENV_SANDBOX_HOST="$root/artifacts/sandbox-host"
+# The runtime writes /tmp/perf-PID.map, so perf names JIT-compiled frames.
+export DOTNET_PerfMapEnabled=1
+url="http://127.0.0.1:$TRENV_HTTP_PORT"
+scripts/cluster.sh
+cleanup() {
+  kill $(cat "$TRENV_CLUSTER_DIR/pids") 2>/dev/null || true
+  sleep 2
+  kill -9 $(cat "$TRENV_CLUSTER_DIR/pids") 2>/dev/null || true
+  [[ -f $TRENV_CLUSTER_DIR/perf.data ]] && mv "$TRENV_CLUSTER_DIR/perf.data" /tmp/trenv-profile.perf.data
+  rm -rf "$TRENV_CLUSTER_DIR" "$(dirname "$TRENV_POOL_PATH")"
+}
+trap cleanup EXIT
+for _ in $(seq 1 240); do
+  cluster=$(curl -sf "$url/v1/cluster" 2>/dev/null || true)
+  [[ $cluster == *'"isolation"'* ]] && curl -sf "$url/readyz" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+curl -sf -X PUT --data-binary @guests/build/hello.wasm -H 'Content-Type: application/wasm' "$url/v1/functions/hello" >/dev/null
+lua=$TRENV_CLUSTER_DIR/post.lua
+printf 'wrk.method = "POST"\nwrk.body = "world"\n' >"$lua"
+wrk -t2 -c16 -d20s -s "$lua" "$url/v1/functions/hello/invoke" >/dev/null # warm-up: every JIT at its steady tier
+
+data=$TRENV_CLUSTER_DIR/perf.data
+perf record -a -g -F 499 -o "$data" -- sleep "$seconds" >/dev/null 2>&1 &
+recorder=$!
+out=$(wrk -t2 -c16 -d"${seconds}s" -s "$lua" "$url/v1/functions/hello/invoke")
+wait $recorder || true
+requests=$(awk '/requests in/ {print $1}' <<<"$out")
+rate=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+echo "hello under wrk -c16 for ${seconds}s: $requests requests, $rate/s"
+
+# Samples per process (perf names threads, so fold them by pid), each process named by its role.
+coordinator=$(sed -n 1p "$TRENV_CLUSTER_DIR/pids")
+pool=$(sed -n 2p "$TRENV_CLUSTER_DIR/pids")
+worker=$(sed -n 3p "$TRENV_CLUSTER_DIR/pids")
+perf script -i "$data" -F pid 2>/dev/null | awk '{n[$1]++} END {for (p in n) print p, n[p]}' >"$TRENV_CLUSTER_DIR/by-pid"
+total=$(awk '{s+=$2} END {print s}' "$TRENV_CLUSTER_DIR/by-pid")
+echo
+echo "share of all CPU samples (499 Hz on each of $(nproc) cores) and CPU µs per request, by process:"
+while read -r pid n; do
+  if [[ $pid == "$coordinator" ]]; then role=coordinator
+  elif [[ $pid == "$worker" ]]; then role=worker
+  elif [[ $pid == "$pool" ]]; then role=memory-pool
+  elif [[ $pid == 0 ]]; then role=idle
+  else role=$(ps -o comm= -p "$pid" 2>/dev/null || echo "gone (wrk)"); [[ $role == TrEnv.SandboxHo* ]] && role="sandbox host"
+  fi
+  echo "$role $n"
+done <"$TRENV_CLUSTER_DIR/by-pid" | awk -v total="$total" -v req="$requests" -v hz=499 '
+  { n = $NF; $NF = ""; sub(/ $/, ""); share[$0] += n }
+  END { for (r in share) printf "  %5.1f%%  %7.1f µs/request  %s\n", 100 * share[r] / total, share[r] / hz * 1e6 / req, r }' | sort -rn | sed -n 1,8p
+echo
+echo "samples kept in /tmp/trenv-profile.perf.data: perf report -i /tmp/trenv-profile.perf.data --pid PID --sort dso,sym"
