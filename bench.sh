@@ -10,6 +10,8 @@
 # repurposed sandbox, warm) and the PSS of 16 live instances with and without a template (bench/results/runtimes.json).
 # `./bench.sh agent [--samples N]` runs a synthetic agent trace against sessions of the Python analyst tool and of
 # heavy on a two-worker cluster: calls, pauses, resumes, stored bytes and live PSS (bench/results/agent.json).
+# `./bench.sh peer [FILE]` serves hello through Cloudflare's workerd and through ./run.sh's topology, loads both with
+# wrk at concurrency 16 and 64, and writes requests/s, p50, p99 and their ratio (scripts/peer-bench.sh; bench/results/peer.json).
 # `./bench.sh images` times the compose images: the first build from nothing and a rebuild after a code change
 # (scripts/image-times.sh; bench/results/images.json).
 # `./bench.sh report` runs all four with quick settings into bench/results/report-data/ and writes
@@ -23,8 +25,8 @@ if [[ $what == images ]]; then
   exec scripts/image-times.sh "${@:2}"
 fi
 case "$what" in
-  startup|e2e|sandbox|pool|runtimes|agent|report) shift ;;
-  *) echo "usage: ./bench.sh images | startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e [--samples N] | sandbox [--samples N] | pool [--samples N] | runtimes [--samples N] | agent [--samples N] | report" >&2; exit 2 ;;
+  startup|e2e|sandbox|pool|runtimes|agent|report|peer) shift ;;
+  *) echo "usage: ./bench.sh images | startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e [--samples N] | sandbox [--samples N] | pool [--samples N] | runtimes [--samples N] | agent [--samples N] | peer [FILE] | report" >&2; exit 2 ;;
 esac
 if [[ -z ${TRENV_BENCH_NO_BUILD:-} ]]; then
   scripts/bootstrap.sh
@@ -32,6 +34,9 @@ if [[ -z ${TRENV_BENCH_NO_BUILD:-} ]]; then
   if [[ $what == runtimes || $what == agent ]]; then scripts/build-python.sh; fi
 fi
 export TRENV_SANDBOX_HOST="$root/artifacts/sandbox-host"
+if [[ $what == peer ]]; then
+  exec scripts/peer-bench.sh "$@"
+fi
 bench=bench/TrEnv.Bench/bin/Release/net10.0/trenv-bench.dll
 if [[ $what == report ]]; then
   data=bench/results/report-data

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# ./bench.sh peer: the same guest (hello) behind Cloudflare's workerd and behind TrEnv (./run.sh's topology: one
+# coordinator, two workers, the pool), loaded one after the other by the same client with the same settings
+# (wrk -t2, a 5-byte POST body) at concurrency 16 and 64. workerd warms up 5 s, TrEnv 20 s (its JIT tiers up).
+# Writes bench/results/peer.json: one {client, concurrency, workerd, trenv, ratio_rps} per concurrency; each side
+# also counts its failed answers (non-2xx and socket errors), which its rps includes.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+workerd_version=1.20261201.1 # @cloudflare/workerd-linux-64, pinned
+seconds=${TRENV_PEER_SECONDS:-10}
+out=${1:-bench/results/peer.json}
+command -v wrk >/dev/null || { echo "peer: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
+workerd=artifacts/npm/node_modules/@cloudflare/workerd-linux-64/bin/workerd
+if [[ ! -x $workerd ]] || [[ $(cat artifacts/npm/workerd.version 2>/dev/null) != "$workerd_version" ]]; then
+  mkdir -p artifacts/npm
+  npm install --silent --no-audit --no-fund --prefix artifacts/npm "@cloudflare/workerd-linux-64@$workerd_version" >/dev/null
+  echo "$workerd_version" >artifacts/npm/workerd.version
+fi
+
+work=$(mktemp -d /tmp/trenv-peer.XXXXXX)
+workerd_pid=""
+cleanup() {
+  [[ -n $workerd_pid ]] && kill "$workerd_pid" 2>/dev/null || true
+  if [[ -f $work/cluster/pids ]]; then
+    kill $(cat "$work/cluster/pids") 2>/dev/null || true
+    sleep 2
+    kill -9 $(cat "$work/cluster/pids") 2>/dev/null || true
+  fi
+  rm -rf "$work" "/dev/shm/trenv-peer-$$"
+}
+trap cleanup EXIT
+printf 'wrk.method = "POST"\nwrk.body = "world"\n' >"$work/post.lua"
+
+# load URL SECONDS CONCURRENCY: prints "rps p50_ms p99_ms failed" (failed: answers other than 2xx/3xx, and socket errors).
+load() {
+  wrk -t2 -c"$3" -d"${2}s" --timeout 10s --latency -s "$work/post.lua" "$1" | awk '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    /Requests\/sec/ { rps = $2 }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    /Non-2xx or 3xx responses/ { failed += $NF }
+    /Socket errors/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) failed += $i + 0 }
+    END { printf "%s %.3f %.3f %d\n", rps, p50, p99, failed }'
+}
+
+# workerd: the guest's module and a worker that drives its exports as TrEnv's host does (bench/peer/).
+cp bench/peer/worker.js bench/peer/config.capnp "$work/"
+cp guests/build/hello.wasm "$work/guest.wasm"
+(cd "$work" && exec "$root/$workerd" serve config.capnp >"$work/workerd.log" 2>&1) &
+workerd_pid=$!
+for _ in $(seq 1 100); do
+  curl -sf -X POST -d world http://127.0.0.1:8195/ >/dev/null 2>&1 && break
+  sleep 0.1
+done
+[[ $(curl -sf -X POST -d world http://127.0.0.1:8195/) == "hello: world" ]] || { echo "peer: workerd did not answer" >&2; cat "$work/workerd.log" >&2; exit 1; }
+declare -A peer
+for c in 16 64; do
+  load http://127.0.0.1:8195/ 5 "$c" >/dev/null
+  peer[$c]=$(load http://127.0.0.1:8195/ "$seconds" "$c")
+  echo "workerd $workerd_version  c=$c: ${peer[$c]} (requests/s, p50 ms, p99 ms, failed)"
+done
+kill "$workerd_pid"
+wait "$workerd_pid" 2>/dev/null || true
+workerd_pid=""
+
+# TrEnv, as ./run.sh starts it, on ports of its own; hello may run 128 calls at once (the default limit is lower).
+export TRENV_CLUSTER_DIR=$work/cluster TRENV_HTTP_PORT=8196 TRENV_BASE_PORT=4490 TRENV_WORKERS=2
+export TRENV_POOL_PATH=/dev/shm/trenv-peer-$$/pool TRENV_POOL_SIZE_MB=1024
+export TRENV_SANDBOX_HOST="$root/artifacts/sandbox-host"
+url="http://127.0.0.1:$TRENV_HTTP_PORT"
+scripts/cluster.sh
+for _ in $(seq 1 240); do
+  cluster=$(curl -sf "$url/v1/cluster" 2>/dev/null || true)
+  [[ $(grep -o '"isolation"' <<<"$cluster" | wc -l) -ge 2 ]] && curl -sf "$url/readyz" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+curl -sf -X PUT --data-binary @guests/build/hello.wasm -H 'Content-Type: application/wasm' "$url/v1/functions/hello?concurrency=128" >/dev/null
+[[ $(curl -sf -X POST -d world "$url/v1/functions/hello/invoke") == "hello: world" ]] || { echo "peer: TrEnv did not answer" >&2; exit 1; }
+declare -A ours
+for c in 16 64; do
+  load "$url/v1/functions/hello/invoke" 20 "$c" >/dev/null
+  ours[$c]=$(load "$url/v1/functions/hello/invoke" "$seconds" "$c")
+  echo "trenv            c=$c: ${ours[$c]} (requests/s, p50 ms, p99 ms, failed)"
+done
+
+mkdir -p "$(dirname "$out")"
+{
+  echo "["
+  sep=""
+  for c in 16 64; do
+    read -r wr w50 w99 wf <<<"${peer[$c]}"
+    read -r tr t50 t99 tf <<<"${ours[$c]}"
+    ratio=$(awk -v t="$tr" -v w="$wr" 'BEGIN { printf "%.2f", t / w }')
+    printf '%s  {"client": "wrk -t2 -c%s -d%ss --latency, POST of a 5-byte body", "concurrency": %s, "workerd_version": "%s", "seconds": %s,\n' "$sep" "$c" "$seconds" "$c" "$workerd_version" "$seconds"
+    printf '   "workerd": {"rps": %s, "p50_ms": %s, "p99_ms": %s, "failed": %s},\n' "$wr" "$w50" "$w99" "$wf"
+    printf '   "trenv": {"rps": %s, "p50_ms": %s, "p99_ms": %s, "failed": %s},\n' "$tr" "$t50" "$t99" "$tf"
+    printf '   "ratio_rps": %s}\n' "$ratio"
+    sep=","
+  done
+  echo "]"
+} >"$out"
+echo "wrote $out"
+grep -o '"concurrency": [0-9]*\|"ratio_rps": [0-9.]*' "$out" | paste - - | sed 's/"//g'
