@@ -161,15 +161,17 @@ public sealed class SandboxPoolTests
 
         var session = await pool.AcquireAsync(A, network: false, reuse: false);
         pool.BindSession(session.Slot!, "s1");
+        pool.BeginLoad(session.Slot!);
+        pool.CompleteLoad(session.Slot!, new LoadedInstance(A, 1 << 20, null, 0)); // it holds A too, yet is no one's warm A
 
         Assert.NotSame(warm.Slot, session.Slot);
         Assert.Equal(SandboxOrigin.New, session.Origin);
         Assert.Equal(SlotState.Session, session.Slot!.State);
         var switched = await pool.AcquireAsync(B, network: false); // at the bound: the warm instance is switched, never the session
         Assert.Same(warm.Slot, switched.Slot);
-        Assert.Null((await pool.AcquireAsync(C, network: false)).Slot);
+        Assert.Null((await pool.AcquireAsync(A, network: false)).Slot); // not even for a call of the version it holds
         Assert.Empty(pool.TakeForEviction(pool.All().ToDictionary(s => s, _ => 1L << 30), bound: 0));
-        Assert.Empty(pool.TakeWarm(_ => true));
+        Assert.Empty(pool.TakeWarm(key => key == A));
         Assert.Equal("session", pool.View().Slots.Single(s => s.Slot == session.Slot).State);
 
         await pool.ResetToGenericAsync([session.Slot!], CancellationToken.None);

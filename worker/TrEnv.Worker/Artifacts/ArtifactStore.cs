@@ -21,15 +21,24 @@ public sealed class ArtifactStore(NodeSettings settings, WorkerDirectories direc
     // One fetch (or unpack) per hash at a time on this node: a call and the deploy's prepare share it.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Lazy<Task<string>>> _fetching = new(StringComparer.Ordinal);
 
+    // Module, layer and runtime sets already on disk: every call prepares, so once they are there a call touches no
+    // file. A forget drops the entries whose files it deleted.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Module, string? Layer, string? Runtime), PreparedVersion> _prepared = new();
+
     /// <summary>The module (compiled), file layer and runtime libraries of <paramref name="version"/>, or why they cannot be had.</summary>
     public async Task<(PreparedVersion? Prepared, PrepareFailure? Failure)> PrepareAsync(string function, FunctionVersion version, CancellationToken ct)
     {
+        var key = (version.Sha256, version.Limits.Layer, version.Limits.Runtime);
+        if (_prepared.TryGetValue(key, out var ready))
+            return (ready, null);
         try
         {
             var runtime = RuntimeDirectories(version.Limits.Runtime);
             await EnsureModuleAsync(version.Sha256, ct);
             await compiler.EnsureCompiledAsync(new ModuleHash(version.Sha256), trusted: version.Limits.Runtime is not null, ct);
-            return (new PreparedVersion(version.Limits.Layer is { } sha ? await EnsureLayerAsync(sha, ct) : null, runtime), null);
+            var prepared = new PreparedVersion(version.Limits.Layer is { } sha ? await EnsureLayerAsync(sha, ct) : null, runtime);
+            _prepared[key] = prepared;
+            return (prepared, null);
         }
         catch (EngineException e)
         {
@@ -64,6 +73,8 @@ public sealed class ArtifactStore(NodeSettings settings, WorkerDirectories direc
                 // Missing (never unpacked here) or in use: nothing to do.
             }
         }
+        foreach (var key in _prepared.Keys.Where(k => forget.Modules.Contains(k.Module) || (k.Layer is not null && forget.Layers.Contains(k.Layer))))
+            _prepared.TryRemove(key, out _);
     }
 
     // A script runtime's libraries, which must be installed on this node as on the coordinator that took the deploy.
