@@ -1,3 +1,4 @@
+using Akka.Hosting;
 using TrEnv.Cluster;
 using TrEnv.Contracts;
 using TrEnv.Coordinator.Api;
@@ -29,7 +30,8 @@ builder.Services.AddSingleton(new UploadGate(settings.MaxUploads));
 builder.Services.AddHostedService<SessionExpirySweeper>();
 builder.Services.AddHostedService<StoredBytesSweeper>();
 builder.Services.AddSingleton(new SessionAdmission(settings.SessionSandboxPercent, settings.SessionsPerFunction));
-builder.Services.AddTrEnvNode(settings, (akka, _) => akka
+builder.Services.AddTrEnvNode(settings, (akka, provider) => akka
+    .WithActors((_, _) => workers.Log = provider.GetRequiredService<ILoggerFactory>().CreateLogger("TrEnv.Coordinator.Invoke"))
     .AddFunctionRegistry()
     .AddModuleStore()
     .AddTemplateRegistry()

@@ -24,6 +24,13 @@ public sealed record NodeSettings
     /// <summary>TRENV_PORT: the Akka remoting port; 0 picks a free one. Default 4053.</summary>
     public int Port { get; init; } = 4053;
 
+    /// <summary>
+    /// TRENV_INVOKE_PORT (workers): the TCP port of the worker's invoke channel, the connection coordinators send
+    /// invocations over (on TRENV_HOSTNAME, like remoting). 0 picks a free port, which the worker advertises in its
+    /// status; -1 turns the channel off, so invocations go through Akka remoting. Default 0.
+    /// </summary>
+    public int InvokePort { get; init; }
+
     /// <summary>TRENV_SEEDS: comma-separated seed addresses (akka.tcp://trenv@host:port). Default: none, this node seeds itself.</summary>
     public IReadOnlyList<string> Seeds { get; init; } = [];
 
@@ -180,7 +187,7 @@ public sealed record NodeSettings
     /// </summary>
     public static IReadOnlyList<string> Variables { get; } = new[]
     {
-        "ROLES", "NODE_NAME", "HOSTNAME_BIND", "HOSTNAME", "PUBLIC_HOSTNAME", "PORT", "SEEDS", "DATA_DIR", "DB",
+        "ROLES", "NODE_NAME", "HOSTNAME_BIND", "HOSTNAME", "PUBLIC_HOSTNAME", "PORT", "INVOKE_PORT", "SEEDS", "DATA_DIR", "DB",
         "HTTP_HOST", "HTTP_PORT", "ADMIN_TOKEN", "INVOKE_TOKEN", "MAX_MODULE_MB", "MAX_INPUT_MB", "MAX_LAYER_MB",
         "WORKER_MEMORY_MB", "POOL_PATH", "POOL_SIZE_MB", "SANDBOX_HOST", "POOL_MODE", "POOL_FETCH", "POOL_GRPC_HOST",
         "POOL_GRPC_PORT", "POOL_URL", "POOL_SECRET", "PRESTART_SANDBOXES", "MAX_SANDBOXES", "KEEP_ALIVE_S", "SESSION_IDLE_S",
@@ -206,6 +213,7 @@ public sealed record NodeSettings
             Hostname = Text(c["HOSTNAME_BIND"]) ?? Text(c["HOSTNAME"]) ?? d.Hostname,
             PublicHostname = Text(c["PUBLIC_HOSTNAME"]),
             Port = Int(c, "PORT", d.Port),
+            InvokePort = Int(c, "INVOKE_PORT", d.InvokePort),
             Seeds = List(c["SEEDS"]),
             DataDirectory = Text(c["DATA_DIR"]) ?? d.DataDirectory,
             DatabaseConnection = Text(c["DB"]),
@@ -263,6 +271,8 @@ public sealed record NodeSettings
             throw new ArgumentException($"TRENV_ROLES has unknown role(s) {string.Join(", ", unknown)}; use coordinator, worker or memory-pool.");
         if (Port is < 0 or > 65535 || HttpPort is < 0 or > 65535)
             throw new ArgumentException("TRENV_PORT and TRENV_HTTP_PORT must be between 0 and 65535.");
+        if (InvokePort is < -1 or > 65535)
+            throw new ArgumentException("TRENV_INVOKE_PORT must be between 0 and 65535, or -1 for no invoke channel.");
         if (PoolGrpcPort is < 0 or > 65535 || !Uri.TryCreate(PoolUrl, UriKind.Absolute, out _))
             throw new ArgumentException("TRENV_POOL_GRPC_PORT must be between 0 and 65535 and TRENV_POOL_URL an absolute URL such as http://10.0.0.1:4070.");
         if (MaxModuleMb <= 0 || MaxInputMb <= 0 || PoolSizeMb <= 0 || MaxLayerMb <= 0 || MaxUploads <= 0)

@@ -47,7 +47,8 @@ public sealed record WorkerStatus(
     long Evicted = 0,
     long Sequence = 0, // orders snapshots and results of one worker: an older snapshot never overrides a newer result
     long PoolMappedBytes = 0, // pool bytes its instances map (each template region once per instance)
-    IReadOnlyList<string>? IsolationMissing = null) : IProtocolMessage; // each isolation layer its sandboxes lack, and why
+    IReadOnlyList<string>? IsolationMissing = null, // each isolation layer its sandboxes lack, and why
+    string? InvokeEndpoint = null) : IProtocolMessage; // host:port of the worker's invoke channel; null: remoting only
 
 /// <summary>
 /// Reclaims a worker's idle warm instances (of one function, or all when null) back to generic sandboxes: scale to zero now.

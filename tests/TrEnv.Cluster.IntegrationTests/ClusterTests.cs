@@ -208,6 +208,7 @@ public sealed class ClusterTests
     public async Task One_invocation_id_labels_its_json_log_lines_on_the_coordinator_the_worker_and_the_sandbox()
     {
         await using var c = new LocalCluster();
+        c.Environment["TRENV_LOG_LEVEL"] = "debug"; // warm calls log at debug; this test follows a warm one too
         await c.StartAllAsync("worker-1");
         await c.Api.DeployGuestAsync("hello", "hello");
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/functions/hello/invoke") { Content = new StringContent("x") };
@@ -239,6 +240,32 @@ public sealed class ClusterTests
         var worker = Lines("worker-1", "trace-me-42").Single(l => l.Category == "TrEnv.Worker").State;
         Assert.Equal(sandbox[0].GetProperty("Sandbox").GetInt32(), worker.GetProperty("Pid").GetInt32());
         await Poll.UntilAsync(() => Task.FromResult(Lines("worker-1", generated).Count >= 2), TimeSpan.FromSeconds(10), () => "the generated id in the worker's log");
+    }
+
+    [Fact]
+    public async Task Invocations_take_the_invoke_channel_and_a_worker_without_one_is_reached_through_remoting()
+    {
+        await using var c = new LocalCluster();
+        c.StartCoordinator();
+        c.StartMemoryPool();
+        c.StartWorker("worker-1");
+        c.StartWorker("worker-2", false, ("TRENV_INVOKE_PORT", "-1"));
+        await c.WaitReadyAsync(["worker-1", "worker-2"]);
+        await c.Api.DeployGuestAsync("hello", "hello");
+        // Both workers serve: twelve at once (under the concurrency limit of 16), so placement spreads them over both.
+        var answers = await Task.WhenAll(Enumerable.Range(0, 12).Select(n => c.Api.InvokeAsync("hello", $"n{n}")));
+        Assert.All(answers, a => Assert.Equal(HttpStatusCode.OK, a.Status));
+        var nodes = answers.Select(a => a.Header("X-TrEnv-Node")).ToHashSet();
+        for (var round = 0; round < 10 && nodes.Count < 2; round++)
+            foreach (var a in await Task.WhenAll(Enumerable.Range(0, 12).Select(n => c.Api.InvokeAsync("hello", $"r{round}-{n}"))))
+            {
+                Assert.Equal(HttpStatusCode.OK, a.Status);
+                nodes.Add(a.Header("X-TrEnv-Node"));
+            }
+        Assert.Equal(["worker-1", "worker-2"], nodes.Order().ToArray());
+        var log = File.ReadAllText(Path.Combine(c.Directory, "coordinator-1.log"));
+        Assert.Contains("Invoke channel to worker worker-1 open", log, StringComparison.Ordinal);
+        Assert.DoesNotContain("Invoke channel to worker worker-2", log, StringComparison.Ordinal);
     }
 
     [Fact]

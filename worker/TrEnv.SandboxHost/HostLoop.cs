@@ -111,6 +111,13 @@ internal sealed partial class HostLoop : IDisposable
         _ => throw new InvalidDataException($"Unexpected request {request.GetType().Name}."),
     };
 
+    /// <summary>
+    /// A line per successful call only when the worker logs at debug (its TRENV_LOG_LEVEL, inherited): at
+    /// information a line per call costs throughput, and loads and failures are logged either way.
+    /// </summary>
+    private static readonly bool LogsEveryInvocation =
+        Environment.GetEnvironmentVariable("TRENV_LOG_LEVEL")?.Trim().ToLowerInvariant() is "debug" or "trace";
+
     private Invoked DoInvoke(Invoke invoke)
     {
         if (_instance is null)
@@ -118,7 +125,8 @@ internal sealed partial class HostLoop : IDisposable
         var started = Stopwatch.GetTimestamp();
         var output = _instance.Invoke(invoke.Input, invoke.TimeoutMs > 0 ? TimeSpan.FromMilliseconds(invoke.TimeoutMs) : null);
         var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
-        SandboxLog.Write(Console.Error, "invoke", invoke.InvocationId, _loaded?.Instance.Function, ("micros", micros), ("inputBytes", invoke.Input.Length), ("outputBytes", output.Length));
+        if (LogsEveryInvocation)
+            SandboxLog.Write(Console.Error, "invoke", invoke.InvocationId, _loaded?.Instance.Function, ("micros", micros), ("inputBytes", invoke.Input.Length), ("outputBytes", output.Length));
         return new Invoked(output, micros, ReadLog(_stdoutLog, ref _stdoutOffset), ReadLog(_stderrLog, ref _stderrOffset));
     }
 

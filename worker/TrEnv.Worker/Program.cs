@@ -17,7 +17,7 @@ builder.Logging.AddTrEnvLogging(settings);
 SandboxManager? manager = null;
 builder.Services.AddTrEnvNode(settings, (akka, provider) => akka
     .AddRegistryProxies()
-    .AddWorker(Path.Combine(settings.DataDirectory, "healthy"), (registry, _) => manager = new SandboxManager(settings, host,
+    .AddWorker(settings, Path.Combine(settings.DataDirectory, "healthy"), provider.GetRequiredService<ILoggerFactory>().CreateLogger("TrEnv.Worker"), (registry, _) => manager = new SandboxManager(settings, host,
         new RegistryClient(registry.Get<ModuleProxy>(), registry.Get<TemplateProxy>(), registry.Get<PoolAllocatorProxy>(), registry.Get<SessionProxy>()), provider.GetRequiredService<ILoggerFactory>())));
 var app = builder.Build();
 var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TrEnv.Worker");

@@ -2,7 +2,9 @@ using Akka.Actor;
 using Akka.Event;
 using Akka.Cluster.Tools.PublishSubscribe;
 using Akka.Hosting;
+using Microsoft.Extensions.Logging;
 using TrEnv.Cluster;
+using TrEnv.Cluster.Invoke;
 using TrEnv.Contracts;
 
 namespace TrEnv.Worker;
@@ -19,27 +21,26 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
     private readonly string _address;
     private readonly string _healthFile;
     private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly IActorRef _self;
+    private readonly NodeSettings _settings;
+    private readonly ILogger _channelLog;
+    private InvokeListener? _listener;
     private bool _maintaining;
 
-    public WorkerActor(SandboxManager manager, string healthFile)
+    public WorkerActor(SandboxManager manager, string healthFile, NodeSettings settings, ILogger channelLog)
     {
         _healthFile = healthFile;
         _manager = manager;
+        _settings = settings;
+        _channelLog = channelLog;
+        _self = Self;
         _mediator = DistributedPubSub.Get(Context.System).Mediator;
         _address = Akka.Cluster.Cluster.Get(Context.System).SelfAddress.ToString();
+        // Through remoting: coordinators use it when this worker has no invoke channel or theirs cannot open.
         Receive<WorkerInvoke>(invoke =>
         {
             var sender = Sender;
-            var self = Self;
-            _manager.InvokeAsync(invoke, CancellationToken.None).ContinueWith(t =>
-            {
-                sender.Tell(t.IsCompletedSuccessfully
-                    ? t.Result
-                    : new WorkerInvokeResult(invoke.InvocationId, false, [], StartKind.Cold, SandboxOrigin.New, _address, 0, 0, ErrorKinds.Internal, t.Exception?.GetBaseException().Message ?? "cancelled", null));
-                // A new warm instance changes placement (REUSE): tell coordinators now, not at the next tick.
-                if (!t.IsCompletedSuccessfully || t.Result.Start != StartKind.Warm)
-                    self.Tell(Publish.Instance);
-            }, TaskScheduler.Default);
+            RunAsync(invoke).ContinueWith(t => sender.Tell(t.Result), TaskScheduler.Default);
         });
         Receive<WorkerReclaim>(reclaim =>
         {
@@ -70,7 +71,8 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         ReceiveSession<WorkerSessionCommands.Pause, WorkerSessionReplies.Paused>((m, ct) => _manager.Sessions.PauseAsync(m, ct), m => new WorkerSessionReplies.Paused(m.SessionId, false, null, 0, ErrorKinds.Internal, "the worker failed to pause the session", false));
         ReceiveSession<WorkerSessionCommands.Release, WorkerSessionReplies.Released>((m, ct) => _manager.Sessions.ReleaseAsync(m, ct), m => new WorkerSessionReplies.Released(m.SessionId, false));
         Receive<WorkerLogsQuery>(q => Sender.Tell(new WorkerLogs(_address, _manager.Logs.Tail(q.Function, q.MaxLines))));
-        Receive<Publish>(_ => _mediator.Tell(new Akka.Cluster.Tools.PublishSubscribe.Publish(Sharding.WorkersTopic, _manager.Snapshot(_address))));
+        Receive<Publish>(_ => _mediator.Tell(new Akka.Cluster.Tools.PublishSubscribe.Publish(Sharding.WorkersTopic,
+            _manager.Snapshot(_address) with { InvokeEndpoint = _listener?.Endpoint })));
         Receive<Maintain>(_ =>
         {
             if (_maintaining)
@@ -92,6 +94,27 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         });
     }
 
+    /// <summary>One invocation, from the invoke channel or remoting; never throws.</summary>
+    private async Task<WorkerInvokeResult> RunAsync(WorkerInvoke invoke)
+    {
+        WorkerInvokeResult result;
+        try
+        {
+            result = await _manager.InvokeAsync(invoke, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            result = Failed(invoke, e);
+        }
+        // A new warm instance changes placement (REUSE): tell coordinators now, not at the next tick.
+        if (!result.Ok || result.Start != StartKind.Warm)
+            _self.Tell(Publish.Instance);
+        return result;
+    }
+
+    private WorkerInvokeResult Failed(WorkerInvoke invoke, Exception e)
+        => new(invoke.InvocationId, false, [], StartKind.Cold, SandboxOrigin.New, _settings.Name, 0, 0, ErrorKinds.Internal, e.GetBaseException().Message, null);
+
     private void ReceiveSession<T, TReply>(Func<T, CancellationToken, Task<TReply>> run, Func<T, TReply> failed)
         where T : class
         where TReply : class
@@ -112,10 +135,18 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
 
     protected override void PreStart()
     {
+        if (_settings.InvokePort >= 0)
+        {
+            _listener = new InvokeListener(_settings.Hostname, _settings.PublicHostname ?? _settings.Hostname, _settings.InvokePort,
+                _settings.MaxInputMb << 20, RunAsync, Failed, _channelLog);
+            _log.Info("worker: invoke channel listening at {0}", _listener.Endpoint);
+        }
         Timers.StartPeriodicTimer("status", Publish.Instance, TimeSpan.Zero, StatusEvery);
         Timers.StartPeriodicTimer("maintain", Maintain.Instance, TimeSpan.Zero, TimeSpan.FromSeconds(1));
         Timers.StartPeriodicTimer("health", Health.Instance, TimeSpan.Zero, TimeSpan.FromSeconds(1));
     }
+
+    protected override void PostStop() => _listener?.Dispose();
 
     private sealed class Health
     {
@@ -141,7 +172,8 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
 public static class WorkerActorRegistration
 {
     /// <summary>Starts /user/invoker; it keeps <paramref name="healthFile"/> fresh while the worker is an Up member.</summary>
-    public static AkkaConfigurationBuilder AddWorker(this AkkaConfigurationBuilder builder, string healthFile, Func<IActorRegistry, ActorSystem, SandboxManager> manager)
+    public static AkkaConfigurationBuilder AddWorker(this AkkaConfigurationBuilder builder, NodeSettings settings, string healthFile, ILogger channelLog,
+        Func<IActorRegistry, ActorSystem, SandboxManager> manager)
         => builder.WithActors((system, registry) =>
-            registry.Register<WorkerActor>(system.ActorOf(Props.Create(() => new WorkerActor(manager(registry, system), healthFile)), "invoker")));
+            registry.Register<WorkerActor>(system.ActorOf(Props.Create(() => new WorkerActor(manager(registry, system), healthFile, settings, channelLog)), "invoker")));
 }

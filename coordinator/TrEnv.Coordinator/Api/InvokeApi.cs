@@ -2,6 +2,7 @@ using System.Globalization;
 using Akka.Actor;
 using Akka.Hosting;
 using TrEnv.Cluster;
+using TrEnv.Cluster.Invoke;
 using TrEnv.Contracts;
 using TrEnv.Coordinator.Catalog;
 using TrEnv.Coordinator.Observability;
@@ -141,31 +142,51 @@ public static partial class InvokeApi
         }
 
         var message = new WorkerInvoke(invocationId, name, version, templates.Find(key), input);
-        WorkerInvokeResult result;
+        WorkerInvokeResult? result = null;
+        string? failure = null;
         Interlocked.Increment(ref worker.InFlight);
-        using var gone = CancellationTokenSource.CreateLinkedTokenSource(ct, worker.Gone.Token);
         try
         {
-            result = await worker.Invoker.Ask<WorkerInvokeResult>(message, AnswerDeadline(version.Limits), gone.Token);
+            // The invoke channel when the worker has one; remoting when it has none or the channel cannot open.
+            if (worker.Channel is { } channel)
+            {
+                try
+                {
+                    result = await channel.InvokeAsync(message, AnswerDeadline(version.Limits));
+                }
+                catch (InvokeChannelException e) when (!e.Sent)
+                {
+                }
+            }
+            if (result is null)
+            {
+                using var gone = CancellationTokenSource.CreateLinkedTokenSource(ct, worker.Gone.Token);
+                result = await worker.Invoker.Ask<WorkerInvokeResult>(message, AnswerDeadline(version.Limits), gone.Token);
+            }
         }
         // A failure names its worker too, so a client can tell which node an error came from.
-        catch (AskTimeoutException)
+        catch (Exception e) when (e is AskTimeoutException or InvokeChannelException { TimedOut: true })
         {
-            response.Headers["X-TrEnv-Node"] = worker.Status.Node;
-            metrics.RecordRefused(name, ErrorKinds.Unavailable);
-            LogRefused(log, invocationId, name, $"worker {worker.Status.Node} did not answer in time");
-            return Error(503, ErrorKinds.Unavailable, $"Worker {worker.Status.Node} did not answer in time; the invocation may not have run.", 1);
+            failure = $"Worker {worker.Status.Node} did not answer in time; the invocation may not have run.";
         }
-        catch (OperationCanceledException) when (worker.Gone.IsCancellationRequested && !ct.IsCancellationRequested)
+        catch (Exception e) when (worker.Gone.IsCancellationRequested && !ct.IsCancellationRequested && e is OperationCanceledException or InvokeChannelException)
         {
-            response.Headers["X-TrEnv-Node"] = worker.Status.Node;
-            metrics.RecordRefused(name, ErrorKinds.Unavailable);
-            LogRefused(log, invocationId, name, $"worker {worker.Status.Node} left the cluster");
-            return Error(503, ErrorKinds.Unavailable, $"Worker {worker.Status.Node} left the cluster while running this invocation; it may not have completed.", 1);
+            failure = $"Worker {worker.Status.Node} left the cluster while running this invocation; it may not have completed.";
+        }
+        catch (InvokeChannelException e)
+        {
+            failure = e.Message;
         }
         finally
         {
             Interlocked.Decrement(ref worker.InFlight);
+        }
+        if (result is null)
+        {
+            response.Headers["X-TrEnv-Node"] = worker.Status.Node;
+            metrics.RecordRefused(name, ErrorKinds.Unavailable);
+            LogRefused(log, invocationId, name, failure!);
+            return Error(503, ErrorKinds.Unavailable, failure!, 1);
         }
 
         // The worker's last broadcast may still count this invocation as busy: correct it now, not in 500 ms.
@@ -177,13 +198,15 @@ public static partial class InvokeApi
         var elapsed = System.Diagnostics.Stopwatch.GetElapsedTime(started);
         metrics.RecordInvocation(invocationId, name, version.Version, result.Start.ToHeader(), outcome, result.Node, result.Sandbox.ToHeader(), result.StartupMicros, result.ExecMicros, elapsed.TotalSeconds,
             result.CapturedTemplate is not null);
-        LogDone(log, invocationId, name, version.Version, outcome, result.Start.ToHeader(), result.Node, result.StartupMicros, result.ExecMicros, elapsed.TotalMilliseconds);
+        // A warm success is the common case and costs a line per call: debug. Starts and failures stay visible.
+        LogDone(log, result.Ok && result.Start == StartKind.Warm ? LogLevel.Debug : LogLevel.Information,
+            invocationId, name, version.Version, outcome, result.Start.ToHeader(), result.Node, result.StartupMicros, result.ExecMicros, elapsed.TotalMilliseconds);
         return Answer(response, result, result.Start.ToHeader(), version.Version);
     }
 
-    [LoggerMessage(EventId = 1, Level = LogLevel.Information,
+    [LoggerMessage(EventId = 1,
         Message = "Invocation {InvocationId} of {Function} v{Version}: {Outcome}, {Start} start on {Worker}, startup {StartupUs} µs, exec {ExecUs} µs, {DurationMs:F2} ms in all")]
-    private static partial void LogDone(ILogger log, string invocationId, string function, int version, string outcome, string start, string worker,
+    private static partial void LogDone(ILogger log, LogLevel level, string invocationId, string function, int version, string outcome, string start, string worker,
         long startupUs, long execUs, double durationMs);
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "Invocation {InvocationId} of {Function} not run: {Reason}")]

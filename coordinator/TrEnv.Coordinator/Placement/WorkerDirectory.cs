@@ -4,6 +4,7 @@ using Akka.Cluster;
 using Akka.Cluster.Tools.PublishSubscribe;
 using Akka.Hosting;
 using TrEnv.Cluster;
+using TrEnv.Cluster.Invoke;
 using TrEnv.Contracts;
 
 namespace TrEnv.Coordinator.Placement;
@@ -17,6 +18,9 @@ public sealed class WorkerDirectory
 {
     private readonly ConcurrentDictionary<string, WorkerEntry> _workers = new(StringComparer.Ordinal);
 
+    /// <summary>Where invoke channels log opening and failing; set once the host's logging exists.</summary>
+    public ILogger Log { get; set; } = Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
+
     public IReadOnlyCollection<WorkerEntry> Workers => _workers.Values.ToList();
 
     /// <summary>The worker at this cluster address, if it is in the directory (no copy of the directory made).</summary>
@@ -24,14 +28,14 @@ public sealed class WorkerDirectory
 
     public void Update(WorkerStatus status, IActorRef invoker)
     {
-        var entry = _workers.GetOrAdd(status.Address, _ => new WorkerEntry(status, invoker));
+        var entry = _workers.GetOrAdd(status.Address, _ => new WorkerEntry(status, invoker, Log));
         if (!entry.Invoker.Equals(invoker))
         {
             // A new incarnation at the same address (restarted before the old one was downed): nothing the
             // old one was running will ever answer.
-            var fresh = new WorkerEntry(status, invoker);
+            var fresh = new WorkerEntry(status, invoker, Log);
             _workers[status.Address] = fresh;
-            entry.Gone.Cancel();
+            entry.Retire();
             return;
         }
         Volatile.Write(ref entry.LastSeen, Environment.TickCount64);
@@ -42,7 +46,7 @@ public sealed class WorkerDirectory
     public void Remove(string address)
     {
         if (_workers.TryRemove(address, out var entry))
-            entry.Gone.Cancel();
+            entry.Retire();
     }
 
     /// <summary>A worker that is leaving gets no new invocations; those it is running finish (or fail when it is gone).</summary>
@@ -94,10 +98,11 @@ public sealed class WorkerDirectory
     }
 }
 
-public sealed class WorkerEntry(WorkerStatus status, IActorRef invoker)
+public sealed class WorkerEntry(WorkerStatus status, IActorRef invoker, ILogger? log = null)
 {
     private readonly Lock _gate = new();
     private long _sequence = status.Sequence;
+    private InvokeChannel? _channel;
 
     /// <summary>The latest status, with the busy count of any newer invocation result applied.</summary>
     public WorkerStatus Status { get; private set; } = status;
@@ -106,6 +111,35 @@ public sealed class WorkerEntry(WorkerStatus status, IActorRef invoker)
     public IActorRef Invoker { get; } = invoker;
 
     public CancellationTokenSource Gone { get; } = new();
+
+    /// <summary>
+    /// The invoke channel to this incarnation, when it advertises one (opened at the first call); null sends
+    /// invocations through remoting.
+    /// </summary>
+    public InvokeChannel? Channel
+    {
+        get
+        {
+            if (_channel is { } open)
+                return open;
+            if (Status.InvokeEndpoint is not { } endpoint || Gone.IsCancellationRequested)
+                return null;
+            lock (_gate)
+            {
+                if (_channel is null && !Gone.IsCancellationRequested)
+                    _channel = new InvokeChannel(endpoint, Status.Node, log ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+                return _channel;
+            }
+        }
+    }
+
+    /// <summary>This incarnation is gone: every invocation still waiting on it fails now (answered 503, never left hanging).</summary>
+    public void Retire()
+    {
+        Gone.Cancel();
+        lock (_gate)
+            _channel?.Dispose();
+    }
     public long LastSeen = Environment.TickCount64;
     public volatile bool Leaving;
     public int InFlight;

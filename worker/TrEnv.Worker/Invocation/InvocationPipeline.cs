@@ -75,7 +75,7 @@ public sealed class InvocationPipeline(
                 _ = mirror.PublishWorkingSetAsync(used, CancellationToken.None); // the first invocation's pages, for prefetching elsewhere
             if (start != StartKind.Warm)
                 _ = bound.EnforceAsync(); // a new instance may have pushed the worker over its bound
-            WorkerLog.Invoked(log, request.InvocationId, request.Function, request.Version.Version, start.ToHeader(), sandbox.ToHeader(), slot.Sandbox.Pid, startupMicros, result.ExecMicros);
+            WorkerLog.Invoked(log, start == StartKind.Warm ? LogLevel.Debug : LogLevel.Information, request.InvocationId, request.Function, request.Version.Version, start.ToHeader(), sandbox.ToHeader(), slot.Sandbox.Pid, startupMicros, result.ExecMicros);
             return new WorkerInvokeResult(request.InvocationId, true, result.Output, start, sandbox, settings.Name, startupMicros, result.ExecMicros, null, null, captured);
         }
         catch (SandboxException e)

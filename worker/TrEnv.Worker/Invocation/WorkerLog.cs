@@ -11,9 +11,10 @@ public static partial class WorkerLog
         ? $"Worker {settings.Name} is at its memory bound (TRENV_WORKER_MEMORY_MB={settings.WorkerMemoryMb}) with no idle instance to evict."
         : $"Worker {settings.Name} has no free sandbox (all {settings.MaxSandboxes} busy).";
 
-    [LoggerMessage(EventId = 1, Level = LogLevel.Information,
+    /// <summary>Warm calls log at debug (one line per call costs throughput); every other start at information.</summary>
+    [LoggerMessage(EventId = 1,
         Message = "Invocation {InvocationId} of {Function} v{Version}: {Start} start ({SandboxKind} sandbox {Pid}), startup {StartupUs} µs, exec {ExecUs} µs")]
-    public static partial void Invoked(ILogger log, string invocationId, string function, int version, string start, string sandboxKind, int pid, long startupUs, long execUs);
+    public static partial void Invoked(ILogger log, LogLevel level, string invocationId, string function, int version, string start, string sandboxKind, int pid, long startupUs, long execUs);
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "Invocation {InvocationId} of {Function} v{Version} failed ({Kind}, {Start} start): {Error}")]
     public static partial void Failed(ILogger log, string invocationId, string function, int version, string kind, string start, string error);
