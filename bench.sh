@@ -31,9 +31,14 @@ esac
 if [[ -z ${TRENV_BENCH_NO_BUILD:-} ]]; then
   scripts/bootstrap.sh
   CONFIGURATION=Release scripts/build.sh >/dev/null
+  scripts/publish-nodes.sh
   if [[ $what == runtimes || $what == agent ]]; then scripts/build-python.sh; fi
 fi
 export TRENV_SANDBOX_HOST="$root/artifacts/sandbox-host"
+# The clusters benchmarks start run the ReadyToRun nodes, as run.sh does, when they are as new as the build.
+if [[ artifacts/nodes/coordinator/trenv-coordinator.dll -nt coordinator/TrEnv.Coordinator/bin/Release/net10.0/trenv-coordinator.dll ]]; then
+  export TRENV_NODES_DIR="$root/artifacts/nodes"
+fi
 if [[ $what == peer ]]; then
   exec scripts/peer-bench.sh "$@"
 fi

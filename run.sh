@@ -8,6 +8,8 @@ root=$(cd "$(dirname "$0")" && pwd)
 cd "$root"
 scripts/bootstrap.sh
 CONFIGURATION=Release scripts/build.sh
+scripts/publish-nodes.sh # the nodes precompiled (ReadyToRun): minutes the first time, seconds after
+export TRENV_NODES_DIR=$root/artifacts/nodes
 scripts/build-python.sh  # the Python runtime, once (cached under TRENV_RUNTIMES_DIR, outside the repo)
 scripts/fetch-ruby.sh    # the Ruby runtime, once
 export TRENV_CLUSTER_DIR=${TRENV_CLUSTER_DIR:-$root/.trenv}

@@ -13,7 +13,9 @@ base=${TRENV_BASE_PORT:-4053}
 cfg=${CONFIGURATION:-Release}
 mkdir -p "$dir"
 : > "$dir/pids"
-export TRENV_SEEDS="akka.tcp://trenv@127.0.0.1:$base"
+# The pool node is a second seed: a restarted coordinator-1 (the first seed) joins the running cluster through
+# it instead of forming a cluster of its own.
+export TRENV_SEEDS="akka.tcp://trenv@127.0.0.1:$base,akka.tcp://trenv@127.0.0.1:$((base + 1))"
 export TRENV_POOL_PATH=${TRENV_POOL_PATH:-/dev/shm/trenv/pool}
 export TRENV_SANDBOX_HOST=${TRENV_SANDBOX_HOST:-$root/artifacts/sandbox-host}
 # The pool service's gRPC port sits just below the Akka ports, so clusters on other base ports do not collide.
@@ -22,12 +24,22 @@ export TRENV_POOL_URL=${TRENV_POOL_URL:-http://127.0.0.1:$TRENV_POOL_GRPC_PORT}
 
 start() { # name, dll, extra env...
   local name=$1 dll=$2; shift 2
-  env "$@" TRENV_NODE_NAME="$name" TRENV_DATA_DIR="$dir/$name" dotnet "$root/$dll" >"$dir/$name.log" 2>&1 &
+  [[ $dll == /* ]] || dll=$root/$dll
+  env "$@" TRENV_NODE_NAME="$name" TRENV_DATA_DIR="$dir/$name" dotnet "$dll" >"$dir/$name.log" 2>&1 &
   echo $! >> "$dir/pids"
 }
 
-start coordinator-1 coordinator/TrEnv.Coordinator/bin/$cfg/net10.0/trenv-coordinator.dll TRENV_PORT=$base TRENV_HTTP_PORT=$http
-start memory-pool memory-pool/TrEnv.MemoryPool.Node/bin/$cfg/net10.0/trenv-memory-pool.dll TRENV_PORT=$((base + 1))
+# TRENV_NODES_DIR: the ReadyToRun nodes scripts/publish-nodes.sh leaves (run.sh and bench.sh); else the build output.
+if [[ -n ${TRENV_NODES_DIR:-} ]]; then
+  coordinator=$TRENV_NODES_DIR/coordinator/trenv-coordinator.dll pool=$TRENV_NODES_DIR/memory-pool/trenv-memory-pool.dll
+  worker=$TRENV_NODES_DIR/worker/trenv-worker.dll
+else
+  coordinator=coordinator/TrEnv.Coordinator/bin/$cfg/net10.0/trenv-coordinator.dll
+  pool=memory-pool/TrEnv.MemoryPool.Node/bin/$cfg/net10.0/trenv-memory-pool.dll
+  worker=worker/TrEnv.Worker/bin/$cfg/net10.0/trenv-worker.dll
+fi
+start coordinator-1 "$coordinator" TRENV_PORT=$base TRENV_HTTP_PORT=$http
+start memory-pool "$pool" TRENV_PORT=$((base + 1))
 for i in $(seq 1 "$workers"); do
-  start "worker-$i" worker/TrEnv.Worker/bin/$cfg/net10.0/trenv-worker.dll TRENV_PORT=$((base + 1 + i))
+  start "worker-$i" "$worker" TRENV_PORT=$((base + 1 + i))
 done

@@ -3,7 +3,7 @@
 # under wrk (-c16), and `perf record -a` samples every process while it does. Prints the share of the machine's
 # samples per process (coordinator, worker, sandbox host, wrk, kernel threads), CPU microseconds per request in
 # each. The samples are kept for a closer look at each process's hottest code.
-# Usage: scripts/profile-hot-path.sh [SECONDS] (default 10; a 20 s warm-up at full load comes first).
+# Usage: scripts/profile-hot-path.sh [SECONDS] (default 10; a 40 s warm-up at full load comes first).
 # Run it with nothing else on the machine: it measures the machine, not one process. The samples stay in
 # /tmp/trenv-profile.perf.data for `perf report -i` (JIT frames resolve only while /tmp/perf-PID.map files exist).
 set -euo pipefail
@@ -17,8 +17,9 @@ export TRENV_CLUSTER_DIR=$(mktemp -d /tmp/trenv-profile.XXXXXX)
 export TRENV_HTTP_PORT=${TRENV_HTTP_PORT:-8193} TRENV_BASE_PORT=${TRENV_BASE_PORT:-4393} TRENV_WORKERS=1
 export TRENV_POOL_PATH=/dev/shm/trenv-profile-$$/pool TRENV_POOL_SIZE_MB=1024
 export TRENV_SANDBOX_HOST="$root/artifacts/sandbox-host"
-# The runtime writes /tmp/perf-PID.map, so perf names JIT-compiled frames.
-export DOTNET_PerfMapEnabled=1
+# The runtime writes /tmp/perf-PID.map, so perf names JIT-compiled frames; without W^X double mapping the code
+# lives where the map says (with it, perf sees an anonymous memfd and names nothing).
+export DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0
 url="http://127.0.0.1:$TRENV_HTTP_PORT"
 scripts/cluster.sh
 cleanup() {
@@ -37,7 +38,7 @@ done
 curl -sf -X PUT --data-binary @guests/build/hello.wasm -H 'Content-Type: application/wasm' "$url/v1/functions/hello" >/dev/null
 lua=$TRENV_CLUSTER_DIR/post.lua
 printf 'wrk.method = "POST"\nwrk.body = "world"\n' >"$lua"
-wrk -t2 -c16 -d20s -s "$lua" "$url/v1/functions/hello/invoke" >/dev/null # warm-up: every JIT at its steady tier
+wrk -t2 -c16 -d40s -s "$lua" "$url/v1/functions/hello/invoke" >/dev/null # warm-up: tiered JIT settles after about 30 s
 
 data=$TRENV_CLUSTER_DIR/perf.data
 perf record -a -g -F 499 -o "$data" -- sleep "$seconds" >/dev/null 2>&1 &
@@ -68,4 +69,10 @@ done <"$TRENV_CLUSTER_DIR/by-pid" | awk -v total="$total" -v req="$requests" -v 
   { n = $NF; $NF = ""; sub(/ $/, ""); share[$0] += n }
   END { for (r in share) printf "  %5.1f%%  %7.1f µs/request  %s\n", 100 * share[r] / total, share[r] / hz * 1e6 / req, r }' | sort -rn | sed -n 1,8p
 echo
-echo "samples kept in /tmp/trenv-profile.perf.data: perf report -i /tmp/trenv-profile.perf.data --pid PID --sort dso,sym"
+echo "threads per process (share of its samples):"
+for role in coordinator worker; do
+  pid=${!role}
+  perf script -i "$data" -F comm,pid -G 2>/dev/null | awk -v p="$pid" -v r="$role" '$NF == p { $NF = ""; n[$0]++; t++ }
+    END { for (k in n) if (100 * n[k] / t >= 1) printf "  %-12s %5.1f%%  %s\n", r, 100 * n[k] / t, k }' | sort -k2 -rn
+done
+echo "samples kept in /tmp/trenv-profile.perf.data: perf report -i /tmp/trenv-profile.perf.data --pid PID --children --sort sym"

@@ -51,6 +51,7 @@ internal static class E2eBenchmark
             warm.Add(await TimedInvokeAsync(http, "heavy", input, "warm"));
 
         var rps = await ThroughputAsync(http, "hello", concurrency, duration);
+        var restart = await RestartUnderLoad.MeasureAsync(http, "hello", concurrency);
 
         var result = new JsonObject
         {
@@ -58,6 +59,7 @@ internal static class E2eBenchmark
             ["ratios"] = new JsonObject { ["cold_over_template_p50"] = Math.Round(Stats.Percentile(cold, 50) / Stats.Percentile(template, 50), 1) },
             ["hello_warm_rps"] = Math.Round(rps, 0),
             ["hello_concurrency"] = concurrency,
+            ["coordinator_restart"] = restart,
             ["measured_at"] = DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture),
         };
         Console.WriteLine();

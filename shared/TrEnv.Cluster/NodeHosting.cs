@@ -85,7 +85,13 @@ public static class NodeHosting
           cluster {
             # A node that starts before its seeds keeps asking; the first seed forms the cluster alone after this.
             seed-node-timeout = 3s
-            retry-unsuccessful-join-after = 2s
+            # A restarted node's first join is often refused while the cluster still lists its old incarnation:
+            # ask again soon. Gossip, leader actions and the pub-sub registry run twice a second, so a restarted
+            # coordinator is Up and hears the workers' status broadcasts about a second sooner.
+            retry-unsuccessful-join-after = 1s
+            gossip-interval = 500ms
+            leader-actions-interval = 500ms
+            pub-sub.gossip-interval = 500ms
             # Keep-majority from the coordinators' own view (ControlPlaneDowning), so workers that only lose each
             # other are not downed as Akka's resolver would down them ("indirectly connected").
             downing-provider-class = "TrEnv.Cluster.Membership.ControlPlaneDowningProvider, TrEnv.Cluster"

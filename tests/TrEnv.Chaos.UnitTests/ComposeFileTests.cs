@@ -167,7 +167,7 @@ public sealed partial class ComposeFileTests
     public void The_local_scripts_use_the_same_schema()
     {
         // scripts/cluster.sh starts nodes with TRENV_* variables; the rest are the script's own knobs.
-        string[] scriptKnobs = ["TRENV_WORKERS", "TRENV_CLUSTER_DIR", "TRENV_BASE_PORT"];
+        string[] scriptKnobs = ["TRENV_WORKERS", "TRENV_CLUSTER_DIR", "TRENV_BASE_PORT", "TRENV_NODES_DIR"];
         var used = TrEnvVariable().Matches(File.ReadAllText(Path.Combine(Root, "scripts", "cluster.sh"))).Select(m => m.Value).Distinct().ToList();
         Assert.NotEmpty(used);
         var unknown = used.Where(v => !NodeSettings.Variables.Contains(v) && !scriptKnobs.Contains(v)).ToList();

@@ -145,8 +145,9 @@ public sealed partial class InvokeChannel : IDisposable
             }
             reason = "the worker closed it";
         }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException or InvalidDataException or EndOfStreamException or IOException)
+        catch (Exception e)
         {
+            // Whatever broke the stream (a socket error, a frame the codec cannot read), the calls on it fail now.
             reason = e.Message;
         }
         connection.Socket.Close(reason);

@@ -85,8 +85,9 @@ public sealed partial class InvokeListener : IDisposable
                 _ = RunAsync(connection, frame.Id, HotPathCodec.DecodeInvoke(frame.Payload));
             }
         }
-        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException or InvalidDataException or EndOfStreamException or IOException)
+        catch (Exception e)
         {
+            // A socket error or a frame the codec cannot read: this peer is dropped, the others keep being served.
             if (!_stop.IsCancellationRequested)
                 LogDropped(_log, peer, e.Message);
         }
