@@ -151,10 +151,15 @@ public sealed class WorkerSandboxTests
         var stuck = c.Api.InvokeAsync("loop", "sleep"); // a guest asleep in WASI outlives a dead worker unless cleaned up
 
         var (pids, groups) = await SandboxesOf(c, "worker-1", expectBusy: true);
+        var killed = (await c.Api.WorkerAsync("worker-1")).GetProperty("address").GetString();
         c.KillOnly("worker-1");
-        await stuck;
+        await stuck; // answered when the invoke channel's connection breaks, before the dead worker is downed
         c.StartWorker("worker-1", newPort: true); // the old address stays quarantined for a while
         await c.WaitReadyAsync("worker-1");
+        // The view may still list the dead incarnation: wait until it lists only the new one (Up once the old one is downed).
+        await Poll.UntilAsync(async () => JsonDocument.Parse(await c.Http.GetStringAsync("/v1/cluster")).RootElement.GetProperty("workers").EnumerateArray()
+                .Where(w => w.GetProperty("node").GetString() == "worker-1").Select(w => w.GetProperty("address").GetString()).ToList() is [var only] && only != killed,
+            TimeSpan.FromSeconds(60), () => "the restarted worker-1, and only it, in the cluster view");
         await Poll.UntilAsync(() => Task.FromResult(pids.All(p => !Directory.Exists($"/proc/{p}")) && groups.All(g => !Directory.Exists(g))),
             TimeSpan.FromSeconds(30), () => $"the dead worker's sandboxes ({string.Join(",", pids.Where(p => Directory.Exists($"/proc/{p}")))}) and cgroups ({string.Join(",", groups.Where(Directory.Exists))}) to be gone");
         AssertNoMountsUnder(c.Directory);
