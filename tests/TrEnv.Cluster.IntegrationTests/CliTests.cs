@@ -138,7 +138,7 @@ public sealed class CliTests
     {
         using var dir = new TempDir("trenv-cli-up");
         var http = FreePort();
-        var basePort = 20000 + Random.Shared.Next(0, 2000) * 8; // the pool's gRPC port is basePort - 1, the nodes the next three
+        var basePort = TestPorts.Block(5) + 1; // the pool's gRPC port is basePort - 1, the nodes the next three
         var pool = Path.Combine("/dev/shm", Path.GetFileName(dir.Path), "pool");
         var output = new StringWriter();
         var error = new StringWriter();
@@ -186,12 +186,5 @@ public sealed class CliTests
         }
     }
 
-    private static int FreePort()
-    {
-        var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        l.Start();
-        var port = ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
+    private static int FreePort() => TestPorts.Next();
 }

@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using System.Text.Json;
 
 namespace TrEnv.Tests;
@@ -163,6 +161,10 @@ public sealed class LocalCluster : IAsyncDisposable
     {
         await Poll.UntilAsync(async () =>
         {
+            // A node that exited while starting will not become ready: say which and why now, not after the deadline.
+            foreach (var (name, p) in _nodes)
+                if (p.HasExited)
+                    throw new InvalidOperationException($"{name} exited with code {p.ExitCode} while the cluster started; its log:\n{string.Join("\n", File.ReadLines(Path.Combine(_dir.Path, name + ".log")).TakeLast(40))}");
             try
             {
                 if (!(await Http.GetAsync("/readyz")).IsSuccessStatusCode)
@@ -181,23 +183,7 @@ public sealed class LocalCluster : IAsyncDisposable
     public string Tail()
         => string.Join("\n", System.IO.Directory.GetFiles(_dir.Path, "*.log").Select(f => $"--- {Path.GetFileName(f)}\n{string.Join("\n", File.ReadLines(f).TakeLast(15))}"));
 
-    // Ports are chosen before the processes bind them, so never hand out one this cluster already chose.
-    private readonly HashSet<int> _chosen = [];
-
-    private int FreePort()
-    {
-        while (true)
-        {
-            using var l = new TcpListener(IPAddress.Loopback, 0);
-            l.Start();
-            var port = ((IPEndPoint)l.LocalEndpoint).Port;
-            lock (_chosen)
-            {
-                if (_chosen.Add(port))
-                    return port;
-            }
-        }
-    }
+    private static int FreePort() => TestPorts.Next();
 
     public async ValueTask DisposeAsync()
     {

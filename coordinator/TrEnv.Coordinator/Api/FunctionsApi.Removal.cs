@@ -20,7 +20,7 @@ public static partial class FunctionsApi
         if (view.Current is { } current)
             templates.ActorRef.Tell(new TemplateCommands.Retire(TemplateCommands.KeyOf(name, current.Version)));
         var deleted = await functions.ActorRef.Ask<FunctionReplies.Deleted>(new FunctionCommands.Delete(name), AskTimeout, ct);
-        catalog.Apply(new FunctionEvents.Deleted(name, DateTimeOffset.UtcNow));
+        catalog.Removed(name, view.Versions.Count > 0 ? view.Versions[^1].Version : 0);
         if (view.Versions.Count > 0)
             await ForgetEverywhere(workers, name, view.Versions[^1].Version + 1, RetiredFiles.Of(RetiredFiles.Live(catalog), view.Versions), ct);
         return deleted.Existed ? Results.NoContent() : Error(404, ErrorKinds.NotFound, $"There is no function named \"{name}\".");

@@ -41,7 +41,10 @@ public sealed class CatalogProjection : ReceiveActor, IWithTimers
             }
             _functions.Loaded = true;
             foreach (var tag in new[] { FunctionEvents.Tag, TemplateEvents.Tag })
-                live.Journal!.EventsByTag(tag, Offset.NoOffset()).RunForeach(env => { if (env.Event is IEvent e) Apply(e); }, live.Materializer!);
+            {
+                var pass = new FunctionCatalog.JournalPass();
+                live.Journal!.EventsByTag(tag, Offset.NoOffset()).RunForeach(env => { if (env.Event is IEvent e) Apply(e, pass); }, live.Materializer!);
+            }
             // Sessions only from the journal, in order: their entities do not publish locally, so no event arrives twice.
             live.Journal!.EventsByTag(SessionEvents.Tag, Offset.NoOffset()).RunForeach(env => { if (env.Event is IEvent e) _sessions.Apply(e); }, live.Materializer!);
         });
@@ -50,9 +53,11 @@ public sealed class CatalogProjection : ReceiveActor, IWithTimers
         Self.Tell(Start.Instance);
     }
 
-    private void Apply(IEvent e)
+    private void Apply(IEvent e) => Apply(e, null);
+
+    private void Apply(IEvent e, FunctionCatalog.JournalPass? pass)
     {
-        _functions.Apply(e);
+        _functions.Apply(e, pass);
         _templates.Apply(e);
     }
 
@@ -71,9 +76,11 @@ public sealed class CatalogProjection : ReceiveActor, IWithTimers
             return;
         }
         var self = Self;
+        var functionPass = new FunctionCatalog.JournalPass();
+        var templatePass = new FunctionCatalog.JournalPass();
         var history = Task.WhenAll(
-            journal.CurrentEventsByTag(FunctionEvents.Tag, Offset.NoOffset()).RunForeach(env => { if (env.Event is IEvent e) Apply(e); }, materializer),
-            journal.CurrentEventsByTag(TemplateEvents.Tag, Offset.NoOffset()).RunForeach(env => { if (env.Event is IEvent e) Apply(e); }, materializer));
+            journal.CurrentEventsByTag(FunctionEvents.Tag, Offset.NoOffset()).RunForeach(env => { if (env.Event is IEvent e) Apply(e, functionPass); }, materializer),
+            journal.CurrentEventsByTag(TemplateEvents.Tag, Offset.NoOffset()).RunForeach(env => { if (env.Event is IEvent e) Apply(e, templatePass); }, materializer));
         history.ContinueWith(t => self.Tell(t.IsCompletedSuccessfully ? new Live(null, journal, materializer) : new Live(t.Exception, null, null)), TaskScheduler.Default);
     }
 
