@@ -47,4 +47,33 @@ public sealed class DeadlineTests(EngineFixture fx) : IClassFixture<EngineFixtur
         instance.Initialize();
         Assert.Empty(instance.Invoke([]));
     }
+
+    // A handle that spins on the monotonic clock for 10 ms per input byte.
+    private const string Spinner = """
+        (module
+          (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+          (memory (export "memory") 1)
+          (func (export "trenv_alloc") (param i32) (result i32) i32.const 1024)
+          (func $now (result i64) (drop (call $clock (i32.const 1) (i64.const 0) (i32.const 0))) (i64.load (i32.const 0)))
+          (func (export "trenv_handle") (param i32 i32) (result i64) (local $end i64)
+            (local.set $end (i64.add (call $now) (i64.mul (i64.extend_i32_u (local.get 1)) (i64.const 10000000))))
+            (loop $l (br_if $l (i64.lt_u (call $now) (local.get $end))))
+            i64.const 0))
+        """;
+
+    [Fact]
+    public void A_call_runs_to_its_own_deadline_even_when_an_earlier_calls_deadline_passes_during_it()
+    {
+        var module = fx.Cache.Add(Wasmtime.Module.ConvertText(Spinner));
+        using var instance = FunctionInstance.Create(fx.Engine, module, Short);
+        instance.Initialize();
+        // The first call's 50 ms deadline passes while the second (150 ms of work, 2 s allowed) runs.
+        Assert.Empty(instance.Invoke([], TimeSpan.FromMilliseconds(50)));
+        Assert.Empty(instance.Invoke(new byte[15], TimeSpan.FromSeconds(2)));
+        // And a call past its own deadline is still interrupted, soon after it.
+        var clock = Stopwatch.StartNew();
+        var e = Assert.Throws<EngineException>(() => instance.Invoke(new byte[100], TimeSpan.FromMilliseconds(100)));
+        Assert.Equal(ErrorKinds.Timeout, e.Kind);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(0.9), $"interrupted after {clock.Elapsed}");
+    }
 }

@@ -33,14 +33,11 @@ public sealed class WasmEngine : IDisposable
     /// <summary>Adapter imports already defined on <see cref="Linker"/> (module and name), so each is defined once.</summary>
     internal HashSet<string> DefinedImports { get; } = new(StringComparer.Ordinal);
 
-    /// <summary>Milliseconds per epoch tick; deadlines are expressed in ticks.</summary>
-    public const int TickMilliseconds = 1;
-
+    // The store traps at the first epoch increment after this; the ticker makes it when the deadline passes.
     internal EpochTicker.Lease StartDeadline(Store store, TimeSpan timeout)
     {
-        var ticks = (ulong)Math.Max(1, Math.Ceiling(timeout.TotalMilliseconds / TickMilliseconds));
-        store.SetEpochDeadline(ticks);
-        return _ticker.Acquire();
+        store.SetEpochDeadline(1);
+        return _ticker.Acquire(timeout);
     }
 
     public void Dispose()
@@ -52,15 +49,17 @@ public sealed class WasmEngine : IDisposable
 }
 
 /// <summary>
-/// Advances the engine epoch once per millisecond, but only while some guest call is running,
-/// so an idle sandbox process costs no wake-ups.
+/// Advances the engine epoch when a running guest call's deadline passes, and at no other time. Its thread sleeps
+/// until the earliest deadline of the calls running and is woken only when a call starts with an earlier deadline
+/// than the one it sleeps towards, so back-to-back calls cost no wake-ups, and an idle sandbox process none either.
 /// </summary>
 internal sealed class EpochTicker : IDisposable
 {
     private readonly Wasmtime.Engine _engine;
     private readonly Thread _thread;
-    private readonly object _gate = new();
-    private int _active;
+    private readonly object _gate = new(); // Monitor.Wait needs a monitor, not a System.Threading.Lock
+    private readonly List<Entry> _running = [];
+    private long _sleepingUntil = long.MaxValue;
     private bool _disposed;
 
     public EpochTicker(Wasmtime.Engine engine)
@@ -70,35 +69,52 @@ internal sealed class EpochTicker : IDisposable
         _thread.Start();
     }
 
-    public Lease Acquire()
+    public Lease Acquire(TimeSpan timeout)
     {
+        var now = Environment.TickCount64;
+        var entry = new Entry(timeout >= TimeSpan.FromDays(365) ? long.MaxValue : now + Math.Max(1, (long)Math.Ceiling(timeout.TotalMilliseconds)));
         lock (_gate)
         {
-            if (_active++ == 0)
+            _running.Add(entry);
+            if (entry.Deadline < _sleepingUntil)
                 Monitor.PulseAll(_gate);
         }
-        return new Lease(this);
+        return new Lease(this, entry);
     }
 
-    private void Release()
+    private void Release(Entry entry)
     {
         lock (_gate)
-            _active--;
+            _running.Remove(entry);
     }
 
     private void Run()
     {
-        while (true)
+        lock (_gate)
         {
-            lock (_gate)
+            while (!_disposed)
             {
-                while (_active == 0 && !_disposed)
+                var earliest = long.MaxValue;
+                var now = Environment.TickCount64;
+                foreach (var entry in _running)
+                {
+                    if (entry.Fired)
+                        continue;
+                    if (entry.Deadline <= now)
+                    {
+                        // One increment interrupts the store at its next epoch check; the call ends and releases.
+                        entry.Fired = true;
+                        _engine.IncrementEpoch();
+                    }
+                    else
+                        earliest = Math.Min(earliest, entry.Deadline);
+                }
+                _sleepingUntil = earliest;
+                if (earliest == long.MaxValue)
                     Monitor.Wait(_gate);
-                if (_disposed)
-                    return;
+                else
+                    Monitor.Wait(_gate, (int)Math.Min(int.MaxValue, earliest - now));
             }
-            Thread.Sleep(WasmEngine.TickMilliseconds);
-            _engine.IncrementEpoch();
         }
     }
 
@@ -112,8 +128,14 @@ internal sealed class EpochTicker : IDisposable
         _thread.Join();
     }
 
-    public readonly struct Lease(EpochTicker owner) : IDisposable
+    internal sealed class Entry(long deadline)
     {
-        public void Dispose() => owner.Release();
+        public long Deadline { get; } = deadline;
+        public bool Fired { get; set; }
+    }
+
+    public readonly struct Lease(EpochTicker owner, Entry entry) : IDisposable
+    {
+        public void Dispose() => owner.Release(entry);
     }
 }
