@@ -7,6 +7,12 @@ using TrEnv.Sandbox;
 using TrEnv.Worker;
 
 // A worker node: runs sandboxes and serves invocations placed on it by coordinators.
+// Socket and pipe completions run on the socket engine's thread instead of a hop to the thread pool each: one
+// wake-up then serves every invoke frame and sandbox reply that arrived together. Read before the first socket is
+// used; paths that may run long leave that thread (InvocationPipeline, SandboxProcess). "0" in the environment keeps
+// the hop.
+if (Environment.GetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS") is null)
+    Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
 var settings = NodeSettings.FromEnvironment(new Dictionary<string, string?>
 {
     ["ROLES"] = Environment.GetEnvironmentVariable("TRENV_ROLES") ?? Roles.Worker,
