@@ -4,6 +4,9 @@
 # (wrk -t2, a 5-byte POST body) at concurrency 16 and 64. workerd warms up 5 s, TrEnv 20 s (its JIT tiers up).
 # Writes bench/results/peer.json: one {client, concurrency, workerd, trenv, ratio_rps} per concurrency; each side
 # also counts its failed answers (non-2xx and socket errors), which its rps includes.
+# A third subject, "floor" (bench/peer/relay.c, built with cc), is TrEnv's topology with nothing else in it: an HTTP
+# front, a TCP hop to a middle process and a pipe to one of many leaf processes, each a C epoll loop or blocking
+# read. floor_ratio (floor / workerd) says how far the crossings themselves would let TrEnv go on this machine.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -20,8 +23,10 @@ fi
 
 work=$(mktemp -d /tmp/trenv-peer.XXXXXX)
 workerd_pid=""
+relay_pids=""
 cleanup() {
   [[ -n $workerd_pid ]] && kill "$workerd_pid" 2>/dev/null || true
+  [[ -n $relay_pids ]] && kill $relay_pids 2>/dev/null || true
   if [[ -f $work/cluster/pids ]]; then
     kill $(cat "$work/cluster/pids") 2>/dev/null || true
     sleep 2
@@ -64,6 +69,27 @@ kill "$workerd_pid"
 wait "$workerd_pid" 2>/dev/null || true
 workerd_pid=""
 
+# The floor: the same three processes and two hops, with no work in them (64 leaves, as many sandboxes as calls).
+cc -O2 -o "$work/relay" bench/peer/relay.c
+"$work/relay" middle 8198 64 &
+relay_pids=$!
+"$work/relay" front 8197 8198 &
+relay_pids="$relay_pids $!"
+for _ in $(seq 1 100); do
+  curl -sf -X POST -d world http://127.0.0.1:8197/ >/dev/null 2>&1 && break
+  sleep 0.1
+done
+[[ $(curl -sf -X POST -d world http://127.0.0.1:8197/) == "hello: world" ]] || { echo "peer: the relay floor did not answer" >&2; exit 1; }
+declare -A floor
+for c in 16 64; do
+  load http://127.0.0.1:8197/ 5 "$c" >/dev/null
+  floor[$c]=$(load http://127.0.0.1:8197/ "$seconds" "$c")
+  echo "floor (relay.c)  c=$c: ${floor[$c]} (requests/s, p50 ms, p99 ms, failed)"
+done
+kill $relay_pids 2>/dev/null || true
+wait $relay_pids 2>/dev/null || true
+relay_pids=""
+
 # TrEnv, as ./run.sh starts it, on ports of its own; hello may run 128 calls at once (the default limit is lower).
 export TRENV_CLUSTER_DIR=$work/cluster TRENV_HTTP_PORT=8196 TRENV_BASE_PORT=4490 TRENV_WORKERS=2
 export TRENV_POOL_PATH=/dev/shm/trenv-peer-$$/pool TRENV_POOL_SIZE_MB=1024
@@ -91,14 +117,17 @@ mkdir -p "$(dirname "$out")"
   for c in 16 64; do
     read -r wr w50 w99 wf <<<"${peer[$c]}"
     read -r tr t50 t99 tf <<<"${ours[$c]}"
+    read -r fr f50 f99 ff <<<"${floor[$c]}"
     ratio=$(awk -v t="$tr" -v w="$wr" 'BEGIN { printf "%.2f", t / w }')
+    floor_ratio=$(awk -v f="$fr" -v w="$wr" 'BEGIN { printf "%.2f", f / w }')
     printf '%s  {"client": "wrk -t2 -c%s -d%ss --latency, POST of a 5-byte body", "concurrency": %s, "workerd_version": "%s", "seconds": %s,\n' "$sep" "$c" "$seconds" "$c" "$workerd_version" "$seconds"
     printf '   "workerd": {"rps": %s, "p50_ms": %s, "p99_ms": %s, "failed": %s},\n' "$wr" "$w50" "$w99" "$wf"
     printf '   "trenv": {"rps": %s, "p50_ms": %s, "p99_ms": %s, "failed": %s},\n' "$tr" "$t50" "$t99" "$tf"
-    printf '   "ratio_rps": %s}\n' "$ratio"
+    printf '   "floor": {"rps": %s, "p50_ms": %s, "p99_ms": %s, "failed": %s},\n' "$fr" "$f50" "$f99" "$ff"
+    printf '   "ratio_rps": %s, "floor_ratio": %s}\n' "$ratio" "$floor_ratio"
     sep=","
   done
   echo "]"
 } >"$out"
 echo "wrote $out"
-grep -o '"concurrency": [0-9]*\|"ratio_rps": [0-9.]*' "$out" | paste - - | sed 's/"//g'
+grep -o '"concurrency": [0-9]*\|"ratio_rps": [0-9.]*\|"floor_ratio": [0-9.]*' "$out" | paste - - - | sed 's/"//g'
