@@ -49,22 +49,30 @@ load() {
     END { printf "%s %.3f %.3f %d\n", rps, p50, p99, failed }'
 }
 
+# measure LABEL URL WARMUP_S ARRAY: waits until URL answers hello, then loads it (warm-up first) at concurrency 16 and
+# 64 and keeps each "rps p50 p99 failed" in ARRAY[concurrency].
+measure() {
+  local label=$1 target=$2 warmup=$3 c
+  local -n into=$4
+  for _ in $(seq 1 100); do
+    curl -sf -X POST -d world "$target" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  [[ $(curl -sf -X POST -d world "$target") == "hello: world" ]] || { echo "peer: $label did not answer" >&2; return 1; }
+  for c in 16 64; do
+    load "$target" "$warmup" "$c" >/dev/null
+    into[$c]=$(load "$target" "$seconds" "$c")
+    echo "$label c=$c: ${into[$c]} (requests/s, p50 ms, p99 ms, failed)"
+  done
+}
+
 # workerd: the guest's module and a worker that drives its exports as TrEnv's host does (bench/peer/).
 cp bench/peer/worker.js bench/peer/config.capnp "$work/"
 cp guests/build/hello.wasm "$work/guest.wasm"
 (cd "$work" && exec "$root/$workerd" serve config.capnp >"$work/workerd.log" 2>&1) &
 workerd_pid=$!
-for _ in $(seq 1 100); do
-  curl -sf -X POST -d world http://127.0.0.1:8195/ >/dev/null 2>&1 && break
-  sleep 0.1
-done
-[[ $(curl -sf -X POST -d world http://127.0.0.1:8195/) == "hello: world" ]] || { echo "peer: workerd did not answer" >&2; cat "$work/workerd.log" >&2; exit 1; }
 declare -A peer
-for c in 16 64; do
-  load http://127.0.0.1:8195/ 5 "$c" >/dev/null
-  peer[$c]=$(load http://127.0.0.1:8195/ "$seconds" "$c")
-  echo "workerd $workerd_version  c=$c: ${peer[$c]} (requests/s, p50 ms, p99 ms, failed)"
-done
+measure "workerd $workerd_version " http://127.0.0.1:8195/ 5 peer || { cat "$work/workerd.log" >&2; exit 1; }
 kill "$workerd_pid"
 wait "$workerd_pid" 2>/dev/null || true
 workerd_pid=""
@@ -75,17 +83,8 @@ cc -O2 -o "$work/relay" bench/peer/relay.c
 relay_pids=$!
 "$work/relay" front 8197 8198 &
 relay_pids="$relay_pids $!"
-for _ in $(seq 1 100); do
-  curl -sf -X POST -d world http://127.0.0.1:8197/ >/dev/null 2>&1 && break
-  sleep 0.1
-done
-[[ $(curl -sf -X POST -d world http://127.0.0.1:8197/) == "hello: world" ]] || { echo "peer: the relay floor did not answer" >&2; exit 1; }
 declare -A floor
-for c in 16 64; do
-  load http://127.0.0.1:8197/ 5 "$c" >/dev/null
-  floor[$c]=$(load http://127.0.0.1:8197/ "$seconds" "$c")
-  echo "floor (relay.c)  c=$c: ${floor[$c]} (requests/s, p50 ms, p99 ms, failed)"
-done
+measure "floor (relay.c) " http://127.0.0.1:8197/ 5 floor || exit 1
 kill $relay_pids 2>/dev/null || true
 wait $relay_pids 2>/dev/null || true
 relay_pids=""
@@ -102,13 +101,8 @@ for _ in $(seq 1 240); do
   sleep 0.5
 done
 curl -sf -X PUT --data-binary @guests/build/hello.wasm -H 'Content-Type: application/wasm' "$url/v1/functions/hello?concurrency=128" >/dev/null
-[[ $(curl -sf -X POST -d world "$url/v1/functions/hello/invoke") == "hello: world" ]] || { echo "peer: TrEnv did not answer" >&2; exit 1; }
 declare -A ours
-for c in 16 64; do
-  load "$url/v1/functions/hello/invoke" 20 "$c" >/dev/null
-  ours[$c]=$(load "$url/v1/functions/hello/invoke" "$seconds" "$c")
-  echo "trenv            c=$c: ${ours[$c]} (requests/s, p50 ms, p99 ms, failed)"
-done
+measure "trenv           " "$url/v1/functions/hello/invoke" 20 ours || exit 1
 
 mkdir -p "$(dirname "$out")"
 {
