@@ -52,6 +52,8 @@ public sealed class WasmEngine : IDisposable
 /// Advances the engine epoch when a running guest call's deadline passes, and at no other time. Its thread sleeps
 /// until the earliest deadline of the calls running and is woken only when a call starts with an earlier deadline
 /// than the one it sleeps towards, so back-to-back calls cost no wake-ups, and an idle sandbox process none either.
+/// The epoch is the engine's: guest calls on one engine that run at the same moment are all interrupted when the
+/// first of their deadlines passes. The sandbox host runs one call at a time, so that never happens there.
 /// </summary>
 internal sealed class EpochTicker : IDisposable
 {
