@@ -204,9 +204,10 @@ public sealed class SandboxProcess : IAsyncDisposable
                         throw Crashed("closed its channel");
                     replies[i] = ReadReply(f.Type, f.Payload);
                 }
-                // A warm call's answer goes straight on; whatever follows a load, capture or reset (which may run
-                // long) leaves the thread that read it, which can be the socket engine's (see the worker's Program).
-                if (requests is not [Invoke])
+                // A warm call's answer and a template load's go straight on; whatever follows another load, a
+                // capture or a reset (which may run long) leaves the thread that read it, which can be the socket
+                // engine's (see the worker's Program).
+                if (requests is not ([Invoke] or [LoadFromTemplate] or [Reset, LoadFromTemplate]))
                     await Task.Yield();
                 return replies;
             }

@@ -63,8 +63,6 @@ public sealed class InvocationPipeline(
         {
             if (slot.Instance?.Key != key)
             {
-                // Off the socket engine's thread (where a warm call runs whole): a load must not hold up other I/O.
-                await Task.Yield();
                 var load = new FunctionLoad(key, request.Version, prepared!, request.Template, request.InvocationId);
                 var outcome = await loader.LoadAsync(slot, load, kind => start = kind, ct);
                 (start, captured) = (outcome.Kind, outcome.Captured);

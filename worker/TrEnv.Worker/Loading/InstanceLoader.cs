@@ -37,6 +37,10 @@ public sealed partial class InstanceLoader(
                 return new LoadOutcome(StartKind.Template, null);
         }
         attempting(StartKind.Cold);
+        // A template start runs on the thread that took the call (the socket engine's, for the invoke channel):
+        // it is a stat, a header lookup and a mapping in the sandbox. A cold start and its capture may run long
+        // in this process, so they leave that thread and do not hold up other I/O.
+        await Task.Yield();
         await SendAsync(target, load, new LoadCold(Spec(load)), mapped: null, ct);
         return new LoadOutcome(StartKind.Cold, seesPool ? await capture.TryCaptureAsync(slot.Sandbox.Process, load.Key, load.Version, ct) : null);
     }
@@ -70,6 +74,8 @@ public sealed partial class InstanceLoader(
     private async Task<TemplatePages> FetchTemplateAsync(TemplateInfo template, bool verify, CancellationToken ct)
     {
         var header = templates.HeaderFile(template);
+        if (mirror is not null)
+            await Task.Yield(); // pages or their fault service come over the network: off the socket engine's thread
         if (mirror?.PageSocket is not null)
         {
             // Nothing is fetched now; the sandbox's fault handler asks for pages as the guest touches them. The
