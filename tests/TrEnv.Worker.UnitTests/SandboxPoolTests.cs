@@ -42,6 +42,22 @@ public sealed class SandboxPoolTests
     }
 
     [Fact]
+    public async Task A_version_has_a_warm_instance_only_while_one_is_idle_here()
+    {
+        var pool = Pool();
+        Assert.False(pool.HasWarm(A));
+        await CallAsync(pool, A);
+        Assert.True(pool.HasWarm(A));
+        Assert.False(pool.HasWarm(B));
+
+        var taken = await pool.AcquireAsync(A, network: false);
+        Assert.False(pool.HasWarm(A)); // busy is not warm
+        Assert.True(pool.Release(taken.Slot!));
+        await pool.ResetToGenericAsync(pool.TakeWarm(_ => true), CancellationToken.None);
+        Assert.False(pool.HasWarm(A));
+    }
+
+    [Fact]
     public async Task A_pre_started_generic_sandbox_serves_as_new_and_needs_no_reset()
     {
         var pool = Pool();
