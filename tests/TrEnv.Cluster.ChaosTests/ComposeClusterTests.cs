@@ -69,13 +69,16 @@ public sealed class ComposeClusterTests(ITestOutputHelper output)
         var first = await Invoke(One, "tpl", "7919 15838");
         Assert.Equal("cold", first.Start);
         // Both coordinators' catalogs know the template (one may learn it by polling the journal), so any call
-        // they place on another worker carries it; before that, such a call starts cold there instead.
-        var deadline = DateTime.UtcNow.AddSeconds(30);
+        // they place on another worker carries it; before that, such a call starts cold there instead. The capture
+        // copies 115 MiB into the pool and its durable copy after the answer, on two cores running eight containers.
+        var deadline = DateTime.UtcNow.AddSeconds(90);
         foreach (var coordinator in new[] { One, Two })
         {
-            while (!(await _http.GetStringAsync($"{coordinator}/v1/templates")).Contains("\"id\":\"tpl@1\"", StringComparison.Ordinal))
+            string listed;
+            while (!(listed = await _http.GetStringAsync($"{coordinator}/v1/templates")).Contains("\"id\":\"tpl@1\"", StringComparison.Ordinal))
             {
-                Assert.True(DateTime.UtcNow < deadline, $"{coordinator} does not list the template of tpl 30 s after its capture");
+                Assert.True(DateTime.UtcNow < deadline, $"{coordinator} does not list the template of tpl 90 s after the call that captured it on {first.Node}; " +
+                    $"it lists {listed}; the other coordinator lists {await _http.GetStringAsync($"{(coordinator == One ? Two : One)}/v1/templates")}");
                 await Task.Delay(200);
             }
         }

@@ -163,9 +163,15 @@ public sealed class WorkerSandboxTests
         await Poll.UntilAsync(() => Task.FromResult(pids.All(p => !Directory.Exists($"/proc/{p}")) && groups.All(g => !Directory.Exists(g))),
             TimeSpan.FromSeconds(30), () => $"the dead worker's sandboxes ({string.Join(",", pids.Where(p => Directory.Exists($"/proc/{p}")))}) and cgroups ({string.Join(",", groups.Where(Directory.Exists))}) to be gone");
         AssertNoMountsUnder(c.Directory);
-        var live = (await c.Api.WorkerAsync("worker-1")).GetProperty("sandboxes").EnumerateArray().Select(s => s.GetProperty("pid").GetInt32()).ToHashSet();
-        var workdirs = Directory.GetDirectories(Path.Combine(c.Directory, "worker-1", "sandboxes")).Where(d => !d.EndsWith(".root", StringComparison.Ordinal)).ToList();
-        Assert.True(workdirs.Count <= live.Count, $"{workdirs.Count} sandbox directories for {live.Count} live sandboxes: {string.Join(", ", workdirs)}");
+        // A sandbox the new incarnation is starting has its directory a moment before the worker lists it; one the
+        // dead incarnation left would stay, so the count must settle at no more directories than live sandboxes.
+        var (live, workdirs) = (0, new List<string>());
+        await Poll.UntilAsync(async () =>
+        {
+            live = (await c.Api.WorkerAsync("worker-1")).GetProperty("sandboxes").GetArrayLength();
+            workdirs = Directory.GetDirectories(Path.Combine(c.Directory, "worker-1", "sandboxes")).Where(d => !d.EndsWith(".root", StringComparison.Ordinal)).ToList();
+            return workdirs.Count <= live;
+        }, TimeSpan.FromSeconds(15), () => $"{workdirs.Count} sandbox directories for {live} live sandboxes: {string.Join(", ", workdirs)}");
 
         // A graceful stop removes everything it made.
         (pids, groups) = await SandboxesOf(c, "worker-1", expectBusy: false);

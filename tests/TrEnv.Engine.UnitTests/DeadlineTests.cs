@@ -76,4 +76,29 @@ public sealed class DeadlineTests(EngineFixture fx) : IClassFixture<EngineFixtur
         Assert.Equal(ErrorKinds.Timeout, e.Kind);
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(0.9), $"interrupted after {clock.Elapsed}");
     }
+
+    [Fact]
+    public void Calls_that_end_before_the_epoch_thread_looks_do_not_wake_it_one_by_one()
+    {
+        // As in a sandbox host: a short call, then a wait for the next request.
+        using var ticker = new EpochTicker(fx.Engine.Engine);
+        for (var i = 0; i < 200; i++)
+        {
+            using (ticker.Acquire(TimeSpan.FromSeconds(30)))
+            {
+            }
+            Thread.Sleep(1);
+        }
+        Assert.True(ticker.Wakeups <= 3, $"the epoch thread woke {ticker.Wakeups} times for 200 calls");
+        // And a call with an earlier deadline than the one the thread sleeps towards is still interrupted in time.
+        var module = fx.Cache.Add(Wasmtime.Module.ConvertText(Spinner));
+        using var instance = FunctionInstance.Create(fx.Engine, module, Short);
+        instance.Initialize();
+        for (var i = 0; i < 20; i++)
+            Assert.Empty(instance.Invoke([], TimeSpan.FromSeconds(30)));
+        var clock = Stopwatch.StartNew();
+        var e = Assert.Throws<EngineException>(() => instance.Invoke(new byte[100], TimeSpan.FromMilliseconds(100)));
+        Assert.Equal(ErrorKinds.Timeout, e.Kind);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(0.9), $"interrupted after {clock.Elapsed}");
+    }
 }

@@ -86,6 +86,45 @@ public sealed class ProtocolTests
         Assert.Throws<InvalidDataException>(() => ReadRequest(99, []));
     }
 
+    [Theory]
+    [InlineData(1, 64 * 1024)]
+    [InlineData(3, 64 * 1024)]
+    [InlineData(1 << 20, 64 * 1024)]
+    [InlineData(7, 16)]
+    public void The_buffered_reader_returns_every_frame_however_the_bytes_arrive(int chunk, int bufferBytes)
+    {
+        var payloads = new[] { Array.Empty<byte>(), new byte[] { 1, 2, 3 }, Enumerable.Range(0, 200_000).Select(i => (byte)i).ToArray(), new byte[] { 9 } };
+        using var all = new MemoryStream();
+        for (var i = 0; i < payloads.Length; i++)
+            Framing.WriteFrame(all, (byte)(i + 1), payloads[i]);
+        var reader = new FrameStreamReader(new Chunked(all.ToArray(), chunk), bufferBytes);
+        for (var i = 0; i < payloads.Length; i++)
+        {
+            var frame = reader.Read()!.Value;
+            Assert.Equal((byte)(i + 1), frame.Type);
+            Assert.Equal(payloads[i], frame.Payload);
+        }
+        Assert.Null(reader.Read());
+    }
+
+    [Fact]
+    public void The_buffered_reader_refuses_truncated_and_oversized_frames()
+    {
+        using var stream = new MemoryStream();
+        Framing.WriteFrame(stream, InvokeType, new byte[100]);
+        var bytes = stream.ToArray();
+        Assert.Throws<EndOfStreamException>(() => new FrameStreamReader(new MemoryStream(bytes[..^2])).Read());
+        Assert.Throws<EndOfStreamException>(() => new FrameStreamReader(new MemoryStream(bytes[..3])).Read());
+        Assert.Throws<InvalidDataException>(() => new FrameStreamReader(new MemoryStream([0xFF, 0xFF, 0xFF, 0x7F, 1])).Read());
+        Assert.Null(new FrameStreamReader(new MemoryStream([])).Read());
+    }
+
+    // A stream that hands out at most chunk bytes per read, as a pipe may.
+    private sealed class Chunked(byte[] data, int chunk) : MemoryStream(data)
+    {
+        public override int Read(byte[] buffer, int offset, int count) => base.Read(buffer, offset, Math.Min(count, chunk));
+    }
+
     private static (byte Type, byte[] Payload) RoundTrip(byte type, Action<FrameWriter> write)
     {
         var w = new FrameWriter();

@@ -50,8 +50,10 @@ public sealed class WasmEngine : IDisposable
 
 /// <summary>
 /// Advances the engine epoch when a running guest call's deadline passes, and at no other time. Its thread sleeps
-/// until the earliest deadline of the calls running and is woken only when a call starts with an earlier deadline
-/// than the one it sleeps towards, so back-to-back calls cost no wake-ups, and an idle sandbox process none either.
+/// until the earliest deadline of the calls running, or, with none running, until the latest deadline a call was
+/// given; it is woken early only when a call starts with an earlier deadline than the one it sleeps towards. So
+/// back-to-back calls with the same timeout cost no wake-ups even when each ends before the thread looks (it does
+/// not fall asleep for good between them), and an idle sandbox process pays one wake-up after its last call.
 /// The epoch is the engine's: guest calls on one engine that run at the same moment are all interrupted when the
 /// first of their deadlines passes. The sandbox host runs one call at a time, so that never happens there.
 /// </summary>
@@ -62,6 +64,8 @@ internal sealed class EpochTicker : IDisposable
     private readonly object _gate = new(); // Monitor.Wait needs a monitor, not a System.Threading.Lock
     private readonly List<Entry> _running = [];
     private long _sleepingUntil = long.MaxValue;
+    private long _latestDeadline;
+    private long _wakeups;
     private bool _disposed;
 
     public EpochTicker(Wasmtime.Engine engine)
@@ -71,6 +75,9 @@ internal sealed class EpochTicker : IDisposable
         _thread.Start();
     }
 
+    /// <summary>How often the thread has woken, by a deadline or a call; read by tests.</summary>
+    internal long Wakeups => Volatile.Read(ref _wakeups);
+
     public Lease Acquire(TimeSpan timeout)
     {
         var now = Environment.TickCount64;
@@ -78,6 +85,8 @@ internal sealed class EpochTicker : IDisposable
         lock (_gate)
         {
             _running.Add(entry);
+            if (entry.Deadline != long.MaxValue)
+                _latestDeadline = Math.Max(_latestDeadline, entry.Deadline);
             if (entry.Deadline < _sleepingUntil)
                 Monitor.PulseAll(_gate);
         }
@@ -111,11 +120,16 @@ internal sealed class EpochTicker : IDisposable
                     else
                         earliest = Math.Min(earliest, entry.Deadline);
                 }
+                // Nothing running: keep the latest deadline as the horizon rather than sleeping for good, or the
+                // next call (its deadline no later) would have to wake this thread, and the one after it too.
+                if (earliest == long.MaxValue && _latestDeadline > now)
+                    earliest = _latestDeadline;
                 _sleepingUntil = earliest;
                 if (earliest == long.MaxValue)
                     Monitor.Wait(_gate);
                 else
                     Monitor.Wait(_gate, (int)Math.Min(int.MaxValue, earliest - now));
+                Volatile.Write(ref _wakeups, _wakeups + 1);
             }
         }
     }

@@ -49,12 +49,13 @@ internal sealed partial class HostLoop : IDisposable
 
     public int Run(Stream input, Stream output)
     {
+        var frames = new FrameStreamReader(input);
         while (true)
         {
             (byte Type, byte[] Payload)? frame;
             try
             {
-                frame = Framing.ReadFrame(input);
+                frame = frames.Read();
             }
             catch (Exception e) when (e is InvalidDataException or EndOfStreamException or IOException)
             {
