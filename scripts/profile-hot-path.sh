@@ -2,9 +2,10 @@
 # Where the CPU time of one warm invocation goes: a one-coordinator, one-worker cluster of its own serves hello
 # under wrk (-c16), and `perf record -a` samples every process while it does. Prints the share of the machine's
 # samples per process (coordinator, worker, sandbox host, wrk, kernel threads), CPU microseconds per request in
-# each, after the idle cost of each node. The samples are kept for a closer look at each process's hottest code. A second load of the same length then
-# counts system calls and context switches per request in each process (perf stat), and a third names the system
-# calls each thread makes (perf trace, which slows the calls it watches: read its counts, not its times).
+# each, after the idle cost of each node. The samples are kept for a closer look at each process's hottest code.
+# A second load of the same length then counts system calls and context switches per request in each process
+# (perf stat), and a third names the system calls each thread makes (perf trace, which slows the calls it watches:
+# read its counts, not its times).
 # Usage: scripts/profile-hot-path.sh [SECONDS] (default 10; a 40 s warm-up at full load comes first).
 # Run it with nothing else on the machine: it measures the machine, not one process. The samples stay in
 # /tmp/trenv-profile.perf.data for `perf report -i` (JIT frames resolve only while /tmp/perf-PID.map files exist).

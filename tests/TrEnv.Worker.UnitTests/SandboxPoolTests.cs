@@ -15,7 +15,7 @@ public sealed class SandboxPoolTests
     // A call of key: acquire, load when the slot does not hold it, release warm; the clock moves on.
     private async Task<Acquisition<FakeSandbox>> CallAsync(SandboxPool<FakeSandbox> pool, FunctionVersionKey key, bool atMemoryBound = false)
     {
-        var acquired = await pool.AcquireAsync(key, network: false, atMemoryBound: atMemoryBound);
+        var acquired = await pool.AcquireAsync(key, network: false, atMemoryBound: () => atMemoryBound);
         var slot = acquired.Slot ?? throw new InvalidOperationException($"refused: {acquired.Refused}");
         if (slot.Instance?.Key != key)
         {
@@ -42,19 +42,25 @@ public sealed class SandboxPoolTests
     }
 
     [Fact]
-    public async Task A_version_has_a_warm_instance_only_while_one_is_idle_here()
+    public async Task The_memory_bound_is_read_only_when_no_warm_instance_is_there_to_reuse()
     {
         var pool = Pool();
-        Assert.False(pool.HasWarm(A));
+        var reads = 0;
+        bool Bound()
+        {
+            reads++;
+            return false;
+        }
         await CallAsync(pool, A);
-        Assert.True(pool.HasWarm(A));
-        Assert.False(pool.HasWarm(B));
-
-        var taken = await pool.AcquireAsync(A, network: false);
-        Assert.False(pool.HasWarm(A)); // busy is not warm
-        Assert.True(pool.Release(taken.Slot!));
-        await pool.ResetToGenericAsync(pool.TakeWarm(_ => true), CancellationToken.None);
-        Assert.False(pool.HasWarm(A));
+        var reused = await pool.AcquireAsync(A, network: false, atMemoryBound: Bound);
+        Assert.Equal((SandboxOrigin.Reused, 0), (reused.Origin, reads));
+        // Busy is not warm: a second call of A, a call of B and a session all ask.
+        Assert.Equal(SandboxOrigin.New, (await pool.AcquireAsync(A, network: false, atMemoryBound: Bound)).Origin);
+        Assert.Equal(1, reads);
+        Assert.True(pool.Release(reused.Slot!));
+        await pool.AcquireAsync(B, network: false, atMemoryBound: Bound);
+        await pool.AcquireAsync(A, network: false, reuse: false, atMemoryBound: Bound);
+        Assert.Equal(3, reads);
     }
 
     [Fact]
@@ -141,8 +147,8 @@ public sealed class SandboxPoolTests
         var pool = Pool(max: 8);
         var a = await CallAsync(pool, A);
 
-        var b = await pool.AcquireAsync(B, network: false, atMemoryBound: true);
-        var c = await pool.AcquireAsync(C, network: false, atMemoryBound: true);
+        var b = await pool.AcquireAsync(B, network: false, atMemoryBound: () => true);
+        var c = await pool.AcquireAsync(C, network: false, atMemoryBound: () => true);
 
         Assert.Same(a.Slot, b.Slot);
         Assert.Equal(SandboxOrigin.Repurposed, b.Origin);

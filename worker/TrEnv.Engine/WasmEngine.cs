@@ -85,6 +85,7 @@ internal sealed class EpochTicker : IDisposable
         lock (_gate)
         {
             _running.Add(entry);
+            // A call without a deadline must not become the horizon: the thread would then sleep for good again.
             if (entry.Deadline != long.MaxValue)
                 _latestDeadline = Math.Max(_latestDeadline, entry.Deadline);
             if (entry.Deadline < _sleepingUntil)

@@ -62,20 +62,6 @@ public static class Framing
         return (head[4], payload);
     }
 
-    public static (byte Type, byte[] Payload)? ReadFrame(Stream stream)
-    {
-        Span<byte> head = stackalloc byte[5];
-        if (!ReadExactlyOrEnd(stream, head))
-            return null;
-        var length = BinaryPrimitives.ReadUInt32LittleEndian(head);
-        if (length < 1 || length > MaxFrameBytes)
-            throw new InvalidDataException($"Sandbox frame length {length} is out of range.");
-        var payload = new byte[length - 1];
-        if (!ReadExactlyOrEnd(stream, payload))
-            throw new EndOfStreamException("The sandbox stream ended inside a frame.");
-        return (head[4], payload);
-    }
-
     private static async ValueTask<bool> ReadExactlyOrEndAsync(Stream stream, Memory<byte> buffer, CancellationToken ct)
     {
         var read = 0;
@@ -84,19 +70,6 @@ public static class Framing
             var n = await stream.ReadAsync(buffer[read..], ct).ConfigureAwait(false);
             if (n == 0)
                 return read == 0 && buffer.Length > 0 ? false : throw new EndOfStreamException("The sandbox stream ended inside a frame.");
-            read += n;
-        }
-        return true;
-    }
-
-    private static bool ReadExactlyOrEnd(Stream stream, Span<byte> buffer)
-    {
-        var read = 0;
-        while (read < buffer.Length)
-        {
-            var n = stream.Read(buffer[read..]);
-            if (n == 0)
-                return read == 0 ? false : throw new EndOfStreamException("The sandbox stream ended inside a frame.");
             read += n;
         }
         return true;

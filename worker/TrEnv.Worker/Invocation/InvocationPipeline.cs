@@ -53,10 +53,7 @@ public sealed class InvocationPipeline(
         var (prepared, unprepared) = await artifacts.PrepareAsync(request.Function, request.Version, ct);
         if (unprepared is not null)
             return Failed(request, unprepared.Kind, unprepared.Message);
-        // The bound reads every sandbox's charge (a file each): a call that will reuse a warm instance skips it. If
-        // that instance is taken meanwhile, the start it makes instead is followed by EnforceAsync below.
-        var atBound = !pool.HasWarm(key) && bound.Reached();
-        var acquired = await pool.AcquireAsync(key, request.Version.Limits.Network, atMemoryBound: atBound);
+        var acquired = await pool.AcquireAsync(key, request.Version.Limits.Network, atMemoryBound: bound.Reached);
         if (acquired.Slot is not { } slot)
             return Failed(request, ErrorKinds.NoCapacity, WorkerLog.NoRoomMessage(settings, acquired.Refused!.Value));
         var sandbox = acquired.Origin;

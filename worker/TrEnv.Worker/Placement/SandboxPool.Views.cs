@@ -65,13 +65,6 @@ public sealed partial class SandboxPool<TSandbox>
         }
     }
 
-    /// <summary>Whether an idle warm instance of the version is here now: a call of it would reuse that instance.</summary>
-    public bool HasWarm(FunctionVersionKey key)
-    {
-        lock (_gate)
-            return _warm.TryGetValue(key, out var list) && list.Count > 0;
-    }
-
     /// <summary>Generic sandboxes without the network (what pre-starting keeps up).</summary>
     public int IdleGenericCount
     {

@@ -24,23 +24,36 @@ public sealed partial class SandboxPool<TSandbox>(ISandboxFactory<TSandbox> fact
     public int MaxSandboxes => maxSandboxes;
 
     /// <param name="reuse">False for a session, which must start from the template's state, never from a used instance.</param>
-    /// <param name="atMemoryBound">The sandboxes' charged memory is at the worker's bound: switch rather than grow.</param>
-    public async Task<Acquisition<TSandbox>> AcquireAsync(FunctionVersionKey key, bool network, bool reuse = true, bool atMemoryBound = false)
+    /// <param name="atMemoryBound">
+    /// Whether the sandboxes' charged memory is at the worker's bound (switch rather than grow). It reads every
+    /// sandbox's charge, so it is asked only when no warm instance of the version is there to reuse.
+    /// </param>
+    public async Task<Acquisition<TSandbox>> AcquireAsync(FunctionVersionKey key, bool network, bool reuse = true, Func<bool>? atMemoryBound = null)
     {
+        if (reuse)
+        {
+            lock (_gate)
+            {
+                if (ReuseLocked(key) is { } warm)
+                    return warm;
+            }
+        }
+        var atBound = atMemoryBound?.Invoke() ?? false;
         lock (_gate)
         {
-            if (reuse && _warm.TryGetValue(key, out var list) && list.Last is { } node)
-                return Taken(TakeLocked(node.Value), key, SandboxOrigin.Reused);
+            // An instance may have gone warm while the bound was read.
+            if (reuse && ReuseLocked(key) is { } warm)
+                return warm;
             if (GenericFor(network).TryPop(out var generic))
             {
                 generic.State = SlotState.Busy;
                 return Taken(generic, key, generic.History == SlotHistory.Fresh ? SandboxOrigin.New : SandboxOrigin.Repurposed);
             }
-            if (atMemoryBound || _all.Count + _starting >= maxSandboxes)
+            if (atBound || _all.Count + _starting >= maxSandboxes)
             {
                 return OldestWarmIdleLocked(network) is { } victim
                     ? Taken(TakeLocked(victim), key, SandboxOrigin.Repurposed)
-                    : new(null, SandboxOrigin.New, atMemoryBound ? NoRoom.Memory : NoRoom.Sandboxes);
+                    : new(null, SandboxOrigin.New, atBound ? NoRoom.Memory : NoRoom.Sandboxes);
             }
             _starting++;
         }
@@ -57,6 +70,9 @@ public sealed partial class SandboxPool<TSandbox>(ISandboxFactory<TSandbox> fact
                 _starting--;
         }
     }
+
+    private Acquisition<TSandbox>? ReuseLocked(FunctionVersionKey key)
+        => _warm.TryGetValue(key, out var list) && list.Last is { } node ? Taken(TakeLocked(node.Value), key, SandboxOrigin.Reused) : null;
 
     /// <summary>Binds a busy slot to a session until <see cref="ResetToGenericAsync"/> or <see cref="Discard"/>.</summary>
     public void BindSession(SandboxSlot<TSandbox> slot, string sessionId)

@@ -49,7 +49,7 @@ public sealed partial class SessionHost(
         var (prepared, unprepared) = await artifacts.PrepareAsync(start.Function, start.Version, ct);
         if (unprepared is not null)
             return StartFailed(start, unprepared.Kind, unprepared.Message);
-        var acquired = await pool.AcquireAsync(key, start.Version.Limits.Network, reuse: false, atMemoryBound: bound.Reached());
+        var acquired = await pool.AcquireAsync(key, start.Version.Limits.Network, reuse: false, atMemoryBound: bound.Reached);
         if (acquired.Slot is not { } slot)
             return StartFailed(start, ErrorKinds.NoCapacity, WorkerLog.NoRoomMessage(settings, acquired.Refused!.Value));
         pool.BindSession(slot, start.SessionId);
