@@ -13,6 +13,7 @@ public sealed partial class CliApp
         command.Subcommands.Add(SessionNew());
         command.Subcommands.Add(SessionInvoke());
         command.Subcommands.Add(SessionAction("pause", "Pause a session: its changed pages go to the pool, durably, and its sandbox is freed"));
+        command.Subcommands.Add(SessionAction("checkpoint", "Store an active session's state durably and keep it running: if its worker dies, its next call resumes from there"));
         command.Subcommands.Add(SessionResume());
         command.Subcommands.Add(SessionShow());
         command.Subcommands.Add(SessionList());
@@ -22,13 +23,29 @@ public sealed partial class CliApp
 
     private Command SessionNew()
     {
-        var function = new Argument<string>("function") { Description = "The function the session runs" };
+        var function = new Argument<string?>("function") { Description = "The function the session runs (or --runtime for a code interpreter)", Arity = ArgumentArity.ZeroOrOne };
+        var runtime = new Option<string?>("--runtime") { Description = "A code interpreter instead of a function: python (each invoke's body is a cell, answered as JSON)" };
         var idle = new Option<int?>("--idle-timeout") { Description = "Seconds idle before it pauses by itself (0 never; default TRENV_SESSION_IDLE_S)" };
-        var command = new Command("new", "Start a session and print its id") { function, idle };
+        var every = new Option<int?>("--checkpoint-every") { Description = "Checkpoint the session after calls, at most every N seconds (1-300), so a dead worker costs only the calls since" };
+        var command = new Command("new", "Start a session and print its id") { function, idle, every, runtime };
         command.SetAction(async (p, ct) =>
         {
+            if ((p.GetValue(function) is null) == (p.GetValue(runtime) is null))
+            {
+                stderr.WriteLine("error: name a function or give --runtime python, not both and not neither.");
+                return ExitCodes.Usage;
+            }
             using var client = Client(p);
-            var body = JsonSerializer.Serialize(p.GetValue(idle) is { } s ? (object)new { function = p.GetValue(function), idleTimeoutS = s } : new { function = p.GetValue(function) });
+            var request = new Dictionary<string, object>();
+            if (p.GetValue(function) is { } f)
+                request["function"] = f;
+            if (p.GetValue(runtime) is { } r)
+                request["runtime"] = r;
+            if (p.GetValue(idle) is { } s)
+                request["idleTimeoutS"] = s;
+            if (p.GetValue(every) is { } n)
+                request["checkpointEveryS"] = n;
+            var body = JsonSerializer.Serialize(request);
             using var content = new StringContent(body, System.Text.Encoding.UTF8, "application/json");
             var answer = await client.SendAsync(HttpMethod.Post, "v1/sessions", content, ct);
             if (!answer.Ok)
@@ -47,7 +64,8 @@ public sealed partial class CliApp
         var command = new Command("invoke", "Invoke a session (resuming it first when paused) and print its output") { id, data, verbose };
         command.SetAction(async (p, ct) => await InvokeAndPrintAsync(p, $"v1/sessions/{Uri.EscapeDataString(p.GetValue(id)!)}/invoke", p.GetValue(data), p.GetValue(verbose),
             [("id", "X-TrEnv-Invocation-Id"), ("start", "X-TrEnv-Start"), ("node", "X-TrEnv-Node"), ("startup_us", "X-TrEnv-Startup-Us"),
-             ("exec_us", "X-TrEnv-Exec-Us"), ("session", "X-TrEnv-Session-State")], ct));
+             ("exec_us", "X-TrEnv-Exec-Us"), ("session", "X-TrEnv-Session-State"), ("recovered", "X-TrEnv-Session-Recovered"),
+             ("checkpoint_at", "X-TrEnv-Session-Checkpoint-At")], ct));
         return command;
     }
 

@@ -137,6 +137,15 @@ public sealed record NodeSettings
     public int TemplatePoolPercent { get; init; } = 25;
 
     /// <summary>
+    /// TRENV_INTERPRETER_TIMEOUT_MS (coordinators): how long one cell of a Python interpreter session may run; past it
+    /// the instance is discarded (the session is lost, or recovered from its checkpoint). Default 30000.
+    /// </summary>
+    public int InterpreterTimeoutMs { get; init; } = 30_000;
+
+    /// <summary>TRENV_INTERPRETER_MEMORY_MB (coordinators): the linear memory an interpreter session may grow to. Default 512.</summary>
+    public int InterpreterMemoryMb { get; init; } = 512;
+
+    /// <summary>
     /// TRENV_SESSION_PAUSED_TTL_S (coordinators): a session paused (or lost after a pause) longer than this is deleted
     /// with its stored delta; 0 keeps paused sessions until they are deleted. Default 0.
     /// </summary>
@@ -244,6 +253,8 @@ public sealed record NodeSettings
             SessionPoolPercent = Int(c, "SESSION_POOL_PERCENT", d.SessionPoolPercent),
             TemplatePoolPercent = Int(c, "TEMPLATE_POOL_PERCENT", d.TemplatePoolPercent),
             SessionPausedTtlSeconds = Int(c, "SESSION_PAUSED_TTL_S", d.SessionPausedTtlSeconds),
+            InterpreterTimeoutMs = Int(c, "INTERPRETER_TIMEOUT_MS", d.InterpreterTimeoutMs),
+            InterpreterMemoryMb = Int(c, "INTERPRETER_MEMORY_MB", d.InterpreterMemoryMb),
             SandboxIsolation = NodeChoices.Parse("SANDBOX_ISOLATION", Text(c["SANDBOX_ISOLATION"]), d.SandboxIsolation),
             LogLevel = Text(c["LOG_LEVEL"])?.ToLowerInvariant() ?? d.LogLevel,
             RuntimesDirectory = Text(c["RUNTIMES_DIR"]) ?? d.RuntimesDirectory,
@@ -293,6 +304,8 @@ public sealed record NodeSettings
             throw new ArgumentException("TRENV_SESSION_SANDBOX_PERCENT must be between 0 and 100 and TRENV_SESSIONS_PER_FUNCTION 0 or more (0 allows no session).");
         if (WorkerMemoryMb < 0)
             throw new ArgumentException("TRENV_WORKER_MEMORY_MB must be 0 (no bound) or positive.");
+        if (InterpreterTimeoutMs is < 1 or > 900_000 || InterpreterMemoryMb is < 64 or > 4096)
+            throw new ArgumentException("TRENV_INTERPRETER_TIMEOUT_MS must be between 1 and 900000 and TRENV_INTERPRETER_MEMORY_MB between 64 and 4096.");
         return this;
     }
 

@@ -42,7 +42,21 @@ public sealed record SessionInfo(
     double? LastPauseMs,
     double? LastResumeMs,
     int IdleTimeoutSeconds,
-    string? Error);
+    string? Error,
+    int CheckpointEveryS = 0,
+    int Checkpoints = 0,
+    DateTimeOffset? LastCheckpointAt = null,
+    double? LastCheckpointMs = null,
+    long? CallsSinceSaved = 0,
+    int Recoveries = 0,
+    SessionRecovery? LastRecovery = null);
+
+/// <summary>
+/// A session brought back from its last checkpoint after its worker (<paramref name="Node"/>) died: when, from
+/// which checkpoint, and the calls answered after that checkpoint whose effects are gone (null when the entity
+/// did not see them all: it moved to another coordinator since the checkpoint).
+/// </summary>
+public sealed record SessionRecovery(DateTimeOffset At, DateTimeOffset CheckpointAt, long? LostCalls, string Reason, string? Node);
 
 public static class SessionStates
 {
@@ -57,12 +71,19 @@ public static class SessionCommands
 {
     public interface ISessionCommand : IWithSessionId, IProtocolMessage;
 
-    public sealed record Create(string SessionId, string Function, int IdleTimeoutSeconds, string InvocationId) : ISessionCommand;
+    /// <summary>
+    /// <paramref name="CheckpointEverySeconds"/> &gt; 0: checkpoint the active session after calls, at most that often, so a
+    /// worker's death loses only the calls since.
+    /// </summary>
+    public sealed record Create(string SessionId, string Function, int IdleTimeoutSeconds, string InvocationId, int CheckpointEverySeconds = 0) : ISessionCommand;
 
     public sealed record Invoke(string SessionId, string InvocationId, byte[] Input) : ISessionCommand;
 
     /// <summary>Pause now; <paramref name="Reason"/> is "api" or "idle".</summary>
     public sealed record Pause(string SessionId, string Reason) : ISessionCommand;
+
+    /// <summary>Store the active session's state durably without pausing it; <paramref name="Reason"/> is "api" or "periodic".</summary>
+    public sealed record Checkpoint(string SessionId, string Reason) : ISessionCommand;
 
     /// <summary>
     /// Resume now, on <paramref name="Node"/> when given (a worker's name), else wherever placement says. With
@@ -82,8 +103,11 @@ public static class SessionReplies
 {
     public sealed record View(SessionInfo Session) : IProtocolMessage;
 
-    /// <summary>An invocation's answer; <paramref name="Resumed"/> when this call had to resume the session first.</summary>
-    public sealed record Invoked(SessionInfo Session, WorkerInvokeResult Result, bool Resumed) : IProtocolMessage;
+    /// <summary>
+    /// An invocation's answer; <paramref name="Resumed"/> when this call had to resume the session first,
+    /// <paramref name="Recovered"/> when that resume brought it back from a checkpoint after its worker died.
+    /// </summary>
+    public sealed record Invoked(SessionInfo Session, WorkerInvokeResult Result, bool Resumed, SessionRecovery? Recovered = null) : IProtocolMessage;
 
     /// <summary>Refused: <paramref name="Kind"/> is an error kind (not_found, session_lost, unavailable, ...).</summary>
     public sealed record Refused(string SessionId, string Kind, string Message, SessionInfo? Session) : IProtocolMessage;
@@ -93,12 +117,18 @@ public static class SessionEvents
 {
     public const string Tag = "session";
 
-    public sealed record Created(string SessionId, string Function, FunctionVersion Version, int IdleTimeoutSeconds, DateTimeOffset At) : IEvent;
+    public sealed record Created(string SessionId, string Function, FunctionVersion Version, int IdleTimeoutSeconds, DateTimeOffset At, int CheckpointEverySeconds = 0) : IEvent;
 
     /// <summary>An instance holds the session on <paramref name="Node"/> (started from the template, or resumed from its delta).</summary>
     public sealed record Activated(string SessionId, string Node, string Address, TemplateInfo? Base, long MemoryBytes, double StartMs, DateTimeOffset At) : IEvent;
 
     public sealed record Paused(string SessionId, SessionDelta Delta, string Reason, double PauseMs) : IEvent;
+
+    /// <summary>The active session's state was stored in <paramref name="Delta"/> while it kept running ("api" or "periodic").</summary>
+    public sealed record Checkpointed(string SessionId, SessionDelta Delta, string Reason, double CheckpointMs) : IEvent;
+
+    /// <summary>The session came back from its last checkpoint on another worker after the one holding it died.</summary>
+    public sealed record Recovered(string SessionId, SessionRecovery Recovery) : IEvent;
 
     /// <summary>The instance and everything since the last pause are gone (its worker died, or the guest trapped).</summary>
     public sealed record Lost(string SessionId, string Reason, DateTimeOffset At) : IEvent;
@@ -118,8 +148,11 @@ public static class WorkerSessionCommands
 
     public sealed record Invoke(string SessionId, string InvocationId, byte[] Input) : IProtocolMessage;
 
-    /// <summary>Capture the session as a delta over <paramref name="Base"/> into a pool region owned by <paramref name="Owner"/>, make it durable, free the sandbox.</summary>
-    public sealed record Pause(string SessionId, string Owner, TemplateInfo? Base) : IProtocolMessage;
+    /// <summary>
+    /// Capture the session as a delta over <paramref name="Base"/> into a pool region owned by <paramref name="Owner"/>,
+    /// make it durable, then free the sandbox, or with <paramref name="KeepActive"/> (a checkpoint) leave the session running.
+    /// </summary>
+    public sealed record Pause(string SessionId, string Owner, TemplateInfo? Base, bool KeepActive = false) : IProtocolMessage;
 
     /// <summary>Drop the session's instance without saving it (the session was deleted, or is held elsewhere).</summary>
     public sealed record Release(string SessionId) : IProtocolMessage;

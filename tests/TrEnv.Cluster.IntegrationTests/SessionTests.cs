@@ -35,11 +35,19 @@ public sealed class SessionTests
             return TABLE.get(len(text), "?")
         """;
 
-    private sealed record Session(string Id, string State, string? Node, long StoredBytes, long DirtiedBytes, long TemplateBytes, long MemoryBytes, int Pauses, int Resumes, string? Error);
+    private sealed record Session(string Id, string State, string? Node, long StoredBytes, long DirtiedBytes, long TemplateBytes, long MemoryBytes, int Pauses, int Resumes, string? Error,
+        int Checkpoints = 0, DateTimeOffset? LastCheckpointAt = null, long? CallsSinceSaved = 0, int Recoveries = 0, Recovery? LastRecovery = null);
 
-    private static async Task<Session> Create(LocalCluster c, string function, int? idle = null)
+    private sealed record Recovery(DateTimeOffset At, DateTimeOffset CheckpointAt, long? LostCalls, string Reason, string? Node);
+
+    private static async Task<Session> Create(LocalCluster c, string function, int? idle = null, int? checkpointEvery = null)
     {
-        var r = await c.Http.PostAsJsonAsync("/v1/sessions", idle is null ? new { function } : (object)new { function, idleTimeoutS = idle });
+        var request = new Dictionary<string, object> { ["function"] = function };
+        if (idle is { } i)
+            request["idleTimeoutS"] = i;
+        if (checkpointEvery is { } every)
+            request["checkpointEveryS"] = every;
+        var r = await c.Http.PostAsJsonAsync("/v1/sessions", request);
         var body = await r.Content.ReadAsStringAsync();
         Assert.True(r.StatusCode == HttpStatusCode.Created, $"create answered {r.StatusCode}: {body}");
         Assert.Equal($"/v1/sessions/{Read(body).Id}", r.Headers.Location?.ToString());
@@ -207,6 +215,146 @@ public sealed class SessionTests
         Assert.Equal("active", (await Post(c, active.Id, "resume?fromLastPause=true")).State);
         Assert.Equal("before", await Ok(c, active.Id, "get x"));
         Assert.Equal(HttpStatusCode.NoContent, (await c.Http.DeleteAsync($"/v1/sessions/{active.Id}")).StatusCode);
+    }
+
+    [Fact]
+    public async Task A_checkpointed_session_comes_back_from_its_checkpoint_on_another_worker_after_kill_9_and_one_without_is_lost()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync("worker-1", "worker-2");
+        await c.Api.DeployGuestAsync("notebook", "notebook");
+        Assert.Equal(HttpStatusCode.BadRequest, (await c.Http.PostAsJsonAsync("/v1/sessions", new { function = "notebook", checkpointEveryS = 301 })).StatusCode);
+        var manual = await Create(c, "notebook");
+        var periodic = await Create(c, "notebook", checkpointEvery: 1);
+        var plain = await Create(c, "notebook");
+        // All three on one worker: the one that is killed.
+        var victim = manual.Node!;
+        foreach (var s in new[] { periodic, plain }.Where(s => s.Node != victim))
+        {
+            await Post(c, s.Id, "pause");
+            Assert.Equal(victim, (await Post(c, s.Id, $"resume?node={victim}")).Node);
+        }
+
+        // An explicit checkpoint (through the CLI) keeps the session active on its worker; the call after it is what a death loses.
+        await Ok(c, manual.Id, "set a 1");
+        Assert.Equal("total=2 calls=2", await Ok(c, manual.Id, "add 2"));
+        var (code, shown, err) = await Trenv(c, "session", "checkpoint", manual.Id);
+        Assert.True(code == 0, err);
+        Assert.Contains("checkpoints: 1", shown, StringComparison.Ordinal);
+        Assert.Contains("state: active", shown, StringComparison.Ordinal);
+        var checkpointed = await Get(c, manual.Id);
+        Assert.Equal(("active", victim, 0), (checkpointed.State, checkpointed.Node, checkpointed.Pauses));
+        Assert.Equal(0L, checkpointed.CallsSinceSaved);
+        Assert.Equal("1", await Ok(c, manual.Id, "get a")); // still live where it was
+        await Ok(c, manual.Id, "set b 2");
+        Assert.Equal(2L, (await Get(c, manual.Id)).CallsSinceSaved);
+
+        // With checkpointEveryS the session checkpoints itself after its calls.
+        await Ok(c, periodic.Id, "set x 1");
+        await Ok(c, periodic.Id, "add 5");
+        await Poll.UntilAsync(async () => await Get(c, periodic.Id) is { Checkpoints: >= 1, CallsSinceSaved: 0 }, TimeSpan.FromSeconds(20),
+            () => "the periodic session to checkpoint its calls");
+
+        await Ok(c, plain.Id, "set y 1");
+
+        c.Kill(victim);
+        var (body, recovered) = await CallUntilAnswered(c, manual.Id, "get a");
+        Assert.Equal("1", body);
+        Assert.Equal(checkpointed.LastCheckpointAt, DateTimeOffset.Parse(recovered!, System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal("missing", await Ok(c, manual.Id, "get b")); // the call after the checkpoint is gone, and said so
+        var after = await Get(c, manual.Id);
+        Assert.Equal(("active", Other(victim), 1), (after.State, after.Node, after.Recoveries));
+        Assert.Equal(2L, after.LastRecovery!.LostCalls);
+        Assert.Equal(victim, after.LastRecovery.Node);
+        Assert.Equal(checkpointed.LastCheckpointAt, after.LastRecovery.CheckpointAt);
+        Assert.Equal("total=3 calls=5", await Ok(c, manual.Id, "add 1")); // and it goes on from the checkpoint's state
+
+        (body, recovered) = await CallUntilAnswered(c, periodic.Id, "get x");
+        Assert.Equal("1", body);
+        Assert.NotNull(recovered);
+        Assert.Equal("total=6 calls=4", await Ok(c, periodic.Id, "add 1"));
+        Assert.Equal(Other(victim), (await Get(c, periodic.Id)).Node);
+
+        // Without a checkpoint there is nothing to come back to.
+        await Poll.UntilAsync(async () => (await Call(c, plain.Id, "get y")).Status == HttpStatusCode.Gone, TimeSpan.FromSeconds(30), () => "the session without a checkpoint to be reported lost");
+        Assert.Equal(HttpStatusCode.Gone, (await c.Http.PostAsync($"/v1/sessions/{plain.Id}/checkpoint", null)).StatusCode);
+    }
+
+    private sealed record CellError(string Name, string Value, string Traceback);
+
+    private sealed record Cell(string Stdout, string Stderr, string? Result, CellError? Error);
+
+    private static async Task<Cell> Run(LocalCluster c, string id, string source, string start = "warm")
+    {
+        var r = await c.Http.PostAsync($"/v1/sessions/{id}/invoke", new StringContent(source));
+        var body = await r.Content.ReadAsStringAsync();
+        Assert.True(r.StatusCode == HttpStatusCode.OK, $"cell answered {r.StatusCode}: {body}");
+        Assert.Equal(start, r.Headers.GetValues("X-TrEnv-Start").Single());
+        return JsonSerializer.Deserialize<Cell>(body, new JsonSerializerOptions(JsonSerializerDefaults.Web))!;
+    }
+
+    [Fact]
+    public async Task A_Python_interpreter_session_runs_cells_that_keep_their_state_across_a_pause_a_resume_elsewhere_and_a_loop_that_times_out()
+    {
+        await using var c = new LocalCluster();
+        c.Environment["TRENV_INTERPRETER_TIMEOUT_MS"] = "3000";
+        await c.StartAllAsync("worker-1", "worker-2");
+        var created = await c.Http.PostAsJsonAsync("/v1/sessions", new { runtime = "python", checkpointEveryS = 1 });
+        var createdBody = await created.Content.ReadAsStringAsync();
+        Assert.True(created.StatusCode == HttpStatusCode.Created, $"create answered {created.StatusCode}: {createdBody}");
+        var s = Read(createdBody);
+
+        var first = await Run(c, s.Id, "import math\nxs = [1, 2, 3]\ndef total(v):\n    return sum(v)\nprint('loaded')\ntotal(xs)");
+        Assert.Equal(("loaded\n", "", "6"), (first.Stdout, first.Stderr, first.Result));
+        Assert.Null(first.Error);
+        Assert.Null((await Run(c, s.Id, "y = 2")).Result); // a statement has no result
+        Assert.Equal("'hi'", (await Run(c, s.Id, "import sys\nprint('warn', file=sys.stderr)\n'hi'")) is { Stderr: "warn\n" } shown ? shown.Result : "stderr not captured");
+
+        // An exception comes back as data; the session goes on with its state.
+        var failed = await Run(c, s.Id, "def broken(v):\n    return v / 0\nbroken(xs[0])");
+        Assert.Equal(("ZeroDivisionError", "division by zero"), (failed.Error!.Name, failed.Error.Value));
+        Assert.Contains("return v / 0", failed.Error.Traceback, StringComparison.Ordinal); // the cell's own source line
+        Assert.Equal("SyntaxError", (await Run(c, s.Id, "def (:")).Error!.Name);
+        Assert.Equal("10", (await Run(c, s.Id, "xs.append(4)\ntotal(xs)")).Result);
+
+        var paused = await Post(c, s.Id, "pause");
+        Assert.Equal("paused", paused.State);
+        await Post(c, s.Id, $"resume?node={Other(s.Node!)}");
+        Assert.Equal("[1, 2, 3, 4]", (await Run(c, s.Id, "xs")).Result);
+        Assert.Equal("12.566", (await Run(c, s.Id, "round(total(xs) * y * math.pi / 5, 3)")).Result);
+
+        // A cell that loops forever hits the interpreter's timeout; the session comes back from its last checkpoint.
+        await Run(c, s.Id, "zs = 'checkpointed'");
+        await Poll.UntilAsync(async () => await Get(c, s.Id) is { CallsSinceSaved: 0 }, TimeSpan.FromSeconds(20), () => "the interpreter session to checkpoint its cells");
+        var loop = await c.Http.PostAsync($"/v1/sessions/{s.Id}/invoke", new StringContent("while True:\n    pass"));
+        Assert.Equal(HttpStatusCode.GatewayTimeout, loop.StatusCode);
+        var back = await c.Http.PostAsync($"/v1/sessions/{s.Id}/invoke", new StringContent("zs, xs"));
+        Assert.Equal("true", back.Headers.GetValues("X-TrEnv-Session-Recovered").Single());
+        Assert.Equal("('checkpointed', [1, 2, 3, 4])", JsonSerializer.Deserialize<Cell>(await back.Content.ReadAsStringAsync(), new JsonSerializerOptions(JsonSerializerDefaults.Web))!.Result);
+
+        // What is refused, and why.
+        Assert.Equal(HttpStatusCode.BadRequest, (await c.Http.PostAsJsonAsync("/v1/sessions", new { runtime = "python", function = "f" })).StatusCode);
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, (await c.Http.PostAsJsonAsync("/v1/sessions", new { runtime = "cobol" })).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, (await c.Api.DeployAsync("trenv.mine", Encoding.UTF8.GetBytes("def handle(r):\n    return r\n"), "runtime=python")).StatusCode);
+    }
+
+    // Until the coordinator sees the worker gone a call may be refused (503) and the session stays where it was;
+    // answers the body and the X-TrEnv-Session-Checkpoint-At of the first 200.
+    private static async Task<(string Body, string? Recovered)> CallUntilAnswered(LocalCluster c, string id, string input)
+    {
+        (string, string?) answer = ("", null);
+        await Poll.UntilAsync(async () =>
+        {
+            var r = await c.Http.PostAsync($"/v1/sessions/{id}/invoke", new ByteArrayContent(Encoding.UTF8.GetBytes(input)));
+            var body = await r.Content.ReadAsStringAsync();
+            Assert.True(r.StatusCode is HttpStatusCode.OK or HttpStatusCode.ServiceUnavailable, $"{r.StatusCode}: {body}");
+            if (r.StatusCode != HttpStatusCode.OK)
+                return false;
+            Assert.Equal("true", r.Headers.TryGetValues("X-TrEnv-Session-Recovered", out var v) ? v.Single() : null);
+            answer = (body, r.Headers.TryGetValues("X-TrEnv-Session-Checkpoint-At", out var at) ? at.Single() : null);
+            return true;
+        }, TimeSpan.FromSeconds(40), () => $"session {id} to answer again after its worker was killed");
+        return answer;
     }
 
     [Fact]

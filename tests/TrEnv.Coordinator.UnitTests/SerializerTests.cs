@@ -93,6 +93,16 @@ public sealed class SerializerTests : IDisposable
         new SessionEvents.Paused("s-1", Delta, "api", 2.5),
         new SessionEvents.Lost("s-1", "why", DateTimeOffset.UnixEpoch),
         new SessionEvents.Deleted("s-1", DateTimeOffset.UnixEpoch),
+        new SessionCommands.Create("s-1", "f", 300, "inv", CheckpointEverySeconds: 5),
+        new SessionCommands.Checkpoint("s-1", "periodic"),
+        new SessionEvents.Created("s-1", "f", Version, 300, DateTimeOffset.UnixEpoch, 5),
+        new SessionEvents.Checkpointed("s-1", Delta, "api", 3.5),
+        new SessionEvents.Recovered("s-1", new SessionRecovery(DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch, 2, "worker died", "w1")),
+        new SessionEvents.Recovered("s-1", new SessionRecovery(DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch, null, "worker died", null)),
+        new WorkerSessionCommands.Pause("s-1", "session-s-1-2", Template, KeepActive: true),
+        new SessionReplies.Invoked(Info with { Recoveries = 1, LastRecovery = new SessionRecovery(DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch, 0, "r", "w1") },
+            new WorkerInvokeResult("inv", true, [4], StartKind.Warm, SandboxOrigin.Session, "w2", 0, 5, null, null, null), true,
+            new SessionRecovery(DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch, 0, "r", "w1")),
         new WorkerSessionCommands.Start("s-1", "inv", "f", Version, Template, Delta, 300),
         new WorkerSessionCommands.Pause("s-1", "session-s-1-1", Template),
         new WorkerSessionCommands.Release("s-1"),
@@ -176,6 +186,8 @@ public sealed class SerializerTests : IDisposable
         Assert.Equal("mod.ev.added", _serializer.Manifest(new ModuleEvents.Added(new string('c', 64), [])));
         Assert.Equal("ses.ev.paused", _serializer.Manifest(new SessionEvents.Paused("s-1", Delta, "api", 1)));
         Assert.Equal("tpl.ev.held", _serializer.Manifest(new TemplateEvents.Held("f@3", "s-1")));
+        Assert.Equal("ses.ev.checkpointed", _serializer.Manifest(new SessionEvents.Checkpointed("s-1", Delta, "api", 1)));
+        Assert.Equal("ses.ev.recovered", _serializer.Manifest(new SessionEvents.Recovered("s-1", new SessionRecovery(default, default, null, "r", null))));
     }
 
     public void Dispose() => _system.Dispose();

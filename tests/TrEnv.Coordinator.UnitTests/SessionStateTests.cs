@@ -53,6 +53,64 @@ public sealed class SessionStateTests
         Assert.Equal("not_found", deleted.Refusal(new SessionCommands.Get("s-1"))?.Kind);
         Assert.Equal("not_found", deleted.Refusal(new SessionCommands.Delete("s-1"))?.Kind);
     }
+    [Fact]
+    public void A_checkpoint_stores_the_state_and_keeps_the_session_active_and_counts_calls_since()
+    {
+        var s = Active().Called(T0).Called(T0);
+        Assert.Equal((2L, 2L), (s.Invocations, s.CallsSinceSaved));
+        Assert.False(s.CanRecover);
+        s = s.Apply(new SessionEvents.Checkpointed("s-1", Delta(1), "api", 2.5));
+        Assert.Equal((SessionStates.Active, 1, 0, 0L, 2.5), (s.Status, s.Checkpoints, s.Pauses, s.CallsSinceSaved, s.LastCheckpointMs));
+        Assert.Equal(Delta(1).PausedAt, s.LastCheckpointAt);
+        Assert.True(s.CanRecover);
+        // Each stored state gets its own region: pauses and checkpoints share one sequence.
+        Assert.Equal("session-s-1-2", s.NextDeltaOwner);
+        s = s.Called(T0).Apply(new SessionEvents.Paused("s-1", Delta(2), "api", 1));
+        Assert.Equal("session-s-1-3", s.NextDeltaOwner);
+        Assert.Equal(0L, s.ToInfo().CallsSinceSaved);
+
+        // Read back from the journal while active, the calls since the checkpoint are not known.
+        var replayed = Active().Apply(new SessionEvents.Checkpointed("s-1", Delta(1), "api", 2.5)).Recovered();
+        Assert.Null(replayed.CallsSinceSaved);
+        Assert.Null(replayed.Called(T0).CallsSinceSaved);
+        Assert.Equal(0L, replayed.Apply(new SessionEvents.Checkpointed("s-1", Delta(2), "periodic", 1)).CallsSinceSaved);
+    }
+
+    [Fact]
+    public void A_recovery_is_recorded_with_what_it_lost_and_the_session_is_active_again()
+    {
+        var s = Active().Apply(new SessionEvents.Checkpointed("s-1", Delta(1), "api", 1)).Called(T0).Called(T0).Called(T0)
+            .Apply(new SessionEvents.Lost("s-1", "Its worker died.", T0));
+        var recovery = new SessionRecovery(T0.AddSeconds(9), s.LastSavedAt!.Value, s.CallsSinceSaved, s.Error!, "w1");
+        s = s.Apply(new SessionEvents.Recovered("s-1", recovery)).Apply(new SessionEvents.Activated("s-1", "w2", "akka://b", null, 131072, 4, T0.AddSeconds(9)));
+        var info = s.ToInfo();
+        Assert.Equal((SessionStates.Active, "w2", 1, 1), (info.State, info.Node, info.Recoveries, info.Resumes));
+        Assert.Equal(3L, info.LastRecovery!.LostCalls);
+        Assert.Equal(Delta(1).PausedAt, info.LastRecovery.CheckpointAt);
+        Assert.Null(info.Error);
+    }
+
+    [Fact]
+    public void Periodic_checkpoints_follow_calls_at_most_once_per_interval()
+    {
+        var s = SessionState.Empty("s-1").Apply(new SessionEvents.Created("s-1", "f", Version, 60, T0, CheckpointEverySeconds: 10))
+            .Apply(new SessionEvents.Activated("s-1", "w1", "akka://a", Template, 65536, 3.0, T0));
+        Assert.Null(SessionCheckpoints.Delay(s, T0)); // nothing ran yet
+        s = s.Called(T0);
+        Assert.Equal(TimeSpan.Zero, SessionCheckpoints.Delay(s, T0)); // the first call is stored at once
+        s = s.Apply(new SessionEvents.Checkpointed("s-1", Delta(1), SessionCheckpoints.Periodic, 1)); // captured at T0 + 1 s
+        Assert.Null(SessionCheckpoints.Delay(s, T0.AddSeconds(2)));
+        s = s.Called(T0.AddSeconds(2));
+        Assert.Equal(TimeSpan.FromSeconds(9), SessionCheckpoints.Delay(s, T0.AddSeconds(2)));
+        Assert.Equal(TimeSpan.Zero, SessionCheckpoints.Delay(s, T0.AddSeconds(30)));
+        // Paused, lost or without an interval: none.
+        Assert.Null(SessionCheckpoints.Delay(s.Apply(new SessionEvents.Paused("s-1", Delta(2), "api", 1)), T0.AddSeconds(30)));
+        Assert.Null(SessionCheckpoints.Delay(s.Apply(new SessionEvents.Lost("s-1", "x", T0)), T0.AddSeconds(30)));
+        Assert.Null(SessionCheckpoints.Delay(Active().Called(T0), T0));
+        // Unknown calls since (read back from the journal) count as changed.
+        Assert.Equal(TimeSpan.Zero, SessionCheckpoints.Delay(s.Apply(new SessionEvents.Checkpointed("s-1", Delta(2), "api", 1)).Recovered(), T0.AddSeconds(30)));
+    }
+
     private static SessionState InState(string state) => state switch
     {
         "none" => SessionState.Empty("s-1"),
@@ -63,6 +121,8 @@ public sealed class SessionStateTests
             .Apply(new SessionEvents.Activated("s-1", "w2", "akka://b", null, 131072, 2, T0))
             .Apply(new SessionEvents.Lost("s-1", "Its worker died.", T0)),
         "deleted" => Active().Apply(new SessionEvents.Deleted("s-1", T0)),
+        "lost-after-checkpoint" => Active().Apply(new SessionEvents.Checkpointed("s-1", Delta(1), "api", 1))
+            .Apply(new SessionEvents.Lost("s-1", "Its worker died.", T0)),
         _ => throw new ArgumentOutOfRangeException(nameof(state)),
     };
 
@@ -76,6 +136,7 @@ public sealed class SessionStateTests
         "get" => new SessionCommands.Get("s-1"),
         "delete" => new SessionCommands.Delete("s-1"),
         "idle-expired" => new SessionCommands.IdleExpired("s-1", "w1", "akka://a"),
+        "checkpoint" => new SessionCommands.Checkpoint("s-1", "api"),
         _ => throw new ArgumentOutOfRangeException(nameof(command)),
     };
 
@@ -117,6 +178,18 @@ public sealed class SessionStateTests
     [InlineData("lost-after-pause", "resume", ErrorKinds.SessionLost)]
     [InlineData("lost-after-pause", "resume-from-last-pause", null)]
     [InlineData("lost-after-pause", "delete", null)]
+    [InlineData("none", "checkpoint", "not_found")]
+    [InlineData("active", "checkpoint", null)]
+    [InlineData("paused", "checkpoint", null)]
+    [InlineData("lost", "checkpoint", ErrorKinds.SessionLost)]
+    [InlineData("lost-after-pause", "checkpoint", ErrorKinds.SessionLost)]
+    [InlineData("lost-after-checkpoint", "invoke", null)]
+    [InlineData("lost-after-checkpoint", "resume", null)]
+    [InlineData("lost-after-checkpoint", "resume-from-last-pause", null)]
+    [InlineData("lost-after-checkpoint", "pause", ErrorKinds.SessionLost)]
+    [InlineData("lost-after-checkpoint", "checkpoint", ErrorKinds.SessionLost)]
+    [InlineData("lost-after-checkpoint", "delete", null)]
+    [InlineData("deleted", "checkpoint", "not_found")]
     [InlineData("deleted", "create", "conflict")]
     [InlineData("deleted", "invoke", "not_found")]
     [InlineData("deleted", "pause", "not_found")]

@@ -24,6 +24,8 @@ public static partial class FunctionsApi
     {
         if (CheckName(name) is { } bad)
             return bad;
+        if (name.StartsWith(Sessions.InterpreterFunction.ReservedPrefix, StringComparison.Ordinal))
+            return Error(400, ErrorKinds.BadRequest, $"Function names starting with \"{Sessions.InterpreterFunction.ReservedPrefix}\" are the platform's own (such as {Sessions.InterpreterFunction.Name}, behind Python interpreter sessions).");
         if (ParseLimits(request.Query, out var problem) is not { } limits)
             return Error(400, ErrorKinds.BadRequest, problem is null ? LimitsHelp : $"{problem} {LimitsHelp}");
         using var turn = await gate.EnterAsync(ct);
@@ -42,6 +44,21 @@ public static partial class FunctionsApi
             (body, limits) = (prepared.Module!, prepared.Limits!);
         }
 
+        var outcome = await StoreAndDeployAsync(name, body, limits, functions.ActorRef, modules.ActorRef, templates.ActorRef, catalog, workers, validator, ct);
+        return outcome.Error ?? Results.Json(new { name, version = outcome.Version, sha256 = outcome.Sha256, created = outcome.Created }, statusCode: 201);
+    }
+
+    /// <summary>A deploy's result: the version (new, or the current one when nothing changed), or the error answer.</summary>
+    internal sealed record DeployOutcome(int Version, string Sha256, bool Created, IResult? Error);
+
+    /// <summary>
+    /// Checks the module, stores it and records the version; workers are told to prepare it and to forget what the
+    /// replaced version alone used. The same module and limits again change nothing.
+    /// </summary>
+    internal static async Task<DeployOutcome> StoreAndDeployAsync(string name, byte[] body, FunctionLimits limits, IActorRef functions, IActorRef modules, IActorRef templates,
+        FunctionCatalog catalog, WorkerDirectory workers, Wasmtime.Engine validator, CancellationToken ct)
+    {
+        static DeployOutcome Refused(IResult error) => new(0, "", false, error);
         // Validate before storing anything: malformed bytes and ABI problems are 422 with every problem named.
         try
         {
@@ -53,17 +70,17 @@ public static partial class FunctionsApi
         }
         catch (InvalidModuleException e)
         {
-            return Error(422, ErrorKinds.InvalidModule, e.Message);
+            return Refused(Error(422, ErrorKinds.InvalidModule, e.Message));
         }
 
-        if (limits.Layer is { } layer && !await LayersApi.ExistsAsync(modules.ActorRef, layer, ct))
-            return Error(422, ErrorKinds.InvalidLayer, $"No layer {layer} is stored: upload it first with PUT /v1/layers.");
+        if (limits.Layer is { } layer && !await LayersApi.ExistsAsync(modules, layer, ct))
+            return Refused(Error(422, ErrorKinds.InvalidLayer, $"No layer {layer} is stored: upload it first with PUT /v1/layers."));
 
         var sha = ModuleHash.Of(body).Hex;
-        var before = await functions.ActorRef.Ask<FunctionReplies.View>(new FunctionCommands.Get(name), AskTimeout, ct);
-        await modules.ActorRef.Ask<ModuleReplies.Stored>(new ModuleCommands.Store(sha, body), AskTimeout, ct);
-        var deployed = await functions.ActorRef.Ask<FunctionReplies.Deployed>(new FunctionCommands.Deploy(name, sha, body.Length, limits), AskTimeout, ct);
-        var view = await functions.ActorRef.Ask<FunctionReplies.View>(new FunctionCommands.Get(name), AskTimeout, ct);
+        var before = await functions.Ask<FunctionReplies.View>(new FunctionCommands.Get(name), AskTimeout, ct);
+        await modules.Ask<ModuleReplies.Stored>(new ModuleCommands.Store(sha, body), AskTimeout, ct);
+        var deployed = await functions.Ask<FunctionReplies.Deployed>(new FunctionCommands.Deploy(name, sha, body.Length, limits), AskTimeout, ct);
+        var view = await functions.Ask<FunctionReplies.View>(new FunctionCommands.Get(name), AskTimeout, ct);
         catalog.Set(view);
         if (view.Current is { } deployedVersion)
         {
@@ -74,20 +91,20 @@ public static partial class FunctionsApi
         // drop the old versions' instances, headers and files (not waited for: a slow worker never slows a deploy).
         if (deployed.Created && before.Current is { } old)
         {
-            templates.ActorRef.Tell(new TemplateCommands.Retire(TemplateCommands.KeyOf(name, old.Version)));
+            templates.Tell(new TemplateCommands.Retire(TemplateCommands.KeyOf(name, old.Version)));
             var (unusedModules, unusedLayers) = RetiredFiles.Of(RetiredFiles.Live(catalog), before.Versions);
             foreach (var w in workers.Workers)
                 w.Invoker.Tell(new WorkerForget(name, deployed.Version, unusedModules, unusedLayers));
         }
-        return Results.Json(new { name, version = deployed.Version, sha256 = deployed.Sha256, created = deployed.Created }, statusCode: 201);
+        return new(deployed.Version, deployed.Sha256, deployed.Created, null);
     }
 
     private const string LimitsHelp = "Query parameters: memoryMb (1-4096), timeoutMs (1-900000), initTimeoutMs (1-300000), tmpMb (1-10240), concurrency (1-1024), cpuMillicores (1-64000), "
         + "network (true|false), layer (the sha256 PUT /v1/layers answered), runtime (python: the body is a script, or a tar with main.py), env.KEY=VALUE.";
 
-    private sealed record PreparedScript(byte[]? Module, FunctionLimits? Limits, IResult? Error);
+    internal sealed record PreparedScript(byte[]? Module, FunctionLimits? Limits, IResult? Error);
 
-    private static async Task<PreparedScript> PrepareScriptAsync(FunctionLimits limits, byte[] body, NodeSettings settings, IActorRef blobs, CancellationToken ct)
+    internal static async Task<PreparedScript> PrepareScriptAsync(FunctionLimits limits, byte[] body, NodeSettings settings, IActorRef blobs, CancellationToken ct)
     {
         static PreparedScript Refuse(int status, string kind, string message) => new(null, null, Error(status, kind, message));
         if (ScriptRuntimes.Find(limits.Runtime) is not { } runtime)

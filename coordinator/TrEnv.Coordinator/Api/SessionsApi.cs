@@ -25,7 +25,7 @@ public static class SessionsApi
     public static void MapSessionsApi(this WebApplication app)
     {
         app.MapPost("/v1/sessions", Create).WithTags("sessions")
-            .WithSummary("Start a session of a function (body: {\"function\": NAME, \"idleTimeoutS\": N}): 201 with its id; its instance keeps memory across calls");
+            .WithSummary("Start a session of a function (body: {\"function\": NAME, \"idleTimeoutS\": N, \"checkpointEveryS\": N}) or a Python code interpreter ({\"runtime\": \"python\"}: each invoke's body is a cell, answered as JSON): 201 with its id; its instance keeps memory across calls");
         app.MapGet("/v1/sessions", List).WithTags("sessions")
             .WithSummary("Sessions as the registry last recorded them (query function=NAME, state=active|paused|lost); lags by about a second");
         app.MapGet("/v1/sessions/{id}", Get).WithTags("sessions").WithSummary("A session's state, node, sizes and times");
@@ -33,6 +33,8 @@ public static class SessionsApi
             .WithSummary("Invoke the session (resumes it first when paused); answers and headers as a function invoke, plus X-TrEnv-Session");
         app.MapPost("/v1/sessions/{id}/pause", Pause).WithTags("sessions")
             .WithSummary("Capture the session as a delta over its template into the pool, durably, and free its sandbox");
+        app.MapPost("/v1/sessions/{id}/checkpoint", Checkpoint).WithTags("sessions")
+            .WithSummary("Store the active session's state durably without pausing it; if its worker dies, its next call resumes from there on another worker");
         app.MapPost("/v1/sessions/{id}/resume", Resume).WithTags("sessions")
             .WithSummary("Restore a paused session on a worker (query node=NAME to choose it): the template mapped, the delta overlaid; fromLastPause=true brings a lost session back to its last pause");
         app.MapDelete("/v1/sessions/{id}", Delete).WithTags("sessions").WithSummary("End a session and free its sandbox and stored delta");
@@ -42,7 +44,7 @@ public static class SessionsApi
 
     private static bool ValidId(string id) => id.Length == 22 && id.StartsWith("s-", StringComparison.Ordinal) && id[2..].All(char.IsAsciiHexDigitLower);
 
-    private sealed record CreateBody(string? Function, int? IdleTimeoutS);
+    private sealed record CreateBody(string? Function, int? IdleTimeoutS, int? CheckpointEveryS, string? Runtime);
 
     // A session about to take a sandbox (created, or resumed from paused or lost) must fit the sessions' share of the
     // cluster; answers the 429 refusal, or null when admitted.
@@ -61,7 +63,7 @@ public static class SessionsApi
     }
 
     private static async Task<IResult> Create(HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions,
-        SessionAdmission admission, Catalog.SessionCatalog catalog, Placement.WorkerDirectory workers, CancellationToken ct)
+        SessionAdmission admission, Catalog.SessionCatalog catalog, Placement.WorkerDirectory workers, InterpreterFunction interpreter, CancellationToken ct)
     {
         if (!BearerToken.Matches(request, settings.InvokeToken))
             return InvokeApi.NeedsInvokeToken();
@@ -77,17 +79,39 @@ public static class SessionsApi
         {
             return Error(400, ErrorKinds.BadRequest, $"The body must be JSON like {{\"function\": \"NAME\"}}: {e.Message}");
         }
-        if (body?.Function is not { Length: > 0 } function)
-            return Error(400, ErrorKinds.BadRequest, "The body must name the function: {\"function\": \"NAME\"}.");
-        if (FunctionsApi.CheckName(function) is { } bad)
-            return bad;
+        string function;
+        if (body?.Runtime is { } runtime)
+        {
+            // A code interpreter: no function of the user's, the platform's interpreter of that runtime.
+            if (body.Function is not null)
+                return Error(400, ErrorKinds.BadRequest, "Give either \"function\" (a session of a deployed function) or \"runtime\" (a code interpreter), not both.");
+            if (runtime != "python")
+                return Error(422, FunctionsApi.InvalidRuntime, $"There is no interpreter for \"{runtime}\"; interpreter sessions run \"python\".");
+            if (await interpreter.EnsureAsync(ct) is { } notReady)
+                return notReady;
+            function = InterpreterFunction.Name;
+        }
+        else if (body?.Function is { Length: > 0 } named)
+        {
+            if (FunctionsApi.CheckName(named) is { } bad)
+                return bad;
+            function = named;
+        }
+        else
+        {
+            return Error(400, ErrorKinds.BadRequest, "The body must name the function, {\"function\": \"NAME\"}, or ask for a code interpreter, {\"runtime\": \"python\"}.");
+        }
         var idle = body.IdleTimeoutS ?? settings.SessionIdleSeconds;
         if (idle is < 0 or > 7 * 24 * 3600)
             return Error(400, ErrorKinds.BadRequest, "idleTimeoutS must be between 0 (never pause by itself) and 604800 (a week).");
+        var every = body.CheckpointEveryS ?? 0;
+        if (every is < 0 or > SessionCheckpoints.MaxEverySeconds)
+            return Error(400, ErrorKinds.BadRequest, $"checkpointEveryS must be between 0 (no periodic checkpoints) and {SessionCheckpoints.MaxEverySeconds}.");
         var id = NewId();
         if (Admit(id, function, admission, catalog, workers) is { } full)
             return full;
-        var reply = await AdmittedAsync(admission, id, sessions.ActorRef.Ask<IProtocolMessage>(new SessionCommands.Create(id, function, idle, InvokeApi.InvocationIdOf(request, response)), StartTimeout, ct));
+        var reply = await AdmittedAsync(admission, id, sessions.ActorRef.Ask<IProtocolMessage>(
+            new SessionCommands.Create(id, function, idle, InvokeApi.InvocationIdOf(request, response), every), StartTimeout, ct));
         if (reply is SessionReplies.View view)
         {
             response.Headers.Location = $"/v1/sessions/{id}";
@@ -117,6 +141,9 @@ public static class SessionsApi
             admission.Forget(id);
         return answer;
     }
+
+    private static Task<IResult> Checkpoint(string id, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)
+        => Simple(id, request, response, settings, sessions, new SessionCommands.Checkpoint(id, "api"), StartTimeout, ct);
 
     private static async Task<IResult> Resume(string id, string? node, bool? fromLastPause, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions,
         SessionAdmission admission, Catalog.SessionCatalog catalog, Placement.WorkerDirectory workers, CancellationToken ct)
@@ -207,6 +234,11 @@ public static class SessionsApi
         metrics.RecordInvocation(invocationId, session.Function, session.Version, start, result.Ok ? "ok" : result.ErrorKind ?? ErrorKinds.Internal, result.Node, "session",
             result.StartupMicros, result.ExecMicros, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds, false);
         response.Headers["X-TrEnv-Session-State"] = session.State;
+        if (invoked.Recovered is { } recovered)
+        {
+            response.Headers["X-TrEnv-Session-Recovered"] = "true";
+            response.Headers["X-TrEnv-Session-Checkpoint-At"] = recovered.CheckpointAt.ToString("O", System.Globalization.CultureInfo.InvariantCulture);
+        }
         return InvokeApi.Answer(response, result, start, session.Version,
             session.State == SessionStates.Lost ? " The session's instance is gone with it: the session is lost." : null);
     }

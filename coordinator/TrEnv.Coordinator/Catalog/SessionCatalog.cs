@@ -31,6 +31,8 @@ public sealed class SessionCatalog
             SessionEvents.Created c => c.SessionId,
             SessionEvents.Activated a => a.SessionId,
             SessionEvents.Paused p => p.SessionId,
+            SessionEvents.Checkpointed k => k.SessionId,
+            SessionEvents.Recovered r => r.SessionId,
             SessionEvents.Lost l => l.SessionId,
             SessionEvents.Deleted d => d.SessionId,
             _ => null,

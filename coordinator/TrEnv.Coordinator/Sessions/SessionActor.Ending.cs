@@ -3,12 +3,14 @@ using TrEnv.Contracts;
 
 namespace TrEnv.Coordinator.Sessions;
 
-// Pausing a session into a delta in the pool, and deleting it with what it holds.
+// Storing a session as a delta in the pool (a pause, or a checkpoint that keeps it running), and deleting it with what it holds.
 public sealed partial class SessionActor
 {
-    private async Task<Outcome> PauseAsync(SessionState st, string reason)
+    // A pause stores the session and frees its sandbox; a checkpoint (keepActive) stores it and leaves it running.
+    private async Task<Outcome> StoreAsync(SessionState st, string reason, bool keepActive)
     {
         var id = Id;
+        var what = keepActive ? "checkpoint" : "pause";
         var (worker, missing) = FindWorker(st, st.Address);
         if (worker is null)
             return missing!;
@@ -16,25 +18,28 @@ public sealed partial class SessionActor
         try
         {
             using var gone = CancellationTokenSource.CreateLinkedTokenSource(worker.Gone.Token);
-            reply = await worker.Invoker.Ask<WorkerSessionReplies.Paused>(new WorkerSessionCommands.Pause(id, st.NextDeltaOwner, st.Base), PauseTimeout, gone.Token);
+            reply = await worker.Invoker.Ask<WorkerSessionReplies.Paused>(new WorkerSessionCommands.Pause(id, st.NextDeltaOwner, st.Base, keepActive), PauseTimeout, gone.Token);
         }
         catch (OperationCanceledException) when (worker.Gone.IsCancellationRequested)
         {
-            return Refuse(id, ErrorKinds.SessionLost, $"Worker {worker.Status.Node} left the cluster while pausing the session; it is lost.",
-                [new SessionEvents.Lost(id, $"Worker {worker.Status.Node} left the cluster while pausing the session.", DateTimeOffset.UtcNow)]);
+            return Refuse(id, ErrorKinds.SessionLost, $"Worker {worker.Status.Node} left the cluster during the session's {what}; {SinceSaved(st)} is gone.",
+                [new SessionEvents.Lost(id, $"Worker {worker.Status.Node} left the cluster during the session's {what}.", DateTimeOffset.UtcNow)]);
         }
         catch (AskTimeoutException)
         {
-            return Refuse(id, ErrorKinds.Unavailable, $"Worker {worker.Status.Node} did not finish the pause in time; the session stays active there.");
+            return Refuse(id, ErrorKinds.Unavailable, $"Worker {worker.Status.Node} did not finish the {what} in time; the session stays active there.");
         }
         if (reply.InstanceLost)
             return Refuse(id, ErrorKinds.SessionLost, reply.ErrorMessage ?? "The session's instance is gone.",
                 [new SessionEvents.Lost(id, reply.ErrorMessage ?? "Its instance is gone.", DateTimeOffset.UtcNow)]);
         if (!reply.Ok || reply.Delta is null)
-            return Refuse(id, reply.ErrorKind ?? ErrorKinds.Internal, reply.ErrorMessage ?? "The pause failed; the session stays active.");
+            return Refuse(id, reply.ErrorKind ?? ErrorKinds.Internal, reply.ErrorMessage ?? $"The {what} failed; the session stays active.");
         var previous = st.Delta?.Owner;
         var pool = _s.Pool;
-        return new Outcome([new SessionEvents.Paused(id, reply.Delta, reason, reply.PauseMicros / 1000.0)], s => new SessionReplies.View(s.ToInfo()),
+        IEvent stored = keepActive
+            ? new SessionEvents.Checkpointed(id, reply.Delta, reason, reply.PauseMicros / 1000.0)
+            : new SessionEvents.Paused(id, reply.Delta, reason, reply.PauseMicros / 1000.0);
+        return new Outcome([stored], s => new SessionReplies.View(s.ToInfo()),
             After: () =>
             {
                 // Only once the new delta is durable and recorded does the previous one go.

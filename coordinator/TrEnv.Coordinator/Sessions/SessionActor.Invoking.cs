@@ -3,17 +3,28 @@ using TrEnv.Contracts;
 
 namespace TrEnv.Coordinator.Sessions;
 
-// Running a call in the session's sandbox, resuming the session first when it is paused.
+// Running a call in the session's sandbox: resuming the session first when it is paused, or bringing it back
+// from its last checkpoint when the worker that held it died.
 public sealed partial class SessionActor
 {
-    private async Task<Outcome> InvokeAsync(SessionState st, SessionCommands.Invoke invoke, (IEvent Activated, long StartupMicros)? resumed)
+    /// <summary>How a call found the session: already live, resumed from its pause, or recovered from its checkpoint.</summary>
+    private sealed record Arrival(IReadOnlyList<IEvent> Events, SessionEvents.Activated? Activated, SessionRecovery? Recovery);
+
+    private static readonly Arrival Live = new([], null, null);
+
+    private async Task<Outcome> InvokeAsync(SessionState st, SessionCommands.Invoke invoke, Arrival arrival)
     {
         var id = Id;
-        var events = resumed is { } r ? new List<IEvent> { r.Activated } : [];
-        var address = resumed?.Activated is SessionEvents.Activated a ? a.Address : st.Address;
+        var events = arrival.Events.ToList();
+        var address = arrival.Activated?.Address ?? st.Address;
         var (worker, missing) = FindWorker(st, address);
         if (worker is null)
-            return missing! with { Events = [.. events, .. missing.Events] };
+        {
+            // The worker is gone; a checkpointed session comes back from its checkpoint and the call runs there.
+            if (arrival.Activated is null && st.CanRecover && missing!.Events.Count > 0)
+                return await RecoverThenInvokeAsync(st, invoke, [.. events, .. missing.Events]);
+            return missing! with { Events = [.. events, .. missing!.Events] };
+        }
         WorkerSessionReplies.Invoked reply;
         Interlocked.Increment(ref worker.InFlight);
         try
@@ -24,7 +35,11 @@ public sealed partial class SessionActor
         }
         catch (OperationCanceledException) when (worker.Gone.IsCancellationRequested)
         {
-            events.Add(new SessionEvents.Lost(id, $"Worker {worker.Status.Node} left the cluster while running a call of the session; its state since the last pause is gone.", DateTimeOffset.UtcNow));
+            events.Add(new SessionEvents.Lost(id, $"Worker {worker.Status.Node} left the cluster while running a call of the session.", DateTimeOffset.UtcNow));
+            // Whether the call ran is unknown, so it is not run again here: the caller decides.
+            if (st.CanRecover)
+                return Refuse(id, ErrorKinds.Unavailable, $"Worker {worker.Status.Node} left the cluster while running this call; what it did is gone. " +
+                    $"The session's next call brings it back from its checkpoint of {st.LastSavedAt:O}.", events);
             return Refuse(id, ErrorKinds.SessionLost, $"Worker {worker.Status.Node} left the cluster while running this call; the session is lost.", events);
         }
         catch (AskTimeoutException)
@@ -38,10 +53,10 @@ public sealed partial class SessionActor
         if (reply.Result.BusyAfter >= 0)
             worker.ApplyBusy(reply.Result.BusyAfter, reply.Result.Sequence);
         if (reply.InstanceLost)
-            events.Add(new SessionEvents.Lost(id, $"Its instance failed ({reply.Result.ErrorKind}: {reply.Result.ErrorMessage}); its state since the last pause is gone.", DateTimeOffset.UtcNow));
-        var result = resumed is { } rs ? reply.Result with { StartupMicros = rs.StartupMicros } : reply.Result;
-        return new Outcome(events, s => new SessionReplies.Invoked(s.ToInfo(), result, resumed is not null),
-            Touch: reply.InstanceLost ? null : s => s with { Invocations = s.Invocations + 1, LastActiveAt = DateTimeOffset.UtcNow });
+            events.Add(new SessionEvents.Lost(id, $"Its instance failed ({reply.Result.ErrorKind}: {reply.Result.ErrorMessage}); {SinceSaved(st)} is gone.", DateTimeOffset.UtcNow));
+        var result = arrival.Activated is { } a ? reply.Result with { StartupMicros = (long)(a.StartMs * 1000) } : reply.Result;
+        return new Outcome(events, s => new SessionReplies.Invoked(s.ToInfo(), result, arrival.Activated is not null, arrival.Recovery),
+            Touch: reply.InstanceLost ? null : s => s.Called(DateTimeOffset.UtcNow));
     }
 
     private async Task<Outcome> ResumeThenInvokeAsync(SessionState st, SessionCommands.Invoke invoke)
@@ -49,6 +64,17 @@ public sealed partial class SessionActor
         var (activated, refused) = await ResumeCoreAsync(st, invoke.InvocationId, null);
         if (activated is null)
             return refused!;
-        return await InvokeAsync(st.Apply(activated), invoke, (activated, (long)(activated.StartMs * 1000)));
+        return await InvokeAsync(st.Apply(activated), invoke, new Arrival([activated], activated, null));
+    }
+
+    // The session's worker died after it was checkpointed: resume the last stored state elsewhere, then run the call.
+    private async Task<Outcome> RecoverThenInvokeAsync(SessionState st, SessionCommands.Invoke invoke, IReadOnlyList<IEvent> prior)
+    {
+        foreach (var e in prior)
+            st = st.Apply(e);
+        var (recovered, activated, refused) = await RecoverCoreAsync(st, invoke.InvocationId, null);
+        if (activated is null)
+            return refused! with { Events = [.. prior, .. refused.Events] };
+        return await InvokeAsync(st.Apply(recovered!).Apply(activated), invoke, new Arrival([.. prior, recovered!, activated], activated, recovered!.Recovery));
     }
 }

@@ -5,7 +5,7 @@ using TrEnv.Coordinator.Placement;
 
 namespace TrEnv.Coordinator.Sessions;
 
-// Bringing a session up on a worker: a new one of a function, or a paused one from its last delta.
+// Bringing a session up on a worker: a new one of a function, or a paused (or lost, checkpointed) one from its last delta.
 public sealed partial class SessionActor
 {
     private async Task<Outcome> CreateAsync(SessionCommands.Create create)
@@ -35,30 +35,48 @@ public sealed partial class SessionActor
             _log.Error("session {0}: the template {1} could not be held; a redeploy may free it under the session", id, baseTemplate.Key);
         var now = DateTimeOffset.UtcNow;
         return new Outcome(
-            [new SessionEvents.Created(id, create.Function, version, create.IdleTimeoutSeconds, now),
+            [new SessionEvents.Created(id, create.Function, version, create.IdleTimeoutSeconds, now, create.CheckpointEverySeconds),
              new SessionEvents.Activated(id, started.Node, worker.Status.Address, started.Base, started.MemoryBytes, started.StartupMicros / 1000.0, now)],
             st => new SessionReplies.View(st.ToInfo()));
     }
 
     private async Task<Outcome> ResumeAsync(SessionState st, string invocationId, string? node)
     {
+        if (st.Status == SessionStates.Lost && st.CanRecover)
+        {
+            var (recovered, back, notBack) = await RecoverCoreAsync(st, invocationId, node);
+            return back is null ? notBack! : new Outcome([recovered!, back], s => new SessionReplies.View(s.ToInfo()));
+        }
         var (activated, refused) = await ResumeCoreAsync(st, invocationId, node);
         return activated is null ? refused! : new Outcome([activated], s => new SessionReplies.View(s.ToInfo()));
+    }
+
+    // A lost session with a checkpoint: its last stored state resumed on a live worker, with what was lost on record.
+    private async Task<(SessionEvents.Recovered? Recovered, SessionEvents.Activated? Activated, Outcome? Refused)> RecoverCoreAsync(SessionState st, string invocationId, string? node)
+    {
+        var recovery = new SessionRecovery(DateTimeOffset.UtcNow, st.LastSavedAt!.Value, st.CallsSinceSaved, st.Error ?? "Its instance was lost.", st.Node);
+        var (activated, refused) = await ResumeCoreAsync(st, invocationId, node);
+        if (activated is null)
+            return (null, null, refused);
+        _log.Info("Session {0} recovered on {1} from its checkpoint of {2:O} ({3} calls since lost)", Id, activated.Node, recovery.CheckpointAt,
+            recovery.LostCalls?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "an unknown number of");
+        return (new SessionEvents.Recovered(Id, recovery with { At = activated.At }), activated, null);
     }
 
     private async Task<(SessionEvents.Activated? Activated, Outcome? Refused)> ResumeCoreAsync(SessionState st, string invocationId, string? node)
     {
         var id = Id;
+        var stays = st.Status == SessionStates.Lost ? "it stays lost until a call or a resume brings it back" : "it stays paused";
         WorkerEntry? worker;
         if (node is not null)
         {
             worker = _s.Workers.Workers.FirstOrDefault(w => w.Status.Node == node && !w.Leaving);
             if (worker is null)
-                return (null, Refuse(id, ErrorKinds.Unavailable, $"There is no worker named \"{node}\" in the cluster now; the session stays paused."));
+                return (null, Refuse(id, ErrorKinds.Unavailable, $"There is no worker named \"{node}\" in the cluster now; {stays}."));
         }
         else if ((worker = _s.Workers.Choose("")) is null)
         {
-            return (null, Refuse(id, ErrorKinds.Unavailable, "No worker has room to resume the session right now; it stays paused."));
+            return (null, Refuse(id, ErrorKinds.Unavailable, $"No worker has room to resume the session right now; {stays}."));
         }
         // The base template rides once, inside the delta; the event need not repeat what the state holds.
         var start = new WorkerSessionCommands.Start(id, invocationId, st.Function!, st.Version!, null, st.Delta!, st.IdleTimeoutSeconds);
@@ -67,7 +85,7 @@ public sealed partial class SessionActor
         {
             // Pages not readable yet (a pool rebuilding from its durable copies) or no room: the session is intact, retry.
             var kind = started.ErrorKind is ErrorKinds.TemplateInvalid or ErrorKinds.SandboxCrashed ? ErrorKinds.Unavailable : started.ErrorKind ?? ErrorKinds.Internal;
-            return (null, Refuse(id, kind, $"The session could not be resumed on {worker.Status.Node}: {started.ErrorMessage} It stays paused."));
+            return (null, Refuse(id, kind, $"The session could not be resumed on {worker.Status.Node}: {started.ErrorMessage} {char.ToUpperInvariant(stays[0])}{stays[1..]}."));
         }
         return (new SessionEvents.Activated(id, started.Node, worker.Status.Address, null, started.MemoryBytes, started.StartupMicros / 1000.0, DateTimeOffset.UtcNow), null);
     }

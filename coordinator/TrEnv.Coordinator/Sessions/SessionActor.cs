@@ -21,8 +21,9 @@ public sealed record SessionServices(FunctionCatalog Functions, TemplateCatalog 
 /// delete) and stashes everything else meanwhile, so a session's calls are serialized cluster-wide and it is
 /// never held by two instances. Its events are persisted before it answers.
 /// </summary>
-public sealed partial class SessionActor : ReceivePersistentActor
+public sealed partial class SessionActor : ReceivePersistentActor, IWithTimers
 {
+    private const string CheckpointTimer = "checkpoint";
     private static readonly TimeSpan PauseTimeout = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(5);
     private readonly SessionServices _s;
@@ -38,6 +39,7 @@ public sealed partial class SessionActor : ReceivePersistentActor
         PersistenceId = "session-" + id;
         Recover<IEvent>(e => _state = _state.Apply(e));
         Recover<Tagged>(t => { if (t.Payload is IEvent e) _state = _state.Apply(e); });
+        Recover<RecoveryCompleted>(_ => _state = _state.Recovered());
         // Passivation and hand-off send this instead of a PoisonPill, so an operation in flight (a long call)
         // finishes and persists first: while busy it is stashed like any other message.
         Command<SessionStop>(_ => Context.Stop(Self));
@@ -45,6 +47,8 @@ public sealed partial class SessionActor : ReceivePersistentActor
     }
 
     public override string PersistenceId { get; }
+
+    public ITimerScheduler Timers { get; set; } = null!;
 
     private string Id => _state.Id;
 
@@ -72,16 +76,28 @@ public sealed partial class SessionActor : ReceivePersistentActor
             case SessionCommands.Invoke invoke when st.Status == SessionStates.Paused:
                 Run(() => ResumeThenInvokeAsync(st, invoke));
                 break;
+            case SessionCommands.Invoke invoke when st.Status == SessionStates.Lost:
+                Run(() => RecoverThenInvokeAsync(st, invoke, []));
+                break;
             case SessionCommands.Invoke invoke:
-                Run(() => InvokeAsync(st, invoke, null));
+                Run(() => InvokeAsync(st, invoke, Live));
                 break;
             case SessionCommands.Pause pause when st.Status == SessionStates.Active:
-                Run(() => PauseAsync(st, pause.Reason));
+                Run(() => StoreAsync(st, pause.Reason, keepActive: false));
                 break;
             case SessionCommands.Pause:
                 Sender.Tell(new SessionReplies.View(st.ToInfo()));
                 break;
-            case SessionCommands.Resume resume when st.Status == SessionStates.Paused || (st.Status == SessionStates.Lost && resume.FromLastPause):
+            case SessionCommands.Checkpoint { Reason: SessionCheckpoints.Periodic } when st.Status != SessionStates.Active || st.CallsSinceSaved == 0:
+                break; // nothing changed since the state was stored
+            case SessionCommands.Checkpoint checkpoint when st.Status == SessionStates.Active:
+                Run(() => StoreAsync(st, checkpoint.Reason, keepActive: true),
+                    checkpoint.Reason == SessionCheckpoints.Periodic ? ActorRefs.Nobody : null);
+                break;
+            case SessionCommands.Checkpoint:
+                Sender.Tell(new SessionReplies.View(st.ToInfo())); // paused: its state is stored already
+                break;
+            case SessionCommands.Resume resume when st.Status == SessionStates.Paused || (st.Status == SessionStates.Lost && (resume.FromLastPause || st.CanRecover)):
                 Run(() => ResumeAsync(st, resume.InvocationId, resume.Node));
                 break;
             case SessionCommands.Resume:
@@ -101,7 +117,7 @@ public sealed partial class SessionActor : ReceivePersistentActor
         {
             var st = _state;
             _log.Info("Session {0} idle for {1} s on {2}: pausing it", Id, st.IdleTimeoutSeconds, idle.Node);
-            Run(() => PauseAsync(st, "idle"), ActorRefs.Nobody);
+            Run(() => StoreAsync(st, "idle", keepActive: false), ActorRefs.Nobody);
             return;
         }
         if (_s.Workers.Workers.FirstOrDefault(w => w.Status.Address == idle.Address || w.Status.Node == idle.Node) is { } orphanHost)
@@ -130,6 +146,7 @@ public sealed partial class SessionActor : ReceivePersistentActor
                         _state = outcome.Touch(_state);
                     done.ReplyTo.Tell(outcome.Reply(_state));
                     outcome.After?.Invoke();
+                    ScheduleCheckpoint();
                     UnbecomeStacked();
                     Stash.UnstashAll();
                 }
@@ -150,6 +167,23 @@ public sealed partial class SessionActor : ReceivePersistentActor
         });
     }
 
+    // A session with a checkpoint interval whose calls changed it is checkpointed once the interval allows.
+    private void ScheduleCheckpoint()
+    {
+        if (SessionCheckpoints.Delay(_state, DateTimeOffset.UtcNow) is not { } delay)
+            return;
+        var message = new SessionCommands.Checkpoint(Id, SessionCheckpoints.Periodic);
+        if (delay == TimeSpan.Zero)
+        {
+            Timers.Cancel(CheckpointTimer);
+            Self.Tell(message, ActorRefs.NoSender);
+        }
+        else if (!Timers.IsTimerActive(CheckpointTimer))
+        {
+            Timers.StartSingleTimer(CheckpointTimer, message, delay);
+        }
+    }
+
     private static Outcome Refuse(string id, string kind, string message, IReadOnlyList<IEvent>? events = null)
         => new(events ?? [], st => new SessionReplies.Refused(id, kind, message, st.Exists ? st.ToInfo() : null));
 
@@ -163,9 +197,11 @@ public sealed partial class SessionActor : ReceivePersistentActor
         var member = _cluster.State.Members.FirstOrDefault(m => m.Address.ToString() == address);
         if (member is not null && member.Status is Akka.Cluster.MemberStatus.Up or Akka.Cluster.MemberStatus.WeaklyUp)
             return (null, Refuse(id, ErrorKinds.Unavailable, $"Worker {st.Node} holds the session but has not reported to this coordinator yet; retry shortly."));
-        return (null, Refuse(id, ErrorKinds.SessionLost, $"Worker {st.Node}, which held the session, is no longer in the cluster; its state since the last pause is gone.",
+        return (null, Refuse(id, ErrorKinds.SessionLost, $"Worker {st.Node}, which held the session, is no longer in the cluster; {SinceSaved(st)} is gone.",
             [new SessionEvents.Lost(id, $"Worker {st.Node} left the cluster while the session was active on it.", DateTimeOffset.UtcNow)]));
     }
+
+    private static string SinceSaved(SessionState st) => st.CanRecover ? $"what it did since its checkpoint of {st.LastSavedAt:O}" : "its state since the last pause";
 }
 
 /// <summary>The entity's stop message for passivation and shard hand-off (see the constructor).</summary>

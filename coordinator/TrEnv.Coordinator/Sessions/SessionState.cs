@@ -31,38 +31,75 @@ public sealed record SessionState(
 
     public long Invocations { get; init; }
 
+    public int CheckpointEverySeconds { get; init; }
+
+    public int Checkpoints { get; init; }
+
+    public DateTimeOffset? LastCheckpointAt { get; init; }
+
+    public double? LastCheckpointMs { get; init; }
+
+    /// <summary>
+    /// Calls answered since the state was last stored (a pause, a checkpoint) or restored; null when unknown (the
+    /// entity was recovered from its journal meanwhile). Not persisted, like <see cref="Invocations"/>.
+    /// </summary>
+    public long? CallsSinceSaved { get; init; }
+
+    public int Recoveries { get; init; }
+
+    public SessionRecovery? LastRecovery { get; init; }
+
+    /// <summary>Checkpointed at least once and holding a stored state: a dead worker costs only the calls since.</summary>
+    public bool CanRecover => Checkpoints > 0 && Delta is not null;
+
     public static SessionState Empty(string id) => new(id, None, null, null, 0, null, null, null, null, default, default, 0, 0, 0, null, null, null);
 
     public bool Exists => Status is not (None or SessionStates.Deleted);
 
     /// <summary>The pool owner of the next pause's delta: one region per pause, so the last durable one is never overwritten.</summary>
-    public string NextDeltaOwner => $"session-{Id}-{Pauses + 1}";
+    public string NextDeltaOwner => $"session-{Id}-{Pauses + Checkpoints + 1}";
 
     public SessionState Apply(IEvent e) => e switch
     {
         SessionEvents.Created c => this with
         {
             Status = SessionStates.Active, Function = c.Function, Version = c.Version, IdleTimeoutSeconds = c.IdleTimeoutSeconds,
-            CreatedAt = c.At, LastActiveAt = c.At,
+            CreatedAt = c.At, LastActiveAt = c.At, CheckpointEverySeconds = c.CheckpointEverySeconds, CallsSinceSaved = 0,
         },
         SessionEvents.Activated a => this with
         {
             Status = SessionStates.Active, Node = a.Node, Address = a.Address, Base = a.Base ?? Base, MemoryBytes = a.MemoryBytes,
             LastActiveAt = a.At, Resumes = Delta is null ? Resumes : Resumes + 1, LastResumeMs = Delta is null ? LastResumeMs : a.StartMs,
-            Error = null, Invocations = 0,
+            Error = null, Invocations = 0, CallsSinceSaved = 0,
         },
         SessionEvents.Paused p => this with
         {
             Status = SessionStates.Paused, Delta = p.Delta, Base = p.Delta.Base ?? Base, Pauses = Pauses + 1, LastPauseMs = p.PauseMs,
-            MemoryBytes = p.Delta.MemoryBytes,
+            MemoryBytes = p.Delta.MemoryBytes, CallsSinceSaved = 0,
         },
+        SessionEvents.Checkpointed k => this with
+        {
+            Delta = k.Delta, Base = k.Delta.Base ?? Base, Checkpoints = Checkpoints + 1, LastCheckpointAt = k.Delta.PausedAt,
+            LastCheckpointMs = k.CheckpointMs, CallsSinceSaved = 0,
+        },
+        SessionEvents.Recovered r => this with { Recoveries = Recoveries + 1, LastRecovery = r.Recovery },
         SessionEvents.Lost l => this with { Status = SessionStates.Lost, Error = l.Reason, LastActiveAt = l.At },
         SessionEvents.Deleted => this with { Status = SessionStates.Deleted },
         _ => this,
     };
 
     public SessionInfo ToInfo() => new(Id, Function ?? "", Version?.Version ?? 0, Status, Node, CreatedAt, LastActiveAt, Delta?.PausedAt, Invocations, Pauses, Resumes,
-        MemoryBytes, Delta?.StoredBytes ?? 0, Delta?.DirtiedBytes ?? 0, Base is null ? 0 : Base.NonZeroPages * 4096, LastPauseMs, LastResumeMs, IdleTimeoutSeconds, Error);
+        MemoryBytes, Delta?.StoredBytes ?? 0, Delta?.DirtiedBytes ?? 0, Base is null ? 0 : Base.NonZeroPages * 4096, LastPauseMs, LastResumeMs, IdleTimeoutSeconds, Error,
+        CheckpointEverySeconds, Checkpoints, LastCheckpointAt, LastCheckpointMs, Status == SessionStates.Active ? CallsSinceSaved : 0, Recoveries, LastRecovery);
+
+    /// <summary>When the stored state (the last pause or checkpoint) was captured.</summary>
+    public DateTimeOffset? LastSavedAt => Delta?.PausedAt;
+
+    /// <summary>A call answered on the live instance: counted, and the state differs from what is stored.</summary>
+    public SessionState Called(DateTimeOffset at) => this with { Invocations = Invocations + 1, CallsSinceSaved = CallsSinceSaved + 1, LastActiveAt = at };
+
+    /// <summary>Read back from the journal while active: the calls since the last store happened unseen.</summary>
+    public SessionState Recovered() => Status == SessionStates.Active ? this with { CallsSinceSaved = null } : this;
 
     /// <summary>Why a command cannot run in this state, as (error kind, sentence); null when it can.</summary>
     public (string Kind, string Message)? Refusal(SessionCommands.ISessionCommand command) => (Status, command) switch
@@ -71,7 +108,11 @@ public sealed record SessionState(
         (_, SessionCommands.Create) => null,
         (None or SessionStates.Deleted, _) => (ErrorKinds.NotFound, $"There is no session {Id}."),
         (SessionStates.Lost, SessionCommands.Resume { FromLastPause: true }) when Delta is not null => null,
-        (SessionStates.Lost, SessionCommands.Invoke or SessionCommands.Pause or SessionCommands.Resume) =>
+        // Checkpointed: the next call or resume brings it back from its last stored state by itself.
+        (SessionStates.Lost, SessionCommands.Invoke or SessionCommands.Resume) when CanRecover => null,
+        (SessionStates.Lost, SessionCommands.Pause or SessionCommands.Checkpoint) when CanRecover =>
+            (ErrorKinds.SessionLost, $"Session {Id} was lost: {Error} Its next call (or POST /v1/sessions/{Id}/resume) brings it back from its checkpoint of {LastSavedAt:O}; there is nothing to store until then."),
+        (SessionStates.Lost, SessionCommands.Invoke or SessionCommands.Pause or SessionCommands.Resume or SessionCommands.Checkpoint) =>
             (ErrorKinds.SessionLost, Delta is null
                 ? $"Session {Id} was lost: {Error} It was never paused, so there is nothing to go back to; delete it and start a new one."
                 : $"Session {Id} was lost: {Error} Resume it from its last pause (POST /v1/sessions/{Id}/resume?fromLastPause=true; what it did since is gone) or delete it."),

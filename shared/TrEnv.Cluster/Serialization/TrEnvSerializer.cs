@@ -88,6 +88,7 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
         [typeof(SessionCommands.Get)] = "ses.get",
         [typeof(SessionCommands.Delete)] = "ses.delete",
         [typeof(SessionCommands.IdleExpired)] = "ses.idle-expired",
+        [typeof(SessionCommands.Checkpoint)] = "ses.checkpoint",
         [typeof(SessionReplies.View)] = "ses.view",
         [typeof(SessionReplies.Invoked)] = "ses.invoked",
         [typeof(SessionReplies.Refused)] = "ses.refused",
@@ -96,6 +97,8 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
         [typeof(SessionEvents.Paused)] = "ses.ev.paused",
         [typeof(SessionEvents.Lost)] = "ses.ev.lost",
         [typeof(SessionEvents.Deleted)] = "ses.ev.deleted",
+        [typeof(SessionEvents.Checkpointed)] = "ses.ev.checkpointed",
+        [typeof(SessionEvents.Recovered)] = "ses.ev.recovered",
         [typeof(WorkerSessionCommands.Start)] = "wk.ses.start",
         [typeof(WorkerSessionCommands.Invoke)] = "wk.ses.invoke",
         [typeof(WorkerSessionCommands.Pause)] = "wk.ses.pause",
@@ -228,6 +231,7 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
 [JsonSerializable(typeof(SessionCommands.Get), TypeInfoPropertyName = "SessionGet")]
 [JsonSerializable(typeof(SessionCommands.Delete), TypeInfoPropertyName = "SessionDelete")]
 [JsonSerializable(typeof(SessionCommands.IdleExpired))]
+[JsonSerializable(typeof(SessionCommands.Checkpoint), TypeInfoPropertyName = "SessionCheckpoint")]
 [JsonSerializable(typeof(SessionReplies.View), TypeInfoPropertyName = "SessionView")]
 [JsonSerializable(typeof(SessionReplies.Invoked), TypeInfoPropertyName = "SessionInvoked")]
 [JsonSerializable(typeof(SessionReplies.Refused))]
@@ -236,6 +240,8 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
 [JsonSerializable(typeof(SessionEvents.Paused), TypeInfoPropertyName = "SessionPausedEvent")]
 [JsonSerializable(typeof(SessionEvents.Lost))]
 [JsonSerializable(typeof(SessionEvents.Deleted), TypeInfoPropertyName = "SessionDeletedEvent")]
+[JsonSerializable(typeof(SessionEvents.Checkpointed), TypeInfoPropertyName = "SessionCheckpointedEvent")]
+[JsonSerializable(typeof(SessionEvents.Recovered), TypeInfoPropertyName = "SessionRecoveredEvent")]
 [JsonSerializable(typeof(WorkerSessionCommands.Start), TypeInfoPropertyName = "WorkerSessionStart")]
 [JsonSerializable(typeof(WorkerSessionCommands.Invoke), TypeInfoPropertyName = "WorkerSessionInvoke")]
 [JsonSerializable(typeof(WorkerSessionCommands.Pause), TypeInfoPropertyName = "WorkerSessionPause")]

@@ -11,6 +11,7 @@ namespace TrEnv.Worker.Sessions;
 /// <summary>
 /// Pausing a session: its pages that differ from its base template are captured into a pool region of their
 /// own, made durable, and the sandbox is reset for anyone. Until every step succeeds the session stays active.
+/// A checkpoint is the same capture with the session left running; its calls wait only while it captures.
 /// </summary>
 public sealed partial class SessionHost
 {
@@ -54,10 +55,14 @@ public sealed partial class SessionHost
             var bytes = await File.ReadAllBytesAsync(header, ct);
             var delta = new SessionDelta(pause.Owner, region, bytes, baseTemplate, done.RequiredBytes, done.MemoryBytes, DateTimeOffset.UtcNow,
                 done.DirtyPages * TemplateHeader.PageSize);
-            Drop(session);
-            await FreeSandboxAsync(session, ct);
+            if (!pause.KeepActive)
+            {
+                Drop(session);
+                await FreeSandboxAsync(session, ct);
+            }
             var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
-            log.LogInformation("Session {SessionId} paused: {StoredKiB} KiB stored of {MemoryKiB} KiB memory in {PauseUs} µs", pause.SessionId, done.RequiredBytes >> 10, done.MemoryBytes >> 10, micros);
+            log.LogInformation("Session {SessionId} {Stored}: {StoredKiB} KiB stored of {MemoryKiB} KiB memory in {PauseUs} µs", pause.SessionId,
+                pause.KeepActive ? "checkpointed" : "paused", done.RequiredBytes >> 10, done.MemoryBytes >> 10, micros);
             return new(pause.SessionId, true, delta, micros, null, null, false);
         }
         catch (SandboxException e)
@@ -65,7 +70,7 @@ public sealed partial class SessionHost
             if (allocated)
                 registry.FreeRegion(pause.Owner);
             if (!e.InstanceDiscarded)
-                return new(pause.SessionId, false, null, 0, e.Kind, $"The pause failed: {e.Message}", false);
+                return new(pause.SessionId, false, null, 0, e.Kind, $"The {(pause.KeepActive ? "checkpoint" : "pause")} failed: {e.Message}", false);
             Drop(session);
             pool.Discard(session.Slot, instanceGone: true);
             return new(pause.SessionId, false, null, 0, e.Kind, $"The session's instance failed while pausing: {e.Message}", true);
@@ -75,7 +80,8 @@ public sealed partial class SessionHost
             // The instance is intact: the session stays active here and the caller may pause again later.
             if (allocated)
                 registry.FreeRegion(pause.Owner);
-            return new(pause.SessionId, false, null, 0, ErrorKinds.Internal, $"The pause failed, the session stays active on {settings.Name}: {e.Message}", false);
+            return new(pause.SessionId, false, null, 0, ErrorKinds.Internal,
+                $"The {(pause.KeepActive ? "checkpoint" : "pause")} failed, the session stays active on {settings.Name}: {e.Message}", false);
         }
         finally
         {
