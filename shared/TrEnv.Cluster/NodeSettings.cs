@@ -137,6 +137,12 @@ public sealed record NodeSettings
     public int TemplatePoolPercent { get; init; } = 25;
 
     /// <summary>
+    /// TRENV_SESSION_MAX_FILES_MB (workers): the most a session's /tmp changes may hold when it is paused, checkpointed
+    /// or forked (they are stored beside its memory); past it the pause answers 413 and the session stays active. Default 64.
+    /// </summary>
+    public int SessionMaxFilesMb { get; init; } = 64;
+
+    /// <summary>
     /// TRENV_INTERPRETER_TIMEOUT_MS (coordinators): how long one cell of a Python interpreter session may run; past it
     /// the instance is discarded (the session is lost, or recovered from its checkpoint). Default 30000.
     /// </summary>
@@ -254,6 +260,7 @@ public sealed record NodeSettings
             TemplatePoolPercent = Int(c, "TEMPLATE_POOL_PERCENT", d.TemplatePoolPercent),
             SessionPausedTtlSeconds = Int(c, "SESSION_PAUSED_TTL_S", d.SessionPausedTtlSeconds),
             InterpreterTimeoutMs = Int(c, "INTERPRETER_TIMEOUT_MS", d.InterpreterTimeoutMs),
+            SessionMaxFilesMb = Int(c, "SESSION_MAX_FILES_MB", d.SessionMaxFilesMb),
             InterpreterMemoryMb = Int(c, "INTERPRETER_MEMORY_MB", d.InterpreterMemoryMb),
             SandboxIsolation = NodeChoices.Parse("SANDBOX_ISOLATION", Text(c["SANDBOX_ISOLATION"]), d.SandboxIsolation),
             LogLevel = Text(c["LOG_LEVEL"])?.ToLowerInvariant() ?? d.LogLevel,
@@ -304,6 +311,8 @@ public sealed record NodeSettings
             throw new ArgumentException("TRENV_SESSION_SANDBOX_PERCENT must be between 0 and 100 and TRENV_SESSIONS_PER_FUNCTION 0 or more (0 allows no session).");
         if (WorkerMemoryMb < 0)
             throw new ArgumentException("TRENV_WORKER_MEMORY_MB must be 0 (no bound) or positive.");
+        if (SessionMaxFilesMb is < 0 or > 10240)
+            throw new ArgumentException("TRENV_SESSION_MAX_FILES_MB must be between 0 (a session keeps no files across a pause) and 10240.");
         if (InterpreterTimeoutMs is < 1 or > 900_000 || InterpreterMemoryMb is < 64 or > 4096)
             throw new ArgumentException("TRENV_INTERPRETER_TIMEOUT_MS must be between 1 and 900000 and TRENV_INTERPRETER_MEMORY_MB between 64 and 4096.");
         return this;

@@ -10,7 +10,9 @@ public interface IWithSessionId
 /// A paused session's stored state: the pages that differ from its base template (or every non-zero page
 /// when the function has no template), in the pool region of <paramref name="Owner"/>, described by
 /// <paramref name="Header"/> (a TemplateHeader of format 2). <paramref name="Base"/> is the template it
-/// applies over, kept with the delta so a resume never depends on what the catalog holds by then.
+/// applies over, kept with the delta so a resume never depends on what the catalog holds by then. What the
+/// session changed in /tmp follows the pages in the same region (<paramref name="FilesBytes"/> at
+/// <paramref name="FilesOffset"/>), so the pool's durable copy keeps both.
 /// </summary>
 public sealed record SessionDelta(
     string Owner,
@@ -20,7 +22,10 @@ public sealed record SessionDelta(
     long StoredBytes,
     long MemoryBytes,
     DateTimeOffset PausedAt,
-    long DirtiedBytes = 0); // what the guest wrote since its template was mapped: the delta's upper bound
+    long DirtiedBytes = 0, // what the guest wrote since its template was mapped: the delta's upper bound
+    long FilesOffset = 0, // where in the region its /tmp changes start (after the pages)
+    long FilesBytes = 0,
+    string? FilesSha256 = null);
 
 /// <summary>A session as the API shows it.</summary>
 public sealed record SessionInfo(
@@ -49,7 +54,8 @@ public sealed record SessionInfo(
     double? LastCheckpointMs = null,
     long? CallsSinceSaved = 0,
     int Recoveries = 0,
-    SessionRecovery? LastRecovery = null);
+    SessionRecovery? LastRecovery = null,
+    long StoredFilesBytes = 0);
 
 /// <summary>
 /// A session brought back from its last checkpoint after its worker (<paramref name="Node"/>) died: when, from

@@ -36,7 +36,7 @@ public sealed class SessionTests
         """;
 
     private sealed record Session(string Id, string State, string? Node, long StoredBytes, long DirtiedBytes, long TemplateBytes, long MemoryBytes, int Pauses, int Resumes, string? Error,
-        int Checkpoints = 0, DateTimeOffset? LastCheckpointAt = null, long? CallsSinceSaved = 0, int Recoveries = 0, Recovery? LastRecovery = null);
+        int Checkpoints = 0, DateTimeOffset? LastCheckpointAt = null, long? CallsSinceSaved = 0, int Recoveries = 0, Recovery? LastRecovery = null, long StoredFilesBytes = 0);
 
     private sealed record Recovery(DateTimeOffset At, DateTimeOffset CheckpointAt, long? LostCalls, string Reason, string? Node);
 
@@ -338,6 +338,60 @@ public sealed class SessionTests
         Assert.Equal(HttpStatusCode.BadRequest, (await c.Api.DeployAsync("trenv.mine", Encoding.UTF8.GetBytes("def handle(r):\n    return r\n"), "runtime=python")).StatusCode);
     }
 
+    [Fact]
+    public async Task A_session_keeps_its_files_and_memory_byte_exact_across_100_pauses_and_resumes_that_alternate_workers()
+    {
+        await using var c = new LocalCluster();
+        c.Environment["TRENV_SESSION_MAX_FILES_MB"] = "1";
+        await c.StartAllAsync("worker-1", "worker-2");
+        var created = await c.Http.PostAsJsonAsync("/v1/sessions", new { runtime = "python", idleTimeoutS = 0 });
+        var s = Read(await created.Content.ReadAsStringAsync());
+        // The state: a growing buffer in memory and files under /tmp (created, appended to, removed, chmod-ed).
+        var setup = await Run(c, s.Id, """
+            import hashlib, os
+            blob = bytearray()
+            def digest():
+                files = []
+                for root, dirs, names in os.walk('/tmp/work'):
+                    dirs.sort()
+                    for name in sorted(names):
+                        path = os.path.join(root, name)
+                        with open(path, 'rb') as f:
+                            files.append((os.path.relpath(path, '/tmp/work'), hashlib.sha256(f.read()).hexdigest(), oct(os.stat(path).st_mode & 0o777)))
+                return hashlib.sha256(bytes(blob)).hexdigest(), len(blob), files
+            os.makedirs('/tmp/work/sub', exist_ok=True)
+            """);
+        Assert.Null(setup.Error);
+        string node;
+        for (var i = 0; i < 100; i++)
+        {
+            var change = $"blob.extend(os.urandom(3000))\nwith open('/tmp/work/{(i % 3 == 0 ? "sub/" : "")}f{i % 7}.bin', 'ab') as f:\n    f.write(os.urandom(200))\n"
+                + (i % 10 == 9 ? "os.remove('/tmp/work/f2.bin') if os.path.exists('/tmp/work/f2.bin') else None\n" : "")
+                + (i % 25 == 0 ? $"os.chmod('/tmp/work/sub/f{i % 7}.bin', 0o640)\n" : "")
+                + "digest()";
+            var before = await Run(c, s.Id, change, start: i == 0 ? "warm" : "resume");
+            Assert.Null(before.Error);
+            node = Other((await Get(c, s.Id)).Node!);
+            Assert.Equal("paused", (await Post(c, s.Id, "pause")).State);
+            Assert.Equal(node, (await Post(c, s.Id, $"resume?node={node}")).Node);
+            var after = await Run(c, s.Id, "digest()");
+            Assert.True(before.Result == after.Result, $"cycle {i}: before the pause {before.Result}, after the resume on {node} {after.Result}");
+            await Post(c, s.Id, "pause"); // the next change resumes it, wherever placement says
+        }
+        var stored = await Get(c, s.Id);
+        Assert.True(stored.StoredFilesBytes > 0, "the files were not stored with the session");
+
+        // Past TRENV_SESSION_MAX_FILES_MB a pause is refused and the session stays active with its files; smaller, it pauses.
+        await Run(c, s.Id, "open('/tmp/work/big.bin', 'wb').write(os.urandom(2 << 20))", start: "resume");
+        var refused = await c.Http.PostAsync($"/v1/sessions/{s.Id}/pause", null);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, refused.StatusCode);
+        Assert.Contains("TRENV_SESSION_MAX_FILES_MB", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Equal("active", (await Get(c, s.Id)).State);
+        Assert.Equal("2097152", (await Run(c, s.Id, "os.path.getsize('/tmp/work/big.bin')")).Result);
+        await Run(c, s.Id, "os.remove('/tmp/work/big.bin')");
+        Assert.Equal("paused", (await Post(c, s.Id, "pause")).State);
+    }
+
     // Until the coordinator sees the worker gone a call may be refused (503) and the session stays where it was;
     // answers the body and the X-TrEnv-Session-Checkpoint-At of the first 200.
     private static async Task<(string Body, string? Recovered)> CallUntilAnswered(LocalCluster c, string id, string input)
@@ -524,5 +578,16 @@ public sealed class SessionTests
         static string WithoutCalls(string state) => System.Text.RegularExpressions.Regex.Replace(state, @" calls=\d+", "");
         Assert.Equal(WithoutCalls(before), WithoutCalls(after));
         Assert.Contains("fills=1 ", after, StringComparison.Ordinal);
+
+        // A session's /tmp files travel the same way: after its pages in the uploaded region, fetched with them.
+        var py = Read(await (await c.Http.PostAsJsonAsync("/v1/sessions", new { runtime = "python" })).Content.ReadAsStringAsync());
+        await Run(c, py.Id, "open('/tmp/kept.txt', 'w').write('over grpc')");
+        for (var round = 0; round < 2; round++)
+        {
+            var at = (await Get(c, py.Id)).Node!;
+            await Post(c, py.Id, "pause");
+            await Post(c, py.Id, $"resume?node={Other(at)}");
+            Assert.Equal("'over grpc'", (await Run(c, py.Id, "open('/tmp/kept.txt').read()")).Result);
+        }
     }
 }

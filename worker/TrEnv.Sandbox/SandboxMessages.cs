@@ -137,7 +137,7 @@ public static class SandboxMessages
                     Instance.Write(w);
                     w.Bool(s.Base is not null);
                     s.Base?.Write(w);
-                    w.Str(s.PoolPath).Str(s.DeltaPath);
+                    w.Str(s.PoolPath).Str(s.DeltaPath).I64(s.FilesOffset).I64(s.FilesLength).Str(s.FilesSha256);
                     break;
                 default:
                     throw new InvalidOperationException($"Unknown load {GetType().Name}.");
@@ -152,7 +152,7 @@ public static class SandboxMessages
             {
                 Cold => new LoadCold(instance),
                 FromTemplate => new LoadFromTemplate(instance, TemplatePages.Read(ref r)),
-                Session => new LoadSession(instance, r.Bool() ? TemplatePages.Read(ref r) : null, r.Required(), r.Required()),
+                Session => new LoadSession(instance, r.Bool() ? TemplatePages.Read(ref r) : null, r.Required(), r.Required(), r.I64(), r.I64(), r.Str()),
                 _ => throw new InvalidDataException($"Unknown load kind {kind}."),
             };
         }
@@ -173,8 +173,11 @@ public static class SandboxMessages
     /// <summary>
     /// Resumes a paused session: its delta header at <paramref name="DeltaPath"/> (pages in <paramref name="PoolPath"/>)
     /// overlaid on its base template; with no base, the delta is a full image restored by copying. Never reseeded.
+    /// Its /tmp changes (a <see cref="FileDelta"/> archive of <paramref name="FilesLength"/> bytes at
+    /// <paramref name="FilesOffset"/> of the pool, checked against <paramref name="FilesSha256"/>) are applied over its layer.
     /// </summary>
-    public sealed record LoadSession(InstanceSpec Instance, TemplatePages? Base, string PoolPath, string DeltaPath) : Load(Instance)
+    public sealed record LoadSession(InstanceSpec Instance, TemplatePages? Base, string PoolPath, string DeltaPath,
+        long FilesOffset = 0, long FilesLength = 0, string? FilesSha256 = null) : Load(Instance)
     {
         public override LoadSource Source => Base?.Mode ?? LoadSource.CopyTemplate;
     }
@@ -211,21 +214,27 @@ public static class SandboxMessages
     /// reply says how many bytes are required, so the caller can allocate first (send length 0 to ask).
     /// </summary>
     /// <remarks>With <paramref name="BaseTemplatePath"/> it captures a session delta: only the pages that differ from that template.
-    /// <paramref name="Delta"/> without a base captures a full image of a session (every non-zero page) in the delta format.</remarks>
+    /// <paramref name="Delta"/> without a base captures a full image of a session (every non-zero page) in the delta format.
+    /// With <paramref name="MaxFilesBytes"/> &gt;= 0 a delta also carries what the guest changed in /tmp (a <see cref="FileDelta"/>
+    /// archive after the pages, at most that long: a larger one is not written and the reply says its size).</remarks>
     public sealed record Capture(string PoolPath, long RegionOffset, long RegionLength, string HeaderPath, string CapturedBy,
-        string? BaseTemplatePath = null, bool Delta = false) : ISandboxRequest
+        string? BaseTemplatePath = null, bool Delta = false, long MaxFilesBytes = -1) : ISandboxRequest
     {
         public byte Type => CaptureType;
-        public void Write(FrameWriter w) => w.Str(PoolPath).I64(RegionOffset).I64(RegionLength).Str(HeaderPath).Str(CapturedBy).Str(BaseTemplatePath).Bool(Delta);
-        public static Capture Read(ref FrameReader r) => new(r.Required(), r.I64(), r.I64(), r.Required(), r.Required(), r.Str(), r.Bool());
+        public void Write(FrameWriter w) => w.Str(PoolPath).I64(RegionOffset).I64(RegionLength).Str(HeaderPath).Str(CapturedBy).Str(BaseTemplatePath).Bool(Delta).I64(MaxFilesBytes);
+        public static Capture Read(ref FrameReader r) => new(r.Required(), r.I64(), r.I64(), r.Required(), r.Required(), r.Str(), r.Bool(), r.I64());
     }
 
-    /// <summary><paramref name="DirtyPages"/>: for a delta, the pages the guest wrote since its template was mapped (the delta's upper bound).</summary>
-    public sealed record Captured(long RequiredBytes, bool Written, long NonZeroPages, long MemoryBytes, long CaptureMicros, long DirtyPages = 0) : ISandboxReply
+    /// <summary>
+    /// <paramref name="DirtyPages"/>: for a delta, the pages the guest wrote since its template was mapped (the delta's upper bound).
+    /// <paramref name="FilesBytes"/>: the /tmp archive's length (the last bytes of <paramref name="RequiredBytes"/>), 0 when /tmp has no changes.
+    /// </summary>
+    public sealed record Captured(long RequiredBytes, bool Written, long NonZeroPages, long MemoryBytes, long CaptureMicros, long DirtyPages = 0,
+        long FilesBytes = 0, string? FilesSha256 = null) : ISandboxReply
     {
         public byte Type => CapturedType;
-        public void Write(FrameWriter w) => w.I64(RequiredBytes).Bool(Written).I64(NonZeroPages).I64(MemoryBytes).I64(CaptureMicros).I64(DirtyPages);
-        public static Captured Read(ref FrameReader r) => new(r.I64(), r.Bool(), r.I64(), r.I64(), r.I64(), r.I64());
+        public void Write(FrameWriter w) => w.I64(RequiredBytes).Bool(Written).I64(NonZeroPages).I64(MemoryBytes).I64(CaptureMicros).I64(DirtyPages).I64(FilesBytes).Str(FilesSha256);
+        public static Captured Read(ref FrameReader r) => new(r.I64(), r.Bool(), r.I64(), r.I64(), r.I64(), r.I64(), r.I64(), r.Str());
     }
 
     /// <summary>Drops the instance and everything the guest left behind (its /tmp, its logs), ready for any function.</summary>

@@ -76,17 +76,31 @@ internal sealed partial class HostLoop
                 // A session's delta is read afresh every time: it is written once per pause and used once.
                 Restore(pages, TemplateHeader.Read(session.DeltaPath));
                 break;
+
             case LoadFromTemplate { Template: var pages }:
                 Restore(pages, null);
                 break;
             default:
                 throw new InvalidDataException($"Unknown load {load.GetType().Name}.");
         }
+        if (load is LoadSession { FilesLength: > 0 } withFiles)
+            RestoreFiles(withFiles);
         _loaded = load;
         var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
         SandboxLog.Write(Console.Error, "load", spec.InvocationId, spec.Function, ("source", load.Source.ToString().ToLowerInvariant()),
             ("origin", _instance.Origin.ToString().ToLowerInvariant()), ("moduleCached", wasCached), ("micros", micros), ("memoryBytes", _instance.MemoryBytes));
         return new Loaded(_instance.Origin, wasCached, micros, _instance.MemoryBytes, ReadLog(_stdoutLog, ref _stdoutOffset), ReadLog(_stderrLog, ref _stderrOffset), filesMicros);
+    }
+
+    // A session's /tmp changes, read from the pool after its pages and checked before anything is written.
+    private void RestoreFiles(LoadSession session)
+    {
+        var archive = new byte[checked((int)session.FilesLength)];
+        if (RandomAccess.Read(PoolFor(session.PoolPath), archive, session.FilesOffset) != archive.Length)
+            throw new TemplateInvalidException($"The session's files ({archive.Length} bytes at {session.FilesOffset}) are cut short in the pool.");
+        if (FileDelta.Sha256(archive) != session.FilesSha256)
+            throw new TemplateInvalidException("The session's files in the pool do not match their checksum.");
+        _files.RestoreChanges(archive);
     }
 
     // The template's pages mapped, copied or faulted in, after checking them once per template and pool file.

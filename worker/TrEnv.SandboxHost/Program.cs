@@ -1,5 +1,8 @@
 using TrEnv.SandboxHost;
 
+// Namespaces, mounts and overlays: the host runs on Linux only.
+[assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]
+
 // The sandbox host: one process, one instance at a time, driven over stdin/stdout frames.
 // Diagnostics go to stderr; stdout carries protocol frames only.
 // --own-mount-namespace: started under unshare, so mounts (the /tmp overlay) stay private to this sandbox.

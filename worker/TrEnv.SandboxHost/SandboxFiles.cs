@@ -78,6 +78,16 @@ internal sealed partial class SandboxFiles
         _mounted = true;
     }
 
+    /// <summary>
+    /// What the guest changed in /tmp as a <see cref="TrEnv.Sandbox.FileDelta"/> archive: the overlay's upper directory,
+    /// or without an overlay /tmp compared with the layer it started from. Null past <paramref name="maxBytes"/>.
+    /// </summary>
+    public byte[]? CaptureChanges(string? layer, long maxBytes, out long size)
+        => _mounted ? TrEnv.Sandbox.FileDelta.FromUpper(_upper, maxBytes, out size) : TrEnv.Sandbox.FileDelta.FromComparison(_merged, layer, maxBytes, out size);
+
+    /// <summary>Applies a session's archive over the /tmp just prepared for it (through the overlay, which records it again).</summary>
+    public void RestoreChanges(ReadOnlySpan<byte> archive) => TrEnv.Sandbox.FileDelta.Restore(archive, _merged);
+
     // The inode count scales with the size, so a guest cannot pin kernel memory with millions of empty files.
     private void MountScratch(long bytes, bool remount)
     {

@@ -90,7 +90,8 @@ public sealed record SessionState(
 
     public SessionInfo ToInfo() => new(Id, Function ?? "", Version?.Version ?? 0, Status, Node, CreatedAt, LastActiveAt, Delta?.PausedAt, Invocations, Pauses, Resumes,
         MemoryBytes, Delta?.StoredBytes ?? 0, Delta?.DirtiedBytes ?? 0, Base is null ? 0 : Base.NonZeroPages * 4096, LastPauseMs, LastResumeMs, IdleTimeoutSeconds, Error,
-        CheckpointEverySeconds, Checkpoints, LastCheckpointAt, LastCheckpointMs, Status == SessionStates.Active ? CallsSinceSaved : 0, Recoveries, LastRecovery);
+        CheckpointEverySeconds, Checkpoints, LastCheckpointAt, LastCheckpointMs, Status == SessionStates.Active ? CallsSinceSaved : 0, Recoveries, LastRecovery,
+        Delta?.FilesBytes ?? 0);
 
     /// <summary>When the stored state (the last pause or checkpoint) was captured.</summary>
     public DateTimeOffset? LastSavedAt => Delta?.PausedAt;

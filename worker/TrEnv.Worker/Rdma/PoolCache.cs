@@ -103,7 +103,7 @@ public sealed partial class PoolCache : IDisposable
     public long BytesSent => Interlocked.Read(ref _bytesSent);
 
     /// <summary>Makes the template's pages present in the mirror (one fetch per template, however many ask).</summary>
-    public Task EnsureAsync(TemplateInfo template, CancellationToken ct)
+    public Task EnsureAsync(TemplateInfo template, CancellationToken ct, (long Offset, long Length)? extra = null)
     {
         var stamp = Stamp(template);
         lock (_gate)
@@ -112,13 +112,13 @@ public sealed partial class PoolCache : IDisposable
                 return Task.CompletedTask;
             if (_fetching.TryGetValue(stamp, out var running))
                 return running;
-            var fetch = FetchAsync(template, stamp, ct);
+            var fetch = FetchAsync(template, stamp, ct, extra);
             _fetching[stamp] = fetch;
             return fetch;
         }
     }
 
-    private async Task FetchAsync(TemplateInfo template, string stamp, CancellationToken ct)
+    private async Task FetchAsync(TemplateInfo template, string stamp, CancellationToken ct, (long Offset, long Length)? extra)
     {
         try
         {
@@ -128,6 +128,8 @@ public sealed partial class PoolCache : IDisposable
             Zero(header.RegionOffset, header.RegionLength);
             var request = new ReadRequest { Owner = template.Key };
             request.Ranges.AddRange(header.Runs.Select(r => new PageRange { Offset = r.RegionOffset, Length = r.Length }));
+            if (extra is { } e)
+                request.Ranges.Add(new PageRange { Offset = e.Offset, Length = e.Length });
             using var call = _client.Read(request, _auth, cancellationToken: ct);
             await foreach (var chunk in call.ResponseStream.ReadAllAsync(ct))
             {
@@ -144,13 +146,16 @@ public sealed partial class PoolCache : IDisposable
         }
     }
 
-    /// <summary>Streams a capture the sandbox wrote into the mirror to the pool service, run by run.</summary>
-    public async Task UploadAsync(string owner, TemplateHeader header, CancellationToken ct)
+    /// <summary>
+    /// Streams a capture the sandbox wrote into the mirror to the pool service, run by run, then <paramref name="extra"/>
+    /// (region-relative: a session's /tmp archive after its pages).
+    /// </summary>
+    public async Task UploadAsync(string owner, TemplateHeader header, CancellationToken ct, (long Offset, long Length)? extra = null)
     {
         using var call = _client.Write(_auth, cancellationToken: ct);
         var buffer = new byte[Chunk];
         var first = true;
-        foreach (var run in header.Runs)
+        foreach (var run in header.Runs.Select(r => (r.RegionOffset, r.Length)).Concat(extra is { } e ? [(e.Offset, e.Length)] : []))
         {
             for (long done = 0; done < run.Length;)
             {

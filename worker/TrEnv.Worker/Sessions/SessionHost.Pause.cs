@@ -30,8 +30,13 @@ public sealed partial class SessionHost
             var sandbox = session.Slot.Sandbox.Process;
             var baseTemplate = pause.Base ?? session.Base;
             var basePath = baseTemplate is null ? null : templates.HeaderFile(baseTemplate);
-            var capture = new Capture(poolPath, 0, 0, header, settings.Name, basePath, Delta: true);
+            var maxFiles = settings.SessionMaxFilesMb * 1024L * 1024L;
+            var capture = new Capture(poolPath, 0, 0, header, settings.Name, basePath, Delta: true, MaxFilesBytes: maxFiles);
             var done = await sandbox.CaptureAsync(capture, ct);
+            if (done.FilesBytes > maxFiles)
+                return new(pause.SessionId, false, null, 0, ErrorKinds.InputTooLarge,
+                    $"The session's files under /tmp come to {done.FilesBytes / (1024.0 * 1024):F1} MiB, over TRENV_SESSION_MAX_FILES_MB ({settings.SessionMaxFilesMb}); " +
+                    $"it stays active. Remove some and {(pause.KeepActive ? "checkpoint" : "pause")} again.", false);
             var region = new PoolRegion(0, 0);
             if (!done.Written)
             {
@@ -46,15 +51,15 @@ public sealed partial class SessionHost
                 if (!done.Written)
                     throw new IOException($"the session's delta grew to {done.RequiredBytes} bytes after its region was allocated");
                 var written = TemplateHeader.Read(header);
-                if (mirror is not null)
-                    await mirror.UploadAsync(pause.Owner, written, ct); // the sandbox wrote into the mirror
+                if (mirror is not null) // the sandbox wrote into the mirror
+                    await mirror.UploadAsync(pause.Owner, written, ct, done.FilesBytes > 0 ? (done.RequiredBytes - done.FilesBytes, done.FilesBytes) : null);
                 var durable = await registry.SaveDurableAsync(pause.Owner, ct);
                 if (!durable.Ok)
                     throw new IOException(durable.Error ?? "the pool could not make the delta durable");
             }
             var bytes = await File.ReadAllBytesAsync(header, ct);
             var delta = new SessionDelta(pause.Owner, region, bytes, baseTemplate, done.RequiredBytes, done.MemoryBytes, DateTimeOffset.UtcNow,
-                done.DirtyPages * TemplateHeader.PageSize);
+                done.DirtyPages * TemplateHeader.PageSize, done.RequiredBytes - done.FilesBytes, done.FilesBytes, done.FilesSha256);
             if (!pause.KeepActive)
             {
                 Drop(session);
