@@ -14,6 +14,7 @@ public sealed partial class CliApp
         command.Subcommands.Add(SessionInvoke());
         command.Subcommands.Add(SessionAction("pause", "Pause a session: its changed pages go to the pool, durably, and its sandbox is freed"));
         command.Subcommands.Add(SessionAction("checkpoint", "Store an active session's state durably and keep it running: if its worker dies, its next call resumes from there"));
+        command.Subcommands.Add(SessionFork());
         command.Subcommands.Add(SessionResume());
         command.Subcommands.Add(SessionShow());
         command.Subcommands.Add(SessionList());
@@ -74,6 +75,32 @@ public sealed partial class CliApp
         var id = new Argument<string>("id") { Description = "Session id" };
         var command = new Command(action, description) { id };
         command.SetAction(async (p, ct) => await SessionCall(p, HttpMethod.Post, $"v1/sessions/{Uri.EscapeDataString(p.GetValue(id)!)}/{action}", ct));
+        return command;
+    }
+
+    private Command SessionFork()
+    {
+        var id = new Argument<string>("id") { Description = "Session id" };
+        var count = new Option<int>("-n", "--count") { Description = "How many children (1-64)", DefaultValueFactory = _ => 1 };
+        var idle = new Option<int?>("--idle-timeout") { Description = "The children's idle timeout in seconds (default: the parent's)" };
+        var every = new Option<int?>("--checkpoint-every") { Description = "The children's checkpoint interval in seconds (default: the parent's)" };
+        var command = new Command("fork", "Fork a session: N new sessions start from its state now (memory and files) and go their own ways; prints their ids") { id, count, idle, every };
+        command.SetAction(async (p, ct) =>
+        {
+            using var client = Client(p);
+            var request = new Dictionary<string, object> { ["count"] = p.GetValue(count) };
+            if (p.GetValue(idle) is { } i)
+                request["idleTimeoutS"] = i;
+            if (p.GetValue(every) is { } e)
+                request["checkpointEveryS"] = e;
+            using var content = new StringContent(JsonSerializer.Serialize(request), System.Text.Encoding.UTF8, "application/json");
+            var answer = await client.SendAsync(HttpMethod.Post, $"v1/sessions/{Uri.EscapeDataString(p.GetValue(id)!)}/fork", content, ct);
+            if (!answer.Ok)
+                return Fail(answer);
+            foreach (var child in answer.Json.GetProperty("sessions").EnumerateArray())
+                stdout.WriteLine(child.GetString());
+            return ExitCodes.Ok;
+        });
         return command;
     }
 

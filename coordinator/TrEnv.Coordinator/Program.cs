@@ -31,6 +31,7 @@ builder.Services.AddHostedService<SessionExpirySweeper>();
 builder.Services.AddHostedService<StoredBytesSweeper>();
 builder.Services.AddSingleton(new SessionAdmission(settings.SessionSandboxPercent, settings.SessionsPerFunction));
 builder.Services.AddSingleton<InterpreterFunction>();
+builder.Services.AddSingleton<SessionForking>();
 builder.Services.AddTrEnvNode(settings, (akka, provider) => akka
     .WithActors((_, _) => workers.Log = provider.GetRequiredService<ILoggerFactory>().CreateLogger("TrEnv.Coordinator.Invoke"))
     .AddFunctionRegistry()

@@ -8,6 +8,8 @@ namespace TrEnv.MemoryPool.Node;
 /// journal is the one that answered, and a region is never handed out twice. Session deltas together may hold
 /// at most <paramref name="sessionQuota"/> bytes, so paused sessions never crowd out templates, and one template
 /// at most <paramref name="templateQuota"/> bytes, so one function's template never crowds out every other's.
+/// A region forked sessions share has holders besides its owner and is freed when the owner and every holder
+/// have let it go.
 /// </summary>
 public sealed class PoolState(long capacity, long sessionQuota = long.MaxValue, long templateQuota = long.MaxValue)
 {
@@ -16,8 +18,17 @@ public sealed class PoolState(long capacity, long sessionQuota = long.MaxValue, 
 
     private readonly RegionAllocator _allocator = new(capacity);
     private readonly Dictionary<string, Region> _owners = new(StringComparer.Ordinal);
+    // Regions shared by forked sessions: who holds each, and which owners have already let theirs go.
+    private readonly Dictionary<string, HashSet<string>> _holders = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _ownerReleased = new(StringComparer.Ordinal);
 
     public RegionAllocator Allocator => _allocator;
+
+    /// <summary>Who holds the owner's region besides the owner (empty when nobody does).</summary>
+    public IReadOnlyCollection<string> HoldersOf(string owner) => _holders.TryGetValue(owner, out var h) ? h : [];
+
+    /// <summary>Whether the owner has freed a region that holders keep alive.</summary>
+    public bool OwnerHasReleased(string owner) => _ownerReleased.Contains(owner);
     public IReadOnlyDictionary<string, Region> Owners => _owners;
 
     /// <summary>What session deltas hold now.</summary>
@@ -50,9 +61,23 @@ public sealed class PoolState(long capacity, long sessionQuota = long.MaxValue, 
                     ? (new PoolReplies.Allocated(a.Owner, ToWire(fit)), new PoolEvents.Allocated(a.Owner, ToWire(fit)))
                     : (new PoolReplies.Full(a.Owner, new PoolFullException(RegionAllocator.RoundUp(a.Bytes), _allocator.FreeBytes, _allocator.LargestFreeBlock).Message), null);
             case PoolCommands.Free f:
-                return _owners.TryGetValue(f.Owner, out var region)
-                    ? (new PoolReplies.Freed(f.Owner, true), new PoolEvents.Freed(f.Owner, ToWire(region)))
-                    : (new PoolReplies.Freed(f.Owner, false), null);
+                if (!_owners.TryGetValue(f.Owner, out var region))
+                    return (new PoolReplies.Freed(f.Owner, false), null);
+                if (HoldersOf(f.Owner).Count > 0)
+                    return (new PoolReplies.Freed(f.Owner, true), _ownerReleased.Contains(f.Owner) ? null : new PoolEvents.OwnerReleased(f.Owner));
+                return (new PoolReplies.Freed(f.Owner, true), new PoolEvents.Freed(f.Owner, ToWire(region)));
+            case PoolCommands.Hold h:
+                if (!_owners.ContainsKey(h.Owner) || (_ownerReleased.Contains(h.Owner) && HoldersOf(h.Owner).Count == 0))
+                    return (new PoolReplies.Held(h.Owner, false), null);
+                var added = h.Holders.Where(x => !HoldersOf(h.Owner).Contains(x)).Distinct(StringComparer.Ordinal).ToList();
+                return (new PoolReplies.Held(h.Owner, true), added.Count == 0 ? null : new PoolEvents.Held(h.Owner, added));
+            case PoolCommands.Release r:
+                if (!_owners.TryGetValue(r.Owner, out var held) || !HoldersOf(r.Owner).Contains(r.Holder))
+                    return (new PoolReplies.Freed(r.Owner, false), null);
+                // The last holder of a region its owner already freed frees it.
+                return HoldersOf(r.Owner).Count == 1 && _ownerReleased.Contains(r.Owner)
+                    ? (new PoolReplies.Freed(r.Owner, true), new PoolEvents.Freed(r.Owner, ToWire(held)))
+                    : (new PoolReplies.Freed(r.Owner, false), new PoolEvents.Released(r.Owner, r.Holder));
             case PoolCommands.Stats s:
                 return (new PoolReplies.Usage(s.Pool, _allocator.Capacity, _allocator.AllocatedBytes, _allocator.AllocationCount, _allocator.LargestFreeBlock), null);
             default:
@@ -74,6 +99,20 @@ public sealed class PoolState(long capacity, long sessionQuota = long.MaxValue, 
                 _allocator.Free(FromWire(f.Region));
                 if (_owners.Remove(f.Owner) && IsSession(f.Owner))
                     SessionBytes -= f.Region.Length;
+                _holders.Remove(f.Owner);
+                _ownerReleased.Remove(f.Owner);
+                break;
+            case PoolEvents.Held h:
+                if (!_holders.TryGetValue(h.Owner, out var holders))
+                    _holders[h.Owner] = holders = new HashSet<string>(StringComparer.Ordinal);
+                holders.UnionWith(h.Holders);
+                break;
+            case PoolEvents.Released r:
+                if (_holders.TryGetValue(r.Owner, out var left) && left.Remove(r.Holder) && left.Count == 0)
+                    _holders.Remove(r.Owner);
+                break;
+            case PoolEvents.OwnerReleased o:
+                _ownerReleased.Add(o.Owner);
                 break;
         }
     }

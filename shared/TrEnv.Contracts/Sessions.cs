@@ -55,7 +55,8 @@ public sealed record SessionInfo(
     long? CallsSinceSaved = 0,
     int Recoveries = 0,
     SessionRecovery? LastRecovery = null,
-    long StoredFilesBytes = 0);
+    long StoredFilesBytes = 0,
+    string? ForkedFrom = null);
 
 /// <summary>
 /// A session brought back from its last checkpoint after its worker (<paramref name="Node"/>) died: when, from
@@ -92,6 +93,16 @@ public static class SessionCommands
     public sealed record Checkpoint(string SessionId, string Reason) : ISessionCommand;
 
     /// <summary>
+    /// The parent's side of a fork: its state now, as a delta forked children can share (an active session's pages
+    /// captured into a region of <paramref name="Owner"/>, a paused one's last delta). Answered with <see cref="SessionReplies.ForkPoint"/>.
+    /// </summary>
+    public sealed record Fork(string SessionId, string Owner) : ISessionCommand;
+
+    /// <summary>A child's side of a fork: a new session, paused at <paramref name="Delta"/> (a region its parent's fork holds for it).</summary>
+    public sealed record CreateFork(string SessionId, string ParentId, string Function, FunctionVersion Version, SessionDelta Delta, int IdleTimeoutSeconds,
+        int CheckpointEverySeconds) : ISessionCommand;
+
+    /// <summary>
     /// Resume now, on <paramref name="Node"/> when given (a worker's name), else wherever placement says. With
     /// <paramref name="FromLastPause"/> a lost session goes back to its last pause: what it did since is gone.
     /// </summary>
@@ -115,6 +126,12 @@ public static class SessionReplies
     /// </summary>
     public sealed record Invoked(SessionInfo Session, WorkerInvokeResult Result, bool Resumed, SessionRecovery? Recovered = null) : IProtocolMessage;
 
+    /// <summary>
+    /// The parent's state to fork from. <paramref name="Captured"/>: a new region was written for the fork (the parent was
+    /// active; its calls waited <paramref name="BlockedMs"/>), rather than the parent's paused delta being shared.
+    /// </summary>
+    public sealed record ForkPoint(SessionInfo Parent, FunctionVersion Version, SessionDelta Delta, bool Captured, double BlockedMs) : IProtocolMessage;
+
     /// <summary>Refused: <paramref name="Kind"/> is an error kind (not_found, session_lost, unavailable, ...).</summary>
     public sealed record Refused(string SessionId, string Kind, string Message, SessionInfo? Session) : IProtocolMessage;
 }
@@ -132,6 +149,10 @@ public static class SessionEvents
 
     /// <summary>The active session's state was stored in <paramref name="Delta"/> while it kept running ("api" or "periodic").</summary>
     public sealed record Checkpointed(string SessionId, SessionDelta Delta, string Reason, double CheckpointMs) : IEvent;
+
+    /// <summary>A session forked from <paramref name="ParentId"/>: paused at the parent's state, in a region it shares with its siblings.</summary>
+    public sealed record Forked(string SessionId, string ParentId, string Function, FunctionVersion Version, int IdleTimeoutSeconds, int CheckpointEverySeconds,
+        SessionDelta Delta, DateTimeOffset At) : IEvent;
 
     /// <summary>The session came back from its last checkpoint on another worker after the one holding it died.</summary>
     public sealed record Recovered(string SessionId, SessionRecovery Recovery) : IEvent;
@@ -157,8 +178,9 @@ public static class WorkerSessionCommands
     /// <summary>
     /// Capture the session as a delta over <paramref name="Base"/> into a pool region owned by <paramref name="Owner"/>,
     /// make it durable, then free the sandbox, or with <paramref name="KeepActive"/> (a checkpoint) leave the session running.
+    /// Without <paramref name="Durable"/> (a fork) the durable copy is left to the caller.
     /// </summary>
-    public sealed record Pause(string SessionId, string Owner, TemplateInfo? Base, bool KeepActive = false) : IProtocolMessage;
+    public sealed record Pause(string SessionId, string Owner, TemplateInfo? Base, bool KeepActive = false, bool Durable = true) : IProtocolMessage;
 
     /// <summary>Drop the session's instance without saving it (the session was deleted, or is held elsewhere).</summary>
     public sealed record Release(string SessionId) : IProtocolMessage;

@@ -95,7 +95,17 @@ public static class PoolCommands
     /// <summary>Allocates for <paramref name="Owner"/>; a retry by the same owner returns the same region.</summary>
     public sealed record Allocate(string Pool, string Owner, long Bytes) : IPoolCommand;
 
+    /// <summary>The owner gives its region up: freed now, or once the last of its holders (<see cref="Hold"/>) releases it.</summary>
     public sealed record Free(string Pool, string Owner) : IPoolCommand;
+
+    /// <summary>
+    /// <paramref name="Holders"/> (forked sessions) share the owner's region: it outlives its owner's <see cref="Free"/>
+    /// until each holder has released it. Answered with <see cref="PoolReplies.Held"/>.
+    /// </summary>
+    public sealed record Hold(string Pool, string Owner, IReadOnlyList<string> Holders) : IPoolCommand;
+
+    /// <summary>One holder is done with the owner's region (no reply needed; answered with <see cref="PoolReplies.Freed"/>).</summary>
+    public sealed record Release(string Pool, string Owner, string Holder) : IPoolCommand;
 
     public sealed record Stats(string Pool) : IPoolCommand;
 
@@ -118,6 +128,9 @@ public static class PoolReplies
 
     public sealed record Freed(string Owner, bool Existed) : IProtocolMessage;
 
+    /// <summary><paramref name="Ok"/> is false when the owner has no region (already freed).</summary>
+    public sealed record Held(string Owner, bool Ok) : IProtocolMessage;
+
     public sealed record Usage(string Pool, long Capacity, long AllocatedBytes, int Regions, long LargestFree) : IProtocolMessage;
 
     /// <summary>The owner's region, or null; <paramref name="Readable"/> is false while it is being rebuilt from its durable copy.</summary>
@@ -131,4 +144,11 @@ public static class PoolEvents
     public sealed record Allocated(string Owner, PoolRegion Region) : IEvent;
 
     public sealed record Freed(string Owner, PoolRegion Region) : IEvent;
+
+    public sealed record Held(string Owner, IReadOnlyList<string> Holders) : IEvent;
+
+    public sealed record Released(string Owner, string Holder) : IEvent;
+
+    /// <summary>The owner freed a region others still hold: it goes with the last holder's release.</summary>
+    public sealed record OwnerReleased(string Owner) : IEvent;
 }

@@ -323,6 +323,13 @@ public sealed class SessionTests
         Assert.Equal("[1, 2, 3, 4]", (await Run(c, s.Id, "xs")).Result);
         Assert.Equal("12.566", (await Run(c, s.Id, "round(total(xs) * y * math.pi / 5, 3)")).Result);
 
+        // A fork carries the variables and the files; the children and the parent diverge.
+        await Run(c, s.Id, "open('/tmp/notes.txt', 'w').write('from the parent')");
+        var fork = await Fork(c, s.Id, 2);
+        Assert.Equal("('from the parent', 11)", (await Run(c, fork.Sessions[0], "xs.append(1)\nopen('/tmp/notes.txt').read(), total(xs)", start: "resume")).Result);
+        Assert.Equal("[1, 2, 3, 4]", (await Run(c, fork.Sessions[1], "xs", start: "resume")).Result);
+        Assert.Equal("[1, 2, 3, 4]", (await Run(c, s.Id, "xs")).Result);
+
         // A cell that loops forever hits the interpreter's timeout; the session comes back from its last checkpoint.
         await Run(c, s.Id, "zs = 'checkpointed'");
         await Poll.UntilAsync(async () => await Get(c, s.Id) is { CallsSinceSaved: 0 }, TimeSpan.FromSeconds(20), () => "the interpreter session to checkpoint its cells");
@@ -390,6 +397,70 @@ public sealed class SessionTests
         Assert.Equal("2097152", (await Run(c, s.Id, "os.path.getsize('/tmp/work/big.bin')")).Result);
         await Run(c, s.Id, "os.remove('/tmp/work/big.bin')");
         Assert.Equal("paused", (await Post(c, s.Id, "pause")).State);
+    }
+
+    private sealed record ForkAnswer(string Parent, string[] Sessions, double ParentBlockedMs, double ForkMs);
+
+    private static async Task<ForkAnswer> Fork(LocalCluster c, string id, int count)
+    {
+        var r = await c.Http.PostAsJsonAsync($"/v1/sessions/{id}/fork", new { count });
+        var body = await r.Content.ReadAsStringAsync();
+        Assert.True(r.StatusCode == HttpStatusCode.Created, $"fork answered {r.StatusCode}: {body}");
+        return JsonSerializer.Deserialize<ForkAnswer>(body, new JsonSerializerOptions(JsonSerializerDefaults.Web))!;
+    }
+
+    [Fact]
+    public async Task Forked_children_start_from_the_parents_state_diverge_independently_and_run_on_any_worker()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync("worker-1", "worker-2");
+        await c.Api.DeployGuestAsync("notebook", "notebook");
+        var parent = await Create(c, "notebook");
+        var home = parent.Node!;
+        await Ok(c, parent.Id, "set k v");
+        Assert.Equal("total=10 calls=2", await Ok(c, parent.Id, "add 10"));
+
+        var fork = await Fork(c, parent.Id, 3);
+        Assert.Equal(3, fork.Sessions.Distinct().Count());
+        Assert.InRange(fork.ParentBlockedMs, 0.001, fork.ForkMs);
+        // The parent runs on where it was, untouched by the fork.
+        Assert.Equal(("active", home), ((await Get(c, parent.Id)).State, (await Get(c, parent.Id)).Node));
+        Assert.Equal("total=11 calls=3", await Ok(c, parent.Id, "add 1"));
+
+        var (a, b, d) = (fork.Sessions[0], fork.Sessions[1], fork.Sessions[2]);
+        Assert.Equal("paused", (await Get(c, a)).State);
+        Assert.Equal(Other(home), (await Post(c, a, $"resume?node={Other(home)}")).Node);
+        Assert.Equal(home, (await Post(c, b, $"resume?node={home}")).Node);
+        Assert.Equal("v", await Ok(c, a, "get k"));
+        Assert.Equal("total=15 calls=4", await Ok(c, a, "add 5"));     // each child goes on from the parent's 10 and 2 calls
+        Assert.Equal("total=110 calls=3", await Ok(c, b, "add 100"));
+        Assert.Equal("total=11 calls=3", await Ok(c, d, "add 1", start: "resume")); // the third resumes on its first call
+        Assert.Equal("total=12 calls=4", await Ok(c, parent.Id, "add 1"));
+        Assert.Equal("total=16 calls=5", await Ok(c, a, "add 1"));
+        using (var shown = JsonDocument.Parse(await c.Http.GetStringAsync($"/v1/sessions/{a}")))
+            Assert.Equal(parent.Id, shown.RootElement.GetProperty("forkedFrom").GetString());
+
+        // Children outlive their parent, and pause and resume on their own (their first pause lets the shared state go).
+        Assert.Equal(HttpStatusCode.NoContent, (await c.Http.DeleteAsync($"/v1/sessions/{parent.Id}")).StatusCode);
+        await Post(c, a, "pause");
+        Assert.Equal("total=17 calls=6", await Ok(c, a, "add 1", start: "resume"));
+
+        // A paused parent forks from its stored delta; the children keep it even after the parent moves on.
+        var paused = await Create(c, "notebook");
+        await Ok(c, paused.Id, "set where paused");
+        await Post(c, paused.Id, "pause");
+        var (code, printed, err) = await Trenv(c, "session", "fork", paused.Id, "-n", "2");
+        Assert.True(code == 0, err);
+        var children = printed.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, children.Length);
+        await Ok(c, paused.Id, "set where moved", start: "resume");
+        await Post(c, paused.Id, "pause"); // frees the delta the children were forked from (they still hold it)
+        Assert.Equal("paused", await Ok(c, children[0], "get where", start: "resume"));
+        Assert.Equal(HttpStatusCode.NoContent, (await c.Http.DeleteAsync($"/v1/sessions/{paused.Id}")).StatusCode);
+        Assert.Equal("paused", await Ok(c, children[1], "get where", start: "resume"));
+
+        Assert.Equal(HttpStatusCode.BadRequest, (await c.Http.PostAsJsonAsync($"/v1/sessions/{children[1]}/fork", new { count = 65 })).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await c.Http.PostAsJsonAsync("/v1/sessions/s-00000000000000000000/fork", new { count = 1 })).StatusCode);
     }
 
     // Until the coordinator sees the worker gone a call may be refused (503) and the session stays where it was;

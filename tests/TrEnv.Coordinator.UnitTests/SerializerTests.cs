@@ -62,6 +62,12 @@ public sealed class SerializerTests : IDisposable
         new PoolReplies.Usage("default", 1 << 20, 4096, 1, 1 << 19),
         new PoolEvents.Allocated("f@3", new PoolRegion(0, 4096)),
         new PoolEvents.Freed("f@3", new PoolRegion(0, 4096)),
+        new PoolCommands.Hold("default", "session-s-1-fork-1", ["s-2", "s-3"]),
+        new PoolCommands.Release("default", "session-s-1-fork-1", "s-2"),
+        new PoolReplies.Held("session-s-1-fork-1", true),
+        new PoolEvents.Held("session-s-1-fork-1", ["s-2", "s-3"]),
+        new PoolEvents.Released("session-s-1-fork-1", "s-2"),
+        new PoolEvents.OwnerReleased("session-s-1-fork-1"),
         new WorkerInvoke("id", "f", Version, Template, [1, 2, 3]),
         new WorkerInvoke("id", "f", Version, null, []),
         new WorkerInvoke("id", "f", Sandboxed, null, [9]),
@@ -95,6 +101,11 @@ public sealed class SerializerTests : IDisposable
         new SessionEvents.Deleted("s-1", DateTimeOffset.UnixEpoch),
         new SessionCommands.Create("s-1", "f", 300, "inv", CheckpointEverySeconds: 5),
         new SessionCommands.Checkpoint("s-1", "periodic"),
+        new SessionCommands.Fork("s-1", "session-s-1-fork-ab"),
+        new SessionCommands.CreateFork("s-2", "s-1", "f", Version, Delta, 60, 5),
+        new SessionReplies.ForkPoint(Info, Version, Delta, true, 1.25),
+        new SessionEvents.Forked("s-2", "s-1", "f", Version, 60, 0, Delta with { FilesOffset = 4096, FilesBytes = 10, FilesSha256 = "ab" }, DateTimeOffset.UnixEpoch),
+        new WorkerSessionCommands.Pause("s-1", "session-s-1-fork-ab", Template, KeepActive: true, Durable: false),
         new SessionEvents.Created("s-1", "f", Version, 300, DateTimeOffset.UnixEpoch, 5),
         new SessionEvents.Checkpointed("s-1", Delta, "api", 3.5),
         new SessionEvents.Recovered("s-1", new SessionRecovery(DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch, 2, "worker died", "w1")),
@@ -186,6 +197,9 @@ public sealed class SerializerTests : IDisposable
         Assert.Equal("mod.ev.added", _serializer.Manifest(new ModuleEvents.Added(new string('c', 64), [])));
         Assert.Equal("ses.ev.paused", _serializer.Manifest(new SessionEvents.Paused("s-1", Delta, "api", 1)));
         Assert.Equal("tpl.ev.held", _serializer.Manifest(new TemplateEvents.Held("f@3", "s-1")));
+        Assert.Equal("ses.ev.forked", _serializer.Manifest(new SessionEvents.Forked("s-2", "s-1", "f", Version, 60, 0, Delta, default)));
+        Assert.Equal("pool.ev.held", _serializer.Manifest(new PoolEvents.Held("o", ["s-2"])));
+        Assert.Equal("pool.ev.owner-released", _serializer.Manifest(new PoolEvents.OwnerReleased("o")));
         Assert.Equal("ses.ev.checkpointed", _serializer.Manifest(new SessionEvents.Checkpointed("s-1", Delta, "api", 1)));
         Assert.Equal("ses.ev.recovered", _serializer.Manifest(new SessionEvents.Recovered("s-1", new SessionRecovery(default, default, null, "r", null))));
     }

@@ -34,6 +34,51 @@ public sealed class SessionQuotaTests
     }
 
     [Fact]
+    public void A_region_forked_sessions_hold_outlives_its_owner_until_the_last_holder_releases_it_and_replays_the_same()
+    {
+        var journal = new List<IEvent>();
+        var s = new PoolState(64 << 20, 16 << 20);
+        IProtocolMessage Step(PoolCommands.IPoolCommand c)
+        {
+            var (reply, e) = s.Process(c);
+            if (e is not null)
+            {
+                s.Apply(e);
+                journal.Add(e);
+            }
+            return reply;
+        }
+        Step(new PoolCommands.Allocate("p", "session-a-fork-1", 4 << 20));
+        Assert.Equal(new PoolReplies.Held("session-a-fork-1", true), Step(new PoolCommands.Hold("p", "session-a-fork-1", ["b", "c", "d"])));
+        Step(new PoolCommands.Free("p", "session-a-fork-1"));                  // the owner lets go: the children still hold it
+        Assert.True(s.Owners.ContainsKey("session-a-fork-1"));
+        Assert.Equal(4L << 20, s.SessionBytes);
+        Step(new PoolCommands.Release("p", "session-a-fork-1", "b"));
+        Step(new PoolCommands.Release("p", "session-a-fork-1", "b"));           // twice is once
+        Step(new PoolCommands.Release("p", "session-a-fork-1", "c"));
+        Assert.Equal(["d"], s.HoldersOf("session-a-fork-1"));
+
+        var replayed = new PoolState(64 << 20, 16 << 20);
+        foreach (var e in journal)
+            replayed.Apply(e);
+        Assert.Equal(["d"], replayed.HoldersOf("session-a-fork-1"));
+        Assert.True(replayed.OwnerHasReleased("session-a-fork-1"));
+
+        Assert.Equal(new PoolReplies.Freed("session-a-fork-1", true), Step(new PoolCommands.Release("p", "session-a-fork-1", "d")));
+        Assert.False(s.Owners.ContainsKey("session-a-fork-1"));
+        Assert.Equal(0L, s.SessionBytes);
+        Assert.Equal(new PoolReplies.Held("session-a-fork-1", false), Step(new PoolCommands.Hold("p", "session-a-fork-1", ["e"])));
+
+        // A held region whose holders all release before the owner frees it stays the owner's.
+        Step(new PoolCommands.Allocate("p", "session-x-1", 4 << 20));
+        Step(new PoolCommands.Hold("p", "session-x-1", ["y"]));
+        Step(new PoolCommands.Release("p", "session-x-1", "y"));
+        Assert.True(s.Owners.ContainsKey("session-x-1"));
+        Assert.Equal(new PoolReplies.Freed("session-x-1", true), Step(new PoolCommands.Free("p", "session-x-1")));
+        Assert.False(s.Owners.ContainsKey("session-x-1"));
+    }
+
+    [Fact]
     public void The_quota_is_rebuilt_by_replay()
     {
         var journal = new List<IEvent>();

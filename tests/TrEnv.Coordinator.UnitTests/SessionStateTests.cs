@@ -91,6 +91,23 @@ public sealed class SessionStateTests
     }
 
     [Fact]
+    public void A_forked_child_starts_paused_at_its_parents_delta_and_releases_it_rather_than_freeing_it()
+    {
+        var shared = Delta(1) with { Owner = "session-s-1-fork-ab" };
+        var child = SessionState.Empty("s-2").Apply(new SessionEvents.Forked("s-2", "s-1", "f", Version, 30, 5, shared, T0));
+        var info = child.ToInfo();
+        Assert.Equal((SessionStates.Paused, "s-1", 30, 5), (info.State, info.ForkedFrom, info.IdleTimeoutSeconds, info.CheckpointEveryS));
+        Assert.Equal("session-s-2-1", child.NextDeltaOwner); // its own pauses go to regions of its own
+        Assert.Equal(new PoolCommands.Release(PoolCommands.DefaultPool, "session-s-1-fork-ab", "s-2"), child.LetGo(shared));
+        var own = Delta(2) with { Owner = "session-s-2-1" };
+        Assert.Equal(new PoolCommands.Free(PoolCommands.DefaultPool, "session-s-2-1"), child.LetGo(own));
+        Assert.Equal("conflict", child.Refusal(new SessionCommands.CreateFork("s-2", "s-1", "f", Version, shared, 30, 5))?.Kind);
+        Assert.Null(SessionState.Empty("s-3").Refusal(new SessionCommands.CreateFork("s-3", "s-1", "f", Version, shared, 30, 5)));
+        Assert.Null(Active().Refusal(new SessionCommands.Fork("s-1", "o")));
+        Assert.Equal(ErrorKinds.SessionLost, Active().Apply(new SessionEvents.Lost("s-1", "x", T0)).Refusal(new SessionCommands.Fork("s-1", "o"))?.Kind);
+    }
+
+    [Fact]
     public void Periodic_checkpoints_follow_calls_at_most_once_per_interval()
     {
         var s = SessionState.Empty("s-1").Apply(new SessionEvents.Created("s-1", "f", Version, 60, T0, CheckpointEverySeconds: 10))

@@ -14,7 +14,7 @@ namespace TrEnv.Coordinator.Api;
 /// /v1/sessions: agent sessions, each an instance whose memory persists across its calls, paused as a delta
 /// over its function's template and resumed on any worker. Every call goes through the session's entity.
 /// </summary>
-public static class SessionsApi
+public static partial class SessionsApi
 {
     // A call waits behind the session's earlier calls (they run one at a time), so allow for a queue.
     private static readonly TimeSpan CallTimeout = TimeSpan.FromMinutes(16);
@@ -33,6 +33,8 @@ public static class SessionsApi
             .WithSummary("Invoke the session (resumes it first when paused); answers and headers as a function invoke, plus X-TrEnv-Session");
         app.MapPost("/v1/sessions/{id}/pause", Pause).WithTags("sessions")
             .WithSummary("Capture the session as a delta over its template into the pool, durably, and free its sandbox");
+        app.MapPost("/v1/sessions/{id}/fork", Fork).WithTags("sessions")
+            .WithSummary("Fork the session (body: {\"count\": N, \"idleTimeoutS\": M, \"checkpointEveryS\": K}): 201 with N new paused sessions at its state now, memory and files; the parent runs on");
         app.MapPost("/v1/sessions/{id}/checkpoint", Checkpoint).WithTags("sessions")
             .WithSummary("Store the active session's state durably without pausing it; if its worker dies, its next call resumes from there on another worker");
         app.MapPost("/v1/sessions/{id}/resume", Resume).WithTags("sessions")

@@ -33,6 +33,7 @@ public sealed class SessionCatalog
             SessionEvents.Paused p => p.SessionId,
             SessionEvents.Checkpointed k => k.SessionId,
             SessionEvents.Recovered r => r.SessionId,
+            SessionEvents.Forked f => f.SessionId,
             SessionEvents.Lost l => l.SessionId,
             SessionEvents.Deleted d => d.SessionId,
             _ => null,

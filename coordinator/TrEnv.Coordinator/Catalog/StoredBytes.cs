@@ -34,6 +34,9 @@ public static class StoredBytes
                 case SessionEvents.Created c:
                     sessions[c.SessionId] = Of(c.Version);
                     break;
+                case SessionEvents.Forked f:
+                    sessions[f.SessionId] = Of(f.Version);
+                    break;
                 case SessionEvents.Deleted d:
                     sessions.Remove(d.SessionId);
                     break;

@@ -73,6 +73,15 @@ public sealed partial class SessionActor : ReceivePersistentActor, IWithTimers
             case SessionCommands.Create create:
                 Run(() => CreateAsync(create));
                 break;
+            case SessionCommands.CreateFork createFork:
+                Run(() => CreateForkAsync(createFork));
+                break;
+            case SessionCommands.Fork fork when st.Status == SessionStates.Active:
+                Run(() => ForkAsync(st, fork.Owner));
+                break;
+            case SessionCommands.Fork:
+                Sender.Tell(new SessionReplies.ForkPoint(st.ToInfo(), st.Version!, st.Delta!, false, 0)); // paused: its delta is what the children share
+                break;
             case SessionCommands.Invoke invoke when st.Status == SessionStates.Paused:
                 Run(() => ResumeThenInvokeAsync(st, invoke));
                 break;

@@ -47,6 +47,9 @@ public sealed record SessionState(
 
     public int Recoveries { get; init; }
 
+    /// <summary>The session this one was forked from, if any.</summary>
+    public string? ForkedFrom { get; init; }
+
     public SessionRecovery? LastRecovery { get; init; }
 
     /// <summary>Checkpointed at least once and holding a stored state: a dead worker costs only the calls since.</summary>
@@ -83,6 +86,12 @@ public sealed record SessionState(
             LastCheckpointMs = k.CheckpointMs, CallsSinceSaved = 0,
         },
         SessionEvents.Recovered r => this with { Recoveries = Recoveries + 1, LastRecovery = r.Recovery },
+        SessionEvents.Forked f => this with
+        {
+            Status = SessionStates.Paused, Function = f.Function, Version = f.Version, IdleTimeoutSeconds = f.IdleTimeoutSeconds,
+            CheckpointEverySeconds = f.CheckpointEverySeconds, Delta = f.Delta, Base = f.Delta.Base, MemoryBytes = f.Delta.MemoryBytes,
+            CreatedAt = f.At, LastActiveAt = f.At, ForkedFrom = f.ParentId, CallsSinceSaved = 0,
+        },
         SessionEvents.Lost l => this with { Status = SessionStates.Lost, Error = l.Reason, LastActiveAt = l.At },
         SessionEvents.Deleted => this with { Status = SessionStates.Deleted },
         _ => this,
@@ -91,7 +100,16 @@ public sealed record SessionState(
     public SessionInfo ToInfo() => new(Id, Function ?? "", Version?.Version ?? 0, Status, Node, CreatedAt, LastActiveAt, Delta?.PausedAt, Invocations, Pauses, Resumes,
         MemoryBytes, Delta?.StoredBytes ?? 0, Delta?.DirtiedBytes ?? 0, Base is null ? 0 : Base.NonZeroPages * 4096, LastPauseMs, LastResumeMs, IdleTimeoutSeconds, Error,
         CheckpointEverySeconds, Checkpoints, LastCheckpointAt, LastCheckpointMs, Status == SessionStates.Active ? CallsSinceSaved : 0, Recoveries, LastRecovery,
-        Delta?.FilesBytes ?? 0);
+        Delta?.FilesBytes ?? 0, ForkedFrom);
+
+    /// <summary>
+    /// What to send the pool when the session is done with a stored delta: a region of its own is freed; one it
+    /// shares with its fork siblings (owned by its parent) is released, and goes with the last of them.
+    /// </summary>
+    public PoolCommands.IPoolCommand LetGo(SessionDelta delta)
+        => delta.Owner.StartsWith($"session-{Id}-", StringComparison.Ordinal)
+            ? new PoolCommands.Free(PoolCommands.DefaultPool, delta.Owner)
+            : new PoolCommands.Release(PoolCommands.DefaultPool, delta.Owner, Id);
 
     /// <summary>When the stored state (the last pause or checkpoint) was captured.</summary>
     public DateTimeOffset? LastSavedAt => Delta?.PausedAt;
@@ -105,15 +123,15 @@ public sealed record SessionState(
     /// <summary>Why a command cannot run in this state, as (error kind, sentence); null when it can.</summary>
     public (string Kind, string Message)? Refusal(SessionCommands.ISessionCommand command) => (Status, command) switch
     {
-        (_, SessionCommands.Create) when Status != None => (ErrorKinds.Conflict, $"Session {Id} already exists."),
-        (_, SessionCommands.Create) => null,
+        (_, SessionCommands.Create or SessionCommands.CreateFork) when Status != None => (ErrorKinds.Conflict, $"Session {Id} already exists."),
+        (_, SessionCommands.Create or SessionCommands.CreateFork) => null,
         (None or SessionStates.Deleted, _) => (ErrorKinds.NotFound, $"There is no session {Id}."),
         (SessionStates.Lost, SessionCommands.Resume { FromLastPause: true }) when Delta is not null => null,
         // Checkpointed: the next call or resume brings it back from its last stored state by itself.
         (SessionStates.Lost, SessionCommands.Invoke or SessionCommands.Resume) when CanRecover => null,
-        (SessionStates.Lost, SessionCommands.Pause or SessionCommands.Checkpoint) when CanRecover =>
+        (SessionStates.Lost, SessionCommands.Pause or SessionCommands.Checkpoint or SessionCommands.Fork) when CanRecover =>
             (ErrorKinds.SessionLost, $"Session {Id} was lost: {Error} Its next call (or POST /v1/sessions/{Id}/resume) brings it back from its checkpoint of {LastSavedAt:O}; there is nothing to store until then."),
-        (SessionStates.Lost, SessionCommands.Invoke or SessionCommands.Pause or SessionCommands.Resume or SessionCommands.Checkpoint) =>
+        (SessionStates.Lost, SessionCommands.Invoke or SessionCommands.Pause or SessionCommands.Resume or SessionCommands.Checkpoint or SessionCommands.Fork) =>
             (ErrorKinds.SessionLost, Delta is null
                 ? $"Session {Id} was lost: {Error} It was never paused, so there is nothing to go back to; delete it and start a new one."
                 : $"Session {Id} was lost: {Error} Resume it from its last pause (POST /v1/sessions/{Id}/resume?fromLastPause=true; what it did since is gone) or delete it."),

@@ -65,6 +65,12 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
         [typeof(PoolReplies.Usage)] = "pool.usage",
         [typeof(PoolEvents.Allocated)] = "pool.ev.allocated",
         [typeof(PoolEvents.Freed)] = "pool.ev.freed",
+        [typeof(PoolCommands.Hold)] = "pool.hold",
+        [typeof(PoolCommands.Release)] = "pool.release",
+        [typeof(PoolReplies.Held)] = "pool.held",
+        [typeof(PoolEvents.Held)] = "pool.ev.held",
+        [typeof(PoolEvents.Released)] = "pool.ev.released",
+        [typeof(PoolEvents.OwnerReleased)] = "pool.ev.owner-released",
         [typeof(WorkerInvoke)] = "wk.invoke",
         [typeof(WorkerInvokeResult)] = "wk.result",
         [typeof(WorkerStatus)] = "wk.status",
@@ -89,6 +95,9 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
         [typeof(SessionCommands.Delete)] = "ses.delete",
         [typeof(SessionCommands.IdleExpired)] = "ses.idle-expired",
         [typeof(SessionCommands.Checkpoint)] = "ses.checkpoint",
+        [typeof(SessionCommands.Fork)] = "ses.fork",
+        [typeof(SessionCommands.CreateFork)] = "ses.create-fork",
+        [typeof(SessionReplies.ForkPoint)] = "ses.fork-point",
         [typeof(SessionReplies.View)] = "ses.view",
         [typeof(SessionReplies.Invoked)] = "ses.invoked",
         [typeof(SessionReplies.Refused)] = "ses.refused",
@@ -99,6 +108,7 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
         [typeof(SessionEvents.Deleted)] = "ses.ev.deleted",
         [typeof(SessionEvents.Checkpointed)] = "ses.ev.checkpointed",
         [typeof(SessionEvents.Recovered)] = "ses.ev.recovered",
+        [typeof(SessionEvents.Forked)] = "ses.ev.forked",
         [typeof(WorkerSessionCommands.Start)] = "wk.ses.start",
         [typeof(WorkerSessionCommands.Invoke)] = "wk.ses.invoke",
         [typeof(WorkerSessionCommands.Pause)] = "wk.ses.pause",
@@ -210,6 +220,12 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
 [JsonSerializable(typeof(PoolReplies.Usage))]
 [JsonSerializable(typeof(PoolEvents.Allocated), TypeInfoPropertyName = "PoolAllocatedEvent")]
 [JsonSerializable(typeof(PoolEvents.Freed), TypeInfoPropertyName = "PoolFreedEvent")]
+[JsonSerializable(typeof(PoolCommands.Hold), TypeInfoPropertyName = "PoolHoldCommand")]
+[JsonSerializable(typeof(PoolCommands.Release), TypeInfoPropertyName = "PoolReleaseCommand")]
+[JsonSerializable(typeof(PoolReplies.Held), TypeInfoPropertyName = "PoolHeldReply")]
+[JsonSerializable(typeof(PoolEvents.Held), TypeInfoPropertyName = "PoolHeldEvent")]
+[JsonSerializable(typeof(PoolEvents.Released), TypeInfoPropertyName = "PoolReleasedEvent")]
+[JsonSerializable(typeof(PoolEvents.OwnerReleased), TypeInfoPropertyName = "PoolOwnerReleasedEvent")]
 [JsonSerializable(typeof(WorkerStatus))]
 [JsonSerializable(typeof(WorkerReclaim))]
 [JsonSerializable(typeof(WorkerReclaimed))]
@@ -232,6 +248,9 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
 [JsonSerializable(typeof(SessionCommands.Delete), TypeInfoPropertyName = "SessionDelete")]
 [JsonSerializable(typeof(SessionCommands.IdleExpired))]
 [JsonSerializable(typeof(SessionCommands.Checkpoint), TypeInfoPropertyName = "SessionCheckpoint")]
+[JsonSerializable(typeof(SessionCommands.Fork), TypeInfoPropertyName = "SessionFork")]
+[JsonSerializable(typeof(SessionCommands.CreateFork), TypeInfoPropertyName = "SessionCreateFork")]
+[JsonSerializable(typeof(SessionReplies.ForkPoint), TypeInfoPropertyName = "SessionForkPoint")]
 [JsonSerializable(typeof(SessionReplies.View), TypeInfoPropertyName = "SessionView")]
 [JsonSerializable(typeof(SessionReplies.Invoked), TypeInfoPropertyName = "SessionInvoked")]
 [JsonSerializable(typeof(SessionReplies.Refused))]
@@ -242,6 +261,7 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
 [JsonSerializable(typeof(SessionEvents.Deleted), TypeInfoPropertyName = "SessionDeletedEvent")]
 [JsonSerializable(typeof(SessionEvents.Checkpointed), TypeInfoPropertyName = "SessionCheckpointedEvent")]
 [JsonSerializable(typeof(SessionEvents.Recovered), TypeInfoPropertyName = "SessionRecoveredEvent")]
+[JsonSerializable(typeof(SessionEvents.Forked), TypeInfoPropertyName = "SessionForkedEvent")]
 [JsonSerializable(typeof(WorkerSessionCommands.Start), TypeInfoPropertyName = "WorkerSessionStart")]
 [JsonSerializable(typeof(WorkerSessionCommands.Invoke), TypeInfoPropertyName = "WorkerSessionInvoke")]
 [JsonSerializable(typeof(WorkerSessionCommands.Pause), TypeInfoPropertyName = "WorkerSessionPause")]

@@ -53,9 +53,12 @@ public sealed partial class SessionHost
                 var written = TemplateHeader.Read(header);
                 if (mirror is not null) // the sandbox wrote into the mirror
                     await mirror.UploadAsync(pause.Owner, written, ct, done.FilesBytes > 0 ? (done.RequiredBytes - done.FilesBytes, done.FilesBytes) : null);
-                var durable = await registry.SaveDurableAsync(pause.Owner, ct);
-                if (!durable.Ok)
-                    throw new IOException(durable.Error ?? "the pool could not make the delta durable");
+                if (pause.Durable)
+                {
+                    var durable = await registry.SaveDurableAsync(pause.Owner, ct);
+                    if (!durable.Ok)
+                        throw new IOException(durable.Error ?? "the pool could not make the delta durable");
+                }
             }
             var bytes = await File.ReadAllBytesAsync(header, ct);
             var delta = new SessionDelta(pause.Owner, region, bytes, baseTemplate, done.RequiredBytes, done.MemoryBytes, DateTimeOffset.UtcNow,
