@@ -16,7 +16,7 @@ namespace TrEnv.Bench;
 /// every call, every pause and every resume (HTTP round trips), bytes stored per paused session against the
 /// instance's linear memory and against the pages it dirtied, and the PSS of N live sessions.
 /// </summary>
-internal static class AgentBenchmark
+internal static partial class AgentBenchmark
 {
     private sealed record Target(string Key, string Function, string Query, Func<HttpContent> Body, Func<Random, int, string> Call);
 
@@ -160,11 +160,17 @@ internal static class AgentBenchmark
                 ["stored_over_dirtied"] = Math.Round(stored.Sum() / dirtied.Sum(), 4),
                 ["stored_over_dirtied_max"] = Math.Round(stored.Zip(dirtied, (a, d) => d == 0 ? 0 : a / d).Max(), 4),
             };
+            if (target.Key == "python")
+            {
+                foreach (var (key, value) in await ForksAndFilesAsync(http, target.Function, Math.Max(5, sessions / 2)))
+                    result[target.Key]![key] = value;
+            }
             pss[target.Key] = await LivePssAsync(http, target, sessions);
             Console.WriteLine($"{target.Key,-7} call p50 {Stats.Percentile(calls, 50),7:F2} ms p99 {Stats.Percentile(calls, 99),7:F2}  pause p50 {Stats.Percentile(pauses, 50),6:F2} ms  "
                 + $"resume p50 {Stats.Percentile(resumes, 50),6:F2} ms p99 {Stats.Percentile(resumes, 99),6:F2} (cold start {Stats.Percentile(cold, 50):F1} ms)  stored {storedMean / 1024:F0} KiB of {memory.Average() / 1048576:F1} MiB "
                 + $"({result[target.Key]!["stored_over_full"]}; {result[target.Key]!["stored_over_dirtied"]} of dirtied)  PSS/live session {pss[target.Key]!["pss_mib_per_session"]} MiB");
         }
+        result["interpreter"] = await InterpreterAsync(http, Math.Max(20, sessions * 2));
         result["pss_mib_per_live_session"] = new JsonObject
         {
             ["python"] = pss["python"]!["pss_mib_per_session"]!.GetValue<double>(),

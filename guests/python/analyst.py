@@ -7,12 +7,16 @@ pauses and resumes. Commands, one per call:
   let VAR EXPR        a variable from a decimal expression over numbers and other variables
   vars                every variable (JSON)
   tables              table names and sizes (JSON)
+  synth NAME ROWS     a synthetic dataset of ROWS random rows written to /tmp/data/NAME.csv
+  files               the datasets under /tmp/data and their sizes (JSON)
 """
 import collections
 import datetime
 import decimal
 import difflib
 import json
+import os
+import random
 import re
 import statistics
 import textwrap
@@ -106,5 +110,22 @@ def handle(request):
         return json.dumps(VARS, sort_keys=True)
     if command == "tables":
         return json.dumps({name: len(values) for name, values in TABLES.items()})
-    close = difflib.get_close_matches(command, ["load", "append", "describe", "let", "vars", "tables"], n=1)
+    if command == "synth":
+        name, _, rows = rest.partition(" ")
+        os.makedirs("/tmp/data", exist_ok=True)
+        path = "/tmp/data/%s.csv" % name
+        with open(path, "w") as f:
+            f.write("row,value\n")
+            chunk = []
+            for row in range(int(rows)):
+                chunk.append("%d,%.6f\n" % (row, random.random()))
+                if len(chunk) == 4096:
+                    f.write("".join(chunk))
+                    chunk = []
+            f.write("".join(chunk))
+        return "%s.csv: %d bytes" % (name, os.path.getsize(path))
+    if command == "files":
+        found = sorted(os.listdir("/tmp/data")) if os.path.isdir("/tmp/data") else []
+        return json.dumps({name: os.path.getsize("/tmp/data/" + name) for name in found})
+    close = difflib.get_close_matches(command, ["load", "append", "describe", "let", "vars", "tables", "synth", "files"], n=1)
     return textwrap.shorten("unknown command %r%s" % (command, "; did you mean %s?" % close[0] if close else ""), 200)

@@ -10,10 +10,13 @@ public sealed partial class SessionActor
     // that while the parent runs on); the parent's calls wait only for this.
     private async Task<Outcome> ForkAsync(SessionState st, string owner)
     {
+        // What the parent's callers wait: this entity takes no other message until the capture is back.
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var (reply, refused) = await CaptureAsync(st, owner, "fork", keepActive: true, durable: false);
         if (reply is null)
             return refused!;
-        return new Outcome([], s => new SessionReplies.ForkPoint(s.ToInfo(), s.Version!, reply.Delta!, true, reply.PauseMicros / 1000.0));
+        var blockedMs = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        return new Outcome([], s => new SessionReplies.ForkPoint(s.ToInfo(), s.Version!, reply.Delta!, true, blockedMs));
     }
 
     private async Task<Outcome> CreateForkAsync(SessionCommands.CreateFork fork)
