@@ -98,9 +98,12 @@ public static class SessionCommands
     /// </summary>
     public sealed record Fork(string SessionId, string Owner) : ISessionCommand;
 
-    /// <summary>A child's side of a fork: a new session, paused at <paramref name="Delta"/> (a region its parent's fork holds for it).</summary>
+    /// <summary>
+    /// A child's side of a fork: a new session, paused at <paramref name="Delta"/> (a region its parent's fork holds for it);
+    /// <paramref name="BaseHeld"/> when the fork already holds the base template for it.
+    /// </summary>
     public sealed record CreateFork(string SessionId, string ParentId, string Function, FunctionVersion Version, SessionDelta Delta, int IdleTimeoutSeconds,
-        int CheckpointEverySeconds) : ISessionCommand;
+        int CheckpointEverySeconds, bool BaseHeld = false) : ISessionCommand;
 
     /// <summary>
     /// Resume now, on <paramref name="Node"/> when given (a worker's name), else wherever placement says. With

@@ -46,6 +46,9 @@ public static class TemplateCommands
     public sealed record Hold(string Key, string Holder) : ITemplateCommand;
 
     public sealed record Unhold(string Key, string Holder) : ITemplateCommand;
+
+    /// <summary>Several sessions (the children of one fork) hold the template at once: one event for all of them.</summary>
+    public sealed record HoldAll(string Key, IReadOnlyList<string> Holders) : ITemplateCommand;
 }
 
 public static class TemplateReplies
@@ -80,6 +83,8 @@ public static class TemplateEvents
     public sealed record Held(string Key, string Holder) : IEvent;
 
     public sealed record Unheld(string Key, string Holder) : IEvent;
+
+    public sealed record HeldAll(string Key, IReadOnlyList<string> Holders) : IEvent;
 }
 
 /// <summary>The pool allocator: a single persistent entity per pool owning every region's allocation.</summary>

@@ -102,6 +102,8 @@ public sealed class SerializerTests : IDisposable
         new SessionCommands.Create("s-1", "f", 300, "inv", CheckpointEverySeconds: 5),
         new SessionCommands.Checkpoint("s-1", "periodic"),
         new SessionCommands.Fork("s-1", "session-s-1-fork-ab"),
+        new TemplateCommands.HoldAll("f@3", ["s-2", "s-3"]),
+        new TemplateEvents.HeldAll("f@3", ["s-2", "s-3"]),
         new SessionCommands.CreateFork("s-2", "s-1", "f", Version, Delta, 60, 5),
         new SessionReplies.ForkPoint(Info, Version, Delta, true, 1.25),
         new SessionEvents.Forked("s-2", "s-1", "f", Version, 60, 0, Delta with { FilesOffset = 4096, FilesBytes = 10, FilesSha256 = "ab" }, DateTimeOffset.UnixEpoch),

@@ -86,4 +86,25 @@ public sealed class TemplateStateTests
         s = s.Apply(new TemplateEvents.Freed("f@1", Region));
         Assert.IsType<CaptureRefused>(s.Process(new Hold("f@1", "s-2"), T0).Reply);
     }
+
+    [Fact]
+    public void A_forks_children_hold_the_template_in_one_event_and_each_lets_it_go_alone()
+    {
+        var s = Capturing();
+        s = s.Apply(s.Process(new Seal("f@1", "w1", 2, 65536, [1]), T0).Event!);
+        s = s.Apply(s.Process(new Hold("f@1", "s-1"), T0).Event!);
+        var (ack, held) = s.Process(new HoldAll("f@1", ["s-1", "s-2", "s-3", "s-3"]), T0);
+        Assert.IsType<Ack>(ack);
+        Assert.Equal(["s-2", "s-3"], Assert.IsType<TemplateEvents.HeldAll>(held).Holders); // only who was not holding it yet
+        s = s.Apply(held!);
+        Assert.Null(s.Process(new HoldAll("f@1", ["s-2"]), T0).Event);
+        s = s.Apply(s.Process(new Retire("f@1"), T0).Event!);
+        foreach (var holder in new[] { "s-1", "s-2" })
+            s = s.Apply(s.Process(new Unhold("f@1", holder), T0).Event!);
+        Assert.False(s.ShouldFree);
+        s = s.Apply(s.Process(new Unhold("f@1", "s-3"), T0).Event!);
+        Assert.True(s.ShouldFree);
+        s = s.Apply(new TemplateEvents.Freed("f@1", Region));
+        Assert.IsType<CaptureRefused>(s.Process(new HoldAll("f@1", ["s-4"]), T0).Reply);
+    }
 }

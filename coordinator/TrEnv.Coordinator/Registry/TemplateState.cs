@@ -78,6 +78,11 @@ public sealed record TemplateState(
                 return (new Ack(Key), new TemplateEvents.Unheld(Key, unhold.Holder));
             case Unhold:
                 return (new Ack(Key), null);
+            case HoldAll when Status is TemplateStatus.Freed:
+                return (new CaptureRefused(Key, "the template's region was already freed", null), null);
+            case HoldAll all:
+                var added = all.Holders.Where(h => !Holders.Contains(h)).Distinct(StringComparer.Ordinal).ToList();
+                return (new Ack(Key), added.Count == 0 ? null : new TemplateEvents.HeldAll(Key, added));
             default:
                 throw new ArgumentException($"{command.GetType().Name} is handled by the actor.");
         }
@@ -104,6 +109,7 @@ public sealed record TemplateState(
         TemplateEvents.Freed => this with { Status = TemplateStatus.Freed, Region = null },
         TemplateEvents.Held h => this with { Holders = Holders.Add(h.Holder) },
         TemplateEvents.Unheld u => this with { Holders = Holders.Remove(u.Holder) },
+        TemplateEvents.HeldAll h => this with { Holders = Holders.Union(h.Holders) },
         _ => this,
     };
 

@@ -23,7 +23,7 @@ public sealed partial class SessionActor
     {
         var id = Id;
         // The template the shared delta applies over must outlive a redeploy while this child exists.
-        if (fork.Delta.Base is { } baseTemplate && !await HoldAsync(baseTemplate.Key, id))
+        if (!fork.BaseHeld && fork.Delta.Base is { } baseTemplate && !await HoldAsync(baseTemplate.Key, id))
             _log.Error("session {0}: the template {1} could not be held; a redeploy may free it under the session", id, baseTemplate.Key);
         return new Outcome([new SessionEvents.Forked(id, fork.ParentId, fork.Function, fork.Version, fork.IdleTimeoutSeconds, fork.CheckpointEverySeconds, fork.Delta,
             DateTimeOffset.UtcNow)], s => new SessionReplies.View(s.ToInfo()));

@@ -14,7 +14,8 @@ namespace TrEnv.Coordinator.Sessions;
 /// freed with the last child (or parent) that lets it go; then each child's entity starts paused at it. A child
 /// resumes on whichever worker its first call or resume lands on and is independent of its parent and siblings.
 /// </summary>
-public sealed class SessionForking(IRequiredActor<SessionRegion> sessions, IRequiredActor<PoolProxy> pool, ILogger<SessionForking> log)
+public sealed class SessionForking(IRequiredActor<SessionRegion> sessions, IRequiredActor<PoolProxy> pool, IRequiredActor<TemplateRegion> templates,
+    ILogger<SessionForking> log)
 {
     public const int MaxChildren = 64;
     private static readonly TimeSpan StepTimeout = TimeSpan.FromSeconds(60);
@@ -32,6 +33,8 @@ public sealed class SessionForking(IRequiredActor<SessionRegion> sessions, IRequ
         if (answer is not SessionReplies.ForkPoint point)
             return (null, Refuse(parentId, ErrorKinds.Internal, $"Unexpected answer {answer.GetType().Name} from the session registry."));
         var delta = point.Delta;
+        var pointMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        double durableMs = 0, heldMs = 0;
         ct = CancellationToken.None; // from here the fork finishes (or undoes itself) even if its caller went away
         var ids = Enumerable.Range(0, count).Select(_ => Api.SessionsApi.NewId()).ToList();
         var created = new List<string>();
@@ -43,22 +46,35 @@ public sealed class SessionForking(IRequiredActor<SessionRegion> sessions, IRequ
                 var durable = await pool.ActorRef.Ask<PoolReplies.Durable>(new PoolCommands.SaveDurable(PoolCommands.DefaultPool, owner), StepTimeout, ct);
                 if (!durable.Ok)
                     return (null, Refuse(parentId, ErrorKinds.Internal, $"The fork's state could not be made durable: {durable.Error} The parent runs on; fork again."));
+                durableMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds - pointMs;
             }
             var held = await pool.ActorRef.Ask<PoolReplies.Held>(new PoolCommands.Hold(PoolCommands.DefaultPool, delta.Owner, ids), StepTimeout, ct);
             if (!held.Ok)
                 return (null, Refuse(parentId, ErrorKinds.Unavailable, "The parent's stored state changed while it was being forked (it was resumed and paused again, or deleted); fork again."));
+            // The base template every child's state applies over: held for all of them in one event.
+            var baseHeld = delta.Base is { } baseTemplate
+                && await templates.ActorRef.Ask<IProtocolMessage>(new TemplateCommands.HoldAll(baseTemplate.Key, ids), StepTimeout, ct) is TemplateReplies.Ack;
+            heldMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds - pointMs - durableMs;
             var idle = idleTimeoutS ?? point.Parent.IdleTimeoutSeconds;
             var every = checkpointEveryS ?? point.Parent.CheckpointEveryS;
-            var replies = await Task.WhenAll(ids.Select(id => CreateChildAsync(new SessionCommands.CreateFork(id, parentId, point.Parent.Function, point.Version, delta, idle, every), ct)));
+            var replies = await Task.WhenAll(ids.Select(id => CreateChildAsync(new SessionCommands.CreateFork(id, parentId, point.Parent.Function, point.Version, delta, idle, every, baseHeld), ct)));
             foreach (var (id, ok) in ids.Zip(replies))
             {
                 if (ok)
                     created.Add(id);
                 else
-                    pool.ActorRef.Tell(new PoolCommands.Release(PoolCommands.DefaultPool, delta.Owner, id)); // it never existed: it holds nothing
+                {
+                    // It never existed: it holds nothing.
+                    pool.ActorRef.Tell(new PoolCommands.Release(PoolCommands.DefaultPool, delta.Owner, id));
+                    if (baseHeld)
+                        templates.ActorRef.Tell(new TemplateCommands.Unhold(delta.Base!.Key, id));
+                }
             }
             if (created.Count < ids.Count)
                 log.LogWarning("Fork of session {SessionId}: {Failed} of {Count} children could not be created", parentId, ids.Count - created.Count, ids.Count);
+            var total = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+            log.LogInformation("Fork of session {SessionId} into {Count}: state {PointMs:F1} ms (parent blocked {BlockedMs:F1}), durable {DurableMs:F1} ms, held {HeldMs:F1} ms, children {ChildrenMs:F1} ms",
+                parentId, created.Count, pointMs, point.BlockedMs, durableMs, heldMs, total - pointMs - durableMs - heldMs);
             if (created.Count == 0)
                 return (null, Refuse(parentId, ErrorKinds.Unavailable, "No child of the fork could be created (the session registry did not answer); the parent runs on, fork again."));
             return (new Forked(parentId, created, point.BlockedMs, Stopwatch.GetElapsedTime(started).TotalMilliseconds), null);

@@ -96,6 +96,8 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
         [typeof(SessionCommands.IdleExpired)] = "ses.idle-expired",
         [typeof(SessionCommands.Checkpoint)] = "ses.checkpoint",
         [typeof(SessionCommands.Fork)] = "ses.fork",
+        [typeof(TemplateCommands.HoldAll)] = "tpl.hold-all",
+        [typeof(TemplateEvents.HeldAll)] = "tpl.ev.held-all",
         [typeof(SessionCommands.CreateFork)] = "ses.create-fork",
         [typeof(SessionReplies.ForkPoint)] = "ses.fork-point",
         [typeof(SessionReplies.View)] = "ses.view",
@@ -249,6 +251,8 @@ public sealed class TrEnvSerializer(ExtendedActorSystem system) : SerializerWith
 [JsonSerializable(typeof(SessionCommands.IdleExpired))]
 [JsonSerializable(typeof(SessionCommands.Checkpoint), TypeInfoPropertyName = "SessionCheckpoint")]
 [JsonSerializable(typeof(SessionCommands.Fork), TypeInfoPropertyName = "SessionFork")]
+[JsonSerializable(typeof(TemplateCommands.HoldAll), TypeInfoPropertyName = "TemplateHoldAll")]
+[JsonSerializable(typeof(TemplateEvents.HeldAll), TypeInfoPropertyName = "TemplateHeldAllEvent")]
 [JsonSerializable(typeof(SessionCommands.CreateFork), TypeInfoPropertyName = "SessionCreateFork")]
 [JsonSerializable(typeof(SessionReplies.ForkPoint), TypeInfoPropertyName = "SessionForkPoint")]
 [JsonSerializable(typeof(SessionReplies.View), TypeInfoPropertyName = "SessionView")]
