@@ -9,9 +9,10 @@ namespace TrEnv.Coordinator.Sessions;
 
 /// <summary>
 /// A fork (<c>POST /v1/sessions/{id}/fork</c>): the parent's entity gives its state as one delta (an active
-/// parent's pages and /tmp captured into a region of the fork's own, a paused parent's last delta), made durable
-/// while the parent runs on; the pool records every child as a holder of that region, so it is stored once and
-/// freed with the last child (or parent) that lets it go; then each child's entity starts paused at it. A child
+/// parent's pages and /tmp captured into a region of the fork's own, a paused parent's last delta); while it is
+/// made durable (the parent runs on) the pool records every child as a holder of that region, so it is stored once
+/// and freed with the last child (or parent) that lets it go, and each child's entity starts paused at it. The
+/// fork answers once the copy is on disk. A child
 /// resumes on whichever worker its first call or resume lands on and is independent of its parent and siblings.
 /// </summary>
 public sealed class SessionForking(IRequiredActor<SessionRegion> sessions, IRequiredActor<PoolProxy> pool, IRequiredActor<TemplateRegion> templates,
@@ -40,41 +41,48 @@ public sealed class SessionForking(IRequiredActor<SessionRegion> sessions, IRequ
         var created = new List<string>();
         try
         {
-            if (point.Captured)
-            {
-                // Durable before any child exists: a child is a paused session, which survives the pool's death.
-                var durable = await pool.ActorRef.Ask<PoolReplies.Durable>(new PoolCommands.SaveDurable(PoolCommands.DefaultPool, owner), StepTimeout, ct);
-                if (!durable.Ok)
-                    return (null, Refuse(parentId, ErrorKinds.Internal, $"The fork's state could not be made durable: {durable.Error} The parent runs on; fork again."));
-                durableMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds - pointMs;
-            }
-            var held = await pool.ActorRef.Ask<PoolReplies.Held>(new PoolCommands.Hold(PoolCommands.DefaultPool, delta.Owner, ids), StepTimeout, ct);
-            if (!held.Ok)
-                return (null, Refuse(parentId, ErrorKinds.Unavailable, "The parent's stored state changed while it was being forked (it was resumed and paused again, or deleted); fork again."));
+            // The durable copy is written while the pool and the template registry record the children's holds and
+            // the children are created; the fork answers only once it is on disk (a child is a paused session, which
+            // survives the pool's death).
+            var durable = point.Captured
+                ? pool.ActorRef.Ask<PoolReplies.Durable>(new PoolCommands.SaveDurable(PoolCommands.DefaultPool, owner), StepTimeout, ct)
+                : Task.FromResult(new PoolReplies.Durable(owner, true, null));
+            var held = pool.ActorRef.Ask<PoolReplies.Held>(new PoolCommands.Hold(PoolCommands.DefaultPool, delta.Owner, ids), StepTimeout, ct);
             // The base template every child's state applies over: held for all of them in one event.
-            var baseHeld = delta.Base is { } baseTemplate
-                && await templates.ActorRef.Ask<IProtocolMessage>(new TemplateCommands.HoldAll(baseTemplate.Key, ids), StepTimeout, ct) is TemplateReplies.Ack;
-            heldMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds - pointMs - durableMs;
+            var baseHold = delta.Base is { } baseTemplate
+                ? templates.ActorRef.Ask<IProtocolMessage>(new TemplateCommands.HoldAll(baseTemplate.Key, ids), StepTimeout, ct)
+                : Task.FromResult<IProtocolMessage>(new TemplateReplies.Ack(""));
+            if (!(await held).Ok)
+            {
+                await durable;
+                return (null, Refuse(parentId, ErrorKinds.Unavailable, "The parent's stored state changed while it was being forked (it was resumed and paused again, or deleted); fork again."));
+            }
+            var baseHeld = delta.Base is not null && await baseHold is TemplateReplies.Ack;
+            heldMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds - pointMs;
             var idle = idleTimeoutS ?? point.Parent.IdleTimeoutSeconds;
             var every = checkpointEveryS ?? point.Parent.CheckpointEveryS;
             var replies = await Task.WhenAll(ids.Select(id => CreateChildAsync(new SessionCommands.CreateFork(id, parentId, point.Parent.Function, point.Version, delta, idle, every, baseHeld), ct)));
+            var childrenMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds - pointMs - heldMs;
             foreach (var (id, ok) in ids.Zip(replies))
             {
                 if (ok)
                     created.Add(id);
                 else
-                {
-                    // It never existed: it holds nothing.
-                    pool.ActorRef.Tell(new PoolCommands.Release(PoolCommands.DefaultPool, delta.Owner, id));
-                    if (baseHeld)
-                        templates.ActorRef.Tell(new TemplateCommands.Unhold(delta.Base!.Key, id));
-                }
+                    Abandon(delta, id, baseHeld); // it never existed: it holds nothing
+            }
+            var saved = await durable;
+            durableMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds - pointMs - heldMs - childrenMs;
+            if (!saved.Ok)
+            {
+                // Without a durable copy the children would not survive the pool: they go, and the fork is refused.
+                foreach (var id in created)
+                    sessions.ActorRef.Tell(new SessionCommands.Delete(id));
+                return (null, Refuse(parentId, ErrorKinds.Internal, $"The fork's state could not be made durable: {saved.Error} The parent runs on; fork again."));
             }
             if (created.Count < ids.Count)
                 log.LogWarning("Fork of session {SessionId}: {Failed} of {Count} children could not be created", parentId, ids.Count - created.Count, ids.Count);
-            var total = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-            log.LogInformation("Fork of session {SessionId} into {Count}: state {PointMs:F1} ms (parent blocked {BlockedMs:F1}), durable {DurableMs:F1} ms, held {HeldMs:F1} ms, children {ChildrenMs:F1} ms",
-                parentId, created.Count, pointMs, point.BlockedMs, durableMs, heldMs, total - pointMs - durableMs - heldMs);
+            log.LogInformation("Fork of session {SessionId} into {Count}: state {PointMs:F1} ms (parent blocked {BlockedMs:F1}), holds {HeldMs:F1} ms, children {ChildrenMs:F1} ms, durable copy waited for {DurableMs:F1} ms more",
+                parentId, created.Count, pointMs, point.BlockedMs, heldMs, childrenMs, Math.Max(0, durableMs));
             if (created.Count == 0)
                 return (null, Refuse(parentId, ErrorKinds.Unavailable, "No child of the fork could be created (the session registry did not answer); the parent runs on, fork again."));
             return (new Forked(parentId, created, point.BlockedMs, Stopwatch.GetElapsedTime(started).TotalMilliseconds), null);
@@ -85,6 +93,13 @@ public sealed class SessionForking(IRequiredActor<SessionRegion> sessions, IRequ
             if (point.Captured)
                 pool.ActorRef.Tell(new PoolCommands.Free(PoolCommands.DefaultPool, owner));
         }
+    }
+
+    private void Abandon(SessionDelta delta, string id, bool baseHeld)
+    {
+        pool.ActorRef.Tell(new PoolCommands.Release(PoolCommands.DefaultPool, delta.Owner, id));
+        if (baseHeld)
+            templates.ActorRef.Tell(new TemplateCommands.Unhold(delta.Base!.Key, id));
     }
 
     private async Task<bool> CreateChildAsync(SessionCommands.CreateFork create, CancellationToken ct)
