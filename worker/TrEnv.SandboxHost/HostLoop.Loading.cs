@@ -76,7 +76,6 @@ internal sealed partial class HostLoop
                 // A session's delta is read afresh every time: it is written once per pause and used once.
                 Restore(pages, TemplateHeader.Read(session.DeltaPath));
                 break;
-
             case LoadFromTemplate { Template: var pages }:
                 Restore(pages, null);
                 break;

@@ -69,18 +69,9 @@ public static partial class SessionsApi
     {
         if (!BearerToken.Matches(request, settings.InvokeToken))
             return InvokeApi.NeedsInvokeToken();
-        CreateBody? body;
-        try
-        {
-            var bytes = await BodyReader.ReadAsync(request, 64 << 10, ct);
-            if (bytes is null)
-                return Error(413, ErrorKinds.InputTooLarge, "A session request body is at most 64 KiB.");
-            body = JsonSerializer.Deserialize<CreateBody>(bytes, new JsonSerializerOptions(JsonSerializerDefaults.Web));
-        }
-        catch (JsonException e)
-        {
-            return Error(400, ErrorKinds.BadRequest, $"The body must be JSON like {{\"function\": \"NAME\"}}: {e.Message}");
-        }
+        var (body, unreadable) = await ReadBodyAsync<CreateBody>(request, "{\"function\": \"NAME\"}", ct);
+        if (unreadable is not null)
+            return unreadable;
         string function;
         if (body?.Runtime is { } runtime)
         {
@@ -103,12 +94,10 @@ public static partial class SessionsApi
         {
             return Error(400, ErrorKinds.BadRequest, "The body must name the function, {\"function\": \"NAME\"}, or ask for a code interpreter, {\"runtime\": \"python\"}.");
         }
+        if (CheckIntervals(body.IdleTimeoutS, body.CheckpointEveryS) is { } badInterval)
+            return badInterval;
         var idle = body.IdleTimeoutS ?? settings.SessionIdleSeconds;
-        if (idle is < 0 or > 7 * 24 * 3600)
-            return Error(400, ErrorKinds.BadRequest, "idleTimeoutS must be between 0 (never pause by itself) and 604800 (a week).");
         var every = body.CheckpointEveryS ?? 0;
-        if (every is < 0 or > SessionCheckpoints.MaxEverySeconds)
-            return Error(400, ErrorKinds.BadRequest, $"checkpointEveryS must be between 0 (no periodic checkpoints) and {SessionCheckpoints.MaxEverySeconds}.");
         var id = NewId();
         if (Admit(id, function, admission, catalog, workers) is { } full)
             return full;
@@ -142,6 +131,32 @@ public static partial class SessionsApi
         if (response.Headers["X-TrEnv-Session-State"] == SessionStates.Paused)
             admission.Forget(id);
         return answer;
+    }
+
+    // A session request's small JSON body (an empty one is no body); the error answer when it is too large or not JSON.
+    private static async Task<(T? Body, IResult? Error)> ReadBodyAsync<T>(HttpRequest request, string example, CancellationToken ct) where T : class
+    {
+        var bytes = await BodyReader.ReadAsync(request, 64 << 10, ct);
+        if (bytes is null)
+            return (null, Error(413, ErrorKinds.InputTooLarge, "A session request body is at most 64 KiB."));
+        try
+        {
+            return (bytes.Length == 0 ? null : JsonSerializer.Deserialize<T>(bytes, new JsonSerializerOptions(JsonSerializerDefaults.Web)), null);
+        }
+        catch (JsonException e)
+        {
+            return (null, Error(400, ErrorKinds.BadRequest, $"The body must be JSON like {example}: {e.Message}"));
+        }
+    }
+
+    // The idle timeout and checkpoint interval a create or a fork may give, each optional.
+    private static IResult? CheckIntervals(int? idleTimeoutS, int? checkpointEveryS)
+    {
+        if (idleTimeoutS is < 0 or > 7 * 24 * 3600)
+            return Error(400, ErrorKinds.BadRequest, "idleTimeoutS must be between 0 (never pause by itself) and 604800 (a week).");
+        if (checkpointEveryS is < 0 or > SessionCheckpoints.MaxEverySeconds)
+            return Error(400, ErrorKinds.BadRequest, $"checkpointEveryS must be between 0 (no periodic checkpoints) and {SessionCheckpoints.MaxEverySeconds}.");
+        return null;
     }
 
     private static Task<IResult> Checkpoint(string id, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)

@@ -37,14 +37,19 @@ public sealed class InterpreterFunction(NodeSettings settings, IRequiredActor<Fu
         Runtime = "python", TimeoutMs = settings.InterpreterTimeoutMs, MemoryMb = settings.InterpreterMemoryMb,
     };
 
+    private bool Deployed() => _deployedLayer is not null && catalog.TryGet(Name, out var known) && known.Limits.Layer == _deployedLayer;
+
     /// <summary>Deploys the interpreter unless this coordinator already did; answers null, or the error to return.</summary>
     public async Task<IResult?> EnsureAsync(CancellationToken ct)
     {
-        if (_deployedLayer is not null && catalog.TryGet(Name, out var known) && known.Limits.Layer == _deployedLayer)
+        if (Deployed())
             return null;
         await _deploying.WaitAsync(ct);
         try
         {
+            // Concurrent first sessions: one prepares and deploys, the others find it done.
+            if (Deployed())
+                return null;
             var prepared = await FunctionsApi.PrepareScriptAsync(Limits, Script.Value, settings, modules.ActorRef, ct);
             if (prepared.Error is { } refused)
                 return refused;

@@ -12,8 +12,8 @@ namespace TrEnv.Coordinator.Sessions;
 /// parent's pages and /tmp captured into a region of the fork's own, a paused parent's last delta); while it is
 /// made durable (the parent runs on) the pool records every child as a holder of that region, so it is stored once
 /// and freed with the last child (or parent) that lets it go, and each child's entity starts paused at it. The
-/// fork answers once the copy is on disk. A child
-/// resumes on whichever worker its first call or resume lands on and is independent of its parent and siblings.
+/// fork answers once the copy is on disk. A child resumes on whichever worker its first call or resume lands on
+/// and is independent of its parent and siblings.
 /// </summary>
 public sealed class SessionForking(IRequiredActor<SessionRegion> sessions, IRequiredActor<PoolProxy> pool, IRequiredActor<TemplateRegion> templates,
     ILogger<SessionForking> log)
@@ -52,12 +52,16 @@ public sealed class SessionForking(IRequiredActor<SessionRegion> sessions, IRequ
             var baseHold = delta.Base is { } baseTemplate
                 ? templates.ActorRef.Ask<IProtocolMessage>(new TemplateCommands.HoldAll(baseTemplate.Key, ids), StepTimeout, ct)
                 : Task.FromResult<IProtocolMessage>(new TemplateReplies.Ack(""));
+            var baseHeld = delta.Base is not null && await baseHold is TemplateReplies.Ack;
             if (!(await held).Ok)
             {
+                // No child will exist: the template holds taken for them go too.
+                if (baseHeld)
+                    foreach (var id in ids)
+                        templates.ActorRef.Tell(new TemplateCommands.Unhold(delta.Base!.Key, id));
                 await durable;
                 return (null, Refuse(parentId, ErrorKinds.Unavailable, "The parent's stored state changed while it was being forked (it was resumed and paused again, or deleted); fork again."));
             }
-            var baseHeld = delta.Base is not null && await baseHold is TemplateReplies.Ack;
             heldMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds - pointMs;
             var idle = idleTimeoutS ?? point.Parent.IdleTimeoutSeconds;
             var every = checkpointEveryS ?? point.Parent.CheckpointEveryS;

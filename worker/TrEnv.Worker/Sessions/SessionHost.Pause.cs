@@ -22,6 +22,7 @@ public sealed partial class SessionHost
         await session.Gate.WaitAsync(ct);
         var started = Stopwatch.GetTimestamp();
         var header = templates.Scratch($"session-{pause.SessionId}", "dlt");
+        var what = pause.KeepActive ? "checkpoint" : "pause";
         var allocated = false;
         try
         {
@@ -36,7 +37,9 @@ public sealed partial class SessionHost
             if (done.FilesBytes > maxFiles)
                 return new(pause.SessionId, false, null, 0, ErrorKinds.InputTooLarge,
                     $"The session's files under /tmp come to {done.FilesBytes / (1024.0 * 1024):F1} MiB, over TRENV_SESSION_MAX_FILES_MB ({settings.SessionMaxFilesMb}); " +
-                    $"it stays active. Remove some and {(pause.KeepActive ? "checkpoint" : "pause")} again.", false);
+                    $"it stays active. Remove some and {what} again.", false);
+            // The /tmp archive follows the pages in the region.
+            var filesAt = done.RequiredBytes - done.FilesBytes;
             var region = new PoolRegion(0, 0);
             if (!done.Written)
             {
@@ -52,7 +55,7 @@ public sealed partial class SessionHost
                     throw new IOException($"the session's delta grew to {done.RequiredBytes} bytes after its region was allocated");
                 var written = TemplateHeader.Read(header);
                 if (mirror is not null) // the sandbox wrote into the mirror
-                    await mirror.UploadAsync(pause.Owner, written, ct, done.FilesBytes > 0 ? (done.RequiredBytes - done.FilesBytes, done.FilesBytes) : null);
+                    await mirror.UploadAsync(pause.Owner, written, ct, done.FilesBytes > 0 ? (filesAt, done.FilesBytes) : null);
                 if (pause.Durable)
                 {
                     var durable = await registry.SaveDurableAsync(pause.Owner, ct);
@@ -62,7 +65,7 @@ public sealed partial class SessionHost
             }
             var bytes = await File.ReadAllBytesAsync(header, ct);
             var delta = new SessionDelta(pause.Owner, region, bytes, baseTemplate, done.RequiredBytes, done.MemoryBytes, DateTimeOffset.UtcNow,
-                done.DirtyPages * TemplateHeader.PageSize, done.RequiredBytes - done.FilesBytes, done.FilesBytes, done.FilesSha256);
+                done.DirtyPages * TemplateHeader.PageSize, filesAt, done.FilesBytes, done.FilesSha256);
             if (!pause.KeepActive)
             {
                 Drop(session);
@@ -78,7 +81,7 @@ public sealed partial class SessionHost
             if (allocated)
                 registry.FreeRegion(pause.Owner);
             if (!e.InstanceDiscarded)
-                return new(pause.SessionId, false, null, 0, e.Kind, $"The {(pause.KeepActive ? "checkpoint" : "pause")} failed: {e.Message}", false);
+                return new(pause.SessionId, false, null, 0, e.Kind, $"The {what} failed: {e.Message}", false);
             Drop(session);
             pool.Discard(session.Slot, instanceGone: true);
             return new(pause.SessionId, false, null, 0, e.Kind, $"The session's instance failed while pausing: {e.Message}", true);
@@ -89,7 +92,7 @@ public sealed partial class SessionHost
             if (allocated)
                 registry.FreeRegion(pause.Owner);
             return new(pause.SessionId, false, null, 0, ErrorKinds.Internal,
-                $"The {(pause.KeepActive ? "checkpoint" : "pause")} failed, the session stays active on {settings.Name}: {e.Message}", false);
+                $"The {what} failed, the session stays active on {settings.Name}: {e.Message}", false);
         }
         finally
         {
