@@ -62,7 +62,11 @@ internal sealed partial class HostLoop
         var files = Stopwatch.GetTimestamp();
         _files.Prepare(spec.LayerPath, spec.TmpBytes);
         var filesMicros = (long)Stopwatch.GetElapsedTime(files).TotalMicroseconds;
+        // The load's steps are logged apart: instantiation and restore (page faults, mostly) cost differently per machine.
+        var creating = Stopwatch.GetTimestamp();
         _instance = FunctionInstance.Create(_engine, module, options);
+        var createMicros = (long)Stopwatch.GetElapsedTime(creating).TotalMicroseconds;
+        var restoring = Stopwatch.GetTimestamp();
         switch (load)
         {
             case LoadCold:
@@ -82,12 +86,14 @@ internal sealed partial class HostLoop
             default:
                 throw new InvalidDataException($"Unknown load {load.GetType().Name}.");
         }
+        var restoreMicros = (long)Stopwatch.GetElapsedTime(restoring).TotalMicroseconds;
         if (load is LoadSession { FilesLength: > 0 } withFiles)
             RestoreFiles(withFiles);
         _loaded = load;
         var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
         SandboxLog.Write(Console.Error, "load", spec.InvocationId, spec.Function, ("source", load.Source.ToString().ToLowerInvariant()),
-            ("origin", _instance.Origin.ToString().ToLowerInvariant()), ("moduleCached", wasCached), ("micros", micros), ("memoryBytes", _instance.MemoryBytes));
+            ("origin", _instance.Origin.ToString().ToLowerInvariant()), ("moduleCached", wasCached), ("micros", micros), ("memoryBytes", _instance.MemoryBytes),
+            ("filesMicros", filesMicros), ("createMicros", createMicros), ("restoreMicros", restoreMicros));
         return new Loaded(_instance.Origin, wasCached, micros, _instance.MemoryBytes, ReadLog(_stdoutLog, ref _stdoutOffset), ReadLog(_stderrLog, ref _stderrOffset), filesMicros);
     }
 
