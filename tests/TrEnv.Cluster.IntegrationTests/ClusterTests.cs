@@ -9,7 +9,7 @@ namespace TrEnv.Tests;
 public sealed class ClusterTests
 {
     [Fact]
-    public async Task The_api_is_described_by_an_openapi_document_and_a_page_to_browse_it()
+    public async Task The_api_is_described_by_an_openapi_document_and_a_page_to_browse_it_and_its_errors_are_problem_details()
     {
         await using var c = new LocalCluster();
         await c.StartAllAsync();
@@ -25,6 +25,29 @@ public sealed class ClusterTests
         var page = await c.Http.GetAsync("/openapi");
         Assert.Equal("text/html", page.Content.Headers.ContentType?.MediaType);
         Assert.Contains("/openapi/v1.json", await page.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+
+        // Every error is RFC 9457 problem details that still carries error and message, whether a handler, routing or Kestrel answered it.
+        Assert.True(doc.RootElement.GetProperty("components").GetProperty("schemas").TryGetProperty("Problem", out _));
+        Assert.True(invoke.GetProperty("responses").GetProperty("default").GetProperty("content").TryGetProperty("application/problem+json", out _));
+        foreach (var (method, path, status, kind) in new[]
+        {
+            ("GET", "/v1/functions/nope", 404, "not_found"),
+            ("POST", "/v1/functions/nope/invoke", 404, "not_found"),
+            ("GET", "/v1/no-such-thing", 404, "not_found"),
+            ("DELETE", "/openapi", 405, "method_not_allowed"),
+            ("POST", "/v1/sessions", 400, "bad_request"),
+        })
+        {
+            using var answer = await c.Http.SendAsync(new HttpRequestMessage(new HttpMethod(method), path) { Content = method == "POST" ? new StringContent("") : null });
+            Assert.Equal(status, (int)answer.StatusCode);
+            Assert.Equal("application/problem+json", answer.Content.Headers.ContentType?.MediaType);
+            using var problem = JsonDocument.Parse(await answer.Content.ReadAsStringAsync());
+            var p = problem.RootElement;
+            Assert.Equal(("urn:trenv:error:" + kind, status, kind, path), (p.GetProperty("type").GetString(), p.GetProperty("status").GetInt32(), p.GetProperty("error").GetString(), p.GetProperty("instance").GetString()));
+            Assert.False(string.IsNullOrEmpty(p.GetProperty("title").GetString()));
+            Assert.False(string.IsNullOrEmpty(p.GetProperty("detail").GetString()));
+            Assert.Equal(p.GetProperty("detail").GetString(), p.GetProperty("message").GetString());
+        }
     }
 
     [Fact]

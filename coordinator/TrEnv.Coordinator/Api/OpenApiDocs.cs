@@ -11,7 +11,8 @@ public static class OpenApiDocs
             document.Info.Title = "TrEnv HTTP API";
             document.Info.Version = "v1";
             document.Info.Description = "Deploy WebAssembly functions, invoke them (X-TrEnv-Start says warm, template or cold), and inspect templates, "
-                + "workers and the memory pool. Errors are JSON {\"error\": kind, \"message\": sentence}. Deploy, delete, layers and scale-to-zero take "
+                + "workers and the memory pool. Errors are RFC 9457 problem details (application/problem+json: type urn:trenv:error:KIND, title, status, detail, instance) "
+                + "that also carry error (the kind) and message (the sentence), as the answers before problem details did. Deploy, delete, layers and scale-to-zero take "
                 + "the admin bearer token when TRENV_ADMIN_TOKEN is set; invocations the invoke token when TRENV_INVOKE_TOKEN is.";
             // The exporter's endpoint is middleware, not a route handler, so the generator does not see it.
             document.Paths["/metrics"] = new OpenApiPathItem
@@ -29,6 +30,7 @@ public static class OpenApiDocs
                     },
                 },
             };
+            DescribeProblems(document);
             return Task.CompletedTask;
         }).AddOperationTransformer((operation, context, _) =>
         {
@@ -45,6 +47,39 @@ public static class OpenApiDocs
                 operation.RequestBody = new OpenApiRequestBody { Required = media != "application/octet-stream", Content = new Dictionary<string, OpenApiMediaType> { [media] = new() } };
             return Task.CompletedTask;
         }));
+
+    // One schema for every error answer, and every operation's default response refers to it.
+    private static void DescribeProblems(OpenApiDocument document)
+    {
+        static OpenApiSchema Text(string description) => new() { Type = JsonSchemaType.String, Description = description };
+        document.Components ??= new OpenApiComponents();
+        document.Components.Schemas ??= new Dictionary<string, IOpenApiSchema>();
+        document.Components.Schemas["Problem"] = new OpenApiSchema
+        {
+            Type = JsonSchemaType.Object,
+            Description = "An error answer (RFC 9457 problem details, application/problem+json).",
+            Properties = new Dictionary<string, IOpenApiSchema>
+            {
+                ["type"] = Text("urn:trenv:error: followed by the error kind"),
+                ["title"] = Text("The kind in words"),
+                ["status"] = new OpenApiSchema { Type = JsonSchemaType.Integer, Description = "The HTTP status" },
+                ["detail"] = Text("What happened and what to do, one sentence or two"),
+                ["instance"] = Text("The request's path"),
+                ["error"] = Text("The error kind (not_found, timeout, trap, ...), as in type"),
+                ["message"] = Text("The same sentence as detail"),
+            },
+            Required = new HashSet<string> { "type", "title", "status", "detail", "error", "message" },
+        };
+        foreach (var operation in document.Paths.Values.Where(p => p.Operations is not null).SelectMany(p => p.Operations!.Values))
+        {
+            operation.Responses ??= new OpenApiResponses();
+            operation.Responses["default"] = new OpenApiResponse
+            {
+                Description = "An error, as problem details",
+                Content = new Dictionary<string, OpenApiMediaType> { [ApiErrors.ProblemJson] = new() { Schema = new OpenApiSchemaReference("Problem", document) } },
+            };
+        }
+    }
 
     public static void MapOpenApiDocs(this WebApplication app)
     {
