@@ -22,10 +22,9 @@ public sealed partial class CliApp
         {
             Description = "Also scale to zero after every N requests, to measure template starts repeatedly (0: never)",
         };
-        var json = new Option<bool>("--json") { Description = "Print the result as JSON instead of a table" };
         var command = new Command("bench", "Invoke a function many times and report latency by start kind (client side), throughput and errors")
         {
-            name, data, requests, concurrency, fresh, zeroEvery, json,
+            name, data, requests, concurrency, fresh, zeroEvery,
         };
         command.SetAction(async (p, ct) =>
         {
@@ -78,7 +77,7 @@ public sealed partial class CliApp
             }
             await Task.WhenAll(Enumerable.Range(0, Math.Min(c, n)).Select(_ => Task.Run(Loop, ct)));
             var elapsed = clock.Elapsed.TotalSeconds;
-            Report(p.GetValue(name)!, samples, n, c, elapsed, p.GetValue(json));
+            Report(p.GetValue(name)!, samples, n, c, elapsed, Json(p));
             var errors = samples.Where(x => !x.Ok).GroupBy(x => x.ErrorKind!).OrderByDescending(g => g.Count()).FirstOrDefault();
             return errors is null ? ExitCodes.Ok : errors.Key == "unreachable" ? ExitCodes.Unreachable : ExitCodes.For(0, errors.Key);
         });

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Net.Http.Headers;
+using System.Text.Json;
 using Spectre.Console;
 
 namespace TrEnv.Cli;
@@ -9,60 +10,126 @@ public sealed partial class CliApp
 {
     private Command Deploy()
     {
-        var name = new Argument<string>("name") { Description = "Function name" };
-        var file = new Argument<FileInfo>("file") { Description = "The module (.wasm)" };
+        var name = new Argument<string?>("name") { Description = "Function name (not with -f)", Arity = ArgumentArity.ZeroOrOne };
+        var file = new Argument<FileInfo?>("file") { Description = "The module (.wasm), or a script (not with -f)", Arity = ArgumentArity.ZeroOrOne };
+        // Optional arguments would take an unknown option as a name; it stays a usage error instead.
+        foreach (var argument in new Argument[] { name, file })
+            argument.Validators.Add(r =>
+            {
+                if (r.Tokens.FirstOrDefault(t => t.Value.StartsWith('-')) is { } option)
+                    r.AddError($"Unrecognized option '{option.Value}'.");
+            });
+        var manifest = new Option<FileInfo?>("--file", "-f") { Description = "Deploy every function a manifest (trenv.yaml) names; again with nothing changed changes nothing" };
         var memory = new Option<int?>("--memory-mb") { Description = "Linear memory limit in MiB" };
         var timeout = new Option<int?>("--timeout-ms") { Description = "Deadline of one invocation" };
         var concurrency = new Option<int?>("--concurrency") { Description = "Invocations at once" };
         var initTimeout = new Option<int?>("--init-timeout-ms") { Description = "Deadline of instantiation and of init, each (default 10000)" };
         var tmp = new Option<int?>("--tmp-mb") { Description = "What the guest may write under /tmp, in MiB (default 512)" };
+        var cpu = new Option<int?>("--cpu-millicores") { Description = "CPU share of each instance's sandbox, in thousandths of a core (default: no cap)" };
+        var network = new Option<bool?>("--network") { Description = "Give the sandbox a network namespace with outbound access (default false)" };
+        var layer = new Option<string?>("--layer") { Description = "A file layer under /tmp: a directory or .tar to upload first, or a layer's sha256" };
         var env = new Option<string[]>("--env") { Description = "KEY=VALUE for the guest's environment (repeatable)", AllowMultipleArgumentsPerToken = false };
         var runtime = new Option<string?>("--runtime")
         {
             Description = "Deploy a script instead of a module: python or ruby (FILE is the script, or a .tar with main.py / main.rb; implied by .py and .rb)",
         };
-        var command = new Command("deploy", "Deploy a module (or a script, with --runtime) as a function (the same bytes and limits again change nothing)")
+        var command = new Command("deploy", "Deploy a module (or a script, with --runtime) as a function, or every function of a manifest with -f (the same bytes and limits again change nothing)")
         {
-            name, file, memory, timeout, concurrency, initTimeout, tmp, env, runtime,
+            name, file, manifest, memory, timeout, concurrency, initTimeout, tmp, cpu, network, layer, env, runtime,
         };
         command.SetAction(async (p, ct) =>
         {
-            var f = p.GetValue(file)!;
-            if (!f.Exists)
-                return Usage($"{f.FullName} does not exist.");
-            var query = new List<string>();
-            if (p.GetValue(memory) is { } m)
-                query.Add($"memoryMb={m}");
-            if (p.GetValue(timeout) is { } t)
-                query.Add($"timeoutMs={t}");
-            if (p.GetValue(concurrency) is { } c)
-                query.Add($"concurrency={c}");
-            if (p.GetValue(initTimeout) is { } it)
-                query.Add($"initTimeoutMs={it}");
-            if (p.GetValue(tmp) is { } tm)
-                query.Add($"tmpMb={tm}");
-            var script = p.GetValue(runtime) ?? f.Extension switch { ".py" => "python", ".rb" => "ruby", _ => null };
-            if (script is not null)
-                query.Add($"runtime={Uri.EscapeDataString(script)}");
-            foreach (var pair in p.GetValue(env) ?? [])
+            IReadOnlyList<DeploySpec> specs;
+            if (p.GetValue(manifest) is { } m)
             {
-                var eq = pair.IndexOf('=');
-                if (eq <= 0)
-                    return Usage($"--env takes KEY=VALUE, not \"{pair}\".");
-                query.Add($"env.{Uri.EscapeDataString(pair[..eq])}={Uri.EscapeDataString(pair[(eq + 1)..])}");
+                if (p.GetValue(name) is not null || p.GetValue(file) is not null)
+                    return Usage("-f deploys what the manifest names: give no NAME or FILE with it.");
+                var flags = new Option[] { memory, timeout, concurrency, initTimeout, tmp, cpu, network, layer, env, runtime };
+                if (flags.FirstOrDefault(o => p.GetResult(o) is { Implicit: false }) is { } flag)
+                    return Usage($"-f takes every parameter from the manifest; {flag.Name} goes there.");
+                try
+                {
+                    specs = DeployManifest.Load(m.FullName);
+                }
+                catch (InvalidDataException e)
+                {
+                    return Usage(e.Message);
+                }
+            }
+            else
+            {
+                if (p.GetValue(name) is not { } fn || p.GetValue(file) is not { } f)
+                    return Usage("deploy needs NAME and FILE, or -f trenv.yaml.");
+                if (!f.Exists)
+                    return Usage($"{f.FullName} does not exist.");
+                var variables = new Dictionary<string, string>(StringComparer.Ordinal);
+                foreach (var pair in p.GetValue(env) ?? [])
+                {
+                    var eq = pair.IndexOf('=');
+                    if (eq <= 0)
+                        return Usage($"--env takes KEY=VALUE, not \"{pair}\".");
+                    variables[pair[..eq]] = pair[(eq + 1)..];
+                }
+                var l = p.GetValue(layer);
+                if (l is not null && !DeployManifest.IsLayerHash(l) && !File.Exists(l) && !Directory.Exists(l))
+                    return Usage($"--layer {l} is neither a directory, a file nor a layer's sha256.");
+                specs = [new DeploySpec(fn, f.FullName, p.GetValue(runtime), p.GetValue(memory), p.GetValue(timeout), p.GetValue(initTimeout), p.GetValue(concurrency),
+                    p.GetValue(cpu), p.GetValue(tmp), p.GetValue(network), variables, l)];
             }
             using var client = Client(p);
-            using var content = new ByteArrayContent(await File.ReadAllBytesAsync(f.FullName, ct));
-            content.Headers.ContentType = new MediaTypeHeaderValue(script is null ? "application/wasm" : "application/octet-stream");
-            var fn = p.GetValue(name)!;
-            var answer = await client.SendAsync(HttpMethod.Put, $"v1/functions/{Uri.EscapeDataString(fn)}" + (query.Count > 0 ? "?" + string.Join('&', query) : ""), content, ct);
-            if (!answer.Ok)
-                return Fail(answer);
-            var json = answer.Json;
-            stdout.WriteLine($"deployed {fn} version {json.GetProperty("version").GetInt32()} (sha256 {json.GetProperty("sha256").GetString()})");
+            var pushed = new Dictionary<string, string>(StringComparer.Ordinal);
+            var answers = new List<ApiAnswer>();
+            foreach (var spec in specs)
+            {
+                ApiAnswer answer;
+                try
+                {
+                    answer = await DeployOneAsync(client, spec, pushed, ct);
+                }
+                catch (InvalidDataException e)
+                {
+                    return Usage($"{spec.Name}: {e.Message}");
+                }
+                if (!answer.Ok)
+                {
+                    if (specs.Count > 1)
+                        stderr.WriteLine($"error: {spec.Name}: {answer.Describe()}");
+                    else
+                        stderr.WriteLine($"error: {answer.Describe()}");
+                    return answer.ExitCode;
+                }
+                answers.Add(answer);
+                if (Json(p))
+                    continue;
+                var json = answer.Json;
+                stdout.WriteLine($"{(json.TryGetProperty("created", out var created) && !created.GetBoolean() ? "unchanged" : "deployed")} {spec.Name} version " +
+                                 $"{json.GetProperty("version").GetInt32()} (sha256 {json.GetProperty("sha256").GetString()})");
+            }
+            if (Json(p))
+                WriteJson(p.GetValue(manifest) is null ? answers[0].Json : AsArray(answers));
             return ExitCodes.Ok;
         });
         return command;
+    }
+
+    // Uploads the spec's layer first when it names a path (once per path in one command), then deploys.
+    private async Task<ApiAnswer> DeployOneAsync(TrEnvClient client, DeploySpec spec, Dictionary<string, string> pushed, CancellationToken ct)
+    {
+        var query = spec.Query();
+        if (spec.Layer is { } layer)
+        {
+            if (!DeployManifest.IsLayerHash(layer) && !pushed.ContainsKey(layer))
+            {
+                var upload = await PushLayerAsync(client, layer, ct);
+                if (!upload.Ok)
+                    return upload;
+                pushed[layer] = upload.Json.GetProperty("sha256").GetString()!;
+            }
+            query.Add("layer=" + (DeployManifest.IsLayerHash(layer) ? layer : pushed[layer]));
+        }
+        using var content = new ByteArrayContent(await File.ReadAllBytesAsync(spec.File, ct));
+        content.Headers.ContentType = new MediaTypeHeaderValue(spec.ScriptRuntime is null ? "application/wasm" : "application/octet-stream");
+        return await client.SendAsync(HttpMethod.Put, $"v1/functions/{Uri.EscapeDataString(spec.Name)}" + (query.Count > 0 ? "?" + string.Join('&', query) : ""), content, ct);
     }
 
     private Command Invoke()
@@ -86,6 +153,8 @@ public sealed partial class CliApp
             var answer = await client.GetAsync("v1/functions", ct);
             if (!answer.Ok)
                 return Fail(answer);
+            if (Json(p))
+                return WriteJson(answer.Json);
             var table = new Table().AddColumns("name", "version", "memory MiB", "timeout ms", "template", "instances");
             foreach (var f in answer.Json.GetProperty("functions").EnumerateArray().OrderBy(f => f.GetProperty("name").GetString(), StringComparer.Ordinal))
             {
@@ -112,6 +181,8 @@ public sealed partial class CliApp
             var answer = await client.GetAsync($"v1/functions/{Uri.EscapeDataString(p.GetValue(name)!)}/logs?tail={p.GetValue(tail)}", ct);
             if (!answer.Ok)
                 return Fail(answer);
+            if (Json(p))
+                return WriteJson(answer.Json);
             var json = answer.Json;
             foreach (var line in json.GetProperty("lines").EnumerateArray())
                 stdout.WriteLine($"{line.GetProperty("at").GetDateTimeOffset().UtcDateTime:yyyy-MM-ddTHH:mm:ss.fffZ} {line.GetProperty("node").GetString()} " +
@@ -133,6 +204,8 @@ public sealed partial class CliApp
             var answer = await client.SendAsync(HttpMethod.Delete, $"v1/functions/{Uri.EscapeDataString(p.GetValue(name)!)}", null, ct);
             if (!answer.Ok)
                 return Fail(answer);
+            if (Json(p))
+                return WriteJson(answer.Body.Length > 0 ? answer.Json : JsonSerializer.SerializeToElement(new { deleted = p.GetValue(name) }));
             stdout.WriteLine($"deleted {p.GetValue(name)}");
             return ExitCodes.Ok;
         });

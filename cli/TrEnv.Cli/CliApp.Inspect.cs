@@ -17,6 +17,8 @@ public sealed partial class CliApp
             var answer = await client.GetAsync("v1/templates", ct);
             if (!answer.Ok)
                 return Fail(answer);
+            if (Json(p))
+                return WriteJson(answer.Json);
             var table = new Table().AddColumns("id", "memory MiB", "stored MiB", "region offset", "captured by", "live mappings");
             foreach (var t in answer.Json.GetProperty("templates").EnumerateArray())
             {
@@ -40,6 +42,8 @@ public sealed partial class CliApp
             var answer = await client.GetAsync("v1/cluster", ct);
             if (!answer.Ok)
                 return Fail(answer);
+            if (Json(p))
+                return WriteJson(answer.Json);
             var json = answer.Json;
             var nodes = new Table().Title("nodes").AddColumns("address", "roles", "status");
             foreach (var n in json.GetProperty("nodes").EnumerateArray())

@@ -51,6 +51,8 @@ public sealed partial class CliApp
             var answer = await client.SendAsync(HttpMethod.Post, "v1/sessions", content, ct);
             if (!answer.Ok)
                 return Fail(answer);
+            if (Json(p))
+                return WriteJson(answer.Json);
             stdout.WriteLine(answer.Json.GetProperty("id").GetString());
             return ExitCodes.Ok;
         });
@@ -97,6 +99,8 @@ public sealed partial class CliApp
             var answer = await client.SendAsync(HttpMethod.Post, $"v1/sessions/{Uri.EscapeDataString(p.GetValue(id)!)}/fork", content, ct);
             if (!answer.Ok)
                 return Fail(answer);
+            if (Json(p))
+                return WriteJson(answer.Json);
             foreach (var child in answer.Json.GetProperty("sessions").EnumerateArray())
                 stdout.WriteLine(child.GetString());
             return ExitCodes.Ok;
@@ -137,6 +141,8 @@ public sealed partial class CliApp
             var answer = await client.SendAsync(HttpMethod.Delete, $"v1/sessions/{Uri.EscapeDataString(p.GetValue(id)!)}", null, ct);
             if (!answer.Ok)
                 return Fail(answer);
+            if (Json(p))
+                return WriteJson(answer.Body.Length > 0 ? answer.Json : JsonSerializer.SerializeToElement(new { deleted = p.GetValue(id) }));
             stdout.WriteLine($"deleted {p.GetValue(id)}");
             return ExitCodes.Ok;
         });
@@ -156,6 +162,8 @@ public sealed partial class CliApp
             var answer = await client.GetAsync("v1/sessions" + (query.Length > 0 ? "?" + query : ""), ct);
             if (!answer.Ok)
                 return Fail(answer);
+            if (Json(p))
+                return WriteJson(answer.Json);
             // The id never wraps: it is what the user copies into the next command.
             var table = new Table().AddColumn(new TableColumn("id").NoWrap()).AddColumns("function", "state", "node", "memory MiB", "stored KiB", "pauses", "last active");
             foreach (var s in answer.Json.EnumerateArray())
@@ -178,6 +186,8 @@ public sealed partial class CliApp
         var answer = await client.SendAsync(method, path, null, ct);
         if (!answer.Ok)
             return Fail(answer);
+        if (Json(p))
+            return WriteJson(answer.Json);
         foreach (var property in answer.Json.EnumerateObject())
             stdout.WriteLine($"{property.Name}: {(property.Value.ValueKind == JsonValueKind.String ? property.Value.GetString() : property.Value.ValueKind == JsonValueKind.Null ? "-" : property.Value.GetRawText())}");
         return ExitCodes.Ok;

@@ -33,11 +33,20 @@ public sealed partial class CliApp(TextWriter stdout, TextWriter stderr, Stream?
         Recursive = true,
     };
 
+    private readonly Option<bool> _json = new("--json")
+    {
+        Description = "Print the API's JSON answer (indented) instead of tables and lines",
+        Recursive = true,
+    };
+
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
     public Task<int> RunAsync(string[] args)
     {
         var root = new RootCommand("trenv: deploy, invoke and inspect functions on a TrEnv cluster.\n" + ExitCodes.Table);
         root.Options.Add(_url);
         root.Options.Add(_token);
+        root.Options.Add(_json);
         root.Subcommands.Add(Deploy());
         root.Subcommands.Add(Invoke());
         root.Subcommands.Add(List());
@@ -48,6 +57,7 @@ public sealed partial class CliApp(TextWriter stdout, TextWriter stderr, Stream?
         root.Subcommands.Add(New());
         root.Subcommands.Add(Bench());
         root.Subcommands.Add(Sessions());
+        root.Subcommands.Add(Layers());
         var local = new LocalClusterCommands(stdout, stderr);
         root.Subcommands.Add(local.Up(_token));
         root.Subcommands.Add(local.Down());
@@ -72,6 +82,17 @@ public sealed partial class CliApp(TextWriter stdout, TextWriter stderr, Stream?
     }
 
     private TrEnvClient Client(ParseResult p) => new(p.GetValue(_url)!, p.GetValue(_token), handler);
+
+    private bool Json(ParseResult p) => p.GetValue(_json);
+
+    private int WriteJson(JsonElement value)
+    {
+        stdout.WriteLine(JsonSerializer.Serialize(value, Indented));
+        return ExitCodes.Ok;
+    }
+
+    private static JsonElement AsArray(IEnumerable<ApiAnswer> answers)
+        => JsonSerializer.SerializeToElement(answers.Select(a => a.Json).ToList());
 
     private int Fail(ApiAnswer answer)
     {
@@ -98,6 +119,27 @@ public sealed partial class CliApp(TextWriter stdout, TextWriter stderr, Stream?
             stderr.WriteLine(string.Join(' ', shown.Select(h => $"{h.Label}={answer.Header(h.Header) ?? "-"}")));
         if (!answer.Ok)
             return Fail(answer);
+        if (Json(p))
+        {
+            // The output as text when it is UTF-8, else as base64, with the answer's X-TrEnv headers.
+            var headers = answer.Headers?.Where(h => h.Key.StartsWith("X-TrEnv-", StringComparison.OrdinalIgnoreCase))
+                .ToDictionary(h => h.Key, h => string.Join(',', h.Value), StringComparer.OrdinalIgnoreCase) ?? [];
+            string? text;
+            try
+            {
+                text = new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true).GetString(answer.Body);
+            }
+            catch (System.Text.DecoderFallbackException)
+            {
+                text = null;
+            }
+            return WriteJson(JsonSerializer.SerializeToElement(new Dictionary<string, object?>
+            {
+                ["status"] = answer.Status,
+                [text is null ? "outputBase64" : "output"] = text ?? Convert.ToBase64String(answer.Body),
+                ["headers"] = headers,
+            }));
+        }
         stdout.Write(answer.Text);
         stdout.Flush();
         return ExitCodes.Ok;

@@ -52,8 +52,10 @@ public sealed class TrEnvClient(string baseUrl, string? token, HttpMessageHandle
                 try
                 {
                     using var doc = JsonDocument.Parse(body);
+                    // Our problem details carry error and message; another server's carry detail (RFC 9457) at least.
                     kind = doc.RootElement.TryGetProperty("error", out var k) ? k.GetString() : null;
-                    message = doc.RootElement.TryGetProperty("message", out var m) ? m.GetString() : null;
+                    message = doc.RootElement.TryGetProperty("message", out var m) ? m.GetString()
+                        : doc.RootElement.TryGetProperty("detail", out var d) ? d.GetString() : null;
                 }
                 catch (JsonException)
                 {

@@ -113,6 +113,111 @@ public sealed class CliTests
     }
 
     [Fact]
+    public async Task Every_deploy_parameter_layers_a_manifest_and_json_output_reach_the_api()
+    {
+        await using var c = new LocalCluster();
+        await c.StartAllAsync("worker-1");
+        var d = JsonDocumentOf;
+
+        // A directory becomes the same archive every time, so the same hash; a FIFO in it is refused by name.
+        var data = Directory.CreateDirectory(Path.Combine(c.Directory, "data")).FullName;
+        await File.WriteAllTextAsync(Path.Combine(data, "data.txt"), "from-layer");
+        Directory.CreateDirectory(Path.Combine(data, "dir"));
+        await File.WriteAllTextAsync(Path.Combine(data, "dir", "nested.txt"), "nested");
+        var (code, hash, error) = await Trenv(c, null, "layer", "push", data);
+        Assert.True(code == 0, error);
+        hash = hash.Trim();
+        Assert.Matches("^[0-9a-f]{64}$", hash);
+        File.SetLastWriteTimeUtc(Path.Combine(data, "data.txt"), DateTime.UtcNow.AddDays(-3)); // times do not enter the archive
+        (code, var pushed, _) = await Trenv(c, null, "layer", "push", data, "--json");
+        Assert.Equal((0, hash, 2), (code, d(pushed).GetProperty("sha256").GetString(), d(pushed).GetProperty("files").GetInt32()));
+        var fifo = Path.Combine(c.Directory, "with-fifo");
+        Directory.CreateDirectory(fifo);
+        using (var mkfifo = Process.Start("mkfifo", Path.Combine(fifo, "pipe"))!)
+            await mkfifo.WaitForExitAsync();
+        Assert.True(File.Exists(Path.Combine(fifo, "pipe")));
+        (code, _, error) = await Trenv(c, null, "layer", "push", fifo);
+        Assert.Equal((ExitCodes.Usage, true), (code, error.Contains("not a regular file", StringComparison.Ordinal)));
+
+        // Every parameter as a flag: the layer named by its directory, uploaded first.
+        (code, var deployed, error) = await Trenv(c, null, "deploy", "reader", TestGuests.PathOf("escape"), "--layer", data, "--cpu-millicores", "500", "--network", "false",
+            "--tmp-mb", "16", "--init-timeout-ms", "4000", "--concurrency", "3", "--memory-mb", "32", "--timeout-ms", "3000", "--env", "A=1", "--json");
+        Assert.True(code == 0, error);
+        Assert.Equal(("reader", 1, true), (d(deployed).GetProperty("name").GetString(), d(deployed).GetProperty("version").GetInt32(), d(deployed).GetProperty("created").GetBoolean()));
+        Assert.Equal((0, "from-layer", ""), await Trenv(c, null, "invoke", "reader", "-d", "read:data.txt"));
+        (code, var listed, _) = await Trenv(c, null, "ls", "--json");
+        var limits = d(listed).GetProperty("functions").EnumerateArray().Single(f => f.GetProperty("name").GetString() == "reader").GetProperty("current").GetProperty("limits");
+        Assert.Equal((hash, 500, false, 16, 4000, 3, 32, 3000, "1"), (limits.GetProperty("layer").GetString(), limits.GetProperty("cpuMillicores").GetInt32(),
+            limits.GetProperty("network").GetBoolean(), limits.GetProperty("tmpMb").GetInt32(), limits.GetProperty("initTimeoutMs").GetInt32(),
+            limits.GetProperty("concurrency").GetInt32(), limits.GetProperty("memoryMb").GetInt32(), limits.GetProperty("timeoutMs").GetInt32(),
+            limits.GetProperty("env").GetProperty("A").GetString()));
+
+        // A manifest deploys what it names, with paths relative to itself; run again, it changes nothing.
+        var manifest = Path.Combine(c.Directory, "trenv.yaml");
+        await File.WriteAllTextAsync(manifest, $$"""
+            functions:
+              greeter:
+                module: {{TestGuests.PathOf("hello")}}
+                memoryMb: 48
+                env:
+                  GREETING: hi
+              shelf:
+                module: {{TestGuests.PathOf("escape")}}
+                layer: data
+                tmpMb: 8
+            """);
+        (code, var first, error) = await Trenv(c, null, "deploy", "-f", manifest);
+        Assert.True(code == 0, error);
+        Assert.Equal(["deployed greeter version 1", "deployed shelf version 1"], first.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l[..l.IndexOf(" (", StringComparison.Ordinal)]));
+        Assert.Equal((0, "from-layer", ""), await Trenv(c, null, "invoke", "shelf", "-d", "read:data.txt"));
+        (code, var again, error) = await Trenv(c, null, "deploy", "-f", manifest);
+        Assert.True(code == 0, error);
+        Assert.Equal(["unchanged greeter version 1", "unchanged shelf version 1"], again.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l[..l.IndexOf(" (", StringComparison.Ordinal)]));
+        (code, var asJson, _) = await Trenv(c, null, "deploy", "-f", manifest, "--json");
+        Assert.Equal((0, 2), (code, d(asJson).GetArrayLength()));
+        foreach (var (yaml, says) in new[]
+        {
+            ("functions:\n  x:\n    module: nowhere.wasm\n", "does not exist"),
+            ("functions:\n  x:\n    modul: a.wasm\n", "line 3"),
+            ("functions:\n  x:\n    memoryMb: 5\n", "exactly one of module"),
+            ("nothing: here\n", "line 1"),
+        })
+        {
+            await File.WriteAllTextAsync(manifest, yaml);
+            (code, _, error) = await Trenv(c, null, "deploy", "-f", manifest);
+            Assert.True(code == ExitCodes.Usage && error.Contains(says, StringComparison.Ordinal), $"{yaml}: {code} {error}");
+        }
+        Assert.Equal(ExitCodes.Usage, (await Trenv(c, null, "deploy", "-f", manifest, "--memory-mb", "5")).Code);
+        Assert.Equal(ExitCodes.Usage, (await Trenv(c, null, "deploy", "only-a-name")).Code);
+
+        // --json on every command that prints data parses as JSON; the answers' shapes are the API's.
+        async Task<System.Text.Json.JsonElement> Json(params string[] args)
+        {
+            var (status, text, problem) = await Trenv(c, null, [.. args, "--json"]);
+            Assert.True(status == 0, $"trenv {string.Join(' ', args)}: {status} {problem}");
+            return d(text);
+        }
+        var invoked = await Json("invoke", "greeter", "-d", "x");
+        Assert.Equal(200, invoked.GetProperty("status").GetInt32());
+        Assert.StartsWith("hello", invoked.GetProperty("output").GetString(), StringComparison.Ordinal);
+        Assert.False(string.IsNullOrEmpty(invoked.GetProperty("headers").GetProperty("X-TrEnv-Start").GetString()));
+        Assert.True((await Json("templates")).GetProperty("templates").GetArrayLength() >= 1);
+        Assert.Equal(1, (await Json("cluster")).GetProperty("workers").GetArrayLength());
+        Assert.Equal("greeter", (await Json("logs", "greeter")).GetProperty("name").GetString());
+        var session = (await Json("session", "new", "greeter")).GetProperty("id").GetString()!;
+        Assert.Equal("active", (await Json("session", "show", session)).GetProperty("state").GetString());
+        Assert.Equal("paused", (await Json("session", "pause", session)).GetProperty("state").GetString());
+        // The list is the catalog's, which folds the registry's events a moment later.
+        await Poll.UntilAsync(async () => (await Json("session", "ls")).EnumerateArray().Any(s => s.GetProperty("id").GetString() == session),
+            TimeSpan.FromSeconds(30), () => "the session in session ls --json");
+        Assert.Equal(session, (await Json("session", "fork", session, "-n", "2")).GetProperty("parent").GetString());
+        await Json("session", "rm", session);
+        await Json("rm", "greeter");
+    }
+
+    private static Func<string, System.Text.Json.JsonElement> JsonDocumentOf => text => System.Text.Json.JsonDocument.Parse(text).RootElement;
+
+    [Fact]
     public async Task A_scaffolded_guest_builds_deploys_and_answers()
     {
         await using var c = new LocalCluster();

@@ -44,10 +44,14 @@ public sealed class SessionForking(IRequiredActor<SessionRegion> sessions, IRequ
             // The durable copy is written while the pool and the template registry record the children's holds and
             // the children are created; the fork answers only once it is on disk (a child is a paused session, which
             // survives the pool's death).
-            var durable = point.Captured
+            // A state no different from its template stores no pages: there is no region to copy or hold.
+            var stored = delta.Region.Length > 0;
+            var durable = point.Captured && stored
                 ? pool.ActorRef.Ask<PoolReplies.Durable>(new PoolCommands.SaveDurable(PoolCommands.DefaultPool, owner), StepTimeout, ct)
                 : Task.FromResult(new PoolReplies.Durable(owner, true, null));
-            var held = pool.ActorRef.Ask<PoolReplies.Held>(new PoolCommands.Hold(PoolCommands.DefaultPool, delta.Owner, ids), StepTimeout, ct);
+            var held = stored
+                ? pool.ActorRef.Ask<PoolReplies.Held>(new PoolCommands.Hold(PoolCommands.DefaultPool, delta.Owner, ids), StepTimeout, ct)
+                : Task.FromResult(new PoolReplies.Held(delta.Owner, true));
             // The base template every child's state applies over: held for all of them in one event.
             var baseHold = delta.Base is { } baseTemplate
                 ? templates.ActorRef.Ask<IProtocolMessage>(new TemplateCommands.HoldAll(baseTemplate.Key, ids), StepTimeout, ct)
