@@ -43,6 +43,7 @@ builder.Services.AddTrEnvNode(settings, (akka, provider) => akka
 builder.Services.AddTrEnvMetrics(settings.Name);
 
 var app = builder.Build();
+app.UseTraceParentAnswers();
 app.UseJsonErrors();
 app.MapClusterApi();
 app.MapFunctionsApi();

@@ -1,12 +1,16 @@
 namespace TrEnv.Contracts;
 
-/// <summary>What a coordinator sends a worker to run one invocation; everything the worker needs rides along, so no lookup sits on the path.</summary>
+/// <summary>
+/// What a coordinator sends a worker to run one invocation; everything the worker needs rides along, so no lookup sits on
+/// the path. <paramref name="TraceParent"/> is the W3C trace context of the coordinator's span around the call.
+/// </summary>
 public sealed record WorkerInvoke(
     string InvocationId,
     string Function,
     FunctionVersion Version,
     TemplateInfo? Template,
-    byte[] Input) : IProtocolMessage;
+    byte[] Input,
+    string? TraceParent = null) : IProtocolMessage;
 
 /// <summary>A worker's answer. On failure <see cref="ErrorKind"/> is an <see cref="ErrorKinds"/> value and Output is empty.</summary>
 public sealed record WorkerInvokeResult(

@@ -57,13 +57,16 @@ public static class SandboxMessages
         /// <summary>Only labels the host's log lines.</summary>
         public string? InvocationId { get; init; }
 
+        /// <summary>The worker's span around the load (W3C traceparent); when it is sampled the host reports its own steps as <see cref="HostSpan"/>s.</summary>
+        public string? TraceParent { get; init; }
+
         internal void Write(FrameWriter w)
         {
             w.Str(Function).Str(ModuleHash).Str(ModuleDirectory).I64(MemoryLimitBytes).I32(TimeoutMs).I32(InitTimeoutMs);
             Pairs(w, Environment);
             w.Str(LayerPath).I64(TmpBytes);
             Pairs(w, ReadOnlyDirectories);
-            w.Str(InvocationId);
+            w.Str(InvocationId).Str(TraceParent);
         }
 
         internal static InstanceSpec Read(ref FrameReader r)
@@ -73,16 +76,17 @@ public static class SandboxMessages
                 TmpBytes = r.I64(),
                 ReadOnlyDirectories = Pairs(ref r, 64),
                 InvocationId = r.Str(),
+                TraceParent = r.Str(),
             };
 
-        private static void Pairs(FrameWriter w, IReadOnlyList<KeyValuePair<string, string>> pairs)
+        internal static void Pairs(FrameWriter w, IReadOnlyList<KeyValuePair<string, string>> pairs)
         {
             w.I32(pairs.Count);
             foreach (var (k, v) in pairs)
                 w.Str(k).Str(v);
         }
 
-        private static List<KeyValuePair<string, string>> Pairs(ref FrameReader r, int most)
+        internal static List<KeyValuePair<string, string>> Pairs(ref FrameReader r, int most)
         {
             var count = r.I32();
             var pairs = new List<KeyValuePair<string, string>>(Math.Clamp(count, 0, most));
@@ -185,27 +189,45 @@ public static class SandboxMessages
     /// <summary><paramref name="FilesMicros"/>: the part of the load spent preparing /tmp (mounting the layer).</summary>
     public sealed record Loaded(StartKind Start, bool ModuleWasCached, long LoadMicros, long MemoryBytes, byte[] Stdout, byte[] Stderr, long FilesMicros = 0) : ISandboxReply
     {
+        /// <summary>The load's steps as the host timed them, when its traceparent was sampled.</summary>
+        public IReadOnlyList<HostSpan> Spans { get; init; } = [];
+
         public byte Type => LoadedType;
-        public void Write(FrameWriter w) => w.U8((byte)Start).Bool(ModuleWasCached).I64(LoadMicros).I64(MemoryBytes).Bytes(Stdout).Bytes(Stderr).I64(FilesMicros);
-        public static Loaded Read(ref FrameReader r) => new((StartKind)r.U8(), r.Bool(), r.I64(), r.I64(), r.Bytes(), r.Bytes(), r.I64());
+
+        public void Write(FrameWriter w)
+        {
+            w.U8((byte)Start).Bool(ModuleWasCached).I64(LoadMicros).I64(MemoryBytes).Bytes(Stdout).Bytes(Stderr).I64(FilesMicros);
+            HostSpan.WriteAll(w, Spans);
+        }
+
+        public static Loaded Read(ref FrameReader r) => new((StartKind)r.U8(), r.Bool(), r.I64(), r.I64(), r.Bytes(), r.Bytes(), r.I64()) { Spans = HostSpan.ReadAll(ref r) };
     }
 
     /// <summary>
     /// Runs one invocation on the loaded instance. A zero timeout keeps the one given at load.
     /// <paramref name="InvocationId"/> only labels the host's log lines.
     /// </summary>
-    public sealed record Invoke(byte[] Input, int TimeoutMs, string? InvocationId = null) : ISandboxRequest
+    public sealed record Invoke(byte[] Input, int TimeoutMs, string? InvocationId = null, string? TraceParent = null) : ISandboxRequest
     {
         public byte Type => InvokeType;
-        public void Write(FrameWriter w) => w.Bytes(Input).I32(TimeoutMs).Str(InvocationId);
-        public static Invoke Read(ref FrameReader r) => new(r.Bytes(), r.I32(), r.Str());
+        public void Write(FrameWriter w) => w.Bytes(Input).I32(TimeoutMs).Str(InvocationId).Str(TraceParent);
+        public static Invoke Read(ref FrameReader r) => new(r.Bytes(), r.I32(), r.Str(), r.Str());
     }
 
     public sealed record Invoked(byte[] Output, long ExecMicros, byte[] Stdout, byte[] Stderr) : ISandboxReply
     {
+        /// <summary>The guest call as the host timed it, when the invoke's traceparent was sampled.</summary>
+        public IReadOnlyList<HostSpan> Spans { get; init; } = [];
+
         public byte Type => InvokedType;
-        public void Write(FrameWriter w) => w.Bytes(Output).I64(ExecMicros).Bytes(Stdout).Bytes(Stderr);
-        public static Invoked Read(ref FrameReader r) => new(r.Bytes(), r.I64(), r.Bytes(), r.Bytes());
+
+        public void Write(FrameWriter w)
+        {
+            w.Bytes(Output).I64(ExecMicros).Bytes(Stdout).Bytes(Stderr);
+            HostSpan.WriteAll(w, Spans);
+        }
+
+        public static Invoked Read(ref FrameReader r) => new(r.Bytes(), r.I64(), r.Bytes(), r.Bytes()) { Spans = HostSpan.ReadAll(ref r) };
     }
 
     /// <summary>
@@ -309,5 +331,46 @@ public static class SandboxMessages
             FailureType => Failure.Read(ref r),
             _ => throw new InvalidDataException($"Unknown sandbox reply type {type}."),
         };
+    }
+}
+
+/// <summary>
+/// A step the sandbox host timed for a sampled request: it has no network of its own to export spans, so it reports
+/// them in its reply and its worker exports them (service trenv-sandbox-host). <paramref name="Parent"/> is the index
+/// of an earlier span of the same reply, or -1 for the request's own span.
+/// </summary>
+public sealed record HostSpan(string Name, long StartUnixMicros, long DurationMicros, int Parent, IReadOnlyList<KeyValuePair<string, string>> Attributes)
+{
+    private const int MaxSpans = 64;
+
+    /// <summary>Whether a traceparent asks for recording (its sampled flag), so a host reports spans only when they will be exported.</summary>
+    public static bool Sampled(string? traceParent) => traceParent is { Length: 55 } && traceParent.EndsWith("-01", StringComparison.Ordinal);
+
+    public static long NowUnixMicros() => (DateTime.UtcNow.Ticks - DateTime.UnixEpoch.Ticks) / 10;
+
+    internal static void WriteAll(FrameWriter w, IReadOnlyList<HostSpan> spans)
+    {
+        w.I32(spans.Count);
+        foreach (var s in spans)
+        {
+            w.Str(s.Name).I64(s.StartUnixMicros).I64(s.DurationMicros).I32(s.Parent);
+            SandboxMessages.InstanceSpec.Pairs(w, s.Attributes);
+        }
+    }
+
+    internal static IReadOnlyList<HostSpan> ReadAll(ref FrameReader r)
+    {
+        var count = r.I32();
+        if (count is < 0 or > MaxSpans)
+            throw new InvalidDataException($"A reply reports {count} spans; at most {MaxSpans} are allowed.");
+        var spans = new HostSpan[count];
+        for (var i = 0; i < count; i++)
+        {
+            var (name, start, duration, parent) = (r.Required(), r.I64(), r.I64(), r.I32());
+            if (parent < -1 || parent >= i)
+                throw new InvalidDataException($"Span {i} names parent {parent}, which is not an earlier span.");
+            spans[i] = new HostSpan(name, start, duration, parent, SandboxMessages.InstanceSpec.Pairs(ref r, 32));
+        }
+        return spans;
     }
 }

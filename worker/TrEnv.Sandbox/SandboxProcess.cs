@@ -127,10 +127,26 @@ public sealed class SandboxProcess : IAsyncDisposable
     }
 
     public async Task<Loaded> LoadAsync(Load load, CancellationToken ct = default)
-        => Expect<Loaded>(await CallAsync(load, TimeSpan.FromMilliseconds(load.Instance.InitTimeoutMs) + TimeSpan.FromSeconds(30), ct).ConfigureAwait(false));
+    {
+        var (traced, parent) = Traced(load);
+        var loaded = Expect<Loaded>(await CallAsync(traced, TimeSpan.FromMilliseconds(load.Instance.InitTimeoutMs) + TimeSpan.FromSeconds(30), ct).ConfigureAwait(false));
+        HostSpans.Emit(loaded.Spans, parent, Pid);
+        return loaded;
+    }
 
     public async Task<Invoked> InvokeAsync(byte[] input, TimeSpan timeout, CancellationToken ct = default, string? invocationId = null)
-        => Expect<Invoked>(await CallAsync(new Invoke(input, (int)timeout.TotalMilliseconds, invocationId), timeout, ct).ConfigureAwait(false));
+    {
+        var parent = Activity.Current?.Context ?? default;
+        var invoked = Expect<Invoked>(await CallAsync(new Invoke(input, (int)timeout.TotalMilliseconds, invocationId, HostSpans.CurrentTraceParent()), timeout, ct).ConfigureAwait(false));
+        HostSpans.Emit(invoked.Spans, parent, Pid);
+        return invoked;
+    }
+
+    // A load carries the caller's span, so the host times its steps when that span is recorded.
+    private static (Load Load, ActivityContext Parent) Traced(Load load)
+        => HostSpans.CurrentTraceParent() is { } traceParent
+            ? (load with { Instance = load.Instance with { TraceParent = traceParent } }, Activity.Current!.Context)
+            : (load, default);
 
     /// <summary>
     /// Where the pool pages this sandbox writes in a capture are charged (a group of the node's), so they never
@@ -167,8 +183,11 @@ public sealed class SandboxProcess : IAsyncDisposable
     /// </summary>
     public async Task<(ResetDone Reset, Loaded Loaded)> ResetAndLoadAsync(Load load, CancellationToken ct = default)
     {
-        var replies = await CallManyAsync([new Reset(), load], TimeSpan.FromMilliseconds(load.Instance.InitTimeoutMs) + TimeSpan.FromSeconds(40), ct).ConfigureAwait(false);
-        return (Expect<ResetDone>(replies[0]), Expect<Loaded>(replies[1]));
+        var (traced, parent) = Traced(load);
+        var replies = await CallManyAsync([new Reset(), traced], TimeSpan.FromMilliseconds(load.Instance.InitTimeoutMs) + TimeSpan.FromSeconds(40), ct).ConfigureAwait(false);
+        var loaded = Expect<Loaded>(replies[1]);
+        HostSpans.Emit(loaded.Spans, parent, Pid);
+        return (Expect<ResetDone>(replies[0]), loaded);
     }
 
     private async Task<ISandboxReply> CallAsync(ISandboxRequest request, TimeSpan guestDeadline, CancellationToken ct)

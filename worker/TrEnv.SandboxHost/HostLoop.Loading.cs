@@ -23,9 +23,11 @@ internal sealed partial class HostLoop
 
     private Loaded DoLoad(Load load)
     {
+        var at = HostSpan.Sampled(load.Instance.TraceParent) ? HostSpan.NowUnixMicros() : 0;
         var started = Stopwatch.GetTimestamp();
         DropInstance();
         var spec = load.Instance;
+        var moduleAt = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
         if (!ModuleHash.IsValid(spec.ModuleHash))
             throw new InvalidModuleException($"\"{spec.ModuleHash}\" is not a module hash.");
 
@@ -47,6 +49,7 @@ internal sealed partial class HostLoop
             _modules[spec.ModuleHash] = module;
         }
 
+        var moduleMicros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds - moduleAt;
         var options = new InstanceOptions
         {
             MemoryLimitBytes = spec.MemoryLimitBytes,
@@ -94,7 +97,30 @@ internal sealed partial class HostLoop
         SandboxLog.Write(Console.Error, "load", spec.InvocationId, spec.Function, ("source", load.Source.ToString().ToLowerInvariant()),
             ("origin", _instance.Origin.ToString().ToLowerInvariant()), ("moduleCached", wasCached), ("micros", micros), ("memoryBytes", _instance.MemoryBytes),
             ("filesMicros", filesMicros), ("createMicros", createMicros), ("restoreMicros", restoreMicros));
-        return new Loaded(_instance.Origin, wasCached, micros, _instance.MemoryBytes, ReadLog(_stdoutLog, ref _stdoutOffset), ReadLog(_stderrLog, ref _stderrOffset), filesMicros);
+        return new Loaded(_instance.Origin, wasCached, micros, _instance.MemoryBytes, ReadLog(_stdoutLog, ref _stdoutOffset), ReadLog(_stderrLog, ref _stderrOffset), filesMicros)
+        {
+            Spans = at == 0 ? [] : LoadSpans(load, at, micros, moduleAt, moduleMicros, wasCached, filesMicros, createMicros, restoreMicros),
+        };
+    }
+
+    // The load and its steps, laid end to end from the load's start (the steps run one after another).
+    private HostSpan[] LoadSpans(Load load, long at, long micros, long moduleAt, long moduleMicros, bool moduleCached, long filesMicros, long createMicros, long restoreMicros)
+    {
+        static KeyValuePair<string, string> Tag(string key, string value) => new(key, value);
+        var step = at + moduleAt;
+        var spans = new List<HostSpan>
+        {
+            new("trenv.sandbox.load", at, micros, -1,
+                [Tag("faas.name", load.Instance.Function), Tag("trenv.load.source", load.Source.ToString().ToLowerInvariant()), Tag("trenv.start", _instance!.Origin.ToHeader())]),
+            new("trenv.sandbox.module", step, moduleMicros, 0, [Tag("trenv.module.cached", moduleCached ? "true" : "false")]),
+        };
+        step += moduleMicros;
+        spans.Add(new("trenv.sandbox.files", step, filesMicros, 0, []));
+        step += filesMicros;
+        spans.Add(new("trenv.sandbox.instantiate", step, createMicros, 0, []));
+        step += createMicros;
+        spans.Add(new(load is LoadCold ? "trenv.sandbox.init" : "trenv.sandbox.restore", step, restoreMicros, 0, []));
+        return [.. spans];
     }
 
     // A session's /tmp changes, read from the pool after its pages and checked before anything is written.

@@ -123,12 +123,17 @@ internal sealed partial class HostLoop : IDisposable
     {
         if (_instance is null)
             throw new EngineException(ErrorKinds.NotLoaded, "No function is loaded in this sandbox.");
+        var at = HostSpan.Sampled(invoke.TraceParent) ? HostSpan.NowUnixMicros() : 0;
         var started = Stopwatch.GetTimestamp();
         var output = _instance.Invoke(invoke.Input, invoke.TimeoutMs > 0 ? TimeSpan.FromMilliseconds(invoke.TimeoutMs) : null);
         var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
         if (LogsEveryInvocation)
             SandboxLog.Write(Console.Error, "invoke", invoke.InvocationId, _loaded?.Instance.Function, ("micros", micros), ("inputBytes", invoke.Input.Length), ("outputBytes", output.Length));
-        return new Invoked(output, micros, ReadLog(_stdoutLog, ref _stdoutOffset), ReadLog(_stderrLog, ref _stderrOffset));
+        return new Invoked(output, micros, ReadLog(_stdoutLog, ref _stdoutOffset), ReadLog(_stderrLog, ref _stderrOffset))
+        {
+            Spans = at == 0 ? [] : [new HostSpan("trenv.guest.call", at, micros, -1,
+                [new("faas.name", _loaded?.Instance.Function ?? ""), new("trenv.input_bytes", invoke.Input.Length.ToString(System.Globalization.CultureInfo.InvariantCulture))])],
+        };
     }
 
     private ResetDone DoReset()

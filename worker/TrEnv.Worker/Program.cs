@@ -25,6 +25,9 @@ builder.Services.AddTrEnvNode(settings, (akka, provider) => akka
     .AddRegistryProxies()
     .AddWorker(settings, Path.Combine(settings.DataDirectory, "healthy"), provider.GetRequiredService<ILoggerFactory>().CreateLogger("TrEnv.Worker"), (registry, _) => manager = new SandboxManager(settings, host,
         new RegistryClient(registry.Get<ModuleProxy>(), registry.Get<TemplateProxy>(), registry.Get<PoolAllocatorProxy>(), registry.Get<SessionProxy>()), provider.GetRequiredService<ILoggerFactory>())));
+builder.Services.AddTrEnvTelemetry("trenv-worker", settings.Name, [NodeTelemetry.Worker]);
+// The sandbox hosts' own steps, reported over their pipes, go out under their service name.
+using var hostSpans = NodeTelemetry.ForeignSpans("trenv-sandbox-host", settings.Name, TrEnv.Sandbox.HostSpans.SourceName);
 var app = builder.Build();
 var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TrEnv.Worker");
 app.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStarted

@@ -133,7 +133,12 @@ public static partial class InvokeApi
         TemplateCatalog templates, WorkerDirectory workers, CoordinatorMetrics metrics, ILogger log, long started, CancellationToken ct)
     {
         var key = TemplateCommands.KeyOf(name, version.Version);
-        var worker = workers.Choose(key);
+        WorkerEntry? worker;
+        using (var place = NodeTelemetry.Coordinator.StartActivity("trenv.place"))
+        {
+            worker = workers.Choose(key);
+            place?.SetTag("trenv.node", worker?.Status.Node);
+        }
         if (worker is null)
         {
             metrics.RecordRefused(name, ErrorKinds.Unavailable);
@@ -141,7 +146,12 @@ public static partial class InvokeApi
             return Error(503, ErrorKinds.Unavailable, "No worker has room for this invocation right now.", 1);
         }
 
-        var message = new WorkerInvoke(invocationId, name, version, templates.Find(key), input);
+        // The hop to the worker: a client span whose context the worker continues.
+        using var hop = NodeTelemetry.Coordinator.StartActivity("trenv.worker.call", System.Diagnostics.ActivityKind.Client);
+        hop?.SetTag("faas.invoked_name", name);
+        hop?.SetTag("faas.invocation_id", invocationId);
+        hop?.SetTag("trenv.node", worker.Status.Node);
+        var message = new WorkerInvoke(invocationId, name, version, templates.Find(key), input, NodeTelemetry.TraceParent(hop));
         WorkerInvokeResult? result = null;
         string? failure = null;
         Interlocked.Increment(ref worker.InFlight);
@@ -181,6 +191,9 @@ public static partial class InvokeApi
         {
             Interlocked.Decrement(ref worker.InFlight);
         }
+        hop?.SetTag("trenv.start", result?.Start.ToHeader());
+        if (result is null || !result.Ok)
+            hop?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, result?.ErrorKind ?? failure);
         if (result is null)
         {
             response.Headers["X-TrEnv-Node"] = worker.Status.Node;

@@ -1,5 +1,6 @@
 using OpenTelemetry.Metrics;
-using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
+using TrEnv.Cluster;
 using TrEnv.Coordinator.Observability;
 
 namespace TrEnv.Coordinator.Api;
@@ -11,14 +12,32 @@ public static class MetricsApi
     {
         services.AddSingleton<PoolUsageSampler>().AddHostedService(p => p.GetRequiredService<PoolUsageSampler>());
         services.AddSingleton<CoordinatorMetrics>();
-        services.AddOpenTelemetry()
-            .ConfigureResource(r => r.AddService("trenv-coordinator", serviceInstanceId: node))
-            .WithMetrics(m => m
-            .AddMeter(CoordinatorMetrics.MeterName)
-            // Every scrape sees the invocations answered before it: no response cache.
-            .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0));
+        services.AddTrEnvTelemetry("trenv-coordinator", node, [NodeTelemetry.Coordinator],
+            tracing: t => t.AddAspNetCoreInstrumentation(o => o.Filter = TracedRequest),
+            metrics: m => m
+                .AddMeter(CoordinatorMetrics.MeterName)
+                .AddAspNetCoreInstrumentation()
+                // Every scrape sees the invocations answered before it: no response cache.
+                .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0));
         return services;
     }
+
+    // The API is traced; scrapes, probes and the dashboard's polling would only bury it.
+    private static bool TracedRequest(HttpContext context)
+        => context.Request.Path.StartsWithSegments("/v1") && !context.Request.Path.StartsWithSegments("/v1/dashboard");
+
+    /// <summary>Every answer carries the W3C traceparent of its request's span (continuing the caller's trace when it sent one).</summary>
+    public static void UseTraceParentAnswers(this WebApplication app)
+        => app.Use((context, next) =>
+        {
+            context.Response.OnStarting(() =>
+            {
+                if (NodeTelemetry.TraceParent(System.Diagnostics.Activity.Current) is { } traceParent)
+                    context.Response.Headers["traceparent"] = traceParent;
+                return Task.CompletedTask;
+            });
+            return next(context);
+        });
 
     public static void MapMetricsApi(this WebApplication app)
     {

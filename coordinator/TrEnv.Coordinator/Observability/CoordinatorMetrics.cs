@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using TrEnv.Contracts;
 using TrEnv.Coordinator.Catalog;
@@ -28,6 +29,13 @@ public sealed class CoordinatorMetrics : IDisposable
     private readonly Histogram<double> _startup;
     private readonly Histogram<double> _exec;
     private readonly Histogram<double> _duration;
+    // OpenTelemetry's FaaS semantic conventions, beside the trenv.* series (which the dashboard and scrapes use).
+    private readonly Counter<long> _faasInvocations;
+    private readonly Counter<long> _faasErrors;
+    private readonly Counter<long> _faasTimeouts;
+    private readonly Counter<long> _faasColdstarts;
+    private readonly Histogram<double> _faasInvokeDuration;
+    private readonly Histogram<double> _faasInitDuration;
     private readonly ConcurrentDictionary<string, byte> _workersSeen = new(StringComparer.Ordinal);
     private readonly RecentInvocations _recent = new(512);
 
@@ -43,6 +51,14 @@ public sealed class CoordinatorMetrics : IDisposable
         _startup = _meter.CreateHistogram("trenv.invocation.startup", "s", "Time to a ready instance on the worker (0 when warm), by start kind.", advice: advice);
         _exec = _meter.CreateHistogram("trenv.invocation.exec", "s", "Guest execution time, by start kind.", advice: advice);
         _duration = _meter.CreateHistogram("trenv.invocation.duration", "s", "Coordinator-side time from request to answer, by start kind.", advice: advice);
+
+        _faasInvocations = _meter.CreateCounter<long>("faas.invocations", "{invocation}", "Number of successful invocations (FaaS semantic conventions), by faas.name.");
+        _faasErrors = _meter.CreateCounter<long>("faas.errors", "{error}", "Number of invocation errors, timeouts included, by faas.name and error.type.");
+        _faasTimeouts = _meter.CreateCounter<long>("faas.timeouts", "{timeout}", "Number of invocation timeouts, by faas.name.");
+        _faasColdstarts = _meter.CreateCounter<long>("faas.coldstarts", "{coldstart}",
+            "Number of invocations that started an instance (trenv.start: template or cold; a template start is a cold start made cheap).");
+        _faasInvokeDuration = _meter.CreateHistogram("faas.invoke_duration", "s", "Duration of the function's logic execution (the guest call).", advice: advice);
+        _faasInitDuration = _meter.CreateHistogram("faas.init_duration", "s", "Duration of the function's initialisation on a cold start (a template restore or init), by trenv.start.", advice: advice);
 
         _meter.CreateObservableGauge("trenv.sandboxes", () => Sandboxes(workers), "{sandbox}", "Sandboxes per worker by state (idle, warm, busy), as each worker last reported.");
         _meter.CreateObservableGauge("trenv.workers", () => workers.Workers.Count, "{worker}", "Workers in this coordinator's directory.");
@@ -77,8 +93,41 @@ public sealed class CoordinatorMetrics : IDisposable
             _captures.Add(1, new KeyValuePair<string, object?>("function", function));
         if (start == "template")
             _restores.Add(1, new KeyValuePair<string, object?>("function", function), new KeyValuePair<string, object?>("sandbox", sandbox));
+        RecordFaas(function, version, start, outcome, startupMicros, execMicros);
         _recent.Add(new InvocationRecord(DateTimeOffset.UtcNow, invocationId, function, version, start, sandbox, outcome, node, startupMicros, execMicros,
             (long)(totalSeconds * 1e6)));
+    }
+
+    // faas.* instruments: every invocation comes over HTTP; a new instance (template or cold) is a cold start.
+    private void RecordFaas(string function, int version, string start, string outcome, long startupMicros, long execMicros)
+    {
+        var cold = start is "template" or "cold";
+        var tags = new TagList
+        {
+            { "faas.name", function },
+            { "faas.version", version.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+            { "faas.trigger", "http" },
+            { "faas.coldstart", cold },
+        };
+        if (outcome == "ok")
+            _faasInvocations.Add(1, tags);
+        else
+            RecordFaasError(tags, outcome);
+        _faasInvokeDuration.Record(execMicros / 1e6, tags);
+        if (cold)
+        {
+            var started = new TagList { { "faas.name", function }, { "faas.trigger", "http" }, { "trenv.start", start } };
+            _faasColdstarts.Add(1, started);
+            _faasInitDuration.Record(startupMicros / 1e6, started);
+        }
+    }
+
+    private void RecordFaasError(TagList tags, string kind)
+    {
+        tags.Add("error.type", kind);
+        _faasErrors.Add(1, tags);
+        if (kind == ErrorKinds.Timeout)
+            _faasTimeouts.Add(1, tags);
     }
 
     /// <summary>
@@ -88,6 +137,7 @@ public sealed class CoordinatorMetrics : IDisposable
     public void RecordRefused(string? function, string kind)
     {
         _failures.Add(1, new KeyValuePair<string, object?>("kind", kind), new KeyValuePair<string, object?>("function", function ?? ""));
+        RecordFaasError(new TagList { { "faas.name", function ?? "" }, { "faas.trigger", "http" } }, kind);
         _recent.Add(new InvocationRecord(DateTimeOffset.UtcNow, "", function ?? "", 0, "none", "", kind, "", 0, 0, 0));
     }
 

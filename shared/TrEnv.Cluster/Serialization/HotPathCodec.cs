@@ -10,8 +10,9 @@ namespace TrEnv.Cluster.Serialization;
 internal static class HotPathCodec
 {
     // 2: limits carry cpu, network and layer; 3: results carry the worker's state sequence; 4: limits carry the runtime;
-    // 5: limits carry the init deadline and the /tmp bound; 6: results carry the start kind and sandbox origin as bytes.
-    private const byte Current = 6;
+    // 5: limits carry the init deadline and the /tmp bound; 6: results carry the start kind and sandbox origin as bytes;
+    // 7: an invocation carries its trace context.
+    private const byte Current = 7;
     private const byte Oldest = 2;
 
     public static byte[] Encode(WorkerInvoke m)
@@ -24,6 +25,7 @@ internal static class HotPathCodec
         Write(w, m.Version);
         Write(w, m.Template);
         Bytes(w, m.Input);
+        w.Write(m.TraceParent ?? "");
         w.Flush();
         return stream.ToArray();
     }
@@ -31,7 +33,8 @@ internal static class HotPathCodec
     public static WorkerInvoke DecodeInvoke(byte[] bytes)
     {
         using var r = Reader(bytes);
-        return new WorkerInvoke(r.ReadString(), r.ReadString(), ReadVersion(r, bytes[0]), ReadTemplate(r), Bytes(r));
+        var invoke = new WorkerInvoke(r.ReadString(), r.ReadString(), ReadVersion(r, bytes[0]), ReadTemplate(r), Bytes(r));
+        return bytes[0] >= 7 && r.ReadString() is { Length: > 0 } traceParent ? invoke with { TraceParent = traceParent } : invoke;
     }
 
     public static byte[] Encode(WorkerInvokeResult m)

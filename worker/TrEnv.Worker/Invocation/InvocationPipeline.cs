@@ -4,6 +4,7 @@ using TrEnv.Cluster;
 using TrEnv.Contracts;
 using TrEnv.Engine;
 using TrEnv.Sandbox;
+using static TrEnv.Sandbox.SandboxMessages;
 using TrEnv.Worker.Artifacts;
 using TrEnv.Worker.Capacity;
 using TrEnv.Worker.Isolation;
@@ -33,7 +34,16 @@ public sealed class InvocationPipeline(
 {
     public async Task<WorkerInvokeResult> InvokeAsync(WorkerInvoke request, CancellationToken ct)
     {
+        // The worker's part of the coordinator's trace: the call's context rode inside the message.
+        using var span = NodeTelemetry.Worker.StartActivity("trenv.worker.invoke", ActivityKind.Server, NodeTelemetry.ParentOf(request.TraceParent));
+        span?.SetTag("faas.name", request.Function);
+        span?.SetTag("faas.invocation_id", request.InvocationId);
+        span?.SetTag("trenv.node", settings.Name);
         var result = await RunAsync(request, ct);
+        span?.SetTag("trenv.start", result.Start.ToHeader());
+        span?.SetTag("trenv.sandbox", result.Sandbox.ToHeader());
+        if (!result.Ok)
+            span?.SetStatus(ActivityStatusCode.Error, result.ErrorKind);
         var (busy, sequence) = pool.Advance();
         return result with { BusyAfter = busy, Sequence = sequence };
     }
@@ -53,7 +63,12 @@ public sealed class InvocationPipeline(
         var (prepared, unprepared) = await artifacts.PrepareAsync(request.Function, request.Version, ct);
         if (unprepared is not null)
             return Failed(request, unprepared.Kind, unprepared.Message);
-        var acquired = await pool.AcquireAsync(key, request.Version.Limits.Network, atMemoryBound: bound.Reached);
+        Acquisition<IsolatedSandbox> acquired;
+        using (var acquiring = NodeTelemetry.Worker.StartActivity("trenv.sandbox.acquire"))
+        {
+            acquired = await pool.AcquireAsync(key, request.Version.Limits.Network, atMemoryBound: bound.Reached);
+            acquiring?.SetTag("trenv.sandbox", acquired.Slot is null ? "none" : acquired.Origin.ToHeader());
+        }
         if (acquired.Slot is not { } slot)
             return Failed(request, ErrorKinds.NoCapacity, WorkerLog.NoRoomMessage(settings, acquired.Refused!.Value));
         var sandbox = acquired.Origin;
@@ -64,11 +79,15 @@ public sealed class InvocationPipeline(
             if (slot.Instance?.Key != key)
             {
                 var load = new FunctionLoad(key, request.Version, prepared!, request.Template, request.InvocationId);
+                using var loading = NodeTelemetry.Worker.StartActivity("trenv.worker.load");
                 var outcome = await loader.LoadAsync(slot, load, kind => start = kind, ct);
                 (start, captured) = (outcome.Kind, outcome.Captured);
+                loading?.SetTag("trenv.start", start.ToHeader());
             }
             var startupMicros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
-            var result = await slot.Sandbox.Process.InvokeAsync(request.Input, TimeSpan.FromMilliseconds(request.Version.Limits.TimeoutMs), ct, request.InvocationId);
+            Invoked result;
+            using (NodeTelemetry.Worker.StartActivity("trenv.sandbox.call", ActivityKind.Client))
+                result = await slot.Sandbox.Process.InvokeAsync(request.Input, TimeSpan.FromMilliseconds(request.Version.Limits.TimeoutMs), ct, request.InvocationId);
             logs.Append(request.Function, request.Version.Version, result.Stdout, result.Stderr);
             Release(slot);
             if (start == StartKind.Template && mirror?.PageSocket is not null && (request.Template ?? templates.Find(key)) is { } used)

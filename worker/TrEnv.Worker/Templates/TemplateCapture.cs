@@ -16,6 +16,8 @@ public sealed class TemplateCapture(string node, string poolPath, IRegistryClien
     {
         var header = templates.Scratch(key.ToString(), "tpl");
         var name = key.ToString();
+        using var span = TrEnv.Cluster.NodeTelemetry.Worker.StartActivity("trenv.template.capture");
+        span?.SetTag("trenv.template", name);
         try
         {
             var probe = await sandbox.CaptureAsync(new Capture(poolPath, 0, 0, header, node), ct);

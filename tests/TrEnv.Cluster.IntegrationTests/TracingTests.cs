@@ -1,0 +1,71 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using TrEnv.Bench.Tracing;
+
+namespace TrEnv.Tests;
+
+/// <summary>Traces over OTLP: one template start followed from the caller's span through the coordinator, the worker and the sandbox host.</summary>
+public sealed class TracingTests
+{
+    [Fact]
+    public async Task One_trace_follows_a_template_start_through_the_coordinator_the_worker_and_the_sandbox_host()
+    {
+        using var sink = new OtlpSink(FreePort());
+        await using var c = new LocalCluster();
+        foreach (var (key, value) in sink.Environment)
+            c.Environment[key] = value;
+        await c.StartAllAsync("worker-1");
+        await c.Api.DeployGuestAsync("hello", "hello");
+        Assert.Equal("cold", (await c.Api.InvokeAsync("hello", "x")).Start);
+        await c.Api.ScaleToZeroAsync("hello");
+
+        // The caller's own trace continues through the cluster, and the answer names the coordinator's span in it.
+        var traceId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+        var callerSpan = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/functions/hello/invoke") { Content = new StringContent("traced") };
+        request.Headers.Add("traceparent", $"00-{traceId}-{callerSpan}-01");
+        using var answer = await c.Http.SendAsync(request);
+        Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+        Assert.Equal("template", answer.Headers.GetValues("X-TrEnv-Start").Single());
+        var echoed = answer.Headers.GetValues("traceparent").Single().Split('-');
+        Assert.Equal(traceId, echoed[1]);
+
+        IReadOnlyList<OtlpSpan> trace = [];
+        await Poll.UntilAsync(() =>
+        {
+            trace = sink.Trace(traceId);
+            return Task.FromResult(new[] { "trenv.guest.call", "trenv.sandbox.restore", "trenv.worker.invoke" }.All(n => trace.Any(s => s.Name == n))
+                && trace.Any(s => s.ParentSpanId == callerSpan));
+        }, TimeSpan.FromSeconds(30), () => "the trace's spans at the receiver; so far:\n" + OtlpSink.Render(trace));
+
+        OtlpSpan Only(string name, string service, OtlpSpan parent)
+        {
+            var span = Assert.Single(trace, s => s.Name == name);
+            Assert.True((span.Service, span.ParentSpanId) == (service, parent.SpanId), $"{name}: {span.Service} under {span.ParentSpanId}\n{OtlpSink.Render(trace)}");
+            Assert.True(span.StartNanos >= parent.StartNanos - 1_000_000 && span.EndNanos <= parent.EndNanos + 1_000_000, $"{name} outside {parent.Name}\n{OtlpSink.Render(trace)}");
+            return span;
+        }
+        var server = Assert.Single(trace, s => s.ParentSpanId == callerSpan);
+        Assert.Equal(("trenv-coordinator", echoed[2]), (server.Service, server.SpanId));
+        Only("trenv.place", "trenv-coordinator", server);
+        var call = Only("trenv.worker.call", "trenv-coordinator", server);
+        var invoke = Only("trenv.worker.invoke", "trenv-worker", call);
+        Assert.Equal(("template", "hello"), (invoke.Attributes["trenv.start"], invoke.Attributes["faas.name"]));
+        Only("trenv.sandbox.acquire", "trenv-worker", invoke);
+        var load = Only("trenv.worker.load", "trenv-worker", invoke);
+        var hostLoad = Only("trenv.sandbox.load", "trenv-sandbox-host", load);
+        Assert.Equal("template", hostLoad.Attributes["trenv.start"]);
+        Only("trenv.sandbox.instantiate", "trenv-sandbox-host", hostLoad);
+        Only("trenv.sandbox.restore", "trenv-sandbox-host", hostLoad);
+        var sandboxCall = Only("trenv.sandbox.call", "trenv-worker", invoke);
+        Only("trenv.guest.call", "trenv-sandbox-host", sandboxCall);
+    }
+
+    private static int FreePort()
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        return ((IPEndPoint)probe.LocalEndpoint).Port;
+    }
+}
