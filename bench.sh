@@ -89,18 +89,49 @@ fi
 export TRENV_HTTP_PORT=${TRENV_HTTP_PORT:-8190} TRENV_BASE_PORT=${TRENV_BASE_PORT:-4190} TRENV_WORKERS=${TRENV_WORKERS:-1}
 export TRENV_POOL_PATH=/dev/shm/trenv-e2e-$$/pool TRENV_POOL_SIZE_MB=8192
 export TRENV_URL="http://127.0.0.1:$TRENV_HTTP_PORT"
-scripts/cluster.sh
-cleanup() {
+sink=
+stop_cluster() {
   kill $(cat "$TRENV_CLUSTER_DIR/pids") 2>/dev/null || true
   sleep 2
   kill -9 $(cat "$TRENV_CLUSTER_DIR/pids") 2>/dev/null || true
-  rm -rf "$TRENV_CLUSTER_DIR" "$(dirname "$TRENV_POOL_PATH")"
+  rm -rf "$TRENV_CLUSTER_DIR"/* "$(dirname "$TRENV_POOL_PATH")"
+}
+cleanup() {
+  stop_cluster
+  [[ -n $sink ]] && kill "$sink" 2>/dev/null
+  rm -rf "$TRENV_CLUSTER_DIR"
 }
 trap cleanup EXIT
-for _ in $(seq 1 240); do
-  cluster=$(curl -sf "$TRENV_URL/v1/cluster" 2>/dev/null || true)
-  # Ready when the coordinator serves, every worker reported, and the pool allocator answers.
-  [[ $(grep -o '"isolation"' <<<"$cluster" | wc -l) -ge $TRENV_WORKERS && $cluster == *'"pool":{'* ]] && curl -sf "$TRENV_URL/readyz" >/dev/null 2>&1 && break
-  sleep 0.5
-done
+start_cluster() {
+  scripts/cluster.sh
+  for _ in $(seq 1 240); do
+    cluster=$(curl -sf "$TRENV_URL/v1/cluster" 2>/dev/null || true)
+    # Ready when the coordinator serves, every worker reported, and the pool allocator answers.
+    [[ $(grep -o '"isolation"' <<<"$cluster" | wc -l) -ge $TRENV_WORKERS && $cluster == *'"pool":{'* ]] && curl -sf "$TRENV_URL/readyz" >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+}
+start_cluster
 dotnet "$bench" "$what" "$@"
+if [[ $what == e2e ]]; then
+  # What tracing costs: hello's warm throughput on a fresh cluster with OpenTelemetry off (OTEL_SDK_DISABLED), with
+  # spans only propagated (no exporter, the default), and exporting over OTLP to a local receiver; ratios to off.
+  out=bench/results/e2e.json
+  for ((i = 1; i <= $#; i++)); do [[ ${!i} == --out ]] && { j=$((i + 1)); out=$(dirname "${!j}")/e2e.json; }; done
+  sink_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  dotnet "$bench" sink "$sink_port" &
+  sink=$!
+  for mode in off none otlp otlp_sampled; do
+    stop_cluster
+    case $mode in
+      off) export OTEL_SDK_DISABLED=true ;;
+      none) unset OTEL_SDK_DISABLED ;;
+      otlp) export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$sink_port OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf ;;
+      # One trace in a hundred recorded (the rest propagated only), as a busy deployment would sample.
+      otlp_sampled) export OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.01 ;;
+    esac
+    start_cluster
+    dotnet "$bench" tracing "$TRENV_URL" "$mode" "$out"
+  done
+  unset OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_PROTOCOL OTEL_TRACES_SAMPLER OTEL_TRACES_SAMPLER_ARG
+fi

@@ -116,7 +116,7 @@ internal static class E2eBenchmark
         return (elapsed, Header("X-TrEnv-Start"), Header("X-TrEnv-Sandbox"));
     }
 
-    private static async Task<double> ThroughputAsync(HttpClient http, string name, int concurrency, TimeSpan duration)
+    internal static async Task<double> ThroughputAsync(HttpClient http, string name, int concurrency, TimeSpan duration)
     {
         if (Wrk.Find() is { } wrk)
         {

@@ -6,7 +6,7 @@ using TrEnv.Bench;
 // ./bench.sh pool [--samples N] (TRENV_POOL_URL, TRENV_POOL_PATH: a memory-pool node)
 // ./bench.sh demo
 var command = args.FirstOrDefault() ?? "";
-var options = command is "report" or "trace" ? BenchOptions.Parse([]) : BenchOptions.Parse(args.Skip(1).ToArray());
+var options = command is "report" or "trace" or "tracing" or "sink" ? BenchOptions.Parse([]) : BenchOptions.Parse(args.Skip(1).ToArray());
 switch (command)
 {
     case "startup":
@@ -25,6 +25,11 @@ switch (command)
             Environment.GetEnvironmentVariable("TRENV_RUNTIMES_DIR") is { Length: > 0 } dir ? dir : "/var/cache/trenv/runtimes");
     case "agent":
         return await AgentBenchmark.RunAsync(options, Environment.GetEnvironmentVariable("TRENV_URL") ?? "http://127.0.0.1:8080");
+    case "tracing":
+        // trenv-bench tracing URL off|none|otlp|otlp_sampled E2E_JSON (./bench.sh e2e runs it once per mode, each on a fresh cluster).
+        return args.Length == 4 && args[2] is "off" or "none" or "otlp" or "otlp_sampled" ? await TrEnv.Bench.Tracing.TracingCost.RunAsync(options, args[1], args[2], args[3]) : Usage();
+    case "sink":
+        return args.Length == 2 ? await TrEnv.Bench.Tracing.TracingCost.SinkAsync(int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture)) : Usage();
     case "trace":
         // trenv-bench trace URL SINK_PORT MODULE: the nodes export to 127.0.0.1:SINK_PORT (scripts/trace-tree.sh sets them up).
         return args.Length == 4 ? await TrEnv.Bench.Tracing.TraceTree.RunAsync(args[1], int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture), args[3]) : Usage();
@@ -39,6 +44,6 @@ switch (command)
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: trenv-bench startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e | sandbox [--samples N] | pool | runtimes [--samples N] | agent [--samples N] | trace URL SINK_PORT MODULE | demo | report DATA_DIR REPORT.md");
+    Console.Error.WriteLine("usage: trenv-bench startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e | sandbox [--samples N] | pool | runtimes [--samples N] | agent [--samples N] | trace URL SINK_PORT MODULE | tracing URL MODE E2E_JSON | sink PORT | demo | report DATA_DIR REPORT.md");
     return 2;
 }

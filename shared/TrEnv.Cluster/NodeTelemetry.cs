@@ -21,7 +21,9 @@ public static class NodeTelemetry
 
     public static readonly ActivitySource Worker = new("TrEnv.Worker");
 
-    public static bool Exporting => !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    public static bool Exporting => !Disabled && !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT"));
+
+    public static bool Disabled => string.Equals(Environment.GetEnvironmentVariable("OTEL_SDK_DISABLED"), "true", StringComparison.OrdinalIgnoreCase);
 
     /// <param name="service">service.name of the node's spans and metrics (trenv-coordinator, trenv-worker, trenv-memory-pool).</param>
     /// <param name="sources">The activity sources this node starts spans from.</param>
@@ -30,23 +32,27 @@ public static class NodeTelemetry
     {
         var exporting = Exporting;
         var otel = services.AddOpenTelemetry().ConfigureResource(r => r.AddService(service, serviceInstanceId: node));
+        // OTEL_SDK_DISABLED=true: no spans at all (the baseline ./bench.sh e2e measures tracing against); metrics stay.
+        if (Disabled)
+            return otel.WithMetrics(m => Metrics(m, metrics, exporting: false));
         otel.WithTracing(t =>
         {
             t.AddSource([.. sources.Select(s => s.Name)]).AddHttpClientInstrumentation().AddGrpcClientInstrumentation();
             // Without an exporter nothing is recorded, but every span still carries its context onwards.
-            t.SetSampler(exporting ? new ParentBasedSampler(new AlwaysOnSampler()) : new PropagateOnlySampler());
+            t.SetSampler(exporting ? ConfiguredSampler() : new PropagateOnlySampler());
             tracing?.Invoke(t);
             if (exporting)
                 t.AddOtlpExporter();
         });
-        otel.WithMetrics(m =>
-        {
-            m.AddHttpClientInstrumentation().AddRuntimeInstrumentation();
-            metrics?.Invoke(m);
-            if (exporting)
-                m.AddOtlpExporter();
-        });
-        return otel;
+        return otel.WithMetrics(m => Metrics(m, metrics, exporting));
+    }
+
+    private static void Metrics(MeterProviderBuilder m, Action<MeterProviderBuilder>? more, bool exporting)
+    {
+        m.AddHttpClientInstrumentation().AddRuntimeInstrumentation();
+        more?.Invoke(m);
+        if (exporting)
+            m.AddOtlpExporter();
     }
 
     /// <summary>
@@ -65,6 +71,28 @@ public static class NodeTelemetry
     /// <summary>The parent context a message carried, or default (a new trace) when it carried none or garbage.</summary>
     public static ActivityContext ParentOf(string? traceParent)
         => traceParent is not null && ActivityContext.TryParse(traceParent, null, out var context) ? context : default;
+
+    /// <summary>
+    /// The sampler OTEL_TRACES_SAMPLER names (always_on, always_off, traceidratio and their parentbased_ forms; the
+    /// ratio in OTEL_TRACES_SAMPLER_ARG, default 1); parentbased_always_on when unset. Refuses what it does not know.
+    /// </summary>
+    public static Sampler ConfiguredSampler()
+    {
+        var name = Environment.GetEnvironmentVariable("OTEL_TRACES_SAMPLER") is { Length: > 0 } n ? n.Trim().ToLowerInvariant() : "parentbased_always_on";
+        var arg = Environment.GetEnvironmentVariable("OTEL_TRACES_SAMPLER_ARG");
+        double Ratio()
+            => string.IsNullOrWhiteSpace(arg) ? 1.0
+                : double.TryParse(arg, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var r) && r is >= 0 and <= 1 ? r
+                : throw new InvalidOperationException($"OTEL_TRACES_SAMPLER_ARG \"{arg}\" is not a ratio between 0 and 1.");
+        Sampler Root(string root) => root switch
+        {
+            "always_on" => new AlwaysOnSampler(),
+            "always_off" => new AlwaysOffSampler(),
+            "traceidratio" => new TraceIdRatioBasedSampler(Ratio()),
+            _ => throw new InvalidOperationException($"OTEL_TRACES_SAMPLER \"{name}\" is not one of always_on, always_off, traceidratio, or those with parentbased_ in front."),
+        };
+        return name.StartsWith("parentbased_", StringComparison.Ordinal) ? new ParentBasedSampler(Root(name["parentbased_".Length..])) : Root(name);
+    }
 
     // Drops every span but keeps its context, so W3C trace context flows through the cluster without recording.
     private sealed class PropagateOnlySampler : Sampler

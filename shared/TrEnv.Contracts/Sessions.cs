@@ -82,15 +82,27 @@ public static class SessionCommands
     /// <paramref name="CheckpointEverySeconds"/> &gt; 0: checkpoint the active session after calls, at most that often, so a
     /// worker's death loses only the calls since.
     /// </summary>
-    public sealed record Create(string SessionId, string Function, int IdleTimeoutSeconds, string InvocationId, int CheckpointEverySeconds = 0) : ISessionCommand;
+    public sealed record Create(string SessionId, string Function, int IdleTimeoutSeconds, string InvocationId, int CheckpointEverySeconds = 0) : ISessionCommand, ITraced
+    {
+        public string? TraceParent { get; init; }
+    }
 
-    public sealed record Invoke(string SessionId, string InvocationId, byte[] Input) : ISessionCommand;
+    public sealed record Invoke(string SessionId, string InvocationId, byte[] Input) : ISessionCommand, ITraced
+    {
+        public string? TraceParent { get; init; }
+    }
 
     /// <summary>Pause now; <paramref name="Reason"/> is "api" or "idle".</summary>
-    public sealed record Pause(string SessionId, string Reason) : ISessionCommand;
+    public sealed record Pause(string SessionId, string Reason) : ISessionCommand, ITraced
+    {
+        public string? TraceParent { get; init; }
+    }
 
     /// <summary>Store the active session's state durably without pausing it; <paramref name="Reason"/> is "api" or "periodic".</summary>
-    public sealed record Checkpoint(string SessionId, string Reason) : ISessionCommand;
+    public sealed record Checkpoint(string SessionId, string Reason) : ISessionCommand, ITraced
+    {
+        public string? TraceParent { get; init; }
+    }
 
     /// <summary>
     /// The parent's side of a fork: its state now, as a delta forked children can share (an active session's pages
@@ -109,7 +121,10 @@ public static class SessionCommands
     /// Resume now, on <paramref name="Node"/> when given (a worker's name), else wherever placement says. With
     /// <paramref name="FromLastPause"/> a lost session goes back to its last pause: what it did since is gone.
     /// </summary>
-    public sealed record Resume(string SessionId, string InvocationId, string? Node, bool FromLastPause = false) : ISessionCommand;
+    public sealed record Resume(string SessionId, string InvocationId, string? Node, bool FromLastPause = false) : ISessionCommand, ITraced
+    {
+        public string? TraceParent { get; init; }
+    }
 
     public sealed record Get(string SessionId) : ISessionCommand;
 
@@ -174,16 +189,25 @@ public static class WorkerSessionCommands
     /// capturing the template), then <paramref name="Delta"/> overlaid when resuming.
     /// </summary>
     public sealed record Start(string SessionId, string InvocationId, string Function, FunctionVersion Version, TemplateInfo? Template, SessionDelta? Delta,
-        int IdleTimeoutSeconds) : IProtocolMessage;
+        int IdleTimeoutSeconds) : IProtocolMessage, ITraced
+    {
+        public string? TraceParent { get; init; }
+    }
 
-    public sealed record Invoke(string SessionId, string InvocationId, byte[] Input) : IProtocolMessage;
+    public sealed record Invoke(string SessionId, string InvocationId, byte[] Input) : IProtocolMessage, ITraced
+    {
+        public string? TraceParent { get; init; }
+    }
 
     /// <summary>
     /// Capture the session as a delta over <paramref name="Base"/> into a pool region owned by <paramref name="Owner"/>,
     /// make it durable, then free the sandbox, or with <paramref name="KeepActive"/> (a checkpoint) leave the session running.
     /// Without <paramref name="Durable"/> (a fork) the durable copy is left to the caller.
     /// </summary>
-    public sealed record Pause(string SessionId, string Owner, TemplateInfo? Base, bool KeepActive = false, bool Durable = true) : IProtocolMessage;
+    public sealed record Pause(string SessionId, string Owner, TemplateInfo? Base, bool KeepActive = false, bool Durable = true) : IProtocolMessage, ITraced
+    {
+        public string? TraceParent { get; init; }
+    }
 
     /// <summary>Drop the session's instance without saving it (the session was deleted, or is held elsewhere).</summary>
     public sealed record Release(string SessionId) : IProtocolMessage;
@@ -203,4 +227,10 @@ public static class WorkerSessionReplies
     public sealed record Paused(string SessionId, bool Ok, SessionDelta? Delta, long PauseMicros, string? ErrorKind, string? ErrorMessage, bool InstanceLost) : IProtocolMessage;
 
     public sealed record Released(string SessionId, bool Existed) : IProtocolMessage;
+}
+
+/// <summary>A message that carries its sender's span (W3C traceparent), so the receiver's spans join the same trace.</summary>
+public interface ITraced
+{
+    string? TraceParent { get; }
 }

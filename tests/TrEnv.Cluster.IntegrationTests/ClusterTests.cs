@@ -354,6 +354,26 @@ public sealed class ClusterTests
                 && metrics.Sum("trenv_pool_mapped_bytes", ("worker", "worker-1")) >= helloRegion
                 && metrics.Sum("trenv_workers") == 1 && metrics.Sum("trenv_functions") == 2;
         }, TimeSpan.FromSeconds(15), () => "the gauges to agree with /v1/cluster: " + last);
+
+        // The same invocations in OpenTelemetry's FaaS conventions (a template start is a cold start), plus a timeout;
+        // and the ASP.NET Core and .NET runtime instrumentation beside them.
+        await c.Api.DeployGuestAsync("loop", "loop", "?timeoutMs=300");
+        Assert.Equal(HttpStatusCode.GatewayTimeout, (await c.Api.InvokeAsync("loop", "spin")).Status);
+        var text = await c.Http.GetStringAsync("/metrics");
+        var f = new Prometheus(text);
+        Assert.Equal(5, f.Sum("faas_invocations_total", ("faas_name", "hello"), ("faas_trigger", "http")));
+        Assert.Equal(2, f.Sum("faas_coldstarts_total", ("faas_name", "hello")));
+        Assert.Equal(1, f.Sum("faas_coldstarts_total", ("faas_name", "hello"), ("trenv_start", "template")));
+        Assert.Equal(2, f.Sum("faas_init_duration_seconds_count", ("faas_name", "hello")));
+        Assert.Equal(5, f.Sum("faas_invoke_duration_seconds_count", ("faas_name", "hello"), ("faas_trigger", "http")));
+        Assert.Equal(2, f.Sum("faas_errors_total", ("faas_name", "trap"), ("error_type", "trap")));
+        Assert.Equal(1, f.Sum("faas_errors_total", ("error_type", "not_found")));
+        Assert.Equal(1, f.Sum("faas_errors_total", ("faas_name", "loop"), ("error_type", "timeout")));
+        Assert.Equal(1, f.Sum("faas_timeouts_total", ("faas_name", "loop")));
+        Assert.Equal(0, f.Sum("faas_timeouts_total", ("faas_name", "trap")));
+        Assert.True(f.Sum("http_server_request_duration_seconds_count", ("http_route", "/v1/functions/{name}/invoke")) >= 9, text);
+        Assert.True(f.Sum("http_server_request_duration_seconds_count", ("http_route", "/v1/functions/{name}/invoke"), ("http_response_status_code", "504")) == 1, text);
+        Assert.True(f.Has("dotnet_gc_collections_total") || f.Has("dotnet_gc_heap_total_allocated_bytes_total"), "no .NET runtime series in:\n" + text);
     }
 
     [Fact]

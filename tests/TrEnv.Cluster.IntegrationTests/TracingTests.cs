@@ -60,6 +60,37 @@ public sealed class TracingTests
         Only("trenv.sandbox.restore", "trenv-sandbox-host", hostLoad);
         var sandboxCall = Only("trenv.sandbox.call", "trenv-worker", invoke);
         Only("trenv.guest.call", "trenv-sandbox-host", sandboxCall);
+
+        // A session's pause and resume: the entity's operation, the worker's, and the host's load of the delta.
+        using var created = await c.Http.PostAsync("/v1/sessions", new StringContent("{\"function\":\"hello\"}"));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var session = System.Text.Json.JsonDocument.Parse(await created.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString();
+        async Task<(string TraceId, string Caller)> TracedPost(string path)
+        {
+            var (id, caller) = (Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)), Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8)));
+            using var post = new HttpRequestMessage(HttpMethod.Post, path);
+            post.Headers.Add("traceparent", $"00-{id}-{caller}-01");
+            using var done = await c.Http.SendAsync(post);
+            Assert.True(done.IsSuccessStatusCode, await done.Content.ReadAsStringAsync());
+            return (id, caller);
+        }
+        var paused = await TracedPost($"/v1/sessions/{session}/pause");
+        var resumed = await TracedPost($"/v1/sessions/{session}/resume");
+        await Poll.UntilAsync(() =>
+        {
+            trace = sink.Trace(resumed.TraceId);
+            return Task.FromResult(trace.Any(s => s.Name == "trenv.sandbox.restore") && sink.Trace(paused.TraceId).Any(s => s.Name == "trenv.worker.session.pause")
+                && trace.Any(s => s.Name == "trenv.session.resume"));
+        }, TimeSpan.FromSeconds(30), () => "the session's spans; resume so far:\n" + OtlpSink.Render(trace) + "pause:\n" + OtlpSink.Render(sink.Trace(paused.TraceId)));
+        var resumeRequest = Assert.Single(trace, s => s.ParentSpanId == resumed.Caller);
+        var entity = Only("trenv.session.resume", "trenv-coordinator", resumeRequest);
+        var workerResume = Only("trenv.worker.session.resume", "trenv-worker", entity);
+        Assert.Equal("resume", workerResume.Attributes["trenv.start"]);
+        var deltaLoad = Only("trenv.sandbox.load", "trenv-sandbox-host", workerResume);
+        Only("trenv.sandbox.restore", "trenv-sandbox-host", deltaLoad);
+        trace = sink.Trace(paused.TraceId);
+        var pauseEntity = Only("trenv.session.pause", "trenv-coordinator", Assert.Single(trace, s => s.ParentSpanId == paused.Caller));
+        Only("trenv.worker.session.pause", "trenv-worker", pauseEntity);
     }
 
     private static int FreePort()

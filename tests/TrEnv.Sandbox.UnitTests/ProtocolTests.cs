@@ -13,12 +13,14 @@ public sealed class ProtocolTests
                 LayerPath = "/layers/f", InvocationId = "inv-1", ReadOnlyDirectories = [new("/runtimes/python/lib", "/usr/local/lib")], TmpBytes = 512L << 20,
             }, new TemplatePages("/t/x.tpl", "/dev/shm/pool", LoadSource.MapTemplate, Verify: true)),
         new LoadCold(new InstanceSpec("g", new string('b', 64), "/m", 0, 0, 0, [])),
+        new LoadCold(new InstanceSpec("g", new string('b', 64), "/m", 0, 0, 0, []) { TraceParent = Parent }),
         new LoadSession(new InstanceSpec("h", new string('c', 64), "/m", 1L << 28, 100, 200, []),
             new TemplatePages("/t/h.tpl", "/mirror/pool", LoadSource.LazyTemplate, PageSocket: "/run/pages.sock"), "/mirror/pool", "/t/resume.dlt"),
         new LoadSession(new InstanceSpec("i", new string('d', 64), "/m", 1L << 28, 100, 200, []), null, "/dev/shm/pool", "/t/full.dlt"),
         new LoadSession(new InstanceSpec("j", new string('e', 64), "/m", 1L << 28, 100, 200, []), null, "/dev/shm/pool", "/t/files.dlt", 1L << 33, 4097, new string('f', 64)),
         new Invoke([1, 2, 3, 0, 255], 250, "0123456789abcdef"),
         new Invoke([], 0),
+        new Invoke([1], 100, "id", Parent),
         new Capture("/dev/shm/pool", 4096, 8192, "/t/h.tpl", "node-1"),
         new Capture("/dev/shm/pool", 0, 0, "/t/s.dlt", "node-1", "/t/base.tpl", Delta: true, MaxFilesBytes: 64L << 20),
         new Reset(),
@@ -30,6 +32,9 @@ public sealed class ProtocolTests
     [
         new Loaded(StartKind.Template, true, 123, 65536, [1], []),
         new Invoked([9, 8, 7], 42, [(byte)'o'], [(byte)'e']),
+        new Invoked([1], 42, [], []) { Spans = [new HostSpan("trenv.guest.call", 1_765_000_000_000_000, 42, -1, [new("faas.name", "f")])] },
+        new Loaded(StartKind.Template, true, 123, 65536, [], []) { Spans = [new HostSpan("trenv.sandbox.load", 1_765_000_000_000_000, 123, -1, []),
+            new HostSpan("trenv.sandbox.restore", 1_765_000_000_000_050, 70, 0, [new("k", "v"), new("ü", "✓")])] },
         new Captured(4096, true, 1, 65536, 77),
         new Captured(8192 + 300, true, 2, 65536, 90, 3, 300, new string('a', 64)),
         new ResetDone(5),
@@ -55,6 +60,20 @@ public sealed class ProtocolTests
         var (type, payload) = RoundTrip(reply.Type, reply.Write);
         var back = ReadReply(type, payload);
         Assert.Equal(Normalize(reply), Normalize(back));
+    }
+
+    private const string Parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    [Fact]
+    public void A_reply_whose_span_names_a_parent_not_before_it_is_refused_and_only_sampled_parents_ask_for_spans()
+    {
+        var bad = new Invoked([], 1, [], []) { Spans = [new HostSpan("a", 0, 1, 0, [])] };
+        var (type, payload) = RoundTrip(bad.Type, bad.Write);
+        Assert.Throws<InvalidDataException>(() => ReadReply(type, payload));
+        Assert.True(HostSpan.Sampled(Parent));
+        Assert.False(HostSpan.Sampled(Parent[..^2] + "00"));
+        Assert.False(HostSpan.Sampled(null));
+        Assert.False(HostSpan.Sampled("garbage-01"));
     }
 
     [Fact]
@@ -133,7 +152,7 @@ public sealed class ProtocolTests
         var parts = message.GetType().GetProperties().OrderBy(p => p.Name).Select(p => p.GetValue(message) switch
         {
             byte[] b => $"{p.Name}=[{string.Join(',', b)}]",
-            System.Collections.IEnumerable e and not string => $"{p.Name}=[{string.Join(',', e.Cast<object>())}]",
+            System.Collections.IEnumerable e and not string => $"{p.Name}=[{string.Join(',', e.Cast<object>().Select(x => x is HostSpan h ? Normalize(h) : x))}]",
             // A part of a message (the instance a load names, a template's pages): compared field by field too.
             { } v when v.GetType().DeclaringType == typeof(SandboxMessages) => $"{p.Name}={{{Normalize(v)}}}",
             var v => $"{p.Name}={v}",

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Akka.Actor;
 using Akka.Cluster.Hosting;
 using Akka.Event;
@@ -52,8 +53,12 @@ public sealed partial class SessionActor : ReceivePersistentActor, IWithTimers
 
     private string Id => _state.Id;
 
+    // The command the running operation serves, for its span's name and parent.
+    private SessionCommands.ISessionCommand? _operation;
+
     private void Handle(SessionCommands.ISessionCommand command)
     {
+        _operation = command;
         if (command is SessionCommands.IdleExpired idle)
         {
             HandleIdle(idle);
@@ -142,7 +147,22 @@ public sealed partial class SessionActor : ReceivePersistentActor, IWithTimers
     {
         var sender = replyTo ?? Sender;
         var id = Id;
-        operation().PipeTo(Self, success: o => new Finished(o, sender),
+        // A span per operation, continuing the caller's trace (the API's request) when the command carried one; the
+        // operation's calls to workers carry it on. It ends once the operation's events are persisted.
+        var previous = Activity.Current;
+        var span = NodeTelemetry.Coordinator.StartActivity("trenv.session." + OperationName(_operation), ActivityKind.Internal,
+            NodeTelemetry.ParentOf((_operation as ITraced)?.TraceParent));
+        span?.SetTag("trenv.session", id);
+        Task<Outcome> running;
+        try
+        {
+            running = operation();
+        }
+        finally
+        {
+            Activity.Current = previous;
+        }
+        running.PipeTo(Self, success: o => new Finished(o, sender),
             failure: e => new Finished(new Outcome([], _ => new SessionReplies.Refused(id, ErrorKinds.Internal, $"The session operation failed: {e.GetBaseException().Message}", null)), sender));
         BecomeStacked(() =>
         {
@@ -153,7 +173,13 @@ public sealed partial class SessionActor : ReceivePersistentActor, IWithTimers
                 {
                     if (outcome.Touch is not null)
                         _state = outcome.Touch(_state);
-                    done.ReplyTo.Tell(outcome.Reply(_state));
+                    var reply = outcome.Reply(_state);
+                    if (reply is SessionReplies.Refused refused)
+                        span?.SetStatus(ActivityStatusCode.Error, refused.Kind);
+                    var current = Activity.Current;
+                    span?.Dispose(); // stopping it would make its parent current on this thread: keep what was
+                    Activity.Current = current;
+                    done.ReplyTo.Tell(reply);
                     outcome.After?.Invoke();
                     ScheduleCheckpoint();
                     UnbecomeStacked();
@@ -175,6 +201,20 @@ public sealed partial class SessionActor : ReceivePersistentActor, IWithTimers
             CommandAny(_ => Stash.Stash());
         });
     }
+
+    private static string OperationName(SessionCommands.ISessionCommand? command) => command switch
+    {
+        SessionCommands.Create => "create",
+        SessionCommands.CreateFork => "create_fork",
+        SessionCommands.Fork => "fork",
+        SessionCommands.Invoke => "invoke",
+        SessionCommands.Pause => "pause",
+        SessionCommands.Checkpoint => "checkpoint",
+        SessionCommands.Resume => "resume",
+        SessionCommands.Delete => "delete",
+        SessionCommands.IdleExpired => "idle_pause",
+        _ => "operation",
+    };
 
     // A session with a checkpoint interval whose calls changed it is checkpointed once the interval allows.
     private void ScheduleCheckpoint()

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using TrEnv.Cluster;
 using Microsoft.Extensions.Logging;
 using TrEnv.Contracts;
 using TrEnv.Engine;
@@ -16,6 +17,18 @@ namespace TrEnv.Worker.Sessions;
 public sealed partial class SessionHost
 {
     public async Task<WorkerSessionReplies.Paused> PauseAsync(WorkerSessionCommands.Pause pause, CancellationToken ct)
+    {
+        using var span = NodeTelemetry.Worker.StartActivity(pause.KeepActive ? "trenv.worker.session.checkpoint" : "trenv.worker.session.pause",
+            ActivityKind.Server, NodeTelemetry.ParentOf(pause.TraceParent));
+        span?.SetTag("trenv.session", pause.SessionId);
+        var paused = await PauseCoreAsync(pause, ct);
+        span?.SetTag("trenv.stored_bytes", paused.Delta?.StoredBytes);
+        if (!paused.Ok)
+            span?.SetStatus(ActivityStatusCode.Error, paused.ErrorKind);
+        return paused;
+    }
+
+    private async Task<WorkerSessionReplies.Paused> PauseCoreAsync(WorkerSessionCommands.Pause pause, CancellationToken ct)
     {
         if (Find(pause.SessionId) is not { } session)
             return new(pause.SessionId, false, null, 0, ErrorKinds.SessionLost, $"Worker {settings.Name} holds no instance of session {pause.SessionId}.", true);

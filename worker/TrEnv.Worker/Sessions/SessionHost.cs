@@ -42,6 +42,19 @@ public sealed partial class SessionHost(
 
     public async Task<WorkerSessionReplies.Started> StartAsync(WorkerSessionCommands.Start start, CancellationToken ct)
     {
+        using var span = NodeTelemetry.Worker.StartActivity(start.Delta is null ? "trenv.worker.session.start" : "trenv.worker.session.resume",
+            ActivityKind.Server, NodeTelemetry.ParentOf(start.TraceParent));
+        span?.SetTag("trenv.session", start.SessionId);
+        span?.SetTag("faas.name", start.Function);
+        var started = await StartCoreAsync(start, ct);
+        span?.SetTag("trenv.start", started.Start);
+        if (!started.Ok)
+            span?.SetStatus(ActivityStatusCode.Error, started.ErrorKind);
+        return started;
+    }
+
+    private async Task<WorkerSessionReplies.Started> StartCoreAsync(WorkerSessionCommands.Start start, CancellationToken ct)
+    {
         var started = Stopwatch.GetTimestamp();
         var key = new FunctionVersionKey(start.Function, start.Version.Version);
         if (Find(start.SessionId) is { } existing)
@@ -93,6 +106,16 @@ public sealed partial class SessionHost(
     }
 
     public async Task<WorkerSessionReplies.Invoked> InvokeAsync(WorkerSessionCommands.Invoke invoke, CancellationToken ct)
+    {
+        using var span = NodeTelemetry.Worker.StartActivity("trenv.worker.session.invoke", ActivityKind.Server, NodeTelemetry.ParentOf(invoke.TraceParent));
+        span?.SetTag("trenv.session", invoke.SessionId);
+        var invoked = await InvokeCoreAsync(invoke, ct);
+        if (!invoked.Result.Ok)
+            span?.SetStatus(ActivityStatusCode.Error, invoked.Result.ErrorKind);
+        return invoked;
+    }
+
+    private async Task<WorkerSessionReplies.Invoked> InvokeCoreAsync(WorkerSessionCommands.Invoke invoke, CancellationToken ct)
     {
         if (Find(invoke.SessionId) is not { } session)
             return new(Result(invoke.InvocationId, false, [], 0, ErrorKinds.SessionLost, $"Worker {settings.Name} holds no instance of session {invoke.SessionId}."), true);
