@@ -4,6 +4,8 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Trace;
 using TrEnv.Cluster;
 using TrEnv.Contracts;
 using TrEnv.MemoryPool;
@@ -38,6 +40,10 @@ builder.Services.AddGrpc(o =>
 });
 // grpc.health.v1 (service "") and /healthz answer from the same checks: serving once this node is an Up member.
 builder.Services.AddGrpcHealthChecks().AddCheck<ClusterMemberCheck>("cluster-member");
+// The pool's gRPC server calls (rdma workers' page fetches and uploads) join the worker's trace when it exports one.
+builder.Services.AddTrEnvTelemetry("trenv-memory-pool", settings.Name, [],
+    tracing: t => t.AddAspNetCoreInstrumentation(o => o.Filter = c => !c.Request.Path.StartsWithSegments("/grpc.health.v1") && !c.Request.Path.StartsWithSegments("/healthz")),
+    metrics: m => m.AddAspNetCoreInstrumentation());
 builder.Services.AddTrEnvNode(settings, (akka, services) => akka.AddPoolAllocator(device, services.GetRequiredService<PoolDurability>(), settings.SessionPoolPercent, settings.TemplatePoolPercent));
 var app = builder.Build();
 // Resolved now, not when the node first asks for it: the durable directory is created before the node starts.

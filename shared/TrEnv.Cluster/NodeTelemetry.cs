@@ -11,8 +11,8 @@ namespace TrEnv.Cluster;
 /// OpenTelemetry for every node: traces of the invoke path (W3C trace context, carried inside the cluster's own
 /// messages and the sandbox protocol) and metrics (the node's meters, HttpClient, gRPC over it, the .NET runtime).
 /// Both are exported over OTLP only when <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> is set (the exporter reads the other
-/// <c>OTEL_*</c> variables itself); without it spans are still created, unrecorded, so trace context propagates
-/// (an incoming <c>traceparent</c> continues through the cluster and comes back) at the cost of a few allocations.
+/// <c>OTEL_*</c> variables itself). Without it there is no tracer provider and no span anywhere; a coordinator's
+/// answer still continues an incoming <c>traceparent</c> (<see cref="TraceParentAnswer"/>).
 /// </summary>
 public static class NodeTelemetry
 {
@@ -33,16 +33,16 @@ public static class NodeTelemetry
         var exporting = Exporting;
         var otel = services.AddOpenTelemetry().ConfigureResource(r => r.AddService(service, serviceInstanceId: node));
         // OTEL_SDK_DISABLED=true: no spans at all (the baseline ./bench.sh e2e measures tracing against); metrics stay.
-        if (Disabled)
+        // Nothing exported, nothing recorded: no tracer provider, so no span is started anywhere (an answer's
+        // traceparent is then made by TraceParentAnswer from the request's).
+        if (!exporting)
             return otel.WithMetrics(m => Metrics(m, metrics, exporting: false));
         otel.WithTracing(t =>
         {
-            t.AddSource([.. sources.Select(s => s.Name)]).AddHttpClientInstrumentation().AddGrpcClientInstrumentation();
-            // Without an exporter nothing is recorded, but every span still carries its context onwards.
-            t.SetSampler(exporting ? ConfiguredSampler() : new PropagateOnlySampler());
             tracing?.Invoke(t);
-            if (exporting)
-                t.AddOtlpExporter();
+            t.AddSource([.. sources.Select(s => s.Name)]).AddHttpClientInstrumentation().AddGrpcClientInstrumentation();
+            t.SetSampler(ConfiguredSampler());
+            t.AddOtlpExporter();
         });
         return otel.WithMetrics(m => Metrics(m, metrics, exporting));
     }
@@ -94,9 +94,17 @@ public static class NodeTelemetry
         return name.StartsWith("parentbased_", StringComparison.Ordinal) ? new ParentBasedSampler(Root(name["parentbased_".Length..])) : Root(name);
     }
 
-    // Drops every span but keeps its context, so W3C trace context flows through the cluster without recording.
-    private sealed class PropagateOnlySampler : Sampler
+    /// <summary>
+    /// The traceparent an HTTP answer carries: the request's span when one exists; otherwise (nothing exported) a span
+    /// of its own, unrecorded, in the caller's trace when <paramref name="incoming"/> names one, else in a new trace.
+    /// </summary>
+    public static string TraceParentAnswer(Activity? current, string? incoming)
     {
-        public override SamplingResult ShouldSample(in SamplingParameters samplingParameters) => new(SamplingDecision.Drop);
+        if (TraceParent(current) is { } own)
+            return own;
+        var span = ActivitySpanId.CreateRandom().ToHexString();
+        return ActivityContext.TryParse(incoming, null, out var caller)
+            ? $"00-{caller.TraceId.ToHexString()}-{span}-{((caller.TraceFlags & ActivityTraceFlags.Recorded) != 0 ? "01" : "00")}"
+            : $"00-{ActivityTraceId.CreateRandom().ToHexString()}-{span}-00";
     }
 }

@@ -48,6 +48,16 @@ public sealed class ClusterTests
             Assert.False(string.IsNullOrEmpty(p.GetProperty("detail").GetString()));
             Assert.Equal(p.GetProperty("detail").GetString(), p.GetProperty("message").GetString());
         }
+
+        // Without an exporter nothing is traced, yet an answer continues the caller's trace (a span id of its own), or starts one.
+        using var traced = new HttpRequestMessage(HttpMethod.Get, "/v1/functions");
+        traced.Headers.Add("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+        var continued = (await c.Http.SendAsync(traced)).Headers.GetValues("traceparent").Single().Split('-');
+        Assert.Equal(("00", "0af7651916cd43dd8448eb211c80319c", "01"), (continued[0], continued[1], continued[3]));
+        Assert.Matches("^[0-9a-f]{16}$", continued[2]);
+        Assert.NotEqual("b7ad6b7169203331", continued[2]);
+        var fresh = string.Join(" | ", (await c.Http.GetAsync("/v1/functions")).Headers.GetValues("traceparent"));
+        Assert.True(System.Text.RegularExpressions.Regex.IsMatch(fresh, "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"), fresh);
     }
 
     [Fact]

@@ -26,18 +26,20 @@ public static class MetricsApi
     private static bool TracedRequest(HttpContext context)
         => context.Request.Path.StartsWithSegments("/v1") && !context.Request.Path.StartsWithSegments("/v1/dashboard");
 
-    /// <summary>Every answer carries the W3C traceparent of its request's span (continuing the caller's trace when it sent one).</summary>
+    /// <summary>
+    /// Every answer carries a W3C traceparent: its request's span, continuing the caller's trace when it sent one
+    /// (none at all with OTEL_SDK_DISABLED). Set before the handler runs, so error answers carry it too.
+    /// </summary>
     public static void UseTraceParentAnswers(this WebApplication app)
-        => app.Use((context, next) =>
+    {
+        if (NodeTelemetry.Disabled)
+            return;
+        app.Use((context, next) =>
         {
-            context.Response.OnStarting(() =>
-            {
-                if (NodeTelemetry.TraceParent(System.Diagnostics.Activity.Current) is { } traceParent)
-                    context.Response.Headers["traceparent"] = traceParent;
-                return Task.CompletedTask;
-            });
+            context.Response.Headers["traceparent"] = NodeTelemetry.TraceParentAnswer(System.Diagnostics.Activity.Current, context.Request.Headers["traceparent"].ToString());
             return next(context);
         });
+    }
 
     public static void MapMetricsApi(this WebApplication app)
     {
