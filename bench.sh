@@ -121,7 +121,7 @@ if [[ $what == e2e ]]; then
   sink_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   dotnet "$bench" sink "$sink_port" &
   sink=$!
-  # Off and none alternate three times (their difference is a few per cent, within one run's noise here); means count.
+  # Off and none alternate three times (their difference is a few per cent, within one run's noise here); medians count.
   for mode in off none off none off none otlp otlp_sampled; do
     stop_cluster
     case $mode in

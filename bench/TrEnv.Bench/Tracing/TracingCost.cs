@@ -22,14 +22,15 @@ internal static class TracingCost
         var rps = await E2eBenchmark.ThroughputAsync(http, "hello", concurrency, TimeSpan.FromSeconds(seconds));
         Console.WriteLine($"tracing {mode}: hello warm {rps:F0} invocations/s at concurrency {concurrency}");
 
-        // A mode measured more than once (each on a fresh cluster) keeps every run and counts their mean.
+        // A mode measured more than once (each on a fresh cluster) keeps every run and counts their median: one stalled
+        // run (this machine has them) would move a mean by more than the difference measured.
         var root = File.Exists(output) ? JsonNode.Parse(await File.ReadAllTextAsync(output))!.AsObject() : [];
         if (root["tracing"] is not JsonObject tracing || tracing["measured_at"]?.GetValue<string>() != root["measured_at"]?.GetValue<string>())
             root["tracing"] = tracing = new JsonObject { ["measured_at"] = root["measured_at"]?.GetValue<string>() };
         if (tracing[$"{mode}_runs"] is not JsonArray runs)
             tracing[$"{mode}_runs"] = runs = [];
         runs.Add(Math.Round(rps, 0));
-        tracing[$"{mode}_rps"] = Math.Round(runs.Average(r => r!.GetValue<double>()), 0);
+        tracing[$"{mode}_rps"] = Math.Round(Median(runs.Select(r => r!.GetValue<double>()).ToList()), 0);
         tracing["hello_concurrency"] = concurrency;
         if (tracing["off_rps"]?.GetValue<double>() is { } off and > 0)
         {
@@ -39,6 +40,13 @@ internal static class TracingCost
         }
         await File.WriteAllTextAsync(output, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         return 0;
+    }
+
+    private static double Median(List<double> values)
+    {
+        values.Sort();
+        var mid = values.Count / 2;
+        return values.Count % 2 == 1 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
     }
 
     /// <summary>trenv-bench sink PORT: an OTLP receiver that keeps running (and counting) until it is sent SIGTERM or SIGINT.</summary>
