@@ -132,7 +132,7 @@ if [[ $what == e2e ]]; then
       otlp_sampled) export OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.01 ;;
     esac
     start_cluster
-    dotnet "$bench" tracing "$TRENV_URL" "$mode" "$out"
+    TRENV_BENCH_SECONDS=${TRENV_TRACING_SECONDS:-10} dotnet "$bench" tracing "$TRENV_URL" "$mode" "$out"
   done
   unset OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_PROTOCOL OTEL_TRACES_SAMPLER OTEL_TRACES_SAMPLER_ARG
 fi

@@ -32,6 +32,14 @@ internal static class TracingCost
         runs.Add(Math.Round(rps, 0));
         tracing[$"{mode}_rps"] = Math.Round(Median(runs.Select(r => r!.GetValue<double>()).ToList()), 0);
         tracing["hello_concurrency"] = concurrency;
+        // Each none run over the off run just before it (the machine's speed drifts between runs more than the cost
+        // measured): their median is the cost with the drift taken out.
+        if (mode == "none" && tracing["off_runs"] is JsonArray offs && offs.Count == runs.Count)
+        {
+            var pairs = runs.Zip(offs, (n, f) => n!.GetValue<double>() / f!.GetValue<double>()).ToList();
+            tracing["none_over_off_pairs"] = new JsonArray([.. pairs.Select(r => (JsonNode)Math.Round(r, 3))]);
+            tracing["none_over_off_paired_median"] = Math.Round(Median(pairs), 3);
+        }
         if (tracing["off_rps"]?.GetValue<double>() is { } off and > 0)
         {
             foreach (var other in new[] { "none", "otlp", "otlp_sampled" })
