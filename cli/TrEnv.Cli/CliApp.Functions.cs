@@ -92,10 +92,8 @@ public sealed partial class CliApp
                 }
                 if (!answer.Ok)
                 {
-                    if (specs.Count > 1)
-                        stderr.WriteLine($"error: {spec.Name}: {answer.Describe()}");
-                    else
-                        stderr.WriteLine($"error: {answer.Describe()}");
+                    // A manifest's functions go one by one: say which failed (those before it are deployed).
+                    stderr.WriteLine($"error: {(specs.Count > 1 ? spec.Name + ": " : "")}{answer.Describe()}");
                     return answer.ExitCode;
                 }
                 answers.Add(answer);

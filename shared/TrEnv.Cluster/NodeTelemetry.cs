@@ -21,9 +21,11 @@ public static class NodeTelemetry
 
     public static readonly ActivitySource Worker = new("TrEnv.Worker");
 
-    public static bool Exporting => !Disabled && !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    /// <summary>OTEL_SDK_DISABLED=true: no spans, and answers carry no traceparent. Read once: the environment is the node's.</summary>
+    public static readonly bool Disabled = string.Equals(Environment.GetEnvironmentVariable("OTEL_SDK_DISABLED"), "true", StringComparison.OrdinalIgnoreCase);
 
-    public static bool Disabled => string.Equals(Environment.GetEnvironmentVariable("OTEL_SDK_DISABLED"), "true", StringComparison.OrdinalIgnoreCase);
+    /// <summary>An OTLP endpoint is set (and telemetry not disabled): spans are recorded and exported.</summary>
+    public static readonly bool Exporting = !Disabled && !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT"));
 
     /// <param name="service">service.name of the node's spans and metrics (trenv-coordinator, trenv-worker, trenv-memory-pool).</param>
     /// <param name="sources">The activity sources this node starts spans from.</param>
@@ -64,6 +66,12 @@ public static class NodeTelemetry
             ? Sdk.CreateTracerProviderBuilder().ConfigureResource(r => r.AddService(service, serviceInstanceId: node)).AddSource(source)
                 .SetSampler(new ParentBasedSampler(new AlwaysOnSampler())).AddOtlpExporter().Build()
             : null;
+
+    /// <summary>
+    /// The traceparent a message to another node carries: the current span's when this node exports spans, else null
+    /// (nothing downstream would record them, so no id string is built).
+    /// </summary>
+    public static string? CurrentTraceParent() => Exporting ? TraceParent(Activity.Current) : null;
 
     /// <summary>The W3C traceparent of <paramref name="activity"/>, or null.</summary>
     public static string? TraceParent(Activity? activity) => activity?.Id is { } id && activity.IdFormat == ActivityIdFormat.W3C ? id : null;

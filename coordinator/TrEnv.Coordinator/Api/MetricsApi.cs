@@ -26,21 +26,6 @@ public static class MetricsApi
     private static bool TracedRequest(HttpContext context)
         => context.Request.Path.StartsWithSegments("/v1") && !context.Request.Path.StartsWithSegments("/v1/dashboard");
 
-    /// <summary>
-    /// Every answer carries a W3C traceparent: its request's span, continuing the caller's trace when it sent one
-    /// (none at all with OTEL_SDK_DISABLED). Set before the handler runs, so error answers carry it too.
-    /// </summary>
-    public static void UseTraceParentAnswers(this WebApplication app)
-    {
-        if (NodeTelemetry.Disabled)
-            return;
-        app.Use((context, next) =>
-        {
-            context.Response.Headers["traceparent"] = NodeTelemetry.TraceParentAnswer(System.Diagnostics.Activity.Current, context.Request.Headers["traceparent"].ToString());
-            return next(context);
-        });
-    }
-
     public static void MapMetricsApi(this WebApplication app)
     {
         // The meter's instruments exist once the metrics object does; create it before the first scrape.

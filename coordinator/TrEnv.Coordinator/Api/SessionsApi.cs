@@ -102,7 +102,7 @@ public static partial class SessionsApi
         if (Admit(id, function, admission, catalog, workers) is { } full)
             return full;
         var reply = await AdmittedAsync(admission, id, sessions.ActorRef.Ask<IProtocolMessage>(
-            new SessionCommands.Create(id, function, idle, InvokeApi.InvocationIdOf(request, response), every) { TraceParent = NodeTelemetry.TraceParent(System.Diagnostics.Activity.Current) }, StartTimeout, ct));
+            new SessionCommands.Create(id, function, idle, InvokeApi.InvocationIdOf(request, response), every) { TraceParent = NodeTelemetry.CurrentTraceParent() }, StartTimeout, ct));
         if (reply is SessionReplies.View view)
         {
             response.Headers.Location = $"/v1/sessions/{id}";
@@ -126,7 +126,7 @@ public static partial class SessionsApi
     private static async Task<IResult> Pause(string id, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions,
         SessionAdmission admission, CancellationToken ct)
     {
-        var answer = await Simple(id, request, response, settings, sessions, new SessionCommands.Pause(id, "api") { TraceParent = NodeTelemetry.TraceParent(System.Diagnostics.Activity.Current) }, StartTimeout, ct);
+        var answer = await Simple(id, request, response, settings, sessions, new SessionCommands.Pause(id, "api") { TraceParent = NodeTelemetry.CurrentTraceParent() }, StartTimeout, ct);
         // Paused, it holds no sandbox: its admission stops counting now, not when the catalog catches up.
         if (response.Headers["X-TrEnv-Session-State"] == SessionStates.Paused)
             admission.Forget(id);
@@ -160,7 +160,7 @@ public static partial class SessionsApi
     }
 
     private static Task<IResult> Checkpoint(string id, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions, CancellationToken ct)
-        => Simple(id, request, response, settings, sessions, new SessionCommands.Checkpoint(id, "api") { TraceParent = NodeTelemetry.TraceParent(System.Diagnostics.Activity.Current) }, StartTimeout, ct);
+        => Simple(id, request, response, settings, sessions, new SessionCommands.Checkpoint(id, "api") { TraceParent = NodeTelemetry.CurrentTraceParent() }, StartTimeout, ct);
 
     private static async Task<IResult> Resume(string id, string? node, bool? fromLastPause, HttpRequest request, HttpResponse response, NodeSettings settings, IRequiredActor<SessionRegion> sessions,
         SessionAdmission admission, Catalog.SessionCatalog catalog, Placement.WorkerDirectory workers, CancellationToken ct)
@@ -168,7 +168,7 @@ public static partial class SessionsApi
         if (BearerToken.Matches(request, settings.InvokeToken) && ValidId(id) && Admit(id, null, admission, catalog, workers) is { } full)
             return full;
         return await Simple(id, request, response, settings, sessions,
-            new SessionCommands.Resume(id, InvokeApi.InvocationIdOf(request, response), string.IsNullOrEmpty(node) ? null : node, fromLastPause ?? false) { TraceParent = NodeTelemetry.TraceParent(System.Diagnostics.Activity.Current) }, StartTimeout, ct);
+            new SessionCommands.Resume(id, InvokeApi.InvocationIdOf(request, response), string.IsNullOrEmpty(node) ? null : node, fromLastPause ?? false) { TraceParent = NodeTelemetry.CurrentTraceParent() }, StartTimeout, ct);
     }
 
     // An admission whose create or resume did not leave the session active is taken back at once.
@@ -242,7 +242,7 @@ public static partial class SessionsApi
         // A paused session resumes on its first call, which takes a sandbox like a resume.
         if (Admit(id, null, admission, catalog, workers) is { } full)
             return full;
-        var reply = await sessions.ActorRef.Ask<IProtocolMessage>(new SessionCommands.Invoke(id, invocationId, input) { TraceParent = NodeTelemetry.TraceParent(System.Diagnostics.Activity.Current) }, CallTimeout, ct);
+        var reply = await sessions.ActorRef.Ask<IProtocolMessage>(new SessionCommands.Invoke(id, invocationId, input) { TraceParent = NodeTelemetry.CurrentTraceParent() }, CallTimeout, ct);
         if (reply is not SessionReplies.Invoked invoked)
             return Answer(reply, response);
         var result = invoked.Result;

@@ -105,9 +105,9 @@ public sealed class CoordinatorMetrics : IDisposable
         var tags = new TagList
         {
             { "faas.name", function },
-            { "faas.version", version.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+            { "faas.version", VersionText(version) },
             { "faas.trigger", "http" },
-            { "faas.coldstart", cold },
+            { "faas.coldstart", cold ? BoxedTrue : BoxedFalse },
         };
         if (outcome == "ok")
             _faasInvocations.Add(1, tags);
@@ -121,6 +121,13 @@ public sealed class CoordinatorMetrics : IDisposable
             _faasInitDuration.Record(startupMicros / 1e6, started);
         }
     }
+
+    // Tag values recorded on every invocation, made once rather than boxed or formatted per call.
+    private static readonly object BoxedTrue = true, BoxedFalse = false;
+    private static readonly string[] Versions = [.. Enumerable.Range(0, 256).Select(v => v.ToString(System.Globalization.CultureInfo.InvariantCulture))];
+
+    private static string VersionText(int version)
+        => (uint)version < Versions.Length ? Versions[version] : version.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     private void RecordFaasError(TagList tags, string kind)
     {

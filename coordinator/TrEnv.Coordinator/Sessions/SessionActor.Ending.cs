@@ -39,7 +39,7 @@ public sealed partial class SessionActor
         try
         {
             using var gone = CancellationTokenSource.CreateLinkedTokenSource(worker.Gone.Token);
-            reply = await worker.Invoker.Ask<WorkerSessionReplies.Paused>(new WorkerSessionCommands.Pause(id, owner, st.Base, keepActive, durable) { TraceParent = TrEnv.Cluster.NodeTelemetry.TraceParent(System.Diagnostics.Activity.Current) }, PauseTimeout, gone.Token);
+            reply = await worker.Invoker.Ask<WorkerSessionReplies.Paused>(new WorkerSessionCommands.Pause(id, owner, st.Base, keepActive, durable) { TraceParent = TrEnv.Cluster.NodeTelemetry.CurrentTraceParent() }, PauseTimeout, gone.Token);
         }
         catch (OperationCanceledException) when (worker.Gone.IsCancellationRequested)
         {

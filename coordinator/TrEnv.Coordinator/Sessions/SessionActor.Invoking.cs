@@ -30,7 +30,7 @@ public sealed partial class SessionActor
         try
         {
             using var gone = CancellationTokenSource.CreateLinkedTokenSource(worker.Gone.Token);
-            reply = await worker.Invoker.Ask<WorkerSessionReplies.Invoked>(new WorkerSessionCommands.Invoke(id, invoke.InvocationId, invoke.Input) { TraceParent = TrEnv.Cluster.NodeTelemetry.TraceParent(System.Diagnostics.Activity.Current) },
+            reply = await worker.Invoker.Ask<WorkerSessionReplies.Invoked>(new WorkerSessionCommands.Invoke(id, invoke.InvocationId, invoke.Input) { TraceParent = TrEnv.Cluster.NodeTelemetry.CurrentTraceParent() },
                 TimeSpan.FromMilliseconds(st.Version!.Limits.TimeoutMs) + TimeSpan.FromSeconds(30), gone.Token);
         }
         catch (OperationCanceledException) when (worker.Gone.IsCancellationRequested)

@@ -24,7 +24,7 @@ public sealed partial class SessionActor
         var template = _s.Templates.Find(key);
         if (_s.Workers.Choose("") is not { } worker)
             return Refuse(id, ErrorKinds.Unavailable, "No worker has room for a new session right now.");
-        var start = new WorkerSessionCommands.Start(id, create.InvocationId, create.Function, version, template, null, create.IdleTimeoutSeconds) { TraceParent = TrEnv.Cluster.NodeTelemetry.TraceParent(System.Diagnostics.Activity.Current) };
+        var start = new WorkerSessionCommands.Start(id, create.InvocationId, create.Function, version, template, null, create.IdleTimeoutSeconds) { TraceParent = TrEnv.Cluster.NodeTelemetry.CurrentTraceParent() };
         var started = await StartOnAsync(worker, start, version);
         if (!started.Ok)
             return Refuse(id, started.ErrorKind ?? ErrorKinds.Internal, started.ErrorMessage ?? "The session could not start.");
@@ -79,7 +79,7 @@ public sealed partial class SessionActor
             return (null, Refuse(id, ErrorKinds.Unavailable, $"No worker has room to resume the session right now; {stays}."));
         }
         // The base template rides once, inside the delta; the event need not repeat what the state holds.
-        var start = new WorkerSessionCommands.Start(id, invocationId, st.Function!, st.Version!, null, st.Delta!, st.IdleTimeoutSeconds) { TraceParent = TrEnv.Cluster.NodeTelemetry.TraceParent(System.Diagnostics.Activity.Current) };
+        var start = new WorkerSessionCommands.Start(id, invocationId, st.Function!, st.Version!, null, st.Delta!, st.IdleTimeoutSeconds) { TraceParent = TrEnv.Cluster.NodeTelemetry.CurrentTraceParent() };
         var started = await StartOnAsync(worker, start, st.Version!);
         if (!started.Ok)
         {
