@@ -114,25 +114,58 @@ start_cluster() {
 start_cluster
 dotnet "$bench" "$what" "$@"
 if [[ $what == e2e ]]; then
-  # What tracing costs: hello's warm throughput on a fresh cluster with OpenTelemetry off (OTEL_SDK_DISABLED), with
-  # spans only propagated (no exporter, the default), and exporting over OTLP to a local receiver; ratios to off.
   out=bench/results/e2e.json
   for ((i = 1; i <= $#; i++)); do [[ ${!i} == --out ]] && { j=$((i + 1)); out=$(dirname "${!j}")/e2e.json; }; done
+  # What tracing and metrics cost with no exporter: one more coordinator per mode in a fresh cluster, loaded in
+  # alternating short bursts (fresh clusters differ here by more than the few per cent asked about): the default,
+  # OTEL_PROPAGATORS=none (no tracing code runs) and OTEL_SDK_DISABLED=true (no metrics either). Then again with the
+  # modes in three new processes.
+  added=()
+  add_coordinator() { # index, extra env...
+    local k=$1; shift
+    added+=("$(scripts/cluster.sh coordinator "coordinator-$((k + 1))" $((TRENV_BASE_PORT + 20 + k)) $((TRENV_HTTP_PORT + k)) "$@")")
+    for _ in $(seq 1 240); do
+      curl -sf "http://127.0.0.1:$((TRENV_HTTP_PORT + k))/readyz" >/dev/null 2>&1 && break
+      sleep 0.5
+    done
+  }
+  stop_added() { # SIGTERM: each leaves the cluster before it exits
+    kill "${added[@]}" 2>/dev/null || true
+    for _ in $(seq 1 60); do kill -0 "${added[@]}" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "${added[@]}" 2>/dev/null || true
+    added=()
+  }
+  at() { echo "http://127.0.0.1:$((TRENV_HTTP_PORT + $1))"; }
+  stop_cluster
+  start_cluster
+  add_coordinator 1
+  add_coordinator 2 OTEL_PROPAGATORS=none
+  add_coordinator 3 OTEL_SDK_DISABLED=true
+  dotnet "$bench" tracing-paired 1 "$out" none="$(at 1)" no_tracing="$(at 2)" off="$(at 3)"
+  stop_added
+  add_coordinator 4 OTEL_SDK_DISABLED=true
+  add_coordinator 5
+  add_coordinator 6 OTEL_PROPAGATORS=none
+  dotnet "$bench" tracing-paired 2 "$out" off="$(at 4)" none="$(at 5)" no_tracing="$(at 6)"
+  stop_added
+
+  # What exporting costs: hello's warm throughput on fresh clusters with OpenTelemetry off, exporting every span
+  # over OTLP to a local receiver, and one trace in a hundred; twice each, alternating, medians counted.
   sink_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   dotnet "$bench" sink "$sink_port" &
   sink=$!
-  # Off and none alternate three times (their difference is a few per cent, within one run's noise here); medians count.
-  for mode in off none off none off none otlp otlp_sampled; do
+  for mode in off otlp otlp_sampled off otlp otlp_sampled; do
     stop_cluster
+    unset OTEL_SDK_DISABLED OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_PROTOCOL OTEL_TRACES_SAMPLER OTEL_TRACES_SAMPLER_ARG
     case $mode in
       off) export OTEL_SDK_DISABLED=true ;;
-      none) unset OTEL_SDK_DISABLED OTEL_EXPORTER_OTLP_ENDPOINT ;;
       otlp) export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$sink_port OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf ;;
       # One trace in a hundred recorded (the rest propagated only), as a busy deployment would sample.
-      otlp_sampled) export OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.01 ;;
+      otlp_sampled) export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$sink_port OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf \
+        OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.01 ;;
     esac
     start_cluster
     TRENV_BENCH_SECONDS=${TRENV_TRACING_SECONDS:-10} dotnet "$bench" tracing "$TRENV_URL" "$mode" "$out"
   done
-  unset OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_PROTOCOL OTEL_TRACES_SAMPLER OTEL_TRACES_SAMPLER_ARG
+  unset OTEL_SDK_DISABLED OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_PROTOCOL OTEL_TRACES_SAMPLER OTEL_TRACES_SAMPLER_ARG
 fi

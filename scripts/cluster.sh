@@ -4,6 +4,8 @@
 # TRENV_CLUSTER_DIR (.trenv), TRENV_POOL_PATH (/dev/shm/trenv/pool), TRENV_BASE_PORT (4053; the pool's
 # gRPC service listens on TRENV_BASE_PORT-1 unless TRENV_POOL_GRPC_PORT says otherwise).
 # Writes the PIDs to $TRENV_CLUSTER_DIR/pids and each node's output to $TRENV_CLUSTER_DIR/NODE.log.
+# `scripts/cluster.sh coordinator NAME AKKA_PORT HTTP_PORT [VAR=VALUE...]` adds one more coordinator to the cluster
+# started with the same environment (its PID appended to pids and printed), with VAR=VALUE in its environment.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${TRENV_CLUSTER_DIR:-$root/.trenv}
@@ -12,7 +14,6 @@ workers=${TRENV_WORKERS:-2}
 base=${TRENV_BASE_PORT:-4053}
 cfg=${CONFIGURATION:-Release}
 mkdir -p "$dir"
-: > "$dir/pids"
 # The pool node is a second seed: a restarted coordinator-1 (the first seed) joins the running cluster through
 # it instead of forming a cluster of its own.
 export TRENV_SEEDS="akka.tcp://trenv@127.0.0.1:$base,akka.tcp://trenv@127.0.0.1:$((base + 1))"
@@ -38,6 +39,13 @@ else
   pool=memory-pool/TrEnv.MemoryPool.Node/bin/$cfg/net10.0/trenv-memory-pool.dll
   worker=worker/TrEnv.Worker/bin/$cfg/net10.0/trenv-worker.dll
 fi
+if [[ ${1:-} == coordinator ]]; then
+  [[ $# -ge 4 ]] || { echo "usage: scripts/cluster.sh coordinator NAME AKKA_PORT HTTP_PORT [VAR=VALUE...]" >&2; exit 2; }
+  start "$2" "$coordinator" TRENV_PORT="$3" TRENV_HTTP_PORT="$4" "${@:5}"
+  tail -n 1 "$dir/pids"
+  exit 0
+fi
+: > "$dir/pids"
 start coordinator-1 "$coordinator" TRENV_PORT=$base TRENV_HTTP_PORT=$http
 start memory-pool "$pool" TRENV_PORT=$((base + 1))
 for i in $(seq 1 "$workers"); do

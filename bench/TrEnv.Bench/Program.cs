@@ -6,7 +6,7 @@ using TrEnv.Bench;
 // ./bench.sh pool [--samples N] (TRENV_POOL_URL, TRENV_POOL_PATH: a memory-pool node)
 // ./bench.sh demo
 var command = args.FirstOrDefault() ?? "";
-var options = command is "report" or "trace" or "tracing" or "sink" ? BenchOptions.Parse([]) : BenchOptions.Parse(args.Skip(1).ToArray());
+var options = command is "report" or "trace" or "tracing" or "tracing-paired" or "sink" ? BenchOptions.Parse([]) : BenchOptions.Parse(args.Skip(1).ToArray());
 switch (command)
 {
     case "startup":
@@ -28,6 +28,11 @@ switch (command)
     case "tracing":
         // trenv-bench tracing URL off|none|otlp|otlp_sampled E2E_JSON (./bench.sh e2e runs it once per mode, each on a fresh cluster).
         return args.Length == 4 && args[2] is "off" or "none" or "otlp" or "otlp_sampled" ? await TrEnv.Bench.Tracing.TracingCost.RunAsync(options, args[1], args[2], args[3]) : Usage();
+    case "tracing-paired":
+        // trenv-bench tracing-paired PHASE E2E_JSON none=URL no_tracing=URL off=URL: one coordinator of one cluster per mode.
+        return args.Length >= 3 && int.TryParse(args[1], System.Globalization.CultureInfo.InvariantCulture, out var phase) && phase > 0
+               && args.Skip(3).Select(a => a.Split('=', 2)).ToList() is var pairs && pairs.All(p => p.Length == 2 && Uri.IsWellFormedUriString(p[1], UriKind.Absolute))
+            ? await TrEnv.Bench.Tracing.TracingPaired.RunAsync(options, pairs.ToDictionary(p => p[0], p => new Uri(p[1])), phase, args[2]) : Usage();
     case "sink":
         return args.Length == 2 ? await TrEnv.Bench.Tracing.TracingCost.SinkAsync(int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture)) : Usage();
     case "trace":
@@ -44,6 +49,6 @@ switch (command)
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: trenv-bench startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e | sandbox [--samples N] | pool | runtimes [--samples N] | agent [--samples N] | trace URL SINK_PORT MODULE | tracing URL MODE E2E_JSON | sink PORT | demo | report DATA_DIR REPORT.md");
+    Console.Error.WriteLine("usage: trenv-bench startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e | sandbox [--samples N] | pool | runtimes [--samples N] | agent [--samples N] | trace URL SINK_PORT MODULE | tracing URL MODE E2E_JSON | tracing-paired PHASE E2E_JSON MODE=URL... | sink PORT | demo | report DATA_DIR REPORT.md");
     return 2;
 }

@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using OpenTelemetry;
+using OpenTelemetry.Context.Propagation;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
@@ -11,8 +13,10 @@ namespace TrEnv.Cluster;
 /// OpenTelemetry for every node: traces of the invoke path (W3C trace context, carried inside the cluster's own
 /// messages and the sandbox protocol) and metrics (the node's meters, HttpClient, gRPC over it, the .NET runtime).
 /// Both are exported over OTLP only when <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> is set (the exporter reads the other
-/// <c>OTEL_*</c> variables itself). Without it there is no tracer provider and no span anywhere; a coordinator's
-/// answer still continues an incoming <c>traceparent</c> (<see cref="TraceParentAnswer"/>).
+/// <c>OTEL_EXPORTER_OTLP_*</c> variables itself; <see cref="TelemetryEnvironment"/> the rest). Without it there is no
+/// tracer provider and no span anywhere; a coordinator's answer still continues an incoming <c>traceparent</c>
+/// (<see cref="TraceParentAnswer"/>) unless <c>OTEL_PROPAGATORS=none</c>. <c>OTEL_SDK_DISABLED=true</c> turns the
+/// SDK off for every signal: no spans, no traceparent, and no metrics (/metrics answers empty).
 /// </summary>
 public static class NodeTelemetry
 {
@@ -21,24 +25,37 @@ public static class NodeTelemetry
 
     public static readonly ActivitySource Worker = new("TrEnv.Worker");
 
-    /// <summary>OTEL_SDK_DISABLED=true: no spans, and answers carry no traceparent. Read once: the environment is the node's.</summary>
-    public static readonly bool Disabled = string.Equals(Environment.GetEnvironmentVariable("OTEL_SDK_DISABLED"), "true", StringComparison.OrdinalIgnoreCase);
+    /// <summary>The node's OpenTelemetry variables. Read once: the environment is the node's.</summary>
+    public static readonly TelemetryEnvironment Settings = TelemetryEnvironment.FromEnvironment();
 
-    /// <summary>An OTLP endpoint is set (and telemetry not disabled): spans are recorded and exported.</summary>
-    public static readonly bool Exporting = !Disabled && !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    /// <summary>Spans are recorded and exported (an OTLP endpoint is set, traces not turned off).</summary>
+    public static readonly bool Exporting = Settings.ExportsTraces;
+
+    /// <summary>HTTP answers carry a traceparent continuing the caller's (not with OTEL_SDK_DISABLED or OTEL_PROPAGATORS=none).</summary>
+    public static readonly bool AnswersTraceParent = Settings.AnswersTraceParent;
 
     /// <param name="service">service.name of the node's spans and metrics (trenv-coordinator, trenv-worker, trenv-memory-pool).</param>
     /// <param name="sources">The activity sources this node starts spans from.</param>
     public static OpenTelemetryBuilder AddTrEnvTelemetry(this IServiceCollection services, string service, string node, IEnumerable<ActivitySource> sources,
         Action<TracerProviderBuilder>? tracing = null, Action<MeterProviderBuilder>? metrics = null)
     {
-        var exporting = Exporting;
+        if (Settings.Problem is { } problem)
+            throw new InvalidOperationException(problem);
+        // No propagation: ASP.NET Core (which took the propagator into its services when the builder was made) neither
+        // continues an incoming traceparent, nor does HttpClient send one; nor does OpenTelemetry's ASP.NET Core
+        // instrumentation, which re-parents the request's span on what its own propagator extracts (an empty one here).
+        if (!Settings.Propagate)
+        {
+            DistributedContextPropagator.Current = NoPropagation.Instance;
+            services.Replace(ServiceDescriptor.Singleton<DistributedContextPropagator>(NoPropagation.Instance));
+            Sdk.SetDefaultTextMapPropagator(new CompositeTextMapPropagator([]));
+        }
         var otel = services.AddOpenTelemetry().ConfigureResource(r => r.AddService(service, serviceInstanceId: node));
-        // OTEL_SDK_DISABLED=true: no spans at all (the baseline ./bench.sh e2e measures tracing against); metrics stay.
         // Nothing exported, nothing recorded: no tracer provider, so no span is started anywhere (an answer's
-        // traceparent is then made by TraceParentAnswer from the request's).
-        if (!exporting)
-            return otel.WithMetrics(m => Metrics(m, metrics, exporting: false));
+        // traceparent is then made by TraceParentAnswer from the request's). OTEL_SDK_DISABLED=true makes the SDK's
+        // providers no-ops, metrics included.
+        if (!Exporting)
+            return otel.WithMetrics(m => Metrics(m, metrics));
         otel.WithTracing(t =>
         {
             tracing?.Invoke(t);
@@ -46,14 +63,14 @@ public static class NodeTelemetry
             t.SetSampler(ConfiguredSampler());
             t.AddOtlpExporter();
         });
-        return otel.WithMetrics(m => Metrics(m, metrics, exporting));
+        return otel.WithMetrics(m => Metrics(m, metrics));
     }
 
-    private static void Metrics(MeterProviderBuilder m, Action<MeterProviderBuilder>? more, bool exporting)
+    private static void Metrics(MeterProviderBuilder m, Action<MeterProviderBuilder>? more)
     {
         m.AddHttpClientInstrumentation().AddRuntimeInstrumentation();
         more?.Invoke(m);
-        if (exporting)
+        if (Settings.PushesMetrics)
             m.AddOtlpExporter();
     }
 
@@ -69,7 +86,8 @@ public static class NodeTelemetry
 
     /// <summary>
     /// The traceparent a message to another node carries: the current span's when this node exports spans, else null
-    /// (nothing downstream would record them, so no id string is built).
+    /// (nothing downstream would record them, so no id string is built). OTEL_PROPAGATORS governs the HTTP edge only:
+    /// the cluster's own messages keep a trace whole.
     /// </summary>
     public static string? CurrentTraceParent() => Exporting ? TraceParent(Activity.Current) : null;
 

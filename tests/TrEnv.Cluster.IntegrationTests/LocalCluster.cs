@@ -43,10 +43,10 @@ public sealed class LocalCluster : IAsyncDisposable
         => Start(name, "coordinator/TrEnv.Coordinator", "trenv-coordinator.dll", name == "coordinator-1" ? SeedPort : FreePort(), ("TRENV_HTTP_PORT", HttpPort.ToString(System.Globalization.CultureInfo.InvariantCulture)));
 
     /// <summary>Starts another coordinator with an HTTP port of its own and returns a client for it.</summary>
-    public HttpClient StartCoordinatorWithOwnHttp(string name)
+    public HttpClient StartCoordinatorWithOwnHttp(string name, params (string Key, string Value)[] env)
     {
         var http = FreePort();
-        Start(name, "coordinator/TrEnv.Coordinator", "trenv-coordinator.dll", FreePort(), ("TRENV_HTTP_PORT", http.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        Start(name, "coordinator/TrEnv.Coordinator", "trenv-coordinator.dll", FreePort(), [("TRENV_HTTP_PORT", http.ToString(System.Globalization.CultureInfo.InvariantCulture)), .. env]);
         return new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{http}"), Timeout = TimeSpan.FromSeconds(120) };
     }
 

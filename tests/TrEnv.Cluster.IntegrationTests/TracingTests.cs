@@ -91,6 +91,48 @@ public sealed class TracingTests
         trace = sink.Trace(paused.TraceId);
         var pauseEntity = Only("trenv.session.pause", "trenv-coordinator", Assert.Single(trace, s => s.ParentSpanId == paused.Caller));
         Only("trenv.worker.session.pause", "trenv-worker", pauseEntity);
+
+        // OTEL_PROPAGATORS=none governs the HTTP edge: a coordinator so configured neither continues the caller's trace
+        // nor answers with a traceparent, yet its own trace (one it starts: flags 03, sampled and random) still runs whole
+        // through the worker and the sandbox host.
+        using var edge = c.StartCoordinatorWithOwnHttp("coordinator-2", ("OTEL_PROPAGATORS", "none"));
+        await Poll.UntilAsync(async () => (await Probe(edge, "/readyz")) == HttpStatusCode.OK, TimeSpan.FromSeconds(60), () => "coordinator-2 to be ready");
+        var ignored = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+        using var untraced = new HttpRequestMessage(HttpMethod.Post, "/v1/functions/hello/invoke") { Content = new StringContent("edge") };
+        untraced.Headers.Add("traceparent", $"00-{ignored}-{callerSpan}-01");
+        using var edgeAnswer = await edge.SendAsync(untraced);
+        Assert.Equal(HttpStatusCode.OK, edgeAnswer.StatusCode);
+        Assert.False(edgeAnswer.Headers.Contains("traceparent"));
+        var edgeInvocation = edgeAnswer.Headers.GetValues("X-TrEnv-Invocation-Id").Single();
+        OtlpSpan? edgeCall = null;
+        await Poll.UntilAsync(() =>
+        {
+            edgeCall = sink.Spans.FirstOrDefault(s => s.Name == "trenv.worker.invoke" && s.Attributes.GetValueOrDefault("faas.invocation_id") == edgeInvocation);
+            return Task.FromResult(edgeCall is not null && sink.Trace(edgeCall.TraceId) is var t
+                && t.Any(s => s.Name == "trenv.guest.call") && t.Any(s => s.Service == "trenv-coordinator" && IsRoot(s)));
+        }, TimeSpan.FromSeconds(30), () => $"coordinator-2's invocation {edgeInvocation} at the receiver; its trace so far: "
+            + (edgeCall is null ? "none" : OtlpSink.Render(sink.Trace(edgeCall.TraceId))));
+        Assert.Empty(sink.Trace(ignored));
+        trace = sink.Trace(edgeCall!.TraceId);
+        var edgeRequest = Assert.Single(trace, IsRoot);
+        Assert.Equal("trenv-coordinator", edgeRequest.Service);
+        Only("trenv.worker.invoke", "trenv-worker", Only("trenv.worker.call", "trenv-coordinator", edgeRequest));
+        Only("trenv.guest.call", "trenv-sandbox-host", Only("trenv.sandbox.call", "trenv-worker", edgeCall));
+    }
+
+    private static bool IsRoot(OtlpSpan span) => span.ParentSpanId.Length == 0 || span.ParentSpanId.All(ch => ch == '0');
+
+    private static async Task<HttpStatusCode?> Probe(HttpClient http, string path)
+    {
+        try
+        {
+            using var answer = await http.GetAsync(path);
+            return answer.StatusCode;
+        }
+        catch (HttpRequestException)
+        {
+            return null;
+        }
     }
 
     private static int FreePort()

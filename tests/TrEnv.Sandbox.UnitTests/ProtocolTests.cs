@@ -72,6 +72,9 @@ public sealed class ProtocolTests
         Assert.Throws<InvalidDataException>(() => ReadReply(type, payload));
         Assert.True(HostSpan.Sampled(Parent));
         Assert.False(HostSpan.Sampled(Parent[..^2] + "00"));
+        Assert.True(HostSpan.Sampled(Parent[..^2] + "03")); // sampled, random trace id: what .NET starts a trace with
+        Assert.False(HostSpan.Sampled(Parent[..^2] + "02"));
+        Assert.False(HostSpan.Sampled(Parent[..^2] + "zz"));
         Assert.False(HostSpan.Sampled(null));
         Assert.False(HostSpan.Sampled("garbage-01"));
     }

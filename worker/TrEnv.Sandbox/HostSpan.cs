@@ -9,8 +9,15 @@ public sealed record HostSpan(string Name, long StartUnixMicros, long DurationMi
 {
     private const int MaxSpans = 64;
 
-    /// <summary>Whether a traceparent asks for recording (its sampled flag), so a host reports spans only when they will be exported.</summary>
-    public static bool Sampled(string? traceParent) => traceParent is { Length: 55 } && traceParent.EndsWith("-01", StringComparison.Ordinal);
+    /// <summary>
+    /// Whether a traceparent asks for recording (bit 0 of its flags), so a host reports spans only when they will be
+    /// exported. Other bits may be set too: .NET marks the trace ids it generates random (0x02), so a trace a
+    /// coordinator starts itself arrives with flags 03.
+    /// </summary>
+    public static bool Sampled(string? traceParent)
+        => traceParent is { Length: 55 } && traceParent[52] == '-'
+           && byte.TryParse(traceParent.AsSpan(53, 2), System.Globalization.NumberStyles.AllowHexSpecifier, System.Globalization.CultureInfo.InvariantCulture, out var flags)
+           && (flags & 1) == 1;
 
     public static long NowUnixMicros() => (DateTime.UtcNow.Ticks - DateTime.UnixEpoch.Ticks) / 10;
 

@@ -6,10 +6,11 @@ using System.Text.Json.Nodes;
 namespace TrEnv.Bench.Tracing;
 
 /// <summary>
-/// What tracing costs (./bench.sh e2e): hello's warm throughput on a cluster in one tracing mode, merged into e2e.json
-/// under "tracing" as MODE_rps; once "off" and another mode are there, their ratios to off too. Modes: off
-/// (OTEL_SDK_DISABLED, no spans at all), none (spans propagated, no exporter: the default), otlp (every span exported),
-/// otlp_sampled (one trace in a hundred exported).
+/// What exporting spans costs (./bench.sh e2e): hello's warm throughput on a fresh cluster in one tracing mode, merged
+/// into e2e.json under "tracing" as MODE_rps; once "off" and another mode are there, their ratios to off too. Modes:
+/// off (OTEL_SDK_DISABLED, no spans at all), none (no exporter, the default), otlp (every span exported), otlp_sampled
+/// (one trace in a hundred exported). The few per cent between off and none is measured by <see cref="TracingPaired"/>:
+/// fresh clusters differ by more than that here.
 /// </summary>
 internal static class TracingCost
 {
@@ -30,16 +31,8 @@ internal static class TracingCost
         if (tracing[$"{mode}_runs"] is not JsonArray runs)
             tracing[$"{mode}_runs"] = runs = [];
         runs.Add(Math.Round(rps, 0));
-        tracing[$"{mode}_rps"] = Math.Round(Median(runs.Select(r => r!.GetValue<double>()).ToList()), 0);
+        tracing[$"{mode}_rps"] = Math.Round(Stats.Median(runs.Select(r => r!.GetValue<double>()).ToList()), 0);
         tracing["hello_concurrency"] = concurrency;
-        // Each none run over the off run just before it (the machine's speed drifts between runs more than the cost
-        // measured): their median is the cost with the drift taken out.
-        if (mode == "none" && tracing["off_runs"] is JsonArray offs && offs.Count == runs.Count)
-        {
-            var pairs = runs.Zip(offs, (n, f) => n!.GetValue<double>() / f!.GetValue<double>()).ToList();
-            tracing["none_over_off_pairs"] = new JsonArray([.. pairs.Select(r => (JsonNode)Math.Round(r, 3))]);
-            tracing["none_over_off_paired_median"] = Math.Round(Median(pairs), 3);
-        }
         if (tracing["off_rps"]?.GetValue<double>() is { } off and > 0)
         {
             foreach (var other in new[] { "none", "otlp", "otlp_sampled" })
@@ -48,13 +41,6 @@ internal static class TracingCost
         }
         await File.WriteAllTextAsync(output, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         return 0;
-    }
-
-    private static double Median(List<double> values)
-    {
-        values.Sort();
-        var mid = values.Count / 2;
-        return values.Count % 2 == 1 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
     }
 
     /// <summary>trenv-bench sink PORT: an OTLP receiver that keeps running (and counting) until it is sent SIGTERM or SIGINT.</summary>

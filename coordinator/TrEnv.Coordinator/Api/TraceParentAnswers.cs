@@ -7,11 +7,12 @@ public static class TraceParentAnswers
 {
     /// <summary>
     /// Every answer carries a W3C traceparent: its request's span, continuing the caller's trace when it sent one
-    /// (none at all with OTEL_SDK_DISABLED). Set before the handler runs, so error answers carry it too.
+    /// (none at all with OTEL_SDK_DISABLED=true or OTEL_PROPAGATORS=none). Set before the handler runs, so error answers
+    /// carry it too.
     /// </summary>
     public static void UseTraceParentAnswers(this WebApplication app)
     {
-        if (NodeTelemetry.Disabled)
+        if (!NodeTelemetry.AnswersTraceParent)
             return;
         app.Use((context, next) =>
         {
