@@ -2,6 +2,7 @@
 # Benchmarks. `./bench.sh startup [--samples N] [--pss-instances N] [--out FILE]` measures the start paths
 # (cold, copy-restore, map-restore, warm) for hello and heavy and writes bench/results/startup.json.
 # `./bench.sh e2e [--samples N]` measures heavy's starts and hello's throughput over HTTP (bench/results/e2e.json).
+# `./bench.sh restart` runs only e2e's coordinator restart under load (printed, not written).
 # `./bench.sh sandbox [--samples N]` measures sandbox create vs repurpose, SWITCH vs NEW starts over HTTP,
 # idle sandbox memory and how many fit in 4 GiB (bench/results/sandbox.json).
 # `./bench.sh pool [--samples N]` restores heavy on a node that never saw it: CXL map, rdma eager, lazy,
@@ -25,8 +26,8 @@ if [[ $what == images ]]; then
   exec scripts/image-times.sh "${@:2}"
 fi
 case "$what" in
-  startup|e2e|sandbox|pool|runtimes|agent|report|peer) shift ;;
-  *) echo "usage: ./bench.sh images | startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e [--samples N] | sandbox [--samples N] | pool [--samples N] | runtimes [--samples N] | agent [--samples N] | peer [FILE] | report" >&2; exit 2 ;;
+  startup|e2e|restart|sandbox|pool|runtimes|agent|report|peer) shift ;;
+  *) echo "usage: ./bench.sh images | startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e [--samples N] | restart | sandbox [--samples N] | pool [--samples N] | runtimes [--samples N] | agent [--samples N] | peer [FILE] | report" >&2; exit 2 ;;
 esac
 if [[ -z ${TRENV_BENCH_NO_BUILD:-} ]]; then
   scripts/bootstrap.sh
@@ -48,7 +49,7 @@ if [[ $what == report ]]; then
   mkdir -p "$data"
   export TRENV_BENCH_NO_BUILD=1
   ./bench.sh startup --samples 10 --pss-instances 64 --sizes 1,4,16,64,256 --out "$data/startup.json"
-  TRENV_BENCH_SECONDS=3 ./bench.sh e2e --samples 15 --out "$data/e2e.json"
+  TRENV_BENCH_SECONDS=3 TRENV_TRACING_ROUNDS=6 TRENV_TRACING_SECONDS=3 ./bench.sh e2e --samples 15 --out "$data/e2e.json"
   ./bench.sh sandbox --samples 10 --out "$data/sandbox.json"
   ./bench.sh pool --samples 10 --out "$data/pool.json"
   exec dotnet "$bench" report "$data" bench/results/report.md
@@ -112,6 +113,10 @@ start_cluster() {
   done
 }
 start_cluster
+if [[ $what == restart ]]; then
+  dotnet "$bench" restart "$TRENV_URL"
+  exit
+fi
 dotnet "$bench" "$what" "$@"
 if [[ $what == e2e ]]; then
   out=bench/results/e2e.json

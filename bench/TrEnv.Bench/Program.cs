@@ -6,7 +6,7 @@ using TrEnv.Bench;
 // ./bench.sh pool [--samples N] (TRENV_POOL_URL, TRENV_POOL_PATH: a memory-pool node)
 // ./bench.sh demo
 var command = args.FirstOrDefault() ?? "";
-var options = command is "report" or "trace" or "tracing" or "tracing-paired" or "sink" ? BenchOptions.Parse([]) : BenchOptions.Parse(args.Skip(1).ToArray());
+var options = command is "report" or "trace" or "tracing" or "tracing-paired" or "sink" or "restart" ? BenchOptions.Parse([]) : BenchOptions.Parse(args.Skip(1).ToArray());
 switch (command)
 {
     case "startup":
@@ -33,6 +33,9 @@ switch (command)
         return args.Length >= 3 && int.TryParse(args[1], System.Globalization.CultureInfo.InvariantCulture, out var phase) && phase > 0
                && args.Skip(3).Select(a => a.Split('=', 2)).ToList() is var pairs && pairs.All(p => p.Length == 2 && Uri.IsWellFormedUriString(p[1], UriKind.Absolute))
             ? await TrEnv.Bench.Tracing.TracingPaired.RunAsync(options, pairs.ToDictionary(p => p[0], p => new Uri(p[1])), phase, args[2]) : Usage();
+    case "restart":
+        // trenv-bench restart URL: only the coordinator restart under load of e2e (the cluster bench.sh or scripts/cluster.sh started).
+        return args.Length == 2 ? await RestartUnderLoad.RunAsync(options, new Uri(args[1])) : Usage();
     case "sink":
         return args.Length == 2 ? await TrEnv.Bench.Tracing.TracingCost.SinkAsync(int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture)) : Usage();
     case "trace":
@@ -49,6 +52,6 @@ switch (command)
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: trenv-bench startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e | sandbox [--samples N] | pool | runtimes [--samples N] | agent [--samples N] | trace URL SINK_PORT MODULE | tracing URL MODE E2E_JSON | tracing-paired PHASE E2E_JSON MODE=URL... | sink PORT | demo | report DATA_DIR REPORT.md");
+    Console.Error.WriteLine("usage: trenv-bench startup [--samples N] [--pss-instances N] [--sizes MIB,...] [--out FILE] | e2e | sandbox [--samples N] | pool | runtimes [--samples N] | agent [--samples N] | trace URL SINK_PORT MODULE | tracing URL MODE E2E_JSON | tracing-paired PHASE E2E_JSON MODE=URL... | restart URL | sink PORT | demo | report DATA_DIR REPORT.md");
     return 2;
 }

@@ -14,6 +14,15 @@ internal static class RestartUnderLoad
 {
     private static readonly TimeSpan Bucket = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>trenv-bench restart URL: hello deployed and warmed (10 s of load), then <see cref="MeasureAsync"/> alone.</summary>
+    public static async Task<int> RunAsync(BenchOptions o, Uri url)
+    {
+        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 32 }) { BaseAddress = url, Timeout = TimeSpan.FromMinutes(2) };
+        await E2eBenchmark.DeployAsync(http, "hello", await File.ReadAllBytesAsync(Path.Combine(o.Guests, "hello.wasm")), "");
+        await E2eBenchmark.ThroughputAsync(http, "hello", 16, TimeSpan.FromSeconds(3));
+        return await MeasureAsync(http, "hello", 16) is null ? 1 : 0;
+    }
+
     public static async Task<JsonObject?> MeasureAsync(HttpClient http, string function, int concurrency)
     {
         var dir = Environment.GetEnvironmentVariable("TRENV_CLUSTER_DIR");

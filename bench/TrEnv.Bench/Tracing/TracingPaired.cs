@@ -26,7 +26,7 @@ internal static class TracingPaired
 
     public static async Task<int> RunAsync(BenchOptions o, IReadOnlyDictionary<string, Uri> urls, int phase, string output)
     {
-        var rounds = Setting("TRENV_TRACING_ROUNDS", 18);
+        var rounds = Setting("TRENV_TRACING_ROUNDS", 30);
         var burst = TimeSpan.FromSeconds(Setting("TRENV_TRACING_BURST_SECONDS", 3));
         var wrk = Wrk.Find() ?? throw new InvalidOperationException("The paired tracing measurement needs wrk (Debian package wrk): an in-process client would share the cores it measures.");
         if (Modes.FirstOrDefault(m => !urls.ContainsKey(m)) is { } missing)
