@@ -31,9 +31,6 @@ public static class NodeTelemetry
     /// <summary>Spans are recorded and exported (an OTLP endpoint is set, traces not turned off).</summary>
     public static readonly bool Exporting = Settings.ExportsTraces;
 
-    /// <summary>HTTP answers carry a traceparent continuing the caller's (not with OTEL_SDK_DISABLED or OTEL_PROPAGATORS=none).</summary>
-    public static readonly bool AnswersTraceParent = Settings.AnswersTraceParent;
-
     /// <param name="service">service.name of the node's spans and metrics (trenv-coordinator, trenv-worker, trenv-memory-pool).</param>
     /// <param name="sources">The activity sources this node starts spans from.</param>
     public static OpenTelemetryBuilder AddTrEnvTelemetry(this IServiceCollection services, string service, string node, IEnumerable<ActivitySource> sources,

@@ -23,9 +23,10 @@ public sealed record TelemetryEnvironment(bool Disabled, bool Endpoint, bool Tra
     public static TelemetryEnvironment Parse(Func<string, string?> variable)
     {
         var problems = new List<string>();
-        var disabled = variable("OTEL_SDK_DISABLED")?.Trim() is { Length: > 0 } d
-            ? bool.TryParse(d, out var off) ? off : Refused(problems, $"OTEL_SDK_DISABLED \"{d}\" is neither true nor false.", false)
-            : false;
+        var sdk = variable("OTEL_SDK_DISABLED")?.Trim();
+        var disabled = false;
+        if (!string.IsNullOrEmpty(sdk) && !bool.TryParse(sdk, out disabled))
+            problems.Add($"OTEL_SDK_DISABLED \"{sdk}\" is neither true nor false.");
         var traces = Names(problems, variable, "OTEL_TRACES_EXPORTER", "otlp", ["otlp", "none"]);
         var metrics = Names(problems, variable, "OTEL_METRICS_EXPORTER", "otlp", ["otlp", "prometheus", "none"]);
         var propagators = Names(problems, variable, "OTEL_PROPAGATORS", "tracecontext,baggage", ["tracecontext", "baggage", "none"]);
@@ -48,11 +49,5 @@ public sealed record TelemetryEnvironment(bool Disabled, bool Endpoint, bool Tra
         else if (names.Contains("none") && names.Count > 1)
             problems.Add($"{name} \"{raw}\" combines none with other names.");
         return names;
-    }
-
-    private static T Refused<T>(List<string> problems, string problem, T value)
-    {
-        problems.Add(problem);
-        return value;
     }
 }

@@ -13,8 +13,11 @@ public static class HostSpans
 
     private static readonly ActivitySource Source = new(SourceName);
 
-    /// <summary>The traceparent a request to the host carries: the caller's current span, when it is a W3C one.</summary>
-    public static string? CurrentTraceParent() => Activity.Current is { IdFormat: ActivityIdFormat.W3C } current ? current.Id : null;
+    /// <summary>
+    /// The traceparent a request to the host carries: the caller's current span when it is recorded (the host reports
+    /// spans for nothing else, so a propagation-only span, as most are under a ratio sampler, sends no id string).
+    /// </summary>
+    public static string? CurrentTraceParent() => Activity.Current is { IdFormat: ActivityIdFormat.W3C, Recorded: true } current ? current.Id : null;
 
     /// <summary>Starts and ends one activity per reported span under <paramref name="parent"/>, leaving the caller's current span as it was.</summary>
     public static void Emit(IReadOnlyList<HostSpan> spans, ActivityContext parent, int pid)

@@ -107,20 +107,19 @@ internal sealed partial class HostLoop
     private HostSpan[] LoadSpans(Load load, long at, long micros, long moduleAt, long moduleMicros, bool moduleCached, long filesMicros, long createMicros, long restoreMicros)
     {
         static KeyValuePair<string, string> Tag(string key, string value) => new(key, value);
-        var step = at + moduleAt;
-        var spans = new List<HostSpan>
-        {
+        var module = at + moduleAt;
+        var files = module + moduleMicros;
+        var create = files + filesMicros;
+        var restore = create + createMicros;
+        return
+        [
             new("trenv.sandbox.load", at, micros, -1,
                 [Tag("faas.name", load.Instance.Function), Tag("trenv.load.source", load.Source.ToString().ToLowerInvariant()), Tag("trenv.start", _instance!.Origin.ToHeader())]),
-            new("trenv.sandbox.module", step, moduleMicros, 0, [Tag("trenv.module.cached", moduleCached ? "true" : "false")]),
-        };
-        step += moduleMicros;
-        spans.Add(new("trenv.sandbox.files", step, filesMicros, 0, []));
-        step += filesMicros;
-        spans.Add(new("trenv.sandbox.instantiate", step, createMicros, 0, []));
-        step += createMicros;
-        spans.Add(new(load is LoadCold ? "trenv.sandbox.init" : "trenv.sandbox.restore", step, restoreMicros, 0, []));
-        return [.. spans];
+            new("trenv.sandbox.module", module, moduleMicros, 0, [Tag("trenv.module.cached", moduleCached ? "true" : "false")]),
+            new("trenv.sandbox.files", files, filesMicros, 0, []),
+            new("trenv.sandbox.instantiate", create, createMicros, 0, []),
+            new(load is LoadCold ? "trenv.sandbox.init" : "trenv.sandbox.restore", restore, restoreMicros, 0, []),
+        ];
     }
 
     // A session's /tmp changes, read from the pool after its pages and checked before anything is written.

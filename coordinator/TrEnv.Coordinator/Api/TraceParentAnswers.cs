@@ -12,7 +12,7 @@ public static class TraceParentAnswers
     /// </summary>
     public static void UseTraceParentAnswers(this WebApplication app)
     {
-        if (!NodeTelemetry.AnswersTraceParent)
+        if (!NodeTelemetry.Settings.AnswersTraceParent)
             return;
         app.Use((context, next) =>
         {
